@@ -1,0 +1,53 @@
+"""langchain-setraf: local LLMs for LangChain in a fraction of the memory, plus ERT chains.
+
+Public API only. Everything is imported lazily, so ``import langchain_setraf`` imports
+neither torch nor llama_cpp.
+
+Example:
+    >>> import sys, langchain_setraf
+    >>> "llama_cpp" in sys.modules or "torch" in sys.modules
+    False
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from langchain_setraf._version import __version__
+
+if TYPE_CHECKING:
+    from langchain_setraf.cache import LoadedModel, ModelCache, get_model_cache, release_all
+    from langchain_setraf.gguf_file import GGUFFormatError
+    from langchain_setraf.llms import GGUFLLM
+    from langchain_setraf.memory import MemorySnapshot, give_back_memory, memory_snapshot
+    from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
+
+_EXPORTS = {
+    "GGUFLLM": "langchain_setraf.llms",
+    "ModelCache": "langchain_setraf.cache",
+    "LoadedModel": "langchain_setraf.cache",
+    "get_model_cache": "langchain_setraf.cache",
+    "release_all": "langchain_setraf.cache",
+    "MemorySnapshot": "langchain_setraf.memory",
+    "memory_snapshot": "langchain_setraf.memory",
+    "give_back_memory": "langchain_setraf.memory",
+    "GGUFFormatError": "langchain_setraf.gguf_file",
+    "default_gguf_path": "langchain_setraf.models",
+    "DefaultModelNotInstalledError": "langchain_setraf.models",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'langchain_setraf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,68 @@
+"""Behaviour shared by every LangChain class that draws its model from the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from langchain_setraf.backends.base import Backend, LoadSpec
+from langchain_setraf.cache import ModelCache, get_model_cache
+
+
+class CachedModelMixin:
+    """Mixin: build a :class:`LoadSpec`, lease the shared model, release it.
+
+    Subclasses implement :meth:`_backend_and_spec`. Constructors never load weights: the
+    first lease does.
+    """
+
+    def _backend_and_spec(self) -> tuple[Backend, LoadSpec]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _cache(self) -> ModelCache:
+        return get_model_cache()
+
+    @contextmanager
+    def _lease(self, *, lock: bool = True) -> Iterator[Any]:
+        backend, spec = self._backend_and_spec()
+        with self._cache().lease(backend, spec, user=self, lock=lock) as handle:
+            yield handle
+
+    def release(self, *, wait: bool = True, timeout: float | None = None) -> bool:
+        """Release this object's model from the shared cache and give the memory back.
+
+        Every object sharing the model loses it; the next call on any of them reloads.
+        Waits for running generations first.
+
+        Returns:
+            ``True`` if the model was loaded.
+        """
+        _, spec = self._backend_and_spec()
+        return self._cache().release(spec, wait=wait, timeout=timeout)
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether this object's model is loaded in the cache now."""
+        _, spec = self._backend_and_spec()
+        return spec in self._cache()
+
+
+def merge_stops(*stops: list[str] | None) -> list[str] | None:
+    """Union of stop-sequence lists, order kept, empty strings dropped."""
+    out: list[str] = []
+    for group in stops:
+        for s in group or []:
+            if s and s not in out:
+                out.append(s)
+    return out or None
+
+
+def apply_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop sequence. Returns ``(text, was_cut)``."""
+    if not stop:
+        return text, False
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    if cut < 0:
+        return text, False
+    return text[:cut], True

@@ -1,0 +1,114 @@
+"""GGUF models through llama-cpp-python: mmap on, mlock off, CPU by default.
+
+The file is validated in Python (:func:`~langchain_setraf.gguf_file.read_gguf_header`)
+before llama.cpp sees it, and only the load options the caller set are passed on (no RoPE
+or other overrides that change the model's own metadata).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from langchain_setraf.backends.base import LoadSpec, file_identity
+from langchain_setraf.gguf_file import GGUFFormatError, GGUFInfo, read_gguf_header
+
+__all__ = ["GGUFBackend", "GGUFHandle", "import_llama_cpp", "GGUF_LOAD_OPTIONS"]
+
+#: Options of ``llama_cpp.Llama`` that change the loaded model or its context (cache key).
+GGUF_LOAD_OPTIONS = (
+    "n_ctx",
+    "n_batch",
+    "n_threads",
+    "n_gpu_layers",
+    "use_mmap",
+    "use_mlock",
+)
+
+
+def import_llama_cpp() -> Any:
+    """Import ``llama_cpp`` or raise an ``ImportError`` naming the extra to install."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ImportError(
+            "the GGUF backend needs llama-cpp-python: pip install 'langchain-setraf[gguf]' "
+            f"({exc})"
+        ) from exc
+    return llama_cpp
+
+
+def estimate_gguf_bytes(info: GGUFInfo, n_ctx: int) -> int:
+    """Estimate resident memory of a GGUF model with an ``n_ctx`` context.
+
+    Weights (tensor bytes, mmapped: they count in RSS once touched) + KV cache
+    (layers × n_ctx × (K + V width) × 2 bytes for f16) + compute buffers (a
+    per-context graph buffer that grows with the batch and vocabulary).
+    """
+    n_layer = int(info.arch_value("block_count", 0) or 0)
+    n_embd = int(info.arch_value("embedding_length", 0) or 0)
+    n_head = int(info.arch_value("attention.head_count", 1) or 1)
+    n_head_kv = int(info.arch_value("attention.head_count_kv", n_head) or n_head)
+    head_dim = n_embd // max(n_head, 1)
+    k_len = int(info.arch_value("attention.key_length", head_dim) or head_dim)
+    v_len = int(info.arch_value("attention.value_length", head_dim) or head_dim)
+    kv = n_layer * n_ctx * n_head_kv * (k_len + v_len) * 2
+    vocab = 0
+    tokens = info.metadata.get("tokenizer.ggml.tokens")
+    if tokens is not None:
+        vocab = getattr(tokens, "length", None) or len(tokens)
+    # logits for one batch row + graph scratch: a few activations of width n_embd per token
+    compute = vocab * 4 * 2 + n_ctx * n_embd * 4 * 2 + 16 * 1024 * 1024
+    return info.tensor_bytes + kv + compute
+
+
+class GGUFHandle:
+    """A loaded ``llama_cpp.Llama`` owned by the cache."""
+
+    def __init__(self, llama: Any, info: GGUFInfo, n_ctx: int) -> None:
+        self.llama = llama
+        self.info = info
+        self._estimate = estimate_gguf_bytes(info, n_ctx)
+
+    @property
+    def estimated_bytes(self) -> int:
+        return self._estimate
+
+    def close(self) -> None:
+        llama, self.llama = self.llama, None
+        if llama is not None:
+            llama.close()
+
+
+class GGUFBackend:
+    """The built-in ``gguf`` backend."""
+
+    name = "gguf"
+
+    def spec_for(self, model_path: str | os.PathLike[str], **options: Any) -> LoadSpec:
+        """Build the cache key for ``model_path`` and the load options that were set."""
+        unknown = set(options) - set(GGUF_LOAD_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown GGUF load option(s): {sorted(unknown)}")
+        path = Path(model_path)
+        if not path.exists() and not path.is_symlink():
+            raise FileNotFoundError(f"model file not found: {path}")
+        try:
+            identity = file_identity(path)
+        except OSError as exc:
+            raise GGUFFormatError(f"{path}: cannot open model file ({exc.strerror})") from None
+        return LoadSpec.create(self.name, identity, options)
+
+    def estimate_bytes(self, spec: LoadSpec) -> int:
+        info = read_gguf_header(spec.path)
+        return estimate_gguf_bytes(info, int(spec.options_dict.get("n_ctx") or 512))
+
+    def load(self, spec: LoadSpec) -> GGUFHandle:
+        info = read_gguf_header(spec.path)  # validate before llama.cpp sees the file
+        llama_cpp = import_llama_cpp()
+        opts = spec.options_dict
+        verbose = bool(os.environ.get("SETRAF_LLAMA_VERBOSE"))
+        llama = llama_cpp.Llama(model_path=spec.path, verbose=verbose, **opts)
+        n_ctx = int(llama.n_ctx())
+        return GGUFHandle(llama, info, n_ctx)

@@ -1,0 +1,391 @@
+"""The one process-wide model cache: load once, share everywhere, release for real.
+
+Every LLM object, chain and thread that asks for the same model (same backend, same file,
+same load options) gets the same loaded copy. Loading is single-flight: N threads asking at
+once cause exactly one load. Generation on one model is serialised by a per-model lock
+(a llama.cpp context is not thread-safe). A release never frees a model under a running
+generation: it waits for it, then closes the model and gives the memory back to the OS.
+
+Example:
+    >>> from langchain_setraf import GGUFLLM, get_model_cache
+    >>> llm = GGUFLLM(max_tokens=8, temperature=0)
+    >>> _ = llm.invoke("Hello")
+    >>> [m.backend for m in get_model_cache().loaded()]
+    ['gguf']
+    >>> llm.release()
+    True
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_setraf.backends.base import Backend, LoadSpec, ModelHandle
+from langchain_setraf.memory import give_back_memory
+
+__all__ = ["ModelCache", "LoadedModel", "get_model_cache", "release_all"]
+
+_LOADING, _READY, _CLOSING = "loading", "ready", "closing"
+
+
+class _Entry:
+    __slots__ = (
+        "spec",
+        "backend",
+        "handle",
+        "state",
+        "error",
+        "ready",
+        "gen_lock",
+        "active",
+        "lease_threads",
+        "loaded_at",
+        "load_seconds",
+        "last_used",
+        "users",
+        "estimated_bytes",
+        "__weakref__",
+    )
+
+    def __init__(self, spec: LoadSpec, backend: Backend) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.handle: ModelHandle | None = None
+        self.state = _LOADING
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        # A plain Lock (not RLock): a streaming generation may be resumed from another
+        # thread by asyncio executors, and only a Lock may be released by any thread.
+        self.gen_lock = threading.Lock()
+        self.active = 0
+        self.lease_threads: Counter[int] = Counter()
+        self.loaded_at = 0.0
+        self.load_seconds = 0.0
+        self.last_used = time.monotonic()
+        # keyed by id(): pydantic models are unhashable, so a WeakSet cannot hold them
+        self.users: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+        self.estimated_bytes = 0
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model currently held by the cache (what :meth:`ModelCache.loaded` returns).
+
+    Attributes:
+        key: The :class:`LoadSpec` the model was loaded for.
+        backend: Backend name.
+        path: The model's real path.
+        options: Load options.
+        loaded_at: Wall-clock time (epoch seconds) the load finished.
+        load_seconds: How long the load took.
+        estimated_bytes: The backend's estimate of the model's memory.
+        last_used: Wall-clock time of the last lease's end (or the load).
+        idle_seconds: Seconds since last use (0 while in use).
+        users: Number of live LLM / chat-model objects that used it.
+        active: Generations running on it now.
+    """
+
+    key: LoadSpec
+    backend: str
+    path: str
+    options: dict[str, Any]
+    loaded_at: float
+    load_seconds: float
+    estimated_bytes: int
+    last_used: float
+    idle_seconds: float
+    users: int
+    active: int
+
+
+class ModelCache:
+    """Registry of loaded models shared by the whole process.
+
+    Use :func:`get_model_cache` rather than constructing one: a second cache would load
+    second copies of the same weights, which is exactly what this package exists to avoid.
+    (Tests construct private caches to stay isolated.)
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.RLock())
+        self._entries: dict[LoadSpec, _Entry] = {}
+        self.load_counts: Counter[LoadSpec] = Counter()
+        self.release_counts: Counter[LoadSpec] = Counter()
+
+    # -- statistics ---------------------------------------------------------------------
+    @property
+    def total_loads(self) -> int:
+        """Number of loads this cache performed since it was created."""
+        return sum(self.load_counts.values())
+
+    def __contains__(self, spec: object) -> bool:
+        with self._cond:
+            entry = self._entries.get(spec) if isinstance(spec, LoadSpec) else None
+            return entry is not None and entry.state == _READY
+
+    def __len__(self) -> int:
+        with self._cond:
+            return sum(1 for e in self._entries.values() if e.state == _READY)
+
+    def loaded(self) -> list[LoadedModel]:
+        """List the models loaded now, with key, load time, size, last use and users."""
+        now_mono, now_wall = time.monotonic(), time.time()
+        out = []
+        with self._cond:
+            for e in self._entries.values():
+                if e.state != _READY:
+                    continue
+                idle = 0.0 if e.active else max(0.0, now_mono - e.last_used)
+                out.append(
+                    LoadedModel(
+                        key=e.spec,
+                        backend=e.spec.backend,
+                        path=e.spec.path,
+                        options=e.spec.options_dict,
+                        loaded_at=e.loaded_at,
+                        load_seconds=e.load_seconds,
+                        estimated_bytes=e.estimated_bytes,
+                        last_used=now_wall - idle,
+                        idle_seconds=idle,
+                        users=len(e.users),
+                        active=e.active,
+                    )
+                )
+        return out
+
+    # -- use ------------------------------------------------------------------------------
+    @contextmanager
+    def lease(
+        self,
+        backend: Backend,
+        spec: LoadSpec,
+        *,
+        user: object | None = None,
+        lock: bool = True,
+    ) -> Iterator[Any]:
+        """Borrow the model for ``spec``, loading it first if no one has.
+
+        While the lease is held the model cannot be released. With ``lock=True`` (the
+        default) the per-model generation lock is held too, so only one generation runs
+        on a model at a time.
+
+        Args:
+            backend: The backend that can load ``spec``.
+            spec: What to load.
+            user: The LLM object asking (counted in :meth:`loaded`, weakly referenced).
+            lock: Hold the per-model generation lock for the lease.
+
+        Yields:
+            The backend's model handle.
+
+        Raises:
+            Exception: Whatever the backend's load raised; nothing stays half-loaded and
+                the next lease tries again.
+        """
+        entry, must_load = self._enter(backend, spec)
+        try:
+            if must_load:
+                self._load(entry)
+            else:
+                entry.ready.wait()
+                if entry.error is not None:
+                    raise entry.error
+            if user is not None:
+                try:
+                    entry.users[id(user)] = user
+                except TypeError:  # object without weakref support: not counted
+                    pass
+            if lock:
+                with entry.gen_lock:
+                    yield entry.handle
+            else:
+                yield entry.handle
+        finally:
+            self._exit(entry)
+
+    def _enter(self, backend: Backend, spec: LoadSpec) -> tuple[_Entry, bool]:
+        with self._cond:
+            while True:
+                entry = self._entries.get(spec)
+                if entry is None:
+                    entry = _Entry(spec, backend)
+                    self._entries[spec] = entry
+                    must_load = True
+                    break
+                if entry.state == _CLOSING:
+                    # a release is in progress: wait for it, then load afresh
+                    self._cond.wait()
+                    continue
+                must_load = False
+                break
+            entry.active += 1
+            entry.lease_threads[threading.get_ident()] += 1
+            return entry, must_load
+
+    def _load(self, entry: _Entry) -> None:
+        start = time.perf_counter()
+        try:
+            handle = entry.backend.load(entry.spec)
+        except BaseException as exc:
+            with self._cond:
+                entry.error = exc
+                entry.state = _CLOSING
+                if self._entries.get(entry.spec) is entry:
+                    del self._entries[entry.spec]
+                entry.ready.set()
+                self._cond.notify_all()
+            give_back_memory()
+            raise
+        with self._cond:
+            entry.handle = handle
+            entry.load_seconds = time.perf_counter() - start
+            entry.loaded_at = time.time()
+            entry.last_used = time.monotonic()
+            try:
+                entry.estimated_bytes = int(handle.estimated_bytes)
+            except Exception:  # noqa: BLE001 - an estimate must never fail a load
+                entry.estimated_bytes = 0
+            entry.state = _READY
+            self.load_counts[entry.spec] += 1
+            entry.ready.set()
+            self._cond.notify_all()
+
+    def _exit(self, entry: _Entry) -> None:
+        close_now = False
+        with self._cond:
+            entry.active -= 1
+            tid = threading.get_ident()
+            entry.lease_threads[tid] -= 1
+            if entry.lease_threads[tid] <= 0:
+                del entry.lease_threads[tid]
+            entry.last_used = time.monotonic()
+            if entry.active == 0 and entry.state == _CLOSING and entry.handle is not None:
+                close_now = True
+            self._cond.notify_all()
+        if close_now:
+            self._close(entry)
+
+    # -- release ------------------------------------------------------------------------
+    def release(self, spec: LoadSpec, *, wait: bool = True, timeout: float | None = None) -> bool:
+        """Release one model: wait for running generations, close it, give memory back.
+
+        Args:
+            spec: The model's key.
+            wait: Block until the model is closed. With ``False`` the model is marked for
+                release and closed by the last running generation as it ends.
+            timeout: With ``wait``, give up after this many seconds (raises ``TimeoutError``;
+                the release still happens when the generations end).
+
+        Returns:
+            ``True`` if the model was loaded (and is now released or being released).
+
+        Raises:
+            RuntimeError: Called with ``wait=True`` from inside a lease on the same model in
+                the same thread (it would wait for itself forever).
+            TimeoutError: ``timeout`` passed before running generations ended.
+        """
+        with self._cond:
+            entry = self._entries.get(spec)
+            if entry is None:
+                return False
+            if entry.state == _LOADING:
+                # let the load finish, then release what it produced
+                while entry.state == _LOADING:
+                    self._cond.wait()
+                if self._entries.get(spec) is not entry:
+                    return False
+            if wait and entry.lease_threads.get(threading.get_ident()):
+                raise RuntimeError(
+                    f"release() of {spec.describe()} from inside a generation on the same "
+                    "model would deadlock; use release(wait=False)"
+                )
+            if entry.state == _READY:
+                entry.state = _CLOSING
+            if not wait:
+                close_now = entry.active == 0 and entry.handle is not None
+            else:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while entry.active > 0:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(
+                            f"{spec.describe()} still has {entry.active} running generation(s) "
+                            f"after {timeout} s; it will be released when they end"
+                        )
+                    self._cond.wait(remaining)
+                close_now = entry.handle is not None
+        if close_now or wait:
+            self._close(entry)
+        return True
+
+    def _close(self, entry: _Entry) -> None:
+        with self._cond:
+            handle, entry.handle = entry.handle, None
+            if handle is None:
+                # another thread is closing it: return only once the memory is given back
+                while self._entries.get(entry.spec) is entry:
+                    self._cond.wait()
+                return
+        if handle is not None:
+            try:
+                handle.close()
+            finally:
+                del handle
+                with self._cond:
+                    if self._entries.get(entry.spec) is entry:
+                        del self._entries[entry.spec]
+                    self.release_counts[entry.spec] += 1
+                    self._cond.notify_all()
+                give_back_memory()
+
+    def release_all(self, *, wait: bool = True) -> int:
+        """Release every loaded model. Returns how many were released."""
+        with self._cond:
+            specs = list(self._entries)
+        return sum(1 for s in specs if self.release(s, wait=wait))
+
+    def reset_stats(self) -> None:
+        """Zero the load and release counters (the loaded models stay)."""
+        with self._cond:
+            self.load_counts.clear()
+            self.release_counts.clear()
+
+    def stats(self) -> Mapping[str, int]:
+        """Counters: loads, releases, models loaded now."""
+        return {
+            "loads": self.total_loads,
+            "releases": sum(self.release_counts.values()),
+            "loaded": len(self),
+        }
+
+
+_GLOBAL_CACHE: ModelCache | None = None
+_GLOBAL_LOCK = threading.Lock()
+
+
+def get_model_cache() -> ModelCache:
+    """Return the process-wide :class:`ModelCache` (created on first use)."""
+    global _GLOBAL_CACHE
+    if _GLOBAL_CACHE is None:
+        with _GLOBAL_LOCK:
+            if _GLOBAL_CACHE is None:
+                _GLOBAL_CACHE = ModelCache()
+    return _GLOBAL_CACHE
+
+
+def release_all() -> int:
+    """Release every model in the process-wide cache and give the memory back.
+
+    Example:
+        >>> from langchain_setraf import release_all
+        >>> release_all() >= 0
+        True
+    """
+    return get_model_cache().release_all()

