@@ -98,7 +98,7 @@ def test_eight_threads_four_calls_one_load(cache: ModelCache) -> None:
         for _ in range(4):
             try:
                 text = llm.invoke(PROMPT)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 with lock:
                     errors.append(exc)
                 return
@@ -128,7 +128,10 @@ def test_stream_joined_equals_invoke(cache: ModelCache) -> None:
 
 def test_stop_sequences_non_streaming_and_streaming(cache: ModelCache) -> None:
     llm = GGUFLLM(temperature=0, seed=0, max_tokens=40)
-    prompt = "<|im_start|>user\nCount from 1 to 10 separated by commas.<|im_end|>\n<|im_start|>assistant\n"
+    prompt = (
+        "<|im_start|>user\nCount from 1 to 10 separated by commas.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
     full = llm.invoke(prompt)
     assert "4" in full, full
     stop = ["4"]
@@ -283,9 +286,21 @@ def test_import_does_not_pull_torch_or_llama_cpp() -> None:
 def test_cli_generate_prints_text_and_memory() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "langchain_setraf.cli", "generate", "Say hi.", "--max-tokens", "8",
-         "--temperature", "0"],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "langchain_setraf.cli",
+            "generate",
+            "Say hi.",
+            "--max-tokens",
+            "8",
+            "--temperature",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()

@@ -37,7 +37,20 @@ _EXPORTS = {
     "DefaultModelNotInstalledError": "langchain_setraf.models",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "GGUFLLM",
+    "DefaultModelNotInstalledError",
+    "GGUFFormatError",
+    "LoadedModel",
+    "MemorySnapshot",
+    "ModelCache",
+    "__version__",
+    "default_gguf_path",
+    "get_model_cache",
+    "give_back_memory",
+    "memory_snapshot",
+    "release_all",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -18,7 +18,7 @@ T = TypeVar("T")
 _DONE = object()
 
 
-async def aiter_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+async def aiter_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncGenerator[T, None]:
     """Yield the items of ``factory()`` computed in a worker thread.
 
     Exceptions raised by the iterator are re-raised in the consumer.
@@ -48,7 +48,7 @@ async def aiter_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator[T
                 put(item)
                 if stop.is_set():
                     break
-        except BaseException as exc:  # noqa: BLE001 - forwarded to the consumer
+        except BaseException as exc:
             if not stop.is_set():
                 put(_Failure(exc))
             return

@@ -30,28 +30,28 @@ from typing import Any
 from langchain_setraf.backends.base import Backend, LoadSpec, ModelHandle
 from langchain_setraf.memory import give_back_memory
 
-__all__ = ["ModelCache", "LoadedModel", "get_model_cache", "release_all"]
+__all__ = ["LoadedModel", "ModelCache", "get_model_cache", "release_all"]
 
 _LOADING, _READY, _CLOSING = "loading", "ready", "closing"
 
 
 class _Entry:
     __slots__ = (
-        "spec",
-        "backend",
-        "handle",
-        "state",
-        "error",
-        "ready",
-        "gen_lock",
-        "active",
-        "lease_threads",
-        "loaded_at",
-        "load_seconds",
-        "last_used",
-        "users",
-        "estimated_bytes",
         "__weakref__",
+        "active",
+        "backend",
+        "error",
+        "estimated_bytes",
+        "gen_lock",
+        "handle",
+        "last_used",
+        "lease_threads",
+        "load_seconds",
+        "loaded_at",
+        "ready",
+        "spec",
+        "state",
+        "users",
     )
 
     def __init__(self, spec: LoadSpec, backend: Backend) -> None:
@@ -250,7 +250,7 @@ class ModelCache:
             entry.last_used = time.monotonic()
             try:
                 entry.estimated_bytes = int(handle.estimated_bytes)
-            except Exception:  # noqa: BLE001 - an estimate must never fail a load
+            except Exception:
                 entry.estimated_bytes = 0
             entry.state = _READY
             self.load_counts[entry.spec] += 1

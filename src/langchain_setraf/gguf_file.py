@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GGUFFormatError", "GGUFInfo", "GGUFTensor", "read_gguf_header", "GGML_TYPES"]
+__all__ = ["GGML_TYPES", "GGUFFormatError", "GGUFInfo", "GGUFTensor", "read_gguf_header"]
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from langchain_setraf._async import aiter_in_thread
 from langchain_setraf._cached import CachedModelMixin, merge_stops
 from langchain_setraf.backends.base import LoadSpec
 from langchain_setraf.backends.gguf import GGUFBackend
+from langchain_setraf.chat_template import messages_to_dicts, render_chat_template
+from langchain_setraf.gguf_file import read_gguf_header
 from langchain_setraf.models import default_gguf_path
 
 __all__ = ["GGUFLLM"]
@@ -145,6 +148,22 @@ class GGUFLLM(CachedModelMixin, LLM):
         params["stop"] = merge_stops(self.stop, stop)
         return params
 
+    def chat_template(self) -> str | None:
+        """The chat template stored in the GGUF file (read from the header, no load)."""
+        return _template_of(self.resolved_model_path())
+
+    def format_chat(self, messages: Sequence[Any]) -> str:
+        """Render LangChain messages with the model's own chat template (sandboxed).
+
+        Falls back to a plain ``role: content`` transcript only when the file has no
+        template (base models).
+        """
+        template = self.chat_template()
+        dicts = messages_to_dicts(messages)
+        if template is None:
+            return "\n".join(f"{m['role']}: {m['content']}" for m in dicts) + "\nassistant:"
+        return render_chat_template(template, dicts, add_generation_prompt=True)
+
     def get_num_tokens(self, text: str) -> int:
         """Count tokens with the model's own tokenizer (loads the model if needed)."""
         with self._lease(lock=False) as handle:
@@ -258,7 +277,7 @@ class GGUFLLM(CachedModelMixin, LLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
-        agen = aiter_in_thread(lambda: self._stream(prompt, stop, None, **kwargs))
+        agen: AsyncGenerator[GenerationChunk, None] = aiter_in_thread(lambda: self._stream(prompt, stop, None, **kwargs))
         try:
             async for chunk in agen:
                 if run_manager is not None and chunk.text:
@@ -266,6 +285,16 @@ class GGUFLLM(CachedModelMixin, LLM):
                 yield chunk
         finally:
             await agen.aclose()
+
+
+@lru_cache(maxsize=16)
+def _template_cached(path: str, size: int, mtime: int) -> str | None:
+    return read_gguf_header(path).chat_template
+
+
+def _template_of(path: Path) -> str | None:
+    st = path.stat()
+    return _template_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def _token_usage(generations: list[list[Generation]]) -> dict[str, Any]:

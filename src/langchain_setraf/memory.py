@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["MemorySnapshot", "memory_snapshot", "give_back_memory", "format_bytes"]
+__all__ = ["MemorySnapshot", "format_bytes", "give_back_memory", "memory_snapshot"]
 
 _MB = 1024 * 1024
 
@@ -162,7 +162,7 @@ def give_back_memory() -> bool:
         try:
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001 - best effort on exotic builds
+        except Exception:
             pass
     lib = _libc()
     if lib is None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["LoadSpec", "Backend", "ModelHandle", "file_identity"]
+__all__ = ["Backend", "LoadSpec", "ModelHandle", "file_identity"]
 
 
 def file_identity(path: str | os.PathLike[str]) -> tuple[str, int, int]:

@@ -14,7 +14,7 @@ from typing import Any
 from langchain_setraf.backends.base import LoadSpec, file_identity
 from langchain_setraf.gguf_file import GGUFFormatError, GGUFInfo, read_gguf_header
 
-__all__ = ["GGUFBackend", "GGUFHandle", "import_llama_cpp", "GGUF_LOAD_OPTIONS"]
+__all__ = ["GGUF_LOAD_OPTIONS", "GGUFBackend", "GGUFHandle", "import_llama_cpp"]
 
 #: Options of ``llama_cpp.Llama`` that change the loaded model or its context (cache key).
 GGUF_LOAD_OPTIONS = (
@@ -33,8 +33,7 @@ def import_llama_cpp() -> Any:
         import llama_cpp
     except ImportError as exc:
         raise ImportError(
-            "the GGUF backend needs llama-cpp-python: pip install 'langchain-setraf[gguf]' "
-            f"({exc})"
+            f"the GGUF backend needs llama-cpp-python: pip install 'langchain-setraf[gguf]' ({exc})"
         ) from exc
     return llama_cpp
 

@@ -1,0 +1,103 @@
+"""``setraf interpret FILE``: a Markdown (or JSON) report of one survey."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from langchain_setraf.ert.chains import Interpretation, interpretation_chain
+from langchain_setraf.ert.io import load_survey
+from langchain_setraf.ert.summary import SurveySummary, summarize
+
+BACKENDS = ("gguf",)
+
+
+def add_interpret_parser(sub: Any) -> None:
+    """Register the ``interpret`` sub-command on the ``setraf`` parser."""
+    p = sub.add_parser("interpret", help="interpret an ERT survey file with a local LLM")
+    p.add_argument("file", help="survey file (Res2DInv, pyGIMLi unified, XYZ, Syscal, SETRAF…)")
+    p.add_argument("--backend", default="gguf", help="model backend (default: gguf)")
+    p.add_argument("--model", default=None, help="model path (default: embedded SmolLM2)")
+    p.add_argument("--lang", choices=("fr", "en"), default="fr")
+    p.add_argument("--context", default="", help="site notes given to the model as data")
+    p.add_argument("--format", dest="fmt", default=None, help="force the survey format")
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--json", action="store_true", help="print the Interpretation as JSON")
+    p.set_defaults(func=run_interpret)
+
+
+def _progress(message: str) -> None:
+    print(f"[setraf] {message}", file=sys.stderr, flush=True)
+
+
+def run_interpret(args: argparse.Namespace) -> int:
+    """Run the ``interpret`` command."""
+    if args.backend not in BACKENDS:
+        raise ValueError(f"unknown backend {args.backend!r}; available: {', '.join(BACKENDS)}")
+    from langchain_setraf.llms import GGUFLLM
+    from langchain_setraf.memory import memory_snapshot
+
+    _progress(f"reading {args.file}")
+    survey = load_survey(args.file, format=args.fmt)
+    summary = summarize(survey, language=args.lang)
+    _progress(
+        f"{survey.format}: {survey.n_electrodes} electrodes, {survey.n_data} data, "
+        f"{len(summary.units)} unit(s)"
+    )
+    llm = GGUFLLM(model_path=args.model, temperature=0.2, max_tokens=args.max_tokens, seed=0)
+    _progress(f"loading model {llm.resolved_model_path().name} and generating…")
+    start = time.perf_counter()
+    result = interpretation_chain(llm, language=args.lang).invoke(
+        {"survey": summary, "context": args.context}
+    )
+    _progress(f"done in {time.perf_counter() - start:.1f} s; memory: {memory_snapshot()}")
+    llm.release()
+    if args.json:
+        print(json.dumps(result.model_dump(), ensure_ascii=False, indent=2))
+    else:
+        print(render_markdown(result, summary))
+    return 0
+
+
+def render_markdown(result: Interpretation, summary: SurveySummary) -> str:
+    """The report: survey facts, units table, interpretation, recommendations, caveats."""
+    fr = result.language == "fr"
+    t = {
+        "title": "Interprétation ERT" if fr else "ERT interpretation",
+        "facts": "Faits du levé" if fr else "Survey facts",
+        "units": "Unités" if fr else "Units",
+        "interp": "Interprétation" if fr else "Interpretation",
+        "recs": "Recommandations" if fr else "Recommendations",
+        "image": "Prompt d'image" if fr else "Image prompt",
+        "caveats": "Limites" if fr else "Caveats",
+        "warn": "Avertissements (vérification des chiffres)" if fr else "Warnings (number check)",
+        "depth": "profondeur (m)" if fr else "depth (m)",
+        "cand": "candidats" if fr else "candidates",
+    }
+    lines = [f"# {t['title']}: {summary.survey.path.name}", "", f"## {t['facts']}", ""]
+    for key, value in summary.facts().items():
+        if value not in (None, ""):
+            lines.append(f"- **{key}**: {value}")
+    lines += [
+        f"- **DOI**: {summary.doi_rule}",
+        "",
+        f"## {t['units']}",
+        "",
+        f"| unit | {t['depth']} | ρ p10 | ρ median | ρ p90 (Ω·m) | {t['cand']} | SETRAF |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for u in result.units:
+        lines.append(
+            f"| {u.name} | {u.top_m:g}–{u.bottom_m:g} | {u.rho_p10:g} | {u.rho_median:g} | "
+            f"{u.rho_p90:g} | {', '.join(u.candidates)} | {u.setraf_class} |"
+        )
+    lines += ["", f"## {t['interp']}", "", result.geology or "—", "", f"## {t['recs']}", ""]
+    lines += [f"- {r}" for r in result.recommendations]
+    if result.image_prompt:
+        lines += ["", f"## {t['image']}", "", result.image_prompt]
+    lines += ["", f"## {t['caveats']}", ""] + [f"- {c}" for c in result.caveats]
+    lines += ["", f"## {t['warn']}", ""] + ([f"- {w}" for w in result.warnings] or ["- —"])
+    return "\n".join(lines)

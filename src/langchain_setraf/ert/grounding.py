@@ -1,0 +1,78 @@
+"""Check every resistivity and depth a model wrote against the grounded summary.
+
+Numbers are found in the text (``"120 Ω·m"``, ``"50–150 ohm.m"``, ``"1,5 m"``,
+``"1 000 ohm-m"``), then each is accepted when the summary supports it: a resistivity
+inside the observed range (±25 %) or within 5 % of a figure the summary states; a depth
+inside the section (±20 %) and not below the depth of investigation. The text is left
+as written; unsupported numbers become warnings.
+
+Example:
+    >>> from langchain_setraf.ert import load_survey, summarize
+    >>> s = summarize(load_survey("examples/two_layer_wenner.dat"))
+    >>> check_numbers("A layer of 9000 ohm·m at 3 m.", s)
+    ['9000 Ω·m is not supported by the survey (observed 51.2–153 Ω·m)']
+"""
+
+from __future__ import annotations
+
+import re
+
+from langchain_setraf.ert.summary import SurveySummary
+
+__all__ = ["extract_numbers", "check_numbers"]
+
+_NUM = r"\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?"
+_OHM = r"(?:Ω|ohms?|ohm|Ohm|OHM)\s*[·.\-\s]?\s*m\b|Ωm|ohm-?m"
+_RANGE = r"\s*(?:–|-|—|to|à|a|and|et)\s*"
+_RHO_RE = re.compile(rf"(?P<a>{_NUM})(?:{_RANGE}(?P<b>{_NUM}))?\s*(?:{_OHM})", re.I)
+_DEPTH_RE = re.compile(
+    rf"(?P<a>{_NUM})(?:{_RANGE}(?P<b>{_NUM}))?\s*(?:m|mètres?|metres?|meters?)\b(?!\s*[·.]?\s*(?:Ω|ohm))",
+    re.I,
+)
+
+
+def _to_float(token: str) -> float:
+    t = re.sub(r"[ \u00a0\u202f]", "", token)
+    if "," in t and "." not in t:
+        t = t.replace(",", ".")
+    return float(t.replace(",", ""))
+
+
+def extract_numbers(text: str) -> tuple[list[float], list[float]]:
+    """Return ``(resistivities, depths)`` written in ``text``."""
+    rhos: list[float] = []
+    for m in _RHO_RE.finditer(text):
+        rhos += [_to_float(g) for g in (m.group("a"), m.group("b")) if g]
+    rest = _RHO_RE.sub(" ", text)
+    depths: list[float] = []
+    for m in _DEPTH_RE.finditer(rest):
+        depths += [_to_float(g) for g in (m.group("a"), m.group("b")) if g]
+    return rhos, depths
+
+
+def _near(value: float, allowed: list[float], rel: float = 0.05) -> bool:
+    return any(abs(value - a) <= rel * max(abs(a), 1e-9) for a in allowed)
+
+
+def check_numbers(text: str, summary: SurveySummary) -> list[str]:
+    """Warnings for resistivities and depths in ``text`` that the summary does not support."""
+    warnings = []
+    rhos, depths = extract_numbers(text)
+    lo, hi = summary.stats.min, summary.stats.max
+    allowed_rho = summary.allowed_resistivities()
+    for v in dict.fromkeys(rhos):
+        if not (lo / 1.25 <= v <= hi * 1.25) and not _near(v, allowed_rho):
+            warnings.append(
+                f"{v:g} Ω·m is not supported by the survey (observed {lo:g}–{hi:g} Ω·m)"
+            )
+    allowed_depth = summary.allowed_depths()
+    dmax = summary.depth_max
+    doi = summary.doi_depth
+    for v in dict.fromkeys(depths):
+        if _near(v, allowed_depth):
+            continue
+        if v > dmax * 1.2:
+            warnings.append(f"{v:g} m is deeper than the section ({dmax:g} m)")
+        elif doi is not None and summary.masked_fraction > 0 and v > doi * 1.1:
+            warnings.append(f"{v:g} m lies below the depth of investigation ({doi:g} m)")
+    return warnings
