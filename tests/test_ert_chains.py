@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from langchain_core.language_models import FakeListChatModel, FakeListLLM
 from langchain_core.language_models.fake import FakeStreamingListLLM
-from langchain_core.runnables import RunnableLambda
 
 from langchain_setraf import GGUFLLM
 from langchain_setraf.ert import (
@@ -43,7 +42,9 @@ def test_parse_sections_does_not_trip_on_decimal_numbers() -> None:
     assert "1.5 m" in found["geology"]
     assert found["actions"].splitlines() == ["- Forage à 9 m.", "- Mesures IP."]
     assert found["image"] == "Coupe à deux couches."
-    md = parse_sections("**Geology:** A.\n## Actions\n- B\n**Image prompt**: C", ("geology", "actions", "image"))
+    md = parse_sections(
+        "**Geology:** A.\n## Actions\n- B\n**Image prompt**: C", ("geology", "actions", "image")
+    )
     assert md == {"geology": "A.", "actions": "- B", "image": "C"}
 
 
@@ -115,7 +116,9 @@ def test_legend_graph_and_chat_chains() -> None:
     leg = legend_chain(llm, "fr").invoke({"values": [0.5, 5, 50, 500], "section_type": "general"})
     assert leg.legend == "bleu = eau douce" and leg.explanation == "Eau douce dominante."
     assert len(leg.classes) == 4 and leg.classes[0].startswith("eau de mer")
-    text = graph_explanation_chain(llm, "fr").invoke({"graph_type": "pseudo_section", "data_stats": "n=153"})
+    text = graph_explanation_chain(llm, "fr").invoke(
+        {"graph_type": "pseudo_section", "data_stats": "n=153"}
+    )
     assert "deux couches" in text
     with pytest.raises(ValueError, match="unknown graph_type"):
         graph_explanation_chain(llm, "fr").invoke({"graph_type": "nope"})
@@ -154,7 +157,9 @@ def test_legacy_functions_with_fake_model() -> None:
         {"data": [5.0, 50.0], "depth": [1, 2]}, 1.0, 100.0, "freshwater",
     )  # fmt: skip
     assert (legend, expl) == ("blue", "fresh water.")
-    out = generate_graph_explanation_with_llm(FakeListLLM(responses=["Graph text."]), "kernel_matrix", "s")
+    out = generate_graph_explanation_with_llm(
+        FakeListLLM(responses=["Graph text."]), "kernel_matrix", "s"
+    )
     assert out == "Graph text."
     with pytest.raises(ValueError, match="no LLM"):
         analyze_data_with_mistral(None, {"rho_mean": 1.0})
@@ -195,9 +200,13 @@ def test_legacy_pipeline_on_real_model() -> None:
     try:
         eos = pipe.tokenizer.eos_token_id
         assert isinstance(eos, int) and eos >= 0
-        out = pipe("[INST] Dis bonjour. [/INST]", max_new_tokens=8, do_sample=False, pad_token_id=eos)
+        out = pipe(
+            "[INST] Dis bonjour. [/INST]", max_new_tokens=8, do_sample=False, pad_token_id=eos
+        )
         text = out[0]["generated_text"]
-        assert text.startswith("[INST] Dis bonjour. [/INST]") and len(text) > len("[INST] Dis bonjour. [/INST]")
+        assert text.startswith("[INST] Dis bonjour. [/INST]") and len(text) > len(
+            "[INST] Dis bonjour. [/INST]"
+        )
         start = time.monotonic()
         with pytest.raises(GenerationTimeoutError):
             generate_text_with_streaming(llm, "[INST] Write a long story. [/INST]",

@@ -207,7 +207,7 @@ def test_truncated_real_files_fail_cleanly(ert_dir: Path, tmp_path: Path) -> Non
 
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.dat"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.dat"):
         load_survey(tmp_path / "nope.dat")
     with pytest.raises(ERTFormatError, match="directory"):
         load_survey(tmp_path)

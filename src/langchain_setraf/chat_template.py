@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ChatTemplateError", "render_chat_template", "messages_to_dicts"]
+__all__ = ["ChatTemplateError", "messages_to_dicts", "render_chat_template"]
 
 
 class ChatTemplateError(ValueError):
@@ -36,8 +36,8 @@ def render_chat_template(
     **extra: Any,
 ) -> str:
     """Render ``template`` with ``messages`` (``[{"role": ..., "content": ...}]``)."""
-    from jinja2 import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+    from jinja2.exceptions import SecurityError, TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = _raise

@@ -277,7 +277,9 @@ class GGUFLLM(CachedModelMixin, LLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
-        agen: AsyncGenerator[GenerationChunk, None] = aiter_in_thread(lambda: self._stream(prompt, stop, None, **kwargs))
+        agen: AsyncGenerator[GenerationChunk, None] = aiter_in_thread(
+            lambda: self._stream(prompt, stop, None, **kwargs)
+        )
         try:
             async for chunk in agen:
                 if run_manager is not None and chunk.text:

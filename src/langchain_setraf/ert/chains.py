@@ -38,14 +38,14 @@ from langchain_setraf.ert.survey import Survey
 
 __all__ = [
     "Interpretation",
-    "UnitReport",
     "LegendResult",
+    "UnitReport",
+    "as_summary",
+    "ert_chat_chain",
+    "graph_explanation_chain",
     "interpretation_chain",
     "legend_chain",
-    "graph_explanation_chain",
-    "ert_chat_chain",
     "parse_sections",
-    "as_summary",
 ]
 
 SurveyInput = str | os.PathLike[str] | Survey | SurveySummary
@@ -108,9 +108,7 @@ def as_summary(value: SurveyInput, language: str = "en") -> SurveySummary:
     return summarize(survey, language=language)
 
 
-def _model_step(
-    llm: BaseLanguageModel[Any], prefill: str = ""
-) -> Runnable[list[BaseMessage], str]:
+def _model_step(llm: BaseLanguageModel[Any], prefill: str = "") -> Runnable[list[BaseMessage], str]:
     """Messages → text, for chat models and LLMs alike.
 
     For completion LLMs with a chat template, ``prefill`` starts the assistant's answer
@@ -316,7 +314,9 @@ def interpretation_chain(
             image = found.get("image", "")
             if not found:
                 geology = text.strip()
-                warnings.append("the model wrote no section headings; its whole text is kept as geology")
+                warnings.append(
+                    "the model wrote no section headings; its whole text is kept as geology"
+                )
         if not recs:
             recs = _default_recommendations(summary, lang)
             warnings.append("the model gave no recommendations; deterministic ones were used")
@@ -425,4 +425,3 @@ def ert_chat_chain(
         return [SystemMessage(prompts.SYSTEM[lang]), HumanMessage(msg)]
 
     return (RunnableLambda(build) | model).with_config(run_name="ert_chat")
-

@@ -16,9 +16,9 @@ import math
 from dataclasses import dataclass
 
 __all__ = [
-    "Material",
-    "Candidate",
     "MATERIALS",
+    "Candidate",
+    "Material",
     "candidate_materials",
     "setraf_class",
     "setraf_water_class",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["geometric_factor", "edwards_median_depth", "electrode_pairs"]
+__all__ = ["edwards_median_depth", "electrode_pairs", "geometric_factor"]
 
 
 def electrode_pairs(
@@ -35,9 +35,7 @@ def electrode_pairs(
     return pairs
 
 
-def geometric_factor(
-    a: float | None, b: float | None, m: float | None, n: float | None
-) -> float:
+def geometric_factor(a: float | None, b: float | None, m: float | None, n: float | None) -> float:
     """Flat-earth geometric factor ``K = 2π / (1/AM − 1/BM − 1/AN + 1/BN)`` in m.
 
     Reference: ``../shared/docs/ert-reference.md`` §1.1 (checked there against 636 Syscal

@@ -19,7 +19,7 @@ import re
 
 from langchain_setraf.ert.summary import SurveySummary
 
-__all__ = ["extract_numbers", "check_numbers"]
+__all__ = ["check_numbers", "extract_numbers"]
 
 _NUM = r"\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?"
 _OHM = r"(?:Ω|ohms?|ohm|Ohm|OHM)\s*[·.\-\s]?\s*m\b|Ωm|ohm-?m"

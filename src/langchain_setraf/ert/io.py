@@ -30,7 +30,7 @@ from pathlib import Path
 from langchain_setraf.ert.geometry import edwards_median_depth, geometric_factor
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Quadrupole, Survey
 
-__all__ = ["load_survey", "FORMATS", "sniff_format"]
+__all__ = ["FORMATS", "load_survey", "sniff_format"]
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
@@ -92,7 +92,9 @@ def _float(path: Path, lineno: int, token: str, what: str) -> float:
     try:
         value = float(token)
     except ValueError:
-        raise ERTFormatError(path, lineno, f"expected a number for {what}, found {token!r}") from None
+        raise ERTFormatError(
+            path, lineno, f"expected a number for {what}, found {token!r}"
+        ) from None
     if not math.isfinite(value):
         raise ERTFormatError(path, lineno, f"expected a finite number for {what}, found {token!r}")
     return value
@@ -482,9 +484,13 @@ def _read_unified(path: Path, text: str) -> Survey:
     for j in range(n_sensors):
         ln, content = next_content(f"electrode {j + 1} of {n_sensors}")
         tokens = sensor_tokens or (
-            [("x", 1.0), ("z", 1.0)] if len(content.split()) == 2 else [("x", 1.0), ("y", 1.0), ("z", 1.0)]
+            [("x", 1.0), ("z", 1.0)]
+            if len(content.split()) == 2
+            else [("x", 1.0), ("y", 1.0), ("z", 1.0)]
         )
-        nums = _floats(path, ln, content, f"electrode {j + 1} ({' '.join(t for t, _ in tokens)})", len(tokens))
+        nums = _floats(
+            path, ln, content, f"electrode {j + 1} ({' '.join(t for t, _ in tokens)})", len(tokens)
+        )
         vals = {t: v * s for (t, s), v in zip(tokens, nums, strict=True)}
         # 2-D lines: x along the line, z elevation ("# x y" cross-sections use y as height)
         height = vals.get("z", vals.get("y", 0.0) if "z" not in vals and len(tokens) == 2 else 0.0)
@@ -629,7 +635,6 @@ def _read_xyz(path: Path, text: str) -> Survey:
     declared: int | None = None
     model_rows: list[tuple[int, list[str]]] | None = None
     sens_rows: list[tuple[int, list[str]]] | None = None
-    sens_cols: list[str] = []
     for hdrs, data in sections:
         text_h = " ".join(h for _, h in hdrs)
         for ln, h in hdrs:
@@ -640,11 +645,10 @@ def _read_xyz(path: Path, text: str) -> Survey:
             if m := re.match(r"percent rms error for this model is\s*(\S+)", h, re.I):
                 survey.rms_percent = _float(path, ln, m.group(1), "the RMS error")
         col_line = hdrs[-1][1] if hdrs else ""
-        cols = col_line.split()
         if model_rows is None and re.search(r"\bX\s+Depth\s+Resistivity", col_line):
             model_rows = data
         elif sens_rows is None and "Sensitivity" in text_h and "Depth" in col_line:
-            sens_rows, sens_cols = data, cols
+            sens_rows = data
         if re.search(r"rms error for this model is", text_h, re.I) and survey.rms_percent is None:
             for ln, h in hdrs:
                 if m := re.search(r"percent rms error for this model is\s*(\S+)", h, re.I):
@@ -725,7 +729,10 @@ def _read_setraf_csv(path: Path, text: str) -> Survey:
     for t, (ln, row) in enumerate(rows[1:]):
         if len(row) != len(header):
             raise ERTFormatError(
-                path, ln, f"expected {len(header)} fields (Projet, Essai, {n_read} readings), found {len(row)}"
+                path,
+                ln,
+                f"expected {len(header)} fields (Projet, Essai, {n_read} readings), "
+                f"found {len(row)}",
             )
         projects.append(row[0])
         for j, token in enumerate(row[2:], start=1):
@@ -822,7 +829,9 @@ def _read_syscal(path: Path, text: str) -> Survey:
     survey = Survey(path=path, format="syscal-csv", title=path.stem)
     survey.value_kind = "apparent resistivity"
     survey.depth_kind = "pseudo"
-    survey.ip_quantity, survey.ip_unit = ("Chargeability", "mV/V") if ip_col is not None else (None, None)
+    survey.ip_quantity, survey.ip_unit = (
+        ("Chargeability", "mV/V") if ip_col is not None else (None, None)
+    )
     positions: list[tuple[float | None, float | None, float | None, float | None]] = []
     values: list[tuple[float, float | None, float | None, float]] = []
     for ln, row in rows[1:]:
@@ -834,7 +843,9 @@ def _read_syscal(path: Path, text: str) -> Survey:
             pos.append(None if abs(v) >= 999999 else v)
         rho = _float(path, ln, row[rho_col], "Rho")
         ip = _float(path, ln, row[ip_col], "M") if ip_col is not None and row[ip_col] else None
-        dev = _float(path, ln, row[dev_col], "Dev.") if dev_col is not None and row[dev_col] else None
+        dev = (
+            _float(path, ln, row[dev_col], "Dev.") if dev_col is not None and row[dev_col] else None
+        )
         positions.append((pos[0], pos[1], pos[2], pos[3]))
         values.append((rho, ip, None if dev is None else dev / 100.0, 0.0))
     if not positions:
@@ -858,7 +869,9 @@ def _read_xzr(path: Path, text: str) -> Survey:
         ln, header = lines.next("a header")
         cols = [c.lower() for c in _fields(header)]
         if len(cols) < 3 or cols[0] != "x" or cols[1] not in ("z", "depth", "elevation"):
-            raise ERTFormatError(path, ln, f"expected a header 'x, z (or depth), rho', found {header!r}")
+            raise ERTFormatError(
+                path, ln, f"expected a header 'x, z (or depth), rho', found {header!r}"
+            )
         depth_named = cols[1] == "depth"
     raw: list[tuple[float, float, float]] = []
     while lines.peek() is not None:
@@ -874,7 +887,9 @@ def _read_xzr(path: Path, text: str) -> Survey:
     else:
         top = max(zs)
         survey.cells = [Cell(x, top - z, rho) for x, z, rho in raw]
-        survey.notes.append(f"z taken as elevation; depth measured from the highest point ({top:g} m)")
+        survey.notes.append(
+            f"z taken as elevation; depth measured from the highest point ({top:g} m)"
+        )
     if len({x for x, _, _ in raw}) == 1:
         survey.depth_kind = "log"
         survey.notes.append(f"a single x ({raw[0][0]:g} m): read as a vertical log")

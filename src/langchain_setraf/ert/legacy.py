@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Mapping
+from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -30,8 +30,8 @@ from langchain_setraf.ert.classify import setraf_class
 __all__ = [
     "GenerationTimeoutError",
     "TextGenerationPipeline",
-    "as_text_generation_pipeline",
     "analyze_data_with_mistral",
+    "as_text_generation_pipeline",
     "generate_dynamic_legend_and_explanation",
     "generate_graph_explanation_with_llm",
     "generate_text_with_streaming",
@@ -275,7 +275,7 @@ def generate_graph_explanation_with_llm(
     if not use_streaming:
         return chain.invoke(inputs)
     start, parts = time.monotonic(), []
-    stream = chain.stream(inputs)
+    stream = cast(Generator[str, None, None], chain.stream(inputs))
     try:
         for piece in stream:
             parts.append(piece)

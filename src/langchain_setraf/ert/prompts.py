@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SYSTEM", "INTERPRET", "LEGEND", "GRAPH", "CHAT", "HEADINGS", "as_data", "GRAPH_TYPES"]
+__all__ = ["CHAT", "GRAPH", "GRAPH_TYPES", "HEADINGS", "INTERPRET", "LEGEND", "SYSTEM", "as_data"]
 
 _TAG = re.compile(r"</?\s*survey_data\s*>", re.I)
 

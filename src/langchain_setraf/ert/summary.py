@@ -24,7 +24,7 @@ from langchain_setraf.ert.classify import (
 )
 from langchain_setraf.ert.survey import Cell, Survey
 
-__all__ = ["LogStats", "Band", "Unit", "Boundary", "Anomaly", "SurveySummary", "summarize"]
+__all__ = ["Anomaly", "Band", "Boundary", "LogStats", "SurveySummary", "Unit", "summarize"]
 
 BOUNDARY_DECADES = 0.15  # a contrast of ×1.4 between adjacent bands is a candidate boundary
 ANOMALY_DECADES = 0.3  # cells ±0.3 decades (×2) off their band's median
@@ -44,7 +44,7 @@ def _sig(x: float) -> float:
     """Round to 3 significant figures (what the prompt and the report show)."""
     if x == 0 or not math.isfinite(x):
         return x
-    return round(x, -int(math.floor(math.log10(abs(x)))) + 2)
+    return round(x, -math.floor(math.log10(abs(x))) + 2)
 
 
 @dataclass(frozen=True)
@@ -262,9 +262,7 @@ def _doi_mask(survey: Survey) -> tuple[list[Cell], str, float | None]:
         levels: dict[float, list[bool]] = {}
         for c in cells:
             levels.setdefault(c.depth, []).append((c.sensitivity or 0.0) < limit)
-        doi = next(
-            (d for d in sorted(levels) if sum(levels[d]) > len(levels[d]) / 2), None
-        )
+        doi = next((d for d in sorted(levels) if sum(levels[d]) > len(levels[d]) / 2), None)
         rule = (
             "cells whose relative sensitivity is below 1 % of the shallowest layer's median "
             "are masked (sensitivity section of the file)"
@@ -272,10 +270,14 @@ def _doi_mask(survey: Survey) -> tuple[list[Cell], str, float | None]:
         return kept or cells, rule, doi
     if survey.depth_kind == "pseudo":
         doi = max(c.depth for c in cells)
-        return cells, (
-            "no model: the deepest Edwards median depth of the largest spacing bounds what the "
-            "data can see (pseudo-section trapezoid)"
-        ), doi
+        return (
+            cells,
+            (
+                "no model: the deepest Edwards median depth of the largest spacing bounds what the "
+                "data can see (pseudo-section trapezoid)"
+            ),
+            doi,
+        )
     if survey.depth_kind == "log":
         return cells, "direct measurement: no depth-of-investigation limit applies", None
     return cells, "unknown: the file has no sensitivity; deep cells may be unconstrained", None
@@ -328,7 +330,10 @@ def summarize(survey: Survey, *, language: str = "en") -> SurveySummary:
     # merge adjacent bands with similar medians into units
     groups: list[list[int]] = []
     for i, b in enumerate(bands):
-        if groups and abs(b.stats.log_median - bands[groups[-1][-1]].stats.log_median) < BOUNDARY_DECADES:
+        if (
+            groups
+            and abs(b.stats.log_median - bands[groups[-1][-1]].stats.log_median) < BOUNDARY_DECADES
+        ):
             groups[-1].append(i)
         else:
             groups.append([i])
@@ -354,7 +359,7 @@ def summarize(survey: Survey, *, language: str = "en") -> SurveySummary:
             boundaries.append(Boundary(prev.bottom, units[k].top, prev.stats.median, st.median))
 
     anomalies = []
-    for (top, bottom, cs), band in zip(raw_bands, bands, strict=True):
+    for (_top, _bottom, cs), band in zip(raw_bands, bands, strict=True):
         med = band.stats.log_median
         flagged = sorted(
             (c for c in cs if abs(math.log10(c.rho) - med) >= ANOMALY_DECADES), key=lambda c: c.x

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["ERTFormatError", "Quadrupole", "Cell", "Survey", "DepthKind"]
+__all__ = ["Cell", "DepthKind", "ERTFormatError", "Quadrupole", "Survey"]
 
 #: What the depth of a cell means.
 #: ``model`` — depth of an inverted model block; ``pseudo`` — Edwards median depth of
