@@ -84,3 +84,12 @@ def test_prompt_text_has_units_and_candidates(ert_dir: Path) -> None:
     text = summarize(load_survey(ert_dir / "gimli_bedrock.dat")).to_text()
     assert "ohm·m" in text and "candidates:" in text and "U1" in text
     assert not any(math.isnan(float(x)) for x in [1.0])
+
+
+def test_caveats_follow_the_language(ert_dir: Path) -> None:
+    survey = load_survey(ert_dir / "geoelectrics_p3_dipoledipole_model.xyz")
+    fr = summarize(survey, language="fr").caveats
+    en = summarize(survey, language="en").caveats
+    assert any("profondeur d'investigation" in c for c in fr)
+    assert any("depth of investigation" in c for c in en)
+    assert any("3.4 % RMS" in c for c in fr) and len(fr) == len(en)

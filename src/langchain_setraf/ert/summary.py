@@ -234,6 +234,42 @@ class SurveySummary:
         return "\n".join(lines)
 
 
+_CAVEATS = {
+    "en": {
+        "overlap": "Resistivity ranges of materials overlap by orders of magnitude: each unit "
+        "has alternatives, and site information (boreholes, geology, water quality) decides.",
+        "2d": "A 2-D section assumes structures extend perpendicular to the line; off-line "
+        "features (buildings, pipes, slopes) can project into it.",
+        "gradational": "Boundaries of a smooth inversion or a pseudo-section are gradational; "
+        "their depths are approximate.",
+        "pseudo": "Depths are pseudo-depths (Edwards median depth of investigation) of apparent "
+        "resistivities, not the depths of layers: invert the data before drawing depths.",
+        "setraf": "Depths follow the SETRAF app's convention for this format, not a computed "
+        "depth of investigation.",
+        "masked": "{fraction:.0%} of the cells lie below the depth of investigation and were "
+        "left out; do not interpret them.",
+        "rms": "The inversion fits the data to {rms:g} % RMS.",
+    },
+    "fr": {
+        "overlap": "Les gammes de résistivité des matériaux se recouvrent sur plusieurs ordres "
+        "de grandeur : chaque unité a des alternatives, que seules les informations de site "
+        "(forages, géologie, qualité de l'eau) tranchent.",
+        "2d": "Une coupe 2-D suppose des structures perpendiculaires au profil ; des objets "
+        "hors profil (bâtiments, conduites, pentes) peuvent s'y projeter.",
+        "gradational": "Les limites d'une inversion lissée ou d'une pseudo-section sont "
+        "graduelles ; leurs profondeurs sont approximatives.",
+        "pseudo": "Les profondeurs sont des pseudo-profondeurs (profondeur médiane "
+        "d'investigation d'Edwards) de résistivités apparentes, pas des profondeurs de "
+        "couches : inverser les données avant de lire des profondeurs.",
+        "setraf": "Les profondeurs suivent la convention de l'application SETRAF pour ce "
+        "format, pas une profondeur d'investigation calculée.",
+        "masked": "{fraction:.0%} des cellules sont sous la profondeur d'investigation et ont "
+        "été écartées : ne pas les interpréter.",
+        "rms": "L'inversion ajuste les données à {rms:g} % RMS.",
+    },
+}
+
+
 def _fmt(x: float | None) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
@@ -395,30 +431,16 @@ def summarize(survey: Survey, *, language: str = "en") -> SurveySummary:
         reverse=True,
     )
 
-    caveats = [
-        "Resistivity ranges of materials overlap by orders of magnitude: each unit has "
-        "alternatives, and site information (boreholes, geology, water quality) decides.",
-        "A 2-D section assumes structures extend perpendicular to the line; off-line "
-        "features (buildings, pipes, slopes) can project into it.",
-        "Boundaries of a smooth inversion or a pseudo-section are gradational; their depths "
-        "are approximate.",
-    ]
+    text = _CAVEATS["fr" if language == "fr" else "en"]
+    caveats = [text["overlap"], text["2d"], text["gradational"]]
     if survey.depth_kind == "pseudo":
-        caveats.insert(
-            0,
-            "Depths are pseudo-depths (Edwards median depth of investigation) of apparent "
-            "resistivities, not the depths of layers: invert the data before drawing depths.",
-        )
+        caveats.insert(0, text["pseudo"])
     if survey.depth_kind == "setraf":
-        caveats.insert(0, "Depths follow the SETRAF app's convention for this format, not a "
-                       "computed depth of investigation.")  # fmt: skip
+        caveats.insert(0, text["setraf"])
     if masked_fraction > 0:
-        caveats.append(
-            f"{masked_fraction:.0%} of the cells lie below the depth of investigation and were "
-            "left out; do not interpret them."
-        )
+        caveats.append(text["masked"].format(fraction=masked_fraction))
     if survey.rms_percent is not None:
-        caveats.append(f"The inversion fits the data to {survey.rms_percent:g} % RMS.")
+        caveats.append(text["rms"].format(rms=survey.rms_percent))
     caveats += survey.notes
 
     return SurveySummary(
