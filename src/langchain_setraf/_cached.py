@@ -56,13 +56,3 @@ def merge_stops(*stops: list[str] | None) -> list[str] | None:
             if s and s not in out:
                 out.append(s)
     return out or None
-
-
-def apply_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
-    """Cut ``text`` at the earliest stop sequence. Returns ``(text, was_cut)``."""
-    if not stop:
-        return text, False
-    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
-    if cut < 0:
-        return text, False
-    return text[:cut], True

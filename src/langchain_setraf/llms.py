@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field
 
 from langchain_setraf._async import aiter_in_thread
 from langchain_setraf._cached import CachedModelMixin, merge_stops
-from langchain_setraf.backends.base import LoadSpec
+from langchain_setraf.backends.base import LoadSpec, file_identity
 from langchain_setraf.backends.gguf import GGUFBackend
 from langchain_setraf.chat_template import messages_to_dicts, render_chat_template
 from langchain_setraf.gguf_file import read_gguf_header
@@ -295,8 +295,7 @@ def _template_cached(path: str, size: int, mtime: int) -> str | None:
 
 
 def _template_of(path: Path) -> str | None:
-    st = path.stat()
-    return _template_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return _template_cached(*file_identity(path))
 
 
 def _token_usage(generations: list[list[Generation]]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import io
 import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from langchain_setraf.ert.geometry import edwards_median_depth, geometric_factor
@@ -118,6 +118,13 @@ def _floats(
             path, lineno, f"expected {want} numbers for {what}, found {len(tokens)}: {line!r}"
         )
     return [_float(path, lineno, t, what) for t in tokens]
+
+
+def _min_step(xs: Iterable[float]) -> float | None:
+    """Smallest distance between distinct positions (the unit spacing of a grid)."""
+    grid = sorted(set(xs))
+    steps = [round(b - a, 6) for a, b in zip(grid, grid[1:], strict=False)]
+    return min(steps) if steps else None
 
 
 def _positive(path: Path, lineno: int, value: float, what: str) -> float:
@@ -265,7 +272,7 @@ def _read_res2dinv(path: Path, text: str) -> Survey:
             has_err = True
 
     positions: list[tuple[float | None, float | None, float | None, float | None]] = []
-    values: list[tuple[float, float | None, float | None, float]] = []  # v, ip, err, z-mean
+    values: list[tuple[float, float | None, float | None]] = []  # value, ip, err
     for i in range(n_data):
         what = f"data row {i + 1} of {n_data}"
         if code in (11, 15):
@@ -281,7 +288,6 @@ def _read_res2dinv(path: Path, text: str) -> Survey:
             nums = _floats(path, ln, row, what, allowed)
             coords = nums[1 : 1 + 2 * k]
             xs = coords[0::2]
-            zs = coords[1::2]
             if k == 4:  # C1 C2 P1 P2
                 abmn: tuple[float | None, ...] = (xs[0], xs[1], xs[2], xs[3])
             elif k == 3:  # C1 P1 P2
@@ -292,7 +298,7 @@ def _read_res2dinv(path: Path, text: str) -> Survey:
             ip = nums[2 + 2 * k] if ip_flag else None
             err = nums[need] if len(nums) > need else None
             positions.append(abmn)  # type: ignore[arg-type]
-            values.append((value, ip, err, sum(zs) / len(zs)))
+            values.append((value, ip, err))
         else:
             ncol = _N_COLUMNS[code] + ip_flag
             ln, nums = lines.numbers(what, ncol)
@@ -304,7 +310,7 @@ def _read_res2dinv(path: Path, text: str) -> Survey:
             value = nums[_N_COLUMNS[code] - 1]
             ip = nums[-1] if ip_flag else None
             positions.append(_index_electrodes(code, x, a, n, midpoint=xloc == 1))
-            values.append((value, ip, None, 0.0))
+            values.append((value, ip, None))
 
     # topography block
     peek = lines.peek()
@@ -338,10 +344,9 @@ def _read_res2dinv(path: Path, text: str) -> Survey:
 def _finish_quadrupoles(
     survey: Survey,
     positions: list[tuple[float | None, float | None, float | None, float | None]],
-    values: list[tuple[float, float | None, float | None, float]],
+    values: list[tuple[float, float | None, float | None]],
     resistance_values: bool,
     spacing: float | None,
-    elevations: dict[float, float] | None = None,
 ) -> None:
     """Build electrodes and quadrupoles from positions; compute K, ρa, pseudo-depth."""
     path = survey.path
@@ -365,9 +370,9 @@ def _finish_quadrupoles(
                 xs = shifted
     index = {x: i for i, x in enumerate(xs)}
     topo_z = dict(survey.topography)
-    survey.electrodes = [(x, (elevations or {}).get(x, topo_z.get(x, 0.0))) for x in xs]
+    survey.electrodes = [(x, topo_z.get(x, 0.0)) for x in xs]
     data = []
-    for row, (pos, (value, ip, err, _z)) in enumerate(zip(positions, values, strict=True)):
+    for row, (pos, (value, ip, err)) in enumerate(zip(positions, values, strict=True)):
         idx = [None if p is None else index[round(p, 6)] for p in pos]
         try:
             k = geometric_factor(*pos)
@@ -395,13 +400,20 @@ def _finish_quadrupoles(
             )
         )
     survey.data = data
+    _set_pseudo_cells(survey)
+
+
+def _set_pseudo_cells(survey: Survey) -> None:
+    """One pseudo-section point per datum with positive ρa (Edwards depth)."""
     survey.cells = [
-        Cell(x=q.x_mid, depth=q.pseudo_depth, rho=q.rhoa, ip=q.ip) for q in data if q.rhoa > 0
+        Cell(x=q.x_mid, depth=q.pseudo_depth, rho=q.rhoa, ip=q.ip)
+        for q in survey.data
+        if q.rhoa > 0
     ]
-    if len(survey.cells) < len(data):
+    if len(survey.cells) < len(survey.data):
         survey.notes.append(
-            f"{len(data) - len(survey.cells)} datum(s) with non-positive apparent resistivity "
-            "kept in the data but left out of the section statistics"
+            f"{len(survey.data) - len(survey.cells)} datum(s) with non-positive apparent "
+            "resistivity kept in the data but left out of the section statistics"
         )
 
 
@@ -580,9 +592,7 @@ def _read_unified(path: Path, text: str) -> Survey:
             "(topography effects not corrected)"
         )
     survey.data = data
-    survey.cells = [
-        Cell(x=q.x_mid, depth=q.pseudo_depth, rho=q.rhoa, ip=q.ip) for q in data if q.rhoa > 0
-    ]
+    _set_pseudo_cells(survey)
     if not data:
         raise ERTFormatError(path, None, "expected at least one valid data row")
     survey.array = _guess_array(survey)
@@ -649,10 +659,6 @@ def _read_xyz(path: Path, text: str) -> Survey:
             model_rows = data
         elif sens_rows is None and "Sensitivity" in text_h and "Depth" in col_line:
             sens_rows = data
-        if re.search(r"rms error for this model is", text_h, re.I) and survey.rms_percent is None:
-            for ln, h in hdrs:
-                if m := re.search(r"percent rms error for this model is\s*(\S+)", h, re.I):
-                    survey.rms_percent = _float(path, ln, m.group(1), "the RMS error")
     if model_rows is None:
         raise ERTFormatError(
             path, None, "expected a '/ X Depth Resistivity ...' section of model blocks"
@@ -692,9 +698,7 @@ def _read_xyz(path: Path, text: str) -> Survey:
             new_cells.append(Cell(cell.x, cell.depth, cell.rho, cell.ip, sens))
         cells = new_cells
     survey.cells = cells
-    xs = sorted({c.x for c in cells})
-    diffs = sorted({round(b - a, 6) for a, b in zip(xs, xs[1:], strict=False)})
-    survey.spacing = diffs[0] if diffs else None
+    survey.spacing = _min_step(c.x for c in cells)
     return survey
 
 
@@ -833,7 +837,7 @@ def _read_syscal(path: Path, text: str) -> Survey:
         ("Chargeability", "mV/V") if ip_col is not None else (None, None)
     )
     positions: list[tuple[float | None, float | None, float | None, float | None]] = []
-    values: list[tuple[float, float | None, float | None, float]] = []
+    values: list[tuple[float, float | None, float | None]] = []
     for ln, row in rows[1:]:
         if len(row) < len(header) - 1 or len(row) <= max([*cols, rho_col]):
             raise ERTFormatError(path, ln, f"expected {len(header)} fields, found {len(row)}")
@@ -847,12 +851,10 @@ def _read_syscal(path: Path, text: str) -> Survey:
             _float(path, ln, row[dev_col], "Dev.") if dev_col is not None and row[dev_col] else None
         )
         positions.append((pos[0], pos[1], pos[2], pos[3]))
-        values.append((rho, ip, None if dev is None else dev / 100.0, 0.0))
+        values.append((rho, ip, None if dev is None else dev / 100.0))
     if not positions:
         raise ERTFormatError(path, ln, "expected at least one data row")
-    xs = sorted({p for pos in positions for p in pos if p is not None})
-    diffs = sorted({round(b - a, 6) for a, b in zip(xs, xs[1:], strict=False)})
-    survey.spacing = diffs[0] if diffs else None
+    survey.spacing = _min_step(p for pos in positions for p in pos if p is not None)
     _finish_quadrupoles(survey, positions, values, False, survey.spacing)
     survey.array = _guess_array(survey)
     return survey

@@ -17,14 +17,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
 
 from langchain_setraf.ert import prompts
-from langchain_setraf.ert.chains import graph_explanation_chain, legend_chain, parse_sections
+from langchain_setraf.ert.chains import (
+    _model_step,
+    graph_explanation_chain,
+    legend_chain,
+    parse_sections,
+)
 from langchain_setraf.ert.classify import setraf_class
 
 __all__ = [
@@ -99,16 +105,16 @@ def _to_prompt(llm: BaseLanguageModel[Any], prompt: str) -> Any:
 
 
 def _stream_text(
-    llm: BaseLanguageModel[Any],
+    runnable: Runnable[Any, Any],
     prompt: Any,
     *,
     timeout: float | None,
     on_token: Callable[[str], None] | None = None,
 ) -> str:
-    """Stream to text; stop the generation (close the stream) at ``timeout`` seconds."""
+    """Stream a model or chain to text; stop it (close the stream) at ``timeout`` seconds."""
     start = time.monotonic()
     parts: list[str] = []
-    stream = iter(llm.stream(prompt))
+    stream = iter(runnable.stream(prompt))
     try:
         for chunk in stream:
             text = chunk if isinstance(chunk, str) else str(getattr(chunk, "content", ""))
@@ -231,12 +237,8 @@ def analyze_data_with_mistral(
         "2. ACTIONS : 2-3 points.\n3. IMAGE / PROMPT IA : une phrase décrivant la coupe."
     )
     messages = [SystemMessage(prompts.SYSTEM["fr"]), HumanMessage(msg)]
-    prompt: Any = messages
-    if not isinstance(model, BaseChatModel):
-        fmt = getattr(model, "format_chat", None)
-        prompt = fmt(messages) if fmt else "\n\n".join(str(m.content) for m in messages)
     _progress(progress_callback, "Génération de l'interprétation", 0.3)
-    text = _stream_text(model, prompt, timeout=timeout)
+    text = _stream_text(_model_step(model), messages, timeout=timeout)
     _progress(progress_callback, "Analyse de la réponse", 0.9)
     found = parse_sections(text, ("geology", "actions", "image"))
     interpretation = found.get("geology", "" if found else text).strip()
@@ -274,18 +276,7 @@ def generate_graph_explanation_with_llm(
     inputs = {"graph_type": graph_type, "data_stats": data_stats, "context": context}
     if not use_streaming:
         return chain.invoke(inputs)
-    start, parts = time.monotonic(), []
-    stream = cast(Generator[str, None, None], chain.stream(inputs))
-    try:
-        for piece in stream:
-            parts.append(piece)
-            if on_token is not None:
-                on_token(piece)
-            if timeout is not None and time.monotonic() - start > timeout:
-                raise GenerationTimeoutError(timeout, "".join(parts))
-    finally:
-        stream.close()
-    return "".join(parts)
+    return _stream_text(chain, inputs, timeout=timeout, on_token=on_token)
 
 
 def generate_text_with_streaming(
