@@ -37,3 +37,15 @@ def cache() -> Iterator[ModelCache]:
     c.reset_stats()
     yield c
     c.release_all()
+
+
+@pytest.fixture(scope="session")
+def hf_checkpoint(smollm2_path: Path) -> Path:
+    """A real safetensors checkpoint made from the SmolLM2 GGUF (cached outside the repo)."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        pytest.fail("transformers is not installed: pip install -e '.[transformers]'")
+    from helpers.checkpoint import build_checkpoint
+
+    return build_checkpoint(smollm2_path)

@@ -17,14 +17,22 @@ from typing import TYPE_CHECKING, Any
 from langchain_setraf._version import __version__
 
 if TYPE_CHECKING:
+    from langchain_setraf.backends.transformers import CheckpointError, PickleWeightsRefusedError
     from langchain_setraf.cache import LoadedModel, ModelCache, get_model_cache, release_all
+    from langchain_setraf.chat_models import ChatGGUF, ChatTransformers
     from langchain_setraf.gguf_file import GGUFFormatError
     from langchain_setraf.llms import GGUFLLM
     from langchain_setraf.memory import MemorySnapshot, give_back_memory, memory_snapshot
     from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
+    from langchain_setraf.transformers_llm import TransformersLLM
 
 _EXPORTS = {
     "GGUFLLM": "langchain_setraf.llms",
+    "ChatGGUF": "langchain_setraf.chat_models",
+    "ChatTransformers": "langchain_setraf.chat_models",
+    "TransformersLLM": "langchain_setraf.transformers_llm",
+    "CheckpointError": "langchain_setraf.backends.transformers",
+    "PickleWeightsRefusedError": "langchain_setraf.backends.transformers",
     "ModelCache": "langchain_setraf.cache",
     "LoadedModel": "langchain_setraf.cache",
     "get_model_cache": "langchain_setraf.cache",
@@ -39,11 +47,16 @@ _EXPORTS = {
 
 __all__ = [
     "GGUFLLM",
+    "ChatGGUF",
+    "ChatTransformers",
+    "CheckpointError",
     "DefaultModelNotInstalledError",
     "GGUFFormatError",
     "LoadedModel",
     "MemorySnapshot",
     "ModelCache",
+    "PickleWeightsRefusedError",
+    "TransformersLLM",
     "__version__",
     "default_gguf_path",
     "get_model_cache",

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models.llms import LLM
-from langchain_core.outputs import Generation, GenerationChunk, LLMResult
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.outputs import Generation, GenerationChunk
 from pydantic import ConfigDict, Field
 
-from langchain_setraf._async import aiter_in_thread
-from langchain_setraf._cached import CachedModelMixin, merge_stops
+from langchain_setraf._cached import merge_stops
+from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf.backends.base import LoadSpec, file_identity
 from langchain_setraf.backends.gguf import GGUFBackend
 from langchain_setraf.chat_template import messages_to_dicts, render_chat_template
@@ -39,7 +38,7 @@ _GGUF_SAMPLING = (
 )
 
 
-class GGUFLLM(CachedModelMixin, LLM):
+class GGUFLLM(CachedLLM):
     """A GGUF model run by llama-cpp-python, shared process-wide through the model cache.
 
     Field names match ``langchain_community.llms.LlamaCpp`` so migrating is an import
@@ -89,8 +88,6 @@ class GGUFLLM(CachedModelMixin, LLM):
     """Stop sequences, merged with those passed per call."""
     seed: int | None = None
     """Sampling seed; ``None`` = random."""
-    streaming: bool = False
-    """Stream internally on ``invoke`` so callbacks get ``on_llm_new_token``."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra sampling keyword arguments for ``create_completion`` (e.g. ``min_p``)."""
 
@@ -100,15 +97,7 @@ class GGUFLLM(CachedModelMixin, LLM):
         return Path(self.model_path) if self.model_path else default_gguf_path()
 
     def _backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
-        options = {
-            "n_ctx": self.n_ctx,
-            "n_batch": self.n_batch,
-            "n_threads": self.n_threads,
-            "n_gpu_layers": self.n_gpu_layers,
-            "use_mmap": self.use_mmap,
-            "use_mlock": self.use_mlock,
-        }
-        return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(self.resolved_model_path(), **options)
+        return gguf_backend_and_spec(self)
 
     @property
     def _llm_type(self) -> str:
@@ -187,49 +176,6 @@ class GGUFLLM(CachedModelMixin, LLM):
             },
         )
 
-    def _generate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> LLMResult:
-        generations: list[list[Generation]] = []
-        for prompt in prompts:
-            if self.streaming:
-                final: GenerationChunk | None = None
-                for chunk in self._stream(prompt, stop, run_manager, **kwargs):
-                    final = chunk if final is None else final + chunk
-                gen: Generation = final or GenerationChunk(text="")
-            else:
-                gen = self._complete(prompt, stop, **kwargs)
-            generations.append([gen])
-        return LLMResult(generations=generations, llm_output=_token_usage(generations))
-
-    async def _agenerate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> LLMResult:
-        generations: list[list[Generation]] = []
-        for prompt in prompts:
-            final: GenerationChunk | None = None
-            async for chunk in self._astream(prompt, stop, run_manager, **kwargs):
-                final = chunk if final is None else final + chunk
-            generations.append([final or GenerationChunk(text="")])
-        return LLMResult(generations=generations, llm_output=_token_usage(generations))
-
-    def _call(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> str:
-        return self._generate([prompt], stop, run_manager, **kwargs).generations[0][0].text
-
     def _stream(
         self,
         prompt: str,
@@ -270,23 +216,20 @@ class GGUFLLM(CachedModelMixin, LLM):
             },
         )
 
-    async def _astream(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[GenerationChunk]:
-        agen: AsyncGenerator[GenerationChunk, None] = aiter_in_thread(
-            lambda: self._stream(prompt, stop, None, **kwargs)
-        )
-        try:
-            async for chunk in agen:
-                if run_manager is not None and chunk.text:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-        finally:
-            await agen.aclose()
+
+def gguf_backend_and_spec(obj: Any) -> tuple[GGUFBackend, LoadSpec]:
+    """The cache key of any object with GGUFLLM's load fields (``GGUFLLM``, ``ChatGGUF``):
+    the same file and load options give the same key, so they share one loaded model."""
+    path = Path(obj.model_path) if obj.model_path else default_gguf_path()
+    options = {
+        "n_ctx": obj.n_ctx,
+        "n_batch": obj.n_batch,
+        "n_threads": obj.n_threads,
+        "n_gpu_layers": obj.n_gpu_layers,
+        "use_mmap": obj.use_mmap,
+        "use_mlock": obj.use_mlock,
+    }
+    return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, **options)
 
 
 @lru_cache(maxsize=16)
@@ -296,13 +239,3 @@ def _template_cached(path: str, size: int, mtime: int) -> str | None:
 
 def _template_of(path: Path) -> str | None:
     return _template_cached(*file_identity(path))
-
-
-def _token_usage(generations: list[list[Generation]]) -> dict[str, Any]:
-    totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    for gens in generations:
-        for g in gens:
-            info = g.generation_info or {}
-            for k in totals:
-                totals[k] += int(info.get(k) or 0)
-    return {"token_usage": totals}

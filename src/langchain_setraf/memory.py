@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
 import sys
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -169,3 +170,32 @@ def give_back_memory() -> bool:
         return False
     lib.malloc_trim(0)
     return True
+
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: Allocations at least this large get their own mmap (given back to the OS on free).
+ALLOCATOR_MMAP_THRESHOLD = 128 * 1024
+
+
+@lru_cache(maxsize=1)
+def tune_allocator() -> bool:
+    """Make glibc give large freed blocks straight back to the operating system.
+
+    Fixes ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` at 128 KiB. glibc otherwise raises
+    its mmap threshold (up to 32 MiB) every time a large mmapped block is freed, so the
+    next model's tensors are carved out of the heap, fragment it, and stay resident after
+    release (measured: +25 to +50 MB per load/release cycle with fp32 and nf4 checkpoints).
+    Runs once per process; ``SETRAF_MALLOC_TUNING=0`` disables it.
+
+    Returns:
+        ``True`` if the allocator is tuned (now or earlier).
+    """
+    if os.environ.get("SETRAF_MALLOC_TUNING", "1").lower() in ("0", "false", "no", "off"):
+        return False
+    lib = _libc()
+    if lib is None or not hasattr(lib, "mallopt"):
+        return False
+    return bool(lib.mallopt(_M_MMAP_THRESHOLD, ALLOCATOR_MMAP_THRESHOLD)) and bool(
+        lib.mallopt(_M_TRIM_THRESHOLD, ALLOCATOR_MMAP_THRESHOLD)
+    )

@@ -1,0 +1,433 @@
+"""Hugging Face transformers checkpoints: 4-bit NF4 double-quant, int8, bf16/fp16/fp32.
+
+Safety defaults: safetensors only (a checkpoint with only pickled ``.bin``/``.pt`` weights
+is refused unless ``allow_pickle=True``), ``trust_remote_code`` never set unless the caller
+sets it, and no network unless ``local_files_only=False``.
+
+Memory: before the first load the glibc allocator is told to serve every allocation of
+128 KiB or more with its own ``mmap`` (``M_MMAP_THRESHOLD``) and to trim at 128 KiB
+(``M_TRIM_THRESHOLD``). Without this glibc raises its mmap threshold each time a large
+block is freed, so the next load's tensors land in the heap and stay there after release:
+that is the 50 MB-per-cycle creep measured on fp32/nf4 loads. ``SETRAF_MALLOC_TUNING=0``
+turns it off.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_setraf.backends.base import LoadSpec, file_identity
+from langchain_setraf.memory import give_back_memory, tune_allocator
+
+__all__ = [
+    "QUANTIZATION_MODES",
+    "CheckpointError",
+    "PickleWeightsRefusedError",
+    "TransformersBackend",
+    "TransformersHandle",
+    "check_checkpoint",
+    "import_transformers",
+    "resolve_mode",
+]
+
+#: Accepted values of ``quantization``.
+QUANTIZATION_MODES = ("nf4", "fp4", "int8", "bf16", "fp16", "fp32", "auto")
+_BNB_MODES = ("nf4", "fp4", "int8")
+#: Bytes per parameter for the estimate (4-bit: 0.5 + absmax/double-quant overhead).
+_BYTES_PER_PARAM = {"nf4": 0.53, "fp4": 0.53, "int8": 1.0, "bf16": 2.0, "fp16": 2.0, "fp32": 4.0}
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+#: Options of the transformers backend that change the loaded model (cache key).
+TRANSFORMERS_LOAD_OPTIONS = (
+    "quantization",
+    "double_quant",
+    "compute_dtype",
+    "device_map",
+    "allow_pickle",
+    "trust_remote_code",
+    "local_files_only",
+    "revision",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be loaded (missing config, no weights, bad dtype)."""
+
+
+class PickleWeightsRefusedError(CheckpointError):
+    """The checkpoint has only pickled weights and ``allow_pickle=True`` was not given."""
+
+
+def import_transformers() -> tuple[Any, Any]:
+    """Import ``torch`` and ``transformers`` or raise an ``ImportError`` naming the extra."""
+    try:
+        torch = importlib.import_module("torch")
+        transformers = importlib.import_module("transformers")
+    except ImportError as exc:
+        raise ImportError(
+            "the transformers backend needs torch and transformers: "
+            f"pip install 'langchain-setraf[transformers]' ({exc})"
+        ) from exc
+    return torch, transformers
+
+
+def import_bitsandbytes(mode: str) -> Any:
+    """Import ``bitsandbytes`` for an ``nf4``/``fp4``/``int8`` load, or explain what is missing."""
+    try:
+        return importlib.import_module("bitsandbytes")
+    except ImportError as exc:
+        raise ImportError(
+            f"quantization={mode!r} needs bitsandbytes: "
+            "pip install 'langchain-setraf[transformers]' (or choose quantization='bf16'); "
+            f"import failed: {exc}"
+        ) from exc
+
+
+def _weight_files(directory: Path) -> tuple[list[Path], list[Path]]:
+    safe = sorted(p for p in directory.iterdir() if p.suffix == ".safetensors" and p.is_file())
+    pickled = sorted(p for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES and p.is_file())
+    return safe, pickled
+
+
+def check_checkpoint(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Path:
+    """Check that ``path`` is a loadable local checkpoint directory, before any import.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: not a directory, no ``config.json`` or no weights.
+        PickleWeightsRefusedError: only pickled weights and ``allow_pickle`` is false.
+    """
+    directory = Path(path)
+    if not directory.exists():
+        raise FileNotFoundError(f"checkpoint directory not found: {directory}")
+    if not directory.is_dir():
+        raise CheckpointError(
+            f"{directory}: a transformers checkpoint is a directory with config.json and "
+            "*.safetensors weights (for a .gguf file use the gguf backend)"
+        )
+    if not (directory / "config.json").is_file():
+        raise CheckpointError(f"{directory}: no config.json, not a transformers checkpoint")
+    safe, pickled = _weight_files(directory)
+    if not safe:
+        if pickled and not allow_pickle:
+            names = ", ".join(p.name for p in pickled[:3])
+            raise PickleWeightsRefusedError(
+                f"{directory}: only pickled weights ({names}); unpickling can run arbitrary "
+                "code, so they are refused. Convert them to safetensors, or pass "
+                "allow_pickle=True if you trust this checkpoint."
+            )
+        if not pickled:
+            raise CheckpointError(f"{directory}: no weights (*.safetensors) found")
+    return directory
+
+
+def resolve_mode(mode: str, *, cuda: bool, bnb_available: bool) -> str:
+    """Turn ``quantization="auto"`` into a concrete mode from measured evidence.
+
+    Measured on this project's CPU machine (SmolLM2-135M, bitsandbytes 0.50, see README):
+    bf16 ran 19 tok/s with weights mapped straight from a bf16 checkpoint; fp32 17 tok/s with
+    twice the anonymous memory; nf4 5 tok/s and *more* RSS than bf16, because on the CPU
+    bitsandbytes dequantises every 4-bit weight to the compute dtype on each forward pass and
+    the embeddings/``lm_head`` (a third of a small model) stay unquantised. So on the CPU
+    ``auto`` is bf16; on CUDA with bitsandbytes it is nf4 (fused 4-bit kernels), else fp16.
+    """
+    if mode not in QUANTIZATION_MODES:
+        raise ValueError(
+            f"unknown quantization {mode!r}; expected one of {', '.join(QUANTIZATION_MODES)}"
+        )
+    if mode != "auto":
+        return mode
+    if cuda:
+        return "nf4" if bnb_available else "fp16"
+    return "bf16"
+
+
+def _bnb_available() -> bool:
+    try:
+        importlib.import_module("bitsandbytes")
+    except Exception:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class TransformersInfo:
+    """What was loaded: mode, dtype, device and sizes."""
+
+    mode: str
+    dtype: str
+    device: str
+    footprint_bytes: int
+    quantized_modules: int
+    n_parameters: int
+    load_seconds: float
+
+
+class TransformersHandle:
+    """A loaded model + tokenizer owned by the cache."""
+
+    def __init__(self, model: Any, tokenizer: Any, info: TransformersInfo) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+
+    @property
+    def estimated_bytes(self) -> int:
+        return self.info.footprint_bytes
+
+    def close(self) -> None:
+        model, self.model = self.model, None
+        self.tokenizer = None
+        del model
+        give_back_memory()
+
+
+def _dtype(torch: Any, name: str) -> Any:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def load_kwargs(
+    mode: str, *, compute_dtype: str | None, double_quant: bool, torch: Any, transformers: Any
+) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments for a concrete mode (dtype always explicit)."""
+    if mode in ("bf16", "fp16", "fp32"):
+        return {"dtype": _dtype(torch, mode)}
+    compute = _dtype(torch, compute_dtype or "bf16")
+    if mode in ("nf4", "fp4"):
+        cfg = transformers.BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=mode,
+            bnb_4bit_use_double_quant=double_quant,
+            bnb_4bit_compute_dtype=compute,
+        )
+    else:
+        cfg = transformers.BitsAndBytesConfig(load_in_8bit=True)
+    return {"dtype": compute, "quantization_config": cfg}
+
+
+def _verify(model: Any, mode: str, torch: Any, compute_dtype: str | None) -> int:
+    """Check the loaded model is what was asked for; return the count of quantised layers."""
+    if mode in ("bf16", "fp16", "fp32"):
+        want = _dtype(torch, mode)
+        got = {p.dtype for p in model.parameters() if p.is_floating_point()}
+        if got != {want}:
+            raise CheckpointError(
+                f"asked for {mode} but the loaded weights are {sorted(map(str, got))}"
+            )
+        return 0
+    bnb = import_bitsandbytes(mode)
+    cls = bnb.nn.Linear8bitLt if mode == "int8" else bnb.nn.Linear4bit
+    layers = [m for m in model.modules() if isinstance(m, cls)]
+    if not layers:
+        raise CheckpointError(f"asked for {mode} but no bitsandbytes {cls.__name__} layer was made")
+    if mode in ("nf4", "fp4"):
+        kinds = {getattr(m.weight, "quant_type", None) for m in layers}
+        if kinds != {mode}:
+            raise CheckpointError(
+                f"asked for {mode} but the 4-bit layers use {sorted(map(str, kinds))}"
+            )
+    return len(layers)
+
+
+def _detach_from_checkpoint_file(model: Any, torch: Any) -> None:
+    """Copy the unquantised tensors (embeddings, norms) out of the checkpoint's mmap.
+
+    They are still views of the safetensors file mapping after a 4/8-bit load, which keeps
+    the whole mapping, and every page of it touched while quantising, resident: measured
+    +260 MB of file-backed RSS on SmolLM2 nf4. A copy of the few unquantised tensors lets
+    the mapping go.
+    """
+    quantized = {"Params4bit", "Int8Params"}
+    seen: set[int] = set()
+    with torch.no_grad():
+        for param in model.parameters():  # tied weights are one Parameter: copied once
+            if type(param).__name__ in quantized or id(param) in seen:
+                continue
+            seen.add(id(param))
+            param.data = param.data.clone()
+    give_back_memory()
+
+
+def _warm_kernels(torch: Any, mode: str, compute_dtype: str | None) -> None:
+    """Page in the CPU kernels a forward pass uses, on tiny tensors (library code, not model)."""
+    dtype = _dtype(torch, mode if mode in ("bf16", "fp16", "fp32") else compute_dtype or "bf16")
+    with torch.inference_mode():
+        x = torch.randn(1, 2, 8, 16).to(dtype)
+        torch.nn.functional.scaled_dot_product_attention(x, x, x, is_causal=True)
+        w = torch.randn(16, 16).to(dtype)
+        y = torch.nn.functional.silu(x @ w).softmax(-1)
+        torch.nn.functional.embedding(torch.tensor([[1, 2]]), w).float().pow(2).mean(-1).rsqrt()
+        if mode in _BNB_MODES:
+            bnb = import_bitsandbytes(mode)
+            if mode == "int8":
+                layer = bnb.nn.Linear8bitLt(64, 64, bias=False, has_fp16_weights=False)
+            else:
+                layer = bnb.nn.Linear4bit(64, 64, bias=False, compute_dtype=dtype, quant_type=mode)
+            layer = layer.to("cuda" if torch.cuda.is_available() else "cpu")
+            device = next(layer.parameters()).device
+            layer(torch.randn(1, 64, dtype=dtype, device=device))
+            del layer
+        del x, w, y
+
+
+class TransformersBackend:
+    """The built-in ``transformers`` backend."""
+
+    name = "transformers"
+
+    def spec_for(self, model: str | os.PathLike[str], **options: Any) -> LoadSpec:
+        """Build the cache key for a checkpoint and the load options that were set.
+
+        Validates the directory (and the pickle policy) without importing torch.
+        """
+        unknown = set(options) - set(TRANSFORMERS_LOAD_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown transformers load option(s): {sorted(unknown)}")
+        mode = options.get("quantization") or "auto"
+        if mode not in QUANTIZATION_MODES:
+            raise ValueError(
+                f"unknown quantization {mode!r}; expected one of {', '.join(QUANTIZATION_MODES)}"
+            )
+        path = Path(model)
+        if _looks_like_hub_id(str(model)):
+            # a hub id: resolved from the local Hugging Face cache unless local_files_only=False
+            identity: tuple[Any, ...] = (str(model), 0, 0)
+        else:
+            directory = check_checkpoint(path, allow_pickle=bool(options.get("allow_pickle")))
+            identity = file_identity(directory)
+        return LoadSpec.create(self.name, identity, options)
+
+    def estimate_bytes(self, spec: LoadSpec) -> int:
+        """Parameters × bytes per parameter of the concrete mode (from the config, no load)."""
+        torch, transformers = import_transformers()
+        opts = spec.options_dict
+        mode = self._concrete_mode(opts, torch)
+        config = transformers.AutoConfig.from_pretrained(
+            spec.path,
+            trust_remote_code=bool(opts.get("trust_remote_code", False)),
+            local_files_only=opts.get("local_files_only", True),
+        )
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(config)
+        n = sum(p.numel() for p in model.parameters())
+        embed = sum(p.numel() for p in model.get_input_embeddings().parameters())
+        per = _BYTES_PER_PARAM[mode]
+        if mode in _BNB_MODES:  # embeddings and norms stay in the compute dtype
+            return int((n - embed) * per + embed * 2)
+        return int(n * per)
+
+    def _concrete_mode(self, opts: dict[str, Any], torch: Any) -> str:
+        device_map = opts.get("device_map")
+        cuda = bool(torch.cuda.is_available()) and device_map not in ("cpu",)
+        return resolve_mode(
+            opts.get("quantization") or "auto", cuda=cuda, bnb_available=_bnb_available()
+        )
+
+    def prepare(self, spec: LoadSpec) -> None:
+        """Import everything a load of ``spec`` imports, without loading weights.
+
+        transformers imports hundreds of modules lazily on the first tokenizer and model
+        load (≈ 60-120 MB of code objects and tables here). Python never unloads modules,
+        so that memory is a one-time cost of the library, not of the model; calling this
+        first makes the pre-load level honest when measuring what a release gives back.
+        """
+        torch, transformers = import_transformers()
+        opts = spec.options_dict
+        mode = self._concrete_mode(opts, torch)
+        if mode in _BNB_MODES:
+            import_bitsandbytes(mode)
+        common = {
+            "trust_remote_code": bool(opts.get("trust_remote_code", False)),
+            "local_files_only": opts.get("local_files_only", True),
+        }
+        config = transformers.AutoConfig.from_pretrained(spec.path, **common)
+        with torch.device("meta"):
+            transformers.AutoModelForCausalLM.from_config(config)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(spec.path, **common)
+        del tokenizer
+        importlib.import_module("transformers.generation.streamers")
+        _warm_kernels(torch, mode, opts.get("compute_dtype"))
+        give_back_memory()
+
+    def load(self, spec: LoadSpec) -> TransformersHandle:
+        opts = spec.options_dict
+        allow_pickle = bool(opts.get("allow_pickle", False))
+        if Path(spec.path).exists():
+            check_checkpoint(spec.path, allow_pickle=allow_pickle)
+        torch, transformers = import_transformers()
+        mode = self._concrete_mode(opts, torch)
+        if mode in _BNB_MODES:
+            import_bitsandbytes(mode)
+        tune_allocator()
+        kwargs = load_kwargs(
+            mode,
+            compute_dtype=opts.get("compute_dtype"),
+            double_quant=bool(opts.get("double_quant", True)),
+            torch=torch,
+            transformers=transformers,
+        )
+        device_map = opts.get("device_map")
+        if device_map is None and mode in _BNB_MODES and torch.cuda.is_available():
+            device_map = "auto"
+        common = {
+            "trust_remote_code": bool(opts.get("trust_remote_code", False)),
+            "local_files_only": opts.get("local_files_only", True),
+            "revision": opts.get("revision"),
+        }
+        start = time.perf_counter()
+        model = tokenizer = None
+        try:
+            # Model first, tokenizer second: the other order leaves ~1 MB of heap behind
+            # on every load/release cycle (the tokenizer's many small blocks end up below
+            # the model's long-lived ones and cannot be trimmed); measured, see README.
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                spec.path,
+                use_safetensors=None if allow_pickle else True,
+                device_map=device_map,
+                **common,
+                **kwargs,
+            )
+            tokenizer = transformers.AutoTokenizer.from_pretrained(spec.path, **common)
+            model.eval()
+            n_quant = _verify(model, mode, torch, opts.get("compute_dtype"))
+            if mode in _BNB_MODES:
+                _detach_from_checkpoint_file(model, torch)
+            info = TransformersInfo(
+                mode=mode,
+                dtype=str(model.dtype).replace("torch.", ""),
+                device=str(model.device),
+                footprint_bytes=int(model.get_memory_footprint()),
+                quantized_modules=n_quant,
+                n_parameters=int(sum(p.numel() for p in model.parameters())),
+                load_seconds=time.perf_counter() - start,
+            )
+        except OSError as exc:
+            model = tokenizer = None
+            give_back_memory()
+            if not Path(spec.path).exists():
+                raise FileNotFoundError(
+                    f"{spec.path!r} is neither a local checkpoint directory nor a hub id in the "
+                    "local Hugging Face cache (pass local_files_only=False to allow a download)"
+                ) from exc
+            raise
+        except BaseException:
+            # nothing left half-loaded
+            model = tokenizer = None
+            give_back_memory()
+            raise
+        return TransformersHandle(model, tokenizer, info)
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    parts = model.split("/")
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not model.startswith((".", "/", "~"))
+        and not Path(model).exists()
+    )

@@ -1,0 +1,227 @@
+"""``TransformersLLM``: a transformers checkpoint (NF4/int8/bf16/…) on the shared cache."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.outputs import Generation, GenerationChunk
+from pydantic import ConfigDict, Field
+
+from langchain_setraf._cached import merge_stops
+from langchain_setraf._hf_generate import GenerationStats, hf_generate_stream
+from langchain_setraf._llm_base import CachedLLM
+from langchain_setraf.backends.base import LoadSpec
+from langchain_setraf.backends.transformers import TransformersBackend
+
+__all__ = ["TransformersLLM"]
+
+_BACKEND = TransformersBackend()
+
+#: Sampling options a call may override with ``llm.invoke(prompt, temperature=0, ...)``.
+_HF_SAMPLING = (
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "do_sample",
+    "seed",
+)
+
+Quantization = Literal["nf4", "fp4", "int8", "bf16", "fp16", "fp32", "auto"]
+
+
+def hf_backend_and_spec(obj: Any) -> tuple[TransformersBackend, LoadSpec]:
+    """The cache key of any object with TransformersLLM's load fields (``TransformersLLM``,
+    ``ChatTransformers``): same checkpoint and load options, one shared load."""
+    options = {
+        "quantization": obj.quantization,
+        "double_quant": obj.double_quant,
+        "compute_dtype": obj.compute_dtype,
+        "device_map": obj.device_map,
+        "allow_pickle": obj.allow_pickle or None,
+        "trust_remote_code": obj.trust_remote_code or None,
+        "local_files_only": None if obj.local_files_only else False,
+        "revision": obj.revision,
+    }
+    return _BACKEND, _BACKEND.spec_for(obj.model, **options)
+
+
+class TransformersLLM(CachedLLM):
+    """A local transformers checkpoint, 4-bit NF4 double-quant by choice, on the shared cache.
+
+    Safe by default: safetensors only (pickled ``.bin`` weights need ``allow_pickle=True``),
+    ``trust_remote_code`` off, no network (``local_files_only=True``). The dtype is always
+    passed explicitly and checked after loading; for ``nf4``/``fp4``/``int8`` the
+    bitsandbytes layers are checked too. One load per checkpoint and load options, shared
+    by every object, chain and thread; ``release()`` gives the memory back.
+
+    ``quantization="auto"`` means bf16 on the CPU (measured fastest and smallest there)
+    and nf4 on CUDA when bitsandbytes is installed.
+
+    Example:
+        .. code-block:: python
+
+            from langchain_setraf import TransformersLLM
+
+            llm = TransformersLLM(model="/models/SmolLM2-135M-Instruct", quantization="bf16",
+                                  temperature=0, max_new_tokens=32)
+            print(llm.invoke("The capital of France is"))
+            for chunk in llm.stream("Resistivity is"):
+                print(chunk, end="", flush=True)
+            llm.release()
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+
+    model: str
+    """Local checkpoint directory (config.json + *.safetensors), or a hub id in the local
+    Hugging Face cache (``local_files_only=False`` to allow a download)."""
+    quantization: Quantization = "auto"
+    """``nf4`` | ``fp4`` | ``int8`` (bitsandbytes) | ``bf16`` | ``fp16`` | ``fp32`` | ``auto``."""
+    double_quant: bool = True
+    """4-bit double quantisation (quantise the quantisation constants too)."""
+    compute_dtype: Literal["bf16", "fp16", "fp32"] | None = None
+    """Compute dtype of the 4-bit/8-bit layers (default bf16)."""
+    device_map: str | None = None
+    """``"cpu"``, ``"cuda"``, ``"auto"``…; ``None``: CPU, or ``auto`` for bitsandbytes on CUDA."""
+    allow_pickle: bool = False
+    """Allow pickled (``.bin``) weights. Unpickling runs code: only for trusted checkpoints."""
+    trust_remote_code: bool = False
+    """Run the checkpoint's own Python code. Never implied."""
+    local_files_only: bool = True
+    """Never touch the network."""
+    revision: str | None = None
+
+    max_new_tokens: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    repetition_penalty: float = 1.1
+    do_sample: bool | None = None
+    """``None``: sample when ``temperature > 0``, greedy otherwise."""
+    stop: list[str] | None = None
+    """Stop sequences, applied to the text (merged with those passed per call)."""
+    seed: int | None = None
+    """Seed for sampling (sets torch's global RNG under the model's lock)."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra ``generate`` keyword arguments."""
+
+    def _backend_and_spec(self) -> tuple[TransformersBackend, LoadSpec]:
+        return hf_backend_and_spec(self)
+
+    @property
+    def _llm_type(self) -> str:
+        return "setraf-transformers"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "quantization": self.quantization,
+            "double_quant": self.double_quant,
+            "compute_dtype": self.compute_dtype,
+            "device_map": self.device_map,
+            **self._generate_params({}),
+        }
+
+    def _generate_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(overrides) - set(_HF_SAMPLING)
+        if unknown:
+            raise TypeError(
+                f"TransformersLLM got unknown generation argument(s) {sorted(unknown)}; "
+                f"accepted: {', '.join(_HF_SAMPLING)}"
+            )
+        merged: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+            "do_sample": self.do_sample,
+            "seed": self.seed,
+            **overrides,
+        }
+        return merged
+
+    @staticmethod
+    def _to_generate_kwargs(p: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        do_sample = p["do_sample"] if p["do_sample"] is not None else p["temperature"] > 0
+        out: dict[str, Any] = {
+            "max_new_tokens": p["max_new_tokens"],
+            "do_sample": bool(do_sample),
+            "repetition_penalty": p["repetition_penalty"],
+        }
+        if do_sample:
+            out.update(temperature=p["temperature"], top_p=p["top_p"], top_k=p["top_k"])
+        else:  # silence the checkpoint's sampling defaults under greedy decoding
+            out.update(temperature=None, top_p=None, top_k=None)
+        out.update(extra)
+        return out
+
+    def get_num_tokens(self, text: str) -> int:
+        """Count tokens with the checkpoint's tokenizer (loads the model if needed)."""
+        with self._lease(lock=False) as handle:
+            return len(handle.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _iter_text(
+        self,
+        prompt: str,
+        stop: list[str] | None,
+        stats: GenerationStats,
+        overrides: dict[str, Any],
+        *,
+        add_special_tokens: bool = True,
+    ) -> Generator[str, None, None]:
+        p = self._generate_params(overrides)
+        gen_kwargs = self._to_generate_kwargs(p, self.model_kwargs)
+        stops = merge_stops(self.stop, stop)
+        with self._lease() as handle:
+            if p["seed"] is not None:
+                importlib.import_module("transformers").set_seed(int(p["seed"]))
+            yield from hf_generate_stream(
+                handle.model,
+                handle.tokenizer,
+                prompt,
+                params=gen_kwargs,
+                stop=stops,
+                stats=stats,
+                add_special_tokens=add_special_tokens,
+            )
+
+    def _info(self, stats: GenerationStats) -> dict[str, Any]:
+        return {
+            "finish_reason": stats.finish_reason,
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "total_tokens": stats.prompt_tokens + stats.completion_tokens,
+            "model": Path(self.model).name,
+        }
+
+    def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
+        stats = GenerationStats()
+        text = "".join(self._iter_text(prompt, stop, stats, kwargs))
+        return Generation(text=text, generation_info=self._info(stats))
+
+    def _stream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
+        stats = GenerationStats()
+        it = self._iter_text(prompt, stop, stats, kwargs)
+        try:
+            for text in it:
+                chunk = GenerationChunk(text=text)
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
+        finally:
+            it.close()
+        yield GenerationChunk(text="", generation_info=self._info(stats))
