@@ -18,12 +18,20 @@ from langchain_setraf._version import __version__
 
 if TYPE_CHECKING:
     from langchain_setraf.backends.transformers import CheckpointError, PickleWeightsRefusedError
-    from langchain_setraf.cache import LoadedModel, ModelCache, get_model_cache, release_all
+    from langchain_setraf.cache import (
+        InsufficientMemoryError,
+        LoadedModel,
+        ModelCache,
+        get_model_cache,
+        release_all,
+    )
     from langchain_setraf.chat_models import ChatGGUF, ChatTransformers
+    from langchain_setraf.factory import init_chat_model, init_llm
     from langchain_setraf.gguf_file import GGUFFormatError
     from langchain_setraf.llms import GGUFLLM
     from langchain_setraf.memory import MemorySnapshot, give_back_memory, memory_snapshot
     from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
+    from langchain_setraf.plugins import BackendInfo, get_backend, list_backends
     from langchain_setraf.transformers_llm import TransformersLLM
 
 _EXPORTS = {
@@ -34,6 +42,12 @@ _EXPORTS = {
     "CheckpointError": "langchain_setraf.backends.transformers",
     "PickleWeightsRefusedError": "langchain_setraf.backends.transformers",
     "ModelCache": "langchain_setraf.cache",
+    "InsufficientMemoryError": "langchain_setraf.cache",
+    "init_llm": "langchain_setraf.factory",
+    "init_chat_model": "langchain_setraf.factory",
+    "BackendInfo": "langchain_setraf.plugins",
+    "get_backend": "langchain_setraf.plugins",
+    "list_backends": "langchain_setraf.plugins",
     "LoadedModel": "langchain_setraf.cache",
     "get_model_cache": "langchain_setraf.cache",
     "release_all": "langchain_setraf.cache",
@@ -47,11 +61,13 @@ _EXPORTS = {
 
 __all__ = [
     "GGUFLLM",
+    "BackendInfo",
     "ChatGGUF",
     "ChatTransformers",
     "CheckpointError",
     "DefaultModelNotInstalledError",
     "GGUFFormatError",
+    "InsufficientMemoryError",
     "LoadedModel",
     "MemorySnapshot",
     "ModelCache",
@@ -59,8 +75,12 @@ __all__ = [
     "TransformersLLM",
     "__version__",
     "default_gguf_path",
+    "get_backend",
     "get_model_cache",
     "give_back_memory",
+    "init_chat_model",
+    "init_llm",
+    "list_backends",
     "memory_snapshot",
     "release_all",
 ]

@@ -26,7 +26,8 @@ class CachedModelMixin:
     @contextmanager
     def _lease(self, *, lock: bool = True) -> Iterator[Any]:
         backend, spec = self._backend_and_spec()
-        with self._cache().lease(backend, spec, user=self, lock=lock) as handle:
+        keep = getattr(self, "keep_alive", None)
+        with self._cache().lease(backend, spec, user=self, lock=lock, keep_alive=keep) as handle:
             yield handle
 
     def release(self, *, wait: bool = True, timeout: float | None = None) -> bool:

@@ -61,6 +61,9 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
     stop: list[str] | None = None
     """Stop sequences (merged with those passed per call)."""
     seed: int | None = None
+    keep_alive: float | None = None
+    """Release the model after this many idle seconds (``0``: after each call; ``None``:
+    the cache's default, which keeps it). Like Ollama's ``keep_alive``."""
 
     # -- backend hooks ------------------------------------------------------------------------
     def _render(self, dicts: list[dict[str, str]]) -> str:

@@ -25,6 +25,9 @@ class CachedLLM(CachedModelMixin, LLM):
 
     streaming: bool = False
     """Stream internally on ``invoke`` so callbacks get ``on_llm_new_token``."""
+    keep_alive: float | None = None
+    """Release the model after this many idle seconds (``0``: after each call; ``None``:
+    the cache's default, which keeps it). Like Ollama's ``keep_alive``."""
 
     def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
         raise NotImplementedError  # pragma: no cover - abstract

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -27,8 +28,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from langchain_setraf.backends.base import Backend, LoadSpec, ModelHandle
-from langchain_setraf.memory import give_back_memory
+from langchain_setraf.memory import format_bytes, give_back_memory, parse_memory
+from langchain_setraf.plugins import BackendRegistry
 
 __all__ = ["LoadedModel", "ModelCache", "get_model_cache", "release_all"]
 
@@ -44,6 +48,7 @@ class _Entry:
         "estimated_bytes",
         "gen_lock",
         "handle",
+        "keep_alive",
         "last_used",
         "lease_threads",
         "load_seconds",
@@ -72,6 +77,33 @@ class _Entry:
         # keyed by id(): pydantic models are unhashable, so a WeakSet cannot hold them
         self.users: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         self.estimated_bytes = 0
+        self.keep_alive: float | None = None
+
+
+class InsufficientMemoryError(MemoryError):
+    """A load was refused before any allocation: it would not fit the budget or the RAM.
+
+    Attributes:
+        need: Estimated bytes of the model.
+        budget: The cache's ``max_memory`` (``None``: no budget).
+        used: Estimated bytes of the models that stayed loaded (busy ones).
+        available: The system's available memory when refused.
+    """
+
+    def __init__(
+        self, spec: LoadSpec, need: int, budget: int | None, used: int, available: int
+    ) -> None:
+        self.need, self.budget, self.used, self.available = need, budget, used, available
+        budget_txt = (
+            f"budget {format_bytes(budget)} with {format_bytes(used)} held by models in use"
+            if budget is not None
+            else "no budget"
+        )
+        super().__init__(
+            f"not loading {spec.describe()}: it needs about {format_bytes(need)}; "
+            f"{budget_txt}; system available {format_bytes(available)}. Release a model, "
+            "raise max_memory / SETRAF_MAX_MEMORY, or pick a smaller quantisation."
+        )
 
 
 @dataclass(frozen=True)
@@ -118,6 +150,16 @@ class ModelCache:
         self._entries: dict[LoadSpec, _Entry] = {}
         self.load_counts: Counter[LoadSpec] = Counter()
         self.release_counts: Counter[LoadSpec] = Counter()
+        self.evictions: list[LoadSpec] = []
+        #: Backends found through entry points (discovered lazily, once).
+        self.backends = BackendRegistry()
+        #: Memory budget in bytes for all loaded models (``SETRAF_MAX_MEMORY``: "6GB", "50%").
+        self.max_memory: int | None = parse_memory(os.environ.get("SETRAF_MAX_MEMORY"))
+        #: Default idle time (s) before a model is released; ``None`` keeps it
+        #: (``SETRAF_KEEP_ALIVE``). An LLM's own ``keep_alive`` wins.
+        env_keep = os.environ.get("SETRAF_KEEP_ALIVE")
+        self.keep_alive: float | None = float(env_keep) if env_keep else None
+        self._reaper: threading.Thread | None = None
 
     # -- statistics ---------------------------------------------------------------------
     @property
@@ -169,6 +211,7 @@ class ModelCache:
         *,
         user: object | None = None,
         lock: bool = True,
+        keep_alive: float | None = None,
     ) -> Iterator[Any]:
         """Borrow the model for ``spec``, loading it first if no one has.
 
@@ -181,6 +224,8 @@ class ModelCache:
             spec: What to load.
             user: The LLM object asking (counted in :meth:`loaded`, weakly referenced).
             lock: Hold the per-model generation lock for the lease.
+            keep_alive: Release the model after this many idle seconds (``0``: as soon as
+                the lease ends); ``None`` uses the cache's ``keep_alive``.
 
         Yields:
             The backend's model handle.
@@ -190,6 +235,8 @@ class ModelCache:
                 the next lease tries again.
         """
         entry, must_load = self._enter(backend, spec)
+        if keep_alive is not None:
+            entry.keep_alive = keep_alive
         try:
             if must_load:
                 self._load(entry)
@@ -229,9 +276,37 @@ class ModelCache:
             entry.lease_threads[threading.get_ident()] += 1
             return entry, must_load
 
+    def _admit(self, entry: _Entry) -> None:
+        """Make room for ``entry`` or refuse it, before anything is allocated.
+
+        Idle models (no running generation) are released least-recently-used first while
+        the load would exceed ``max_memory`` or the system's available memory.
+        """
+        try:
+            need = int(entry.backend.estimate_bytes(entry.spec))
+        except Exception:
+            return  # unreadable model: let the load raise its own, specific error
+        entry.estimated_bytes = need
+        while True:
+            with self._cond:
+                others = [e for e in self._entries.values() if e is not entry and e.state == _READY]
+                used = sum(e.estimated_bytes for e in others)
+                available = int(psutil.virtual_memory().available)
+                budget = self.max_memory
+                over_budget = budget is not None and used + need > budget
+                if not over_budget and need <= available:
+                    return
+                idle = sorted((e for e in others if e.active == 0), key=lambda e: e.last_used)
+                if not idle:
+                    raise InsufficientMemoryError(entry.spec, need, budget, used, available)
+                victim = idle[0]
+                self.evictions.append(victim.spec)
+            self.release(victim.spec, wait=False)
+
     def _load(self, entry: _Entry) -> None:
         start = time.perf_counter()
         try:
+            self._admit(entry)
             handle = entry.backend.load(entry.spec)
         except BaseException as exc:
             with self._cond:
@@ -249,7 +324,7 @@ class ModelCache:
             entry.loaded_at = time.time()
             entry.last_used = time.monotonic()
             try:
-                entry.estimated_bytes = int(handle.estimated_bytes)
+                entry.estimated_bytes = int(handle.estimated_bytes) or entry.estimated_bytes
             except Exception:
                 entry.estimated_bytes = 0
             entry.state = _READY
@@ -268,9 +343,47 @@ class ModelCache:
             entry.last_used = time.monotonic()
             if entry.active == 0 and entry.state == _CLOSING and entry.handle is not None:
                 close_now = True
+            keep = entry.keep_alive if entry.keep_alive is not None else self.keep_alive
+            if entry.active == 0 and entry.state == _READY and keep is not None:
+                if keep <= 0:
+                    entry.state = _CLOSING
+                    close_now = entry.handle is not None
+                else:
+                    self._start_reaper()
             self._cond.notify_all()
         if close_now:
             self._close(entry)
+
+    def _start_reaper(self) -> None:
+        """Start the background thread that releases models idle past their keep_alive."""
+        if self._reaper is not None and self._reaper.is_alive():
+            return
+        self._reaper = threading.Thread(target=self._reap, name="setraf-keep-alive", daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        while True:
+            expired: list[LoadSpec] = []
+            with self._cond:
+                now = time.monotonic()
+                next_due: float | None = None
+                for e in self._entries.values():
+                    keep = e.keep_alive if e.keep_alive is not None else self.keep_alive
+                    if e.state != _READY or e.active or keep is None:
+                        continue
+                    due = e.last_used + keep
+                    if due <= now:
+                        expired.append(e.spec)
+                    elif next_due is None or due < next_due:
+                        next_due = due
+                if not expired:
+                    if next_due is None:
+                        self._reaper = None
+                        return
+                    self._cond.wait(max(0.01, next_due - now))
+                    continue
+            for spec in expired:
+                self.release(spec, wait=False)
 
     # -- release ------------------------------------------------------------------------
     def release(self, spec: LoadSpec, *, wait: bool = True, timeout: float | None = None) -> bool:

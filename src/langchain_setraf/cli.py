@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from langchain_setraf._version import __version__
 
@@ -64,6 +65,63 @@ def _cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from langchain_setraf.cache import get_model_cache
+    from langchain_setraf.factory import init_llm
+    from langchain_setraf.memory import format_bytes
+    from langchain_setraf.plugins import list_backends
+
+    cache = get_model_cache()
+    for uri in args.load or []:
+        _load(init_llm(uri))
+    backends = [
+        {
+            "name": b.name,
+            "distribution": b.distribution,
+            "version": b.version,
+            "builtin": b.builtin,
+            "importable": b.importable,
+            "error": b.error,
+            "missing": b.ready,
+        }
+        for b in list_backends()
+    ]
+    models: list[dict[str, Any]] = [
+        {
+            "backend": m.backend,
+            "path": m.path,
+            "options": m.options,
+            "estimated_bytes": m.estimated_bytes,
+            "idle_seconds": round(m.idle_seconds, 1),
+            "users": m.users,
+        }
+        for m in cache.loaded()
+    ]
+    if args.json:
+        print(json.dumps({"backends": backends, "loaded": models, "max_memory": cache.max_memory}))
+        return 0
+    print("backends:")
+    for b in backends:
+        state = "ok" if b["importable"] and not b["missing"] else (b["error"] or b["missing"])
+        origin = "built-in" if b["builtin"] else f"{b['distribution']} {b['version']}"
+        print(f"  {b['name']:<14} {origin:<28} {state}")
+    budget = format_bytes(cache.max_memory) if cache.max_memory else "none"
+    print(
+        f"loaded models (budget {budget}):" if models else f"loaded models: none (budget {budget})"
+    )
+    for m in models:
+        print(
+            f"  {m['backend']}:{m['path']}  {format_bytes(m['estimated_bytes'])}  "
+            f"idle {m['idle_seconds']} s  users {m['users']}"
+        )
+    return 0
+
+
+def _load(llm: object) -> None:
+    with llm._lease(lock=False):  # type: ignore[attr-defined]
+        pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``setraf`` command."""
     parser = argparse.ArgumentParser(
@@ -86,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--json", action="store_true")
     mem.set_defaults(func=_cmd_memory)
 
+    models = sub.add_parser("models", help="list backends (plugins included) and loaded models")
+    models.add_argument(
+        "--load", action="append", metavar="URI", help="load a model first (gguf:PATH, auto:PATH)"
+    )
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=_cmd_models)
+
     try:
         from langchain_setraf.ert.cli import add_interpret_parser
     except ImportError:  # pragma: no cover - ERT part always ships with the package
@@ -101,7 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError, ImportError, PermissionError) as exc:
+    except (
+        FileNotFoundError,
+        ValueError,
+        ImportError,
+        PermissionError,
+        LookupError,
+        MemoryError,
+    ) as exc:
         print(f"setraf: error: {exc}", file=sys.stderr)
         return 2
 

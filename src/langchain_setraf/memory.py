@@ -25,6 +25,51 @@ __all__ = ["MemorySnapshot", "format_bytes", "give_back_memory", "memory_snapsho
 _MB = 1024 * 1024
 
 
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "KB": 1000,
+    "KIB": 1024,
+    "M": 1000**2,
+    "MB": 1000**2,
+    "MIB": 1024**2,
+    "G": 1000**3,
+    "GB": 1000**3,
+    "GIB": 1024**3,
+    "T": 1000**4,
+    "TB": 1000**4,
+    "TIB": 1024**4,
+}
+
+
+def parse_memory(value: str | int | float | None) -> int | None:
+    """Parse a memory amount: bytes, ``"6GB"``, ``"512MiB"``, or ``"50%"`` of total RAM.
+
+    Example:
+        >>> parse_memory("1.5GB"), parse_memory("2GiB"), parse_memory(None)
+        (1500000000, 2147483648, None)
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = value.strip().upper().replace(" ", "")
+    if text.endswith("%"):
+        pct = float(text[:-1])
+        if not 0 < pct <= 100:
+            raise ValueError(f"memory percentage must be in (0, 100]: {value!r}")
+        return int(psutil.virtual_memory().total * pct / 100)
+    number = text.rstrip("KMGTIB")
+    unit = text[len(number) :]
+    try:
+        if unit not in _UNITS:
+            raise ValueError(unit)
+        return int(float(number) * _UNITS[unit])
+    except ValueError:
+        raise ValueError(f"cannot parse memory amount {value!r} (e.g. 6GB, 512MiB, 50%)") from None
+
+
 def format_bytes(n: int | float | None) -> str:
     """Format a byte count as a short human string (``"201.3 MB"``)."""
     if n is None:

@@ -84,6 +84,27 @@ class GGUFBackend:
     """The built-in ``gguf`` backend."""
 
     name = "gguf"
+    #: LangChain classes for this backend (``module:Class``) and their model-path field.
+    llm_class = "langchain_setraf.llms:GGUFLLM"
+    chat_class = "langchain_setraf.chat_models:ChatGGUF"
+    model_field = "model_path"
+
+    def missing_requirements(self) -> str | None:
+        """``None`` if llama-cpp-python is installed, else what to install."""
+        import importlib.util
+
+        if importlib.util.find_spec("llama_cpp") is None:
+            return "llama-cpp-python: pip install 'langchain-setraf[gguf]'"
+        return None
+
+    def accepts(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` is a GGUF file (magic bytes), for ``auto:`` URIs."""
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                return p.is_file() and fh.read(4) == b"GGUF"
+        except OSError:
+            return False
 
     def spec_for(self, model_path: str | os.PathLike[str], **options: Any) -> LoadSpec:
         """Build the cache key for ``model_path`` and the load options that were set."""

@@ -279,6 +279,24 @@ class TransformersBackend:
     """The built-in ``transformers`` backend."""
 
     name = "transformers"
+    #: LangChain classes for this backend (``module:Class``) and their model field.
+    llm_class = "langchain_setraf.transformers_llm:TransformersLLM"
+    chat_class = "langchain_setraf.chat_models:ChatTransformers"
+    model_field = "model"
+
+    def missing_requirements(self) -> str | None:
+        """``None`` if torch and transformers are installed, else what to install."""
+        import importlib.util
+
+        missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{', '.join(missing)}: pip install 'langchain-setraf[transformers]'"
+        return None
+
+    def accepts(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` is a checkpoint directory (``config.json``), for ``auto:``."""
+        p = Path(path)
+        return p.is_dir() and (p / "config.json").is_file()
 
     def spec_for(self, model: str | os.PathLike[str], **options: Any) -> LoadSpec:
         """Build the cache key for a checkpoint and the load options that were set.
@@ -318,8 +336,12 @@ class TransformersBackend:
         embed = sum(p.numel() for p in model.get_input_embeddings().parameters())
         per = _BYTES_PER_PARAM[mode]
         if mode in _BNB_MODES:  # embeddings and norms stay in the compute dtype
-            return int((n - embed) * per + embed * 2)
-        return int(n * per)
+            weights = int((n - embed) * per + embed * 2)
+        else:
+            weights = int(n * per)
+        # the tokenizer lives in the same handle: ~12 × its JSON once parsed (measured)
+        tok = Path(spec.path) / "tokenizer.json"
+        return weights + (12 * tok.stat().st_size if tok.is_file() else 0)
 
     def _concrete_mode(self, opts: dict[str, Any], torch: Any) -> str:
         device_map = opts.get("device_map")

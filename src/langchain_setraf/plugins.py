@@ -1,0 +1,181 @@
+"""Backend discovery through the ``langchain_setraf.backends`` entry-point group.
+
+The built-in ``gguf`` and ``transformers`` backends are registered through this package's
+own ``pyproject.toml`` exactly like a third-party one. Discovery is lazy, done once, under
+a lock; a plugin that fails to import is reported (``list_backends()``), never breaks the
+others; two distributions claiming one name is an error naming both. ``SETRAF_PLUGINS``
+(comma-separated names, or ``none``) limits which third-party backends are loaded.
+
+Example:
+    >>> from langchain_setraf import list_backends
+    >>> sorted(b.name for b in list_backends() if b.builtin)
+    ['gguf', 'transformers']
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BackendCollisionError",
+    "BackendInfo",
+    "BackendRegistry",
+    "UnknownBackendError",
+    "get_backend",
+    "list_backends",
+]
+
+ENTRY_POINT_GROUP = "langchain_setraf.backends"
+_OWN_DIST = "langchain-setraf"
+
+
+class UnknownBackendError(LookupError):
+    """No backend of that name (the message lists the available ones)."""
+
+
+class BackendCollisionError(RuntimeError):
+    """Two distributions register the same backend name."""
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One discovered backend.
+
+    Attributes:
+        name: Entry-point name (``"gguf"``, ``"transformers"``, a plugin's).
+        value: ``module:Class`` the entry point names.
+        distribution: Distribution that registers it, and its ``version``.
+        builtin: Registered by langchain-setraf itself.
+        importable: The entry point loaded and instantiated.
+        error: Why not (import error, collision, excluded by ``SETRAF_PLUGINS``).
+        ready: ``None`` if the backend's own dependencies are present, else what is
+            missing (from the backend's optional ``missing_requirements()``).
+    """
+
+    name: str
+    value: str
+    distribution: str
+    version: str
+    builtin: bool
+    importable: bool
+    error: str | None = None
+    ready: str | None = None
+
+
+def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "?", "?"
+    return str(dist.metadata["Name"]), str(dist.version)
+
+
+def _allowlist() -> set[str] | None:
+    raw = os.environ.get("SETRAF_PLUGINS")
+    if raw is None or raw.strip() in ("", "all", "*"):
+        return None
+    if raw.strip().lower() == "none":
+        return set()
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+class BackendRegistry:
+    """Discovered backends; one instance lives on the process-wide model cache."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._infos: dict[str, BackendInfo] | None = None
+        self._backends: dict[str, Any] = {}
+
+    def _discover(self) -> dict[str, BackendInfo]:
+        with self._lock:
+            if self._infos is not None:
+                return self._infos
+            allow = _allowlist()
+            by_name: dict[str, list[md.EntryPoint]] = {}
+            for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+                by_name.setdefault(ep.name, []).append(ep)
+            infos: dict[str, BackendInfo] = {}
+            for name, eps in sorted(by_name.items()):
+                dists = sorted({_dist_of(ep) for ep in eps})
+                first = eps[0]
+                dist, version = _dist_of(first)
+                builtin = dist == _OWN_DIST
+                if len(dists) > 1:
+                    names = " and ".join(f"{d} {v}" for d, v in dists)
+                    infos[name] = BackendInfo(
+                        name, first.value, ", ".join(d for d, _ in dists), version, builtin,
+                        False, f"backend name {name!r} is registered by {names}; uninstall one",
+                    )  # fmt: skip
+                    continue
+                if not builtin and allow is not None and name not in allow:
+                    infos[name] = BackendInfo(
+                        name, first.value, dist, version, builtin, False,
+                        f"not loaded: SETRAF_PLUGINS={os.environ.get('SETRAF_PLUGINS')!r}",
+                    )  # fmt: skip
+                    continue
+                try:
+                    backend = first.load()()
+                except Exception as exc:  # a broken plugin is reported, never fatal
+                    infos[name] = BackendInfo(
+                        name, first.value, dist, version, builtin, False,
+                        f"{type(exc).__name__}: {exc}",
+                    )  # fmt: skip
+                    continue
+                missing = getattr(backend, "missing_requirements", None)
+                ready = missing() if callable(missing) else None
+                self._backends[name] = backend
+                infos[name] = BackendInfo(
+                    name, first.value, dist, version, builtin, True, None, ready
+                )
+            self._infos = infos
+            return infos
+
+    def list(self) -> list[BackendInfo]:
+        """Every backend found, importable or not."""
+        return list(self._discover().values())
+
+    def get(self, name: str) -> Any:
+        """The backend registered as ``name``.
+
+        Raises:
+            UnknownBackendError: no such backend (lists the available ones).
+            BackendCollisionError: two distributions claim ``name``.
+            ImportError: the plugin failed to load (its error is in the message).
+        """
+        infos = self._discover()
+        info = infos.get(name)
+        if info is None:
+            available = ", ".join(n for n, i in infos.items() if i.importable) or "none"
+            raise UnknownBackendError(f"unknown backend {name!r}; available: {available}")
+        if not info.importable:
+            if "registered by" in (info.error or ""):
+                raise BackendCollisionError(info.error)
+            raise ImportError(f"backend {name!r} ({info.distribution}) unavailable: {info.error}")
+        return self._backends[name]
+
+    def reset(self) -> None:
+        """Forget the discovery (the next call discovers again)."""
+        with self._lock:
+            self._infos = None
+            self._backends.clear()
+
+
+def _registry() -> BackendRegistry:
+    from langchain_setraf.cache import get_model_cache
+
+    return get_model_cache().backends
+
+
+def list_backends() -> list[BackendInfo]:
+    """Every backend registered under ``langchain_setraf.backends``, importable or not."""
+    return _registry().list()
+
+
+def get_backend(name: str) -> Any:
+    """The backend registered as ``name`` (see :meth:`BackendRegistry.get`)."""
+    return _registry().get(name)

@@ -1,0 +1,5 @@
+"""Registers a backend under a name another distribution already uses."""
+
+
+class Impostor:
+    name = "ngram"

@@ -1,0 +1,92 @@
+"""A third-party backend for tests: a word-bigram model built from a text file.
+
+It is a real backend: ``load`` reads and indexes the corpus, the handle holds the table,
+the shared cache loads it once, and its LLM class generates deterministic text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from langchain_core.outputs import Generation, GenerationChunk
+
+from langchain_setraf._llm_base import CachedLLM
+from langchain_setraf.backends.base import LoadSpec, file_identity
+
+
+class NGramHandle:
+    def __init__(self, table: dict[str, Counter[str]], size: int) -> None:
+        self.table = table
+        self._size = size
+
+    @property
+    def estimated_bytes(self) -> int:
+        return self._size
+
+    def close(self) -> None:
+        self.table = {}
+
+
+class NGramBackend:
+    name = "ngram"
+    llm_class = "setraf_ngram:NGramLLM"
+    chat_class = None
+    model_field = "corpus"
+
+    def accepts(self, path: str | os.PathLike[str]) -> bool:
+        return str(path).endswith(".txt") and Path(path).is_file()
+
+    def spec_for(self, corpus: str) -> LoadSpec:
+        if not Path(corpus).is_file():
+            raise FileNotFoundError(f"corpus not found: {corpus}")
+        return LoadSpec.create(self.name, file_identity(corpus), {})
+
+    def estimate_bytes(self, spec: LoadSpec) -> int:
+        return Path(spec.path).stat().st_size * 20
+
+    def load(self, spec: LoadSpec) -> NGramHandle:
+        words = Path(spec.path).read_text(encoding="utf-8").split()
+        table: dict[str, Counter[str]] = defaultdict(Counter)
+        for a, b in zip(words, words[1:], strict=False):
+            table[a][b] += 1
+        return NGramHandle(dict(table), self.estimate_bytes(spec))
+
+
+_BACKEND = NGramBackend()
+
+
+class NGramLLM(CachedLLM):
+    corpus: str
+    max_tokens: int = 8
+
+    @property
+    def _llm_type(self) -> str:
+        return "ngram"
+
+    def _backend_and_spec(self) -> tuple[NGramBackend, LoadSpec]:
+        return _BACKEND, _BACKEND.spec_for(self.corpus)
+
+    def _words(self, prompt: str) -> list[str]:
+        with self._lease() as handle:
+            word = prompt.split()[-1] if prompt.split() else ""
+            out = []
+            for _ in range(self.max_tokens):
+                nxt = handle.table.get(word)
+                if not nxt:
+                    break
+                word = sorted(nxt.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+                out.append(word)
+            return out
+
+    def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
+        return Generation(text=" ".join(self._words(prompt)))
+
+    def _stream(
+        self, prompt: str, stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> Iterator[GenerationChunk]:
+        for w in self._words(prompt):
+            yield GenerationChunk(text=" " + w)

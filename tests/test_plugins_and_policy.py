@@ -1,0 +1,276 @@
+"""Entry-point plugins (real distributions installed by the test set-up), the factory,
+and the cache's memory policy (estimate, budget, LRU eviction, refusal, keep_alive)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from langchain_setraf import (
+    GGUFLLM,
+    InsufficientMemoryError,
+    get_backend,
+    init_chat_model,
+    init_llm,
+    list_backends,
+    memory_snapshot,
+)
+from langchain_setraf.cache import ModelCache
+from langchain_setraf.memory import parse_memory
+from langchain_setraf.plugins import UnknownBackendError
+
+PLUGINS = Path(__file__).parent / "plugins"
+CORPUS = "the survey shows a clay layer over the bedrock and the clay layer is wet"
+
+
+def _install(target: Path, *names: str) -> Path:
+    """Install test plugin distributions into ``target`` (a site dir for child processes)."""
+    for name in names:
+        subprocess.run(
+            [
+                sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                "--no-build-isolation", "--target", str(target), str(PLUGINS / name),
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+    return target
+
+
+@pytest.fixture(scope="module")
+def plugin_sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("plugins")
+    return {
+        "good": _install(root / "good", "setraf-ngram", "setraf-broken"),
+        "collide": _install(root / "collide", "setraf-ngram", "setraf-collide"),
+    }
+
+
+def _child(site: Path, code: str, tmp_path: Path, **env: str) -> dict:  # type: ignore[type-arg]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    full_env = {**os.environ, "PYTHONPATH": str(site), **env}
+    full_env.pop("SETRAF_PLUGINS", None) if "SETRAF_PLUGINS" not in env else None
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), str(corpus)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+LIST = """
+import json, sys
+from langchain_setraf import list_backends
+print(json.dumps({b.name: [b.distribution, b.version, b.builtin, b.importable, b.error]
+                  for b in list_backends()}))
+"""
+
+
+def test_builtin_backends_are_registered_through_entry_points() -> None:
+    infos = {b.name: b for b in list_backends()}
+    assert infos["gguf"].builtin and infos["gguf"].importable
+    assert infos["gguf"].distribution == "langchain-setraf"
+    assert infos["transformers"].value == (
+        "langchain_setraf.backends.transformers:TransformersBackend"
+    )
+    assert get_backend("gguf").name == "gguf"
+    with pytest.raises(UnknownBackendError, match=r"unknown backend 'nope'; available: .*gguf"):
+        get_backend("nope")
+
+
+def test_third_party_plugin_works_and_a_broken_one_is_only_reported(
+    plugin_sites: dict[str, Path], tmp_path: Path
+) -> None:
+    data = _child(plugin_sites["good"], LIST, tmp_path)
+    assert data["ngram"][:4] == ["setraf-ngram", "0.1.0", False, True]
+    assert data["broken"][3] is False
+    assert "libimaginary.so" in data["broken"][4]
+    assert data["gguf"][3] is True  # the broken plugin breaks nothing else
+    use = """
+    import json, sys
+    from langchain_setraf import init_llm, get_model_cache, get_backend
+    a = init_llm("ngram:" + sys.argv[1], max_tokens=3)
+    b = init_llm("auto:" + sys.argv[1], max_tokens=3)
+    out = [a.invoke("over"), "".join(b.stream("over"))]
+    try:
+        get_backend("broken")
+    except ImportError as e:
+        err = str(e)
+    print(json.dumps({"out": out, "loads": get_model_cache().total_loads, "err": err,
+                      "cls": type(b).__name__}))
+    """
+    data = _child(plugin_sites["good"], use, tmp_path)
+    assert data["out"] == ["the bedrock and", " the bedrock and"]  # greedy, ties by name
+    assert data["loads"] == 1 and data["cls"] == "NGramLLM"
+    assert "setraf-broken" in data["err"] and "libimaginary.so" in data["err"]
+
+
+def test_setraf_plugins_allowlist(plugin_sites: dict[str, Path], tmp_path: Path) -> None:
+    data = _child(plugin_sites["good"], LIST, tmp_path, SETRAF_PLUGINS="none")
+    assert data["ngram"][3] is False and "SETRAF_PLUGINS" in data["ngram"][4]
+    assert data["gguf"][3] is True  # built-ins are never filtered
+    data = _child(plugin_sites["good"], LIST, tmp_path, SETRAF_PLUGINS="ngram")
+    assert data["ngram"][3] is True and data["broken"][3] is False
+
+
+def test_name_collision_names_both_distributions(
+    plugin_sites: dict[str, Path], tmp_path: Path
+) -> None:
+    code = """
+    import json
+    from langchain_setraf import get_backend
+    try:
+        get_backend("ngram")
+    except Exception as e:
+        print(json.dumps({"type": type(e).__name__, "msg": str(e)}))
+    """
+    data = _child(plugin_sites["collide"], code, tmp_path)
+    assert data["type"] == "BackendCollisionError"
+    assert "setraf-ngram 0.1.0" in data["msg"] and "setraf-collide 2.0.0" in data["msg"]
+
+
+def test_factory(hf_checkpoint: Path, smollm2_path: Path) -> None:
+    from langchain_setraf import ChatGGUF, ChatTransformers, TransformersLLM
+
+    assert isinstance(init_llm(f"gguf:{smollm2_path}", temperature=0), GGUFLLM)
+    assert isinstance(init_chat_model(f"auto:{smollm2_path}"), ChatGGUF)
+    llm = init_llm(f"auto:{hf_checkpoint}", quantization="bf16")
+    assert isinstance(llm, TransformersLLM) and llm.quantization == "bf16"
+    assert isinstance(init_chat_model(f"transformers:{hf_checkpoint}"), ChatTransformers)
+    with pytest.raises(UnknownBackendError, match="available: gguf, transformers"):
+        init_llm("vllm:/x")
+    with pytest.raises(UnknownBackendError, match="no backend recognises"):
+        init_llm(f"auto:{Path(__file__)}")
+
+
+def test_parse_memory() -> None:
+    assert parse_memory("6GB") == 6 * 10**9
+    assert parse_memory("512MiB") == 512 * 2**20
+    assert 0 < (parse_memory("50%") or 0) < memory_snapshot().system_total
+    with pytest.raises(ValueError, match="cannot parse memory amount"):
+        parse_memory("lots")
+
+
+# -- memory policy, real models ------------------------------------------------------------------
+def _gguf(n_ctx: int) -> GGUFLLM:
+    return GGUFLLM(temperature=0, max_tokens=2, n_ctx=n_ctx)
+
+
+@pytest.mark.slow
+def test_refused_before_allocation_when_over_budget(cache: ModelCache) -> None:
+    llm = _gguf(512)
+    backend, spec = llm._backend_and_spec()
+    need = backend.estimate_bytes(spec)
+    cache.max_memory = need // 2
+    try:
+        before = memory_snapshot().rss
+        with pytest.raises(InsufficientMemoryError) as err:
+            llm.invoke("x")
+        assert err.value.need == need and err.value.budget == need // 2
+        assert "needs about" in str(err.value) and "budget" in str(err.value)
+        assert memory_snapshot().rss - before < 5 * 2**20, "memory was allocated"
+        assert len(cache) == 0 and cache.total_loads == 0
+    finally:
+        cache.max_memory = None
+
+
+@pytest.mark.slow
+def test_idle_models_are_evicted_lru_first(cache: ModelCache) -> None:
+    a, b, c = _gguf(512), _gguf(1024), _gguf(1536)
+    sizes = [x._backend_and_spec()[0].estimate_bytes(x._backend_and_spec()[1]) for x in (a, b, c)]
+    cache.max_memory = sizes[0] + sizes[1] + sizes[2] // 2  # room for two, not three
+    try:
+        a.invoke("x")
+        b.invoke("x")
+        a.invoke("y")  # b is now the least recently used
+        c.invoke("x")
+        assert cache.evictions == [b._backend_and_spec()[1]]
+        assert a.is_loaded and c.is_loaded and not b.is_loaded
+    finally:
+        cache.max_memory = None
+
+
+@pytest.mark.slow
+def test_busy_models_are_never_evicted(cache: ModelCache) -> None:
+    a, b = _gguf(512), _gguf(1024)
+    need_b = b._backend_and_spec()[0].estimate_bytes(b._backend_and_spec()[1])
+    stream = a.stream("Tell me a long story", max_tokens=64)
+    next(stream)  # a is generating
+    need_a = cache.loaded()[0].estimated_bytes
+    cache.max_memory = need_a + need_b // 2
+    try:
+        with pytest.raises(InsufficientMemoryError):
+            b.invoke("x")
+        assert a.is_loaded
+    finally:
+        stream.close()
+        cache.max_memory = None
+
+
+@pytest.mark.slow
+def test_keep_alive(cache: ModelCache) -> None:
+    zero = GGUFLLM(max_tokens=2, keep_alive=0)
+    zero.invoke("x")
+    assert not zero.is_loaded and cache.total_loads == 1
+    short = GGUFLLM(max_tokens=2, keep_alive=0.5)
+    short.invoke("x")
+    assert short.is_loaded
+    deadline = time.monotonic() + 10
+    while short.is_loaded and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not short.is_loaded, "idle model was not released after keep_alive"
+    kept = GGUFLLM(max_tokens=2)
+    kept.invoke("x")
+    time.sleep(0.8)
+    assert kept.is_loaded
+
+
+ESTIMATE = """
+import json, sys
+mode = sys.argv[2]
+from langchain_setraf import GGUFLLM, TransformersLLM, memory_snapshot
+from langchain_setraf.memory import give_back_memory
+if mode == "gguf":
+    import llama_cpp
+    llm = GGUFLLM(temperature=0, max_tokens=4)
+else:
+    llm = TransformersLLM(model=sys.argv[3], quantization=mode, temperature=0, max_new_tokens=4)
+backend, spec = llm._backend_and_spec()
+if hasattr(backend, "prepare"):
+    backend.prepare(spec)
+give_back_memory()
+est = backend.estimate_bytes(spec)
+before = memory_snapshot().rss
+llm.invoke("The capital of France is")
+print(json.dumps({"estimate": est, "measured": memory_snapshot().rss - before}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["gguf", "bf16", "fp32", "nf4"])
+def test_estimate_is_within_25_percent_of_measured_rss(
+    hf_checkpoint: Path, tmp_path: Path, mode: str
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", ESTIMATE, "", mode, str(hf_checkpoint)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    ratio = data["estimate"] / data["measured"]
+    print(f"{mode}: estimate {data['estimate'] / 2**20:.0f} MB, measured "
+          f"{data['measured'] / 2**20:.0f} MB, ratio {ratio:.2f}")  # fmt: skip
+    assert 0.75 <= ratio <= 1.25, f"{mode}: estimate/measured = {ratio:.2f}"
