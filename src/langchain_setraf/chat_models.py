@@ -172,8 +172,6 @@ class ChatGGUF(LocalChatModel):
             params.setdefault("seed", self.seed)
         grammar = None
         if constraint is not None:
-            # JSON repeats its syntax tokens by nature: a repetition penalty fights the braces
-            params["repeat_penalty"] = 1.0
             llama_cpp = import_llama_cpp()
             grammar = llama_cpp.LlamaGrammar.from_string(
                 json_grammar(constraint.get("schema")), verbose=False
@@ -291,7 +289,12 @@ class ChatTransformers(LocalChatModel):
         with self._lease() as handle:
             if constraint is not None:
                 params["logits_processor"] = _json_logits_processor(handle, constraint)
-                params["repetition_penalty"] = 1.0  # JSON repeats braces and quotes by nature
+                if constraint.get("schema") is None:
+                    # free-form JSON (json_mode): transformers' penalty, applied over the
+                    # whole sequence, kept a 135M model nesting objects instead of closing
+                    # them. With a schema the structure is bounded and the penalty keeps
+                    # strings from looping, so it stays (measured both ways).
+                    params["repetition_penalty"] = 1.0
             if p["seed"] is not None:
                 importlib.import_module("transformers").set_seed(int(p["seed"]))
             yield from hf_generate_stream(

@@ -258,6 +258,8 @@ def read_gguf_header(path: str | os.PathLike[str]) -> GGUFInfo:
         raise GGUFFormatError(f"{p}: cannot resolve path ({exc.strerror})") from None
     if resolved.is_dir():
         raise IsADirectoryError(f"model path is a directory, expected a .gguf file: {p}")
+    if not resolved.is_file():  # a FIFO would block open() forever; sockets, devices
+        raise GGUFFormatError(f"{p}: not a regular file (FIFO, socket or device), expected .gguf")
     with open(resolved, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size < 24:

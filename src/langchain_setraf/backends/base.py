@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +18,10 @@ def file_identity(path: str | os.PathLike[str]) -> tuple[str, int, int]:
     Two spellings of the same file (relative, ``..``, symlinks) give the same identity;
     a file replaced on disk gives a new one.
     """
-    real = Path(path).resolve(strict=True)
+    try:
+        real = Path(path).resolve(strict=True)
+    except RuntimeError as exc:  # Python < 3.13 reports a symlink loop as RuntimeError
+        raise OSError(errno.ELOOP, f"symlink loop ({exc})", str(path)) from None
     st = real.stat()
     if real.is_dir():
         # a checkpoint directory: identity over its weight and config files
