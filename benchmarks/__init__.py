@@ -1,0 +1,1 @@
+"""Benchmarks: langchain-setraf against the tools a user would pick instead."""

@@ -1,0 +1,204 @@
+"""One benchmark scenario in a fresh process; prints one JSON line.
+
+Usage: python -m benchmarks.run_scenario IMPL SCENARIO [CHECKPOINT]
+
+IMPL: setraf-gguf | setraf-gguf-nommap | raw-llama | lc-llamacpp |
+      setraf-hf-{fp32,bf16,nf4,int8} | lc-hf-pipeline-{fp32,bf16}
+SCENARIO: one (a: one chain) | four (b: four chains on one model, one process) |
+          cycles (c: five load → release → reload cycles) | worker (d: one of N workers)
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+from typing import Any
+
+PROMPT = "List the numbers from 1 to 100, separated by commas: 1, 2, 3,"
+N_TOKENS = 48
+
+
+def _gguf_path() -> str:
+    from langchain_setraf.models import default_gguf_path
+
+    return str(default_gguf_path())
+
+
+def _mem() -> dict[str, Any]:
+    from langchain_setraf.memory import memory_snapshot
+
+    return memory_snapshot().as_dict()
+
+
+class Impl:
+    """Build / call / drop one model object of an implementation."""
+
+    def __init__(self, name: str, ckpt: str | None) -> None:
+        self.name, self.ckpt = name, ckpt
+
+    def make(self) -> Any:
+        n = self.name
+        if n.startswith("setraf-gguf"):
+            from langchain_setraf import GGUFLLM
+
+            return GGUFLLM(temperature=0, max_tokens=N_TOKENS, use_mmap=n != "setraf-gguf-nommap")
+        if n == "raw-llama":
+            import llama_cpp
+
+            return llama_cpp.Llama(model_path=_gguf_path(), n_ctx=2048, verbose=False)
+        if n == "lc-llamacpp":
+            from langchain_community.llms import LlamaCpp
+
+            return LlamaCpp(
+                model_path=_gguf_path(),
+                temperature=0,
+                max_tokens=N_TOKENS,
+                n_ctx=2048,
+                verbose=False,
+            )
+        if n.startswith("setraf-hf-"):
+            from langchain_setraf import TransformersLLM
+
+            return TransformersLLM(
+                model=self.ckpt,
+                quantization=n.rsplit("-", 1)[1],
+                temperature=0,
+                max_new_tokens=N_TOKENS,
+                repetition_penalty=1.0,
+            )
+        if n.startswith("lc-hf-pipeline-"):
+            import torch
+            from langchain_huggingface import HuggingFacePipeline
+
+            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[n.rsplit("-", 1)[1]]
+            return HuggingFacePipeline.from_model_id(
+                model_id=self.ckpt,
+                task="text-generation",
+                model_kwargs={"dtype": dtype},
+                pipeline_kwargs={
+                    "max_new_tokens": N_TOKENS,
+                    "do_sample": False,
+                    "return_full_text": False,
+                },
+            )
+        raise SystemExit(f"unknown impl {n}")
+
+    def call(self, obj: Any, max_tokens: int | None = None) -> str:
+        if self.name == "raw-llama":
+            out = obj.create_completion(PROMPT, max_tokens=max_tokens or N_TOKENS, temperature=0)
+            return str(out["choices"][0]["text"])
+        if max_tokens is not None:
+            key = "max_new_tokens" if self.name.startswith("setraf-hf") else "max_tokens"
+            if self.name.startswith("lc-"):
+                return str(obj.invoke(PROMPT))  # peers take no per-call limit the same way
+            return str(obj.invoke(PROMPT, **{key: max_tokens}))
+        return str(obj.invoke(PROMPT))
+
+    def stream_first(self, obj: Any) -> float:
+        t0 = time.perf_counter()
+        if self.name == "raw-llama":
+            it = obj.create_completion(PROMPT, max_tokens=4, temperature=0, stream=True)
+        else:
+            it = obj.stream(PROMPT)
+        for _ in it:
+            break
+        dt = time.perf_counter() - t0
+        close = getattr(it, "close", None)
+        if close:
+            close()
+        return dt
+
+    def drop(self, obj: Any) -> None:
+        if self.name.startswith("setraf"):
+            obj.release()
+        elif self.name == "raw-llama":
+            obj.close()
+        del obj
+        gc.collect()
+        from langchain_setraf.memory import give_back_memory
+
+        give_back_memory()
+
+
+def _count_tokens(text: str) -> int:
+    import llama_cpp
+
+    from langchain_setraf.gguf_file import read_gguf_header  # noqa: F401 - same vocab
+
+    global _TOK
+    try:
+        tok = _TOK
+    except NameError:
+        tok = _TOK = llama_cpp.Llama(model_path=_gguf_path(), vocab_only=True, verbose=False)
+    return len(tok.tokenize(text.encode("utf-8"), add_bos=False))
+
+
+def main() -> None:
+    impl_name, scenario = sys.argv[1], sys.argv[2]
+    ckpt = sys.argv[3] if len(sys.argv) > 3 else None
+    impl = Impl(impl_name, ckpt)
+    _import_libs(impl_name)
+    from langchain_setraf.memory import give_back_memory
+
+    give_back_memory()
+    base = _mem()
+    out: dict[str, Any] = {"impl": impl_name, "scenario": scenario, "base": base}
+    if scenario in ("one", "worker"):
+        t0 = time.perf_counter()
+        obj = impl.make()
+        impl.call(obj, max_tokens=1)
+        out["load_s"] = time.perf_counter() - t0
+        out["ttft_s"] = impl.stream_first(obj)
+        t0 = time.perf_counter()
+        text = impl.call(obj)
+        dt = time.perf_counter() - t0
+        n = (
+            _count_tokens(text)
+            if impl_name.endswith(("gguf", "llama", "llamacpp", "nommap"))
+            else None
+        )
+        out["tokens"] = n if n is not None else N_TOKENS
+        out["tokens_per_s"] = out["tokens"] / dt
+        out["mem"] = _mem()
+        if scenario == "worker":  # report, then stay alive while the parent measures PSS
+            print(json.dumps(out), flush=True)
+            sys.stdin.readline()
+            return
+    elif scenario == "four":
+        t0 = time.perf_counter()
+        objs = [impl.make() for _ in range(4)]
+        for o in objs:
+            impl.call(o, max_tokens=2)
+        out["load_s"] = time.perf_counter() - t0
+        out["mem"] = _mem()
+    elif scenario == "cycles":
+        released = []
+        for _ in range(5):
+            obj = impl.make()
+            impl.call(obj, max_tokens=2)
+            loaded = _mem()
+            impl.drop(obj)
+            released.append(_mem()["rss"])
+        out["mem"] = loaded
+        out["released_rss"] = released
+    print(json.dumps(out))
+
+
+def _import_libs(name: str) -> None:
+    """Import what the impl needs before the baseline, so import cost is not 'the model'."""
+    if "gguf" in name or "llama" in name:
+        import llama_cpp  # noqa: F401
+    if "hf" in name:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    if name.startswith("lc-"):
+        if "llamacpp" in name:
+            import langchain_community.llms  # noqa: F401
+        else:
+            import langchain_huggingface  # noqa: F401
+
+
+if __name__ == "__main__":
+    main()
