@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("benchmark_disable", default=False):
+        os.environ["SETRAF_BENCH_QUICK"] = "1"  # smoke: fewer tokens, one timing
 
 
 @pytest.fixture(scope="session")
