@@ -136,4 +136,3 @@ def test_real_browser_unload_changes_the_memory_figure(ert_dir: Path) -> None:
         server.wait(timeout=30)
     assert rss != rss_after, (rss, rss_after)
     assert (ROOT / "docs" / "img" / "app.png").stat().st_size > 10_000
-
