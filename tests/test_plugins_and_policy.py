@@ -35,12 +35,20 @@ def _install(target: Path, *names: str) -> Path:
     for name in names:
         subprocess.run(
             [
-                sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                "--no-build-isolation", "--target", str(target), str(PLUGINS / name),
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "--target",
+                str(target),
+                str(PLUGINS / name),
             ],
             check=True,
             capture_output=True,
-        )  # fmt: skip
+        )
     return target
 
 
@@ -271,6 +279,39 @@ def test_estimate_is_within_25_percent_of_measured_rss(
     assert out.returncode == 0, out.stderr[-3000:]
     data = json.loads(out.stdout.strip().splitlines()[-1])
     ratio = data["estimate"] / data["measured"]
-    print(f"{mode}: estimate {data['estimate'] / 2**20:.0f} MB, measured "
-          f"{data['measured'] / 2**20:.0f} MB, ratio {ratio:.2f}")  # fmt: skip
+    print(
+        f"{mode}: estimate {data['estimate'] / 2**20:.0f} MB, measured "
+        f"{data['measured'] / 2**20:.0f} MB, ratio {ratio:.2f}"
+    )
     assert 0.75 <= ratio <= 1.25, f"{mode}: estimate/measured = {ratio:.2f}"
+
+
+@pytest.mark.slow
+def test_setraf_models_cli_lists_backends_and_loaded_models(smollm2_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langchain_setraf.cli",
+            "models",
+            "--json",
+            "--load",
+            f"auto:{smollm2_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {b["name"] for b in data["backends"]} >= {"gguf", "transformers"}
+    (model,) = data["loaded"]
+    assert model["backend"] == "gguf" and model["path"] == str(smollm2_path.resolve())
+    assert model["estimated_bytes"] > 100 * 2**20
+    bad = subprocess.run(
+        [sys.executable, "-m", "langchain_setraf.cli", "models", "--load", "nope:/x"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "unknown backend 'nope'" in bad.stderr
