@@ -21,7 +21,7 @@ from langchain_setraf._hf_generate import GenerationStats, hf_generate_stream
 from langchain_setraf.backends.base import LoadSpec, file_identity
 from langchain_setraf.backends.gguf import GGUFBackend, import_llama_cpp
 from langchain_setraf.backends.transformers import TransformersBackend
-from langchain_setraf.chat_template import render_chat_template
+from langchain_setraf.chat_template import render_prompt
 from langchain_setraf.gguf_file import read_gguf_header
 from langchain_setraf.llms import gguf_backend_and_spec
 from langchain_setraf.models import default_gguf_path
@@ -142,12 +142,7 @@ class ChatGGUF(LocalChatModel):
 
     def _render(self, dicts: list[dict[str, str]]) -> str:
         template, bos, eos = _gguf_chat_info(*file_identity(self._path()))
-        if template is None:
-            body = "\n".join(f"{m['role']}: {m['content']}" for m in dicts)
-            return body + "\nassistant:"
-        return render_chat_template(
-            template, dicts, add_generation_prompt=True, bos_token=bos, eos_token=eos
-        )
+        return render_prompt(template, dicts, bos=bos, eos=eos)
 
     def _run(
         self,
@@ -250,12 +245,7 @@ class ChatTransformers(LocalChatModel):
             tok = handle.tokenizer
             template = tok.chat_template
             bos, eos = tok.bos_token or "", tok.eos_token or ""
-        if not template:
-            body = "\n".join(f"{m['role']}: {m['content']}" for m in dicts)
-            return body + "\nassistant:"
-        return render_chat_template(
-            template, dicts, add_generation_prompt=True, bos_token=bos, eos_token=eos
-        )
+        return render_prompt(template, dicts, bos=bos, eos=eos)
 
     def _run(
         self,

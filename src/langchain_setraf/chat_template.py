@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ChatTemplateError", "messages_to_dicts", "render_chat_template"]
+__all__ = ["ChatTemplateError", "messages_to_dicts", "render_chat_template", "render_prompt"]
 
 
 class ChatTemplateError(ValueError):
@@ -64,3 +64,16 @@ def messages_to_dicts(messages: Sequence[Any]) -> list[dict[str, str]]:
         content = m.content if isinstance(m.content, str) else str(m.content)
         out.append({"role": role, "content": content})
     return out
+
+
+def render_prompt(
+    template: str | None, messages: Sequence[Mapping[str, Any]], *, bos: str = "", eos: str = ""
+) -> str:
+    """The model's own template (sandboxed), or a plain ``role: content`` transcript for
+    base models that ship none."""
+    if not template:
+        body = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+        return body + "\nassistant:"
+    return render_chat_template(
+        template, messages, add_generation_prompt=True, bos_token=bos, eos_token=eos
+    )

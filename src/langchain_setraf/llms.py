@@ -15,7 +15,7 @@ from langchain_setraf._cached import merge_stops
 from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf.backends.base import LoadSpec, file_identity
 from langchain_setraf.backends.gguf import GGUFBackend
-from langchain_setraf.chat_template import messages_to_dicts, render_chat_template
+from langchain_setraf.chat_template import messages_to_dicts, render_prompt
 from langchain_setraf.gguf_file import read_gguf_header
 from langchain_setraf.models import default_gguf_path
 
@@ -147,11 +147,7 @@ class GGUFLLM(CachedLLM):
         Falls back to a plain ``role: content`` transcript only when the file has no
         template (base models).
         """
-        template = self.chat_template()
-        dicts = messages_to_dicts(messages)
-        if template is None:
-            return "\n".join(f"{m['role']}: {m['content']}" for m in dicts) + "\nassistant:"
-        return render_chat_template(template, dicts, add_generation_prompt=True)
+        return render_prompt(self.chat_template(), messages_to_dicts(messages))
 
     def get_num_tokens(self, text: str) -> int:
         """Count tokens with the model's own tokenizer (loads the model if needed)."""
