@@ -13,6 +13,7 @@ checked, speed ratios recorded but only asserted in a full run).
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -171,3 +172,27 @@ def test_targets_as_ratios_in_this_run(benchmark: Any, results: dict[str, Any]) 
     # (LlamaCpp measures the same). See docs/benchmarks.md.
     if not benchmark.disabled:  # speed is measured, not smoke-tested
         assert ratios["tokens_per_s_vs_raw"] >= 0.97
+
+
+def test_perplexity_per_mode(benchmark: Any, checkpoint: str) -> None:
+    """Same tokens through every backend/mode; the "95 % quality" claim, measured."""
+
+    def run() -> dict[str, Any]:
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.perplexity", checkpoint],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=900,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    data = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(data["perplexity"])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "perplexity.json").write_text(json.dumps(data, indent=1))
+    ppl = data["perplexity"]
+    # the fp32/bf16/int8 checkpoint *is* the dequantised Q4_1 model: same perplexity
+    assert abs(ppl["gguf-q4_1"] / ppl["transformers-fp32"] - 1) < 0.02
+    assert all(math.isfinite(v) and v > 1 for v in ppl.values())
