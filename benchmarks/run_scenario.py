@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from functools import lru_cache
 from typing import Any
 
 PROMPT = "List the numbers from 1 to 100, separated by commas: 1, 2, 3,"
@@ -123,17 +124,16 @@ class Impl:
         give_back_memory()
 
 
-def _count_tokens(text: str) -> int:
+@lru_cache(maxsize=1)
+def _vocab() -> Any:
+    """The GGUF's tokenizer alone (no weights), to count tokens the same way for everyone."""
     import llama_cpp
 
-    from langchain_setraf.gguf_file import read_gguf_header  # noqa: F401 - same vocab
+    return llama_cpp.Llama(model_path=_gguf_path(), vocab_only=True, verbose=False)
 
-    global _TOK
-    try:
-        tok = _TOK
-    except NameError:
-        tok = _TOK = llama_cpp.Llama(model_path=_gguf_path(), vocab_only=True, verbose=False)
-    return len(tok.tokenize(text.encode("utf-8"), add_bos=False))
+
+def _count_tokens(text: str) -> int:
+    return len(_vocab().tokenize(text.encode("utf-8"), add_bos=False))
 
 
 def main() -> None:

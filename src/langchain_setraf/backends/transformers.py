@@ -210,7 +210,7 @@ def load_kwargs(
     return {"dtype": compute, "quantization_config": cfg}
 
 
-def _verify(model: Any, mode: str, torch: Any, compute_dtype: str | None) -> int:
+def _verify(model: Any, mode: str, torch: Any) -> int:
     """Check the loaded model is what was asked for; return the count of quantised layers."""
     if mode in ("bf16", "fp16", "fp32"):
         want = _dtype(torch, mode)
@@ -416,7 +416,7 @@ class TransformersBackend:
             )
             tokenizer = transformers.AutoTokenizer.from_pretrained(spec.path, **common)
             model.eval()
-            n_quant = _verify(model, mode, torch, opts.get("compute_dtype"))
+            n_quant = _verify(model, mode, torch)
             if mode in _BNB_MODES:
                 _detach_from_checkpoint_file(model, torch)
             info = TransformersInfo(
