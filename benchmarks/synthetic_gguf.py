@@ -144,12 +144,11 @@ def quantize(src: Path, dst: Path, quant: str) -> float:
 
 def measure(model: Path) -> dict[str, Any]:
     from langchain_setraf import GGUFLLM, memory_snapshot
-    from langchain_setraf.backends.gguf import GGUFBackend
 
     base = memory_snapshot()
     llm = GGUFLLM(model_path=str(model), n_ctx=2048, max_tokens=4, temperature=0)
     backend, spec = llm._backend_and_spec()
-    estimate = GGUFBackend().estimate_bytes(spec)
+    estimate = backend.estimate_bytes(spec)
     t0 = time.perf_counter()
     llm.invoke("Hello")
     load = time.perf_counter() - t0
