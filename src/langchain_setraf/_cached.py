@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,3 +57,13 @@ def merge_stops(*stops: list[str] | None) -> list[str] | None:
             if s and s not in out:
                 out.append(s)
     return out or None
+
+
+def check_overrides(owner: str, overrides: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """Reject per-call generation arguments the class does not know, naming the accepted ones."""
+    unknown = set(overrides) - set(allowed)
+    if unknown:
+        raise TypeError(
+            f"{owner} got unknown generation argument(s) {sorted(unknown)}; "
+            f"accepted: {', '.join(allowed)}"
+        )

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GenerationStats", "StopScanner", "hf_generate_stream"]
+__all__ = ["GenerationStats", "StopScanner", "hf_generate_kwargs", "hf_generate_stream"]
 
 
 class StopScanner:
@@ -51,6 +51,27 @@ class StopScanner:
         """The held-back tail, once generation ended without a stop sequence."""
         out, self._buffer = self._buffer, ""
         return "" if self.stopped else out
+
+
+def hf_generate_kwargs(p: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``generate`` keyword arguments from sampling settings.
+
+    ``p`` holds ``max_new_tokens, temperature, top_p, top_k, repetition_penalty`` and
+    ``do_sample`` (``None``: sample when ``temperature > 0``). Under greedy decoding the
+    sampling options are passed as ``None`` to silence the checkpoint's own defaults.
+    """
+    do_sample = p["do_sample"] if p["do_sample"] is not None else p["temperature"] > 0
+    out: dict[str, Any] = {
+        "max_new_tokens": p["max_new_tokens"],
+        "do_sample": bool(do_sample),
+        "repetition_penalty": p["repetition_penalty"],
+    }
+    if do_sample:
+        out.update(temperature=p["temperature"], top_p=p["top_p"], top_k=p["top_k"])
+    else:
+        out.update(temperature=None, top_p=None, top_k=None)
+    out.update(extra)
+    return out
 
 
 @dataclass

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from langchain_setraf._cached import merge_stops
+from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._chat_base import JSONConstraint, LocalChatModel
-from langchain_setraf._hf_generate import GenerationStats, hf_generate_stream
+from langchain_setraf._hf_generate import GenerationStats, hf_generate_kwargs, hf_generate_stream
 from langchain_setraf.backends.base import LoadSpec, file_identity
 from langchain_setraf.backends.gguf import GGUFBackend, import_llama_cpp
 from langchain_setraf.backends.transformers import TransformersBackend
@@ -31,15 +31,6 @@ __all__ = ["ChatGGUF", "ChatTransformers"]
 
 _GGUF_OVERRIDES = ("temperature", "top_p", "top_k", "max_tokens", "repeat_penalty", "seed")
 _HF_OVERRIDES = ("temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "seed")
-
-
-def _check_overrides(cls: str, overrides: dict[str, Any], allowed: tuple[str, ...]) -> None:
-    unknown = set(overrides) - set(allowed)
-    if unknown:
-        raise TypeError(
-            f"{cls} got unknown generation argument(s) {sorted(unknown)}; "
-            f"accepted: {', '.join(allowed)}"
-        )
 
 
 # -- GGUF ----------------------------------------------------------------------------------------
@@ -153,7 +144,7 @@ class ChatGGUF(LocalChatModel):
         overrides: dict[str, Any],
         stats: GenerationStats,
     ) -> Iterator[str]:
-        _check_overrides("ChatGGUF", overrides, _GGUF_OVERRIDES)
+        check_overrides("ChatGGUF", overrides, _GGUF_OVERRIDES)
         params: dict[str, Any] = {
             "temperature": self.temperature,
             "top_p": self.top_p,
@@ -256,7 +247,7 @@ class ChatTransformers(LocalChatModel):
         overrides: dict[str, Any],
         stats: GenerationStats,
     ) -> Iterator[str]:
-        _check_overrides("ChatTransformers", overrides, _HF_OVERRIDES)
+        check_overrides("ChatTransformers", overrides, _HF_OVERRIDES)
         p = {
             "temperature": self.temperature,
             "top_p": self.top_p,
@@ -266,16 +257,7 @@ class ChatTransformers(LocalChatModel):
             "seed": self.seed,
             **overrides,
         }
-        sample = p["temperature"] > 0
-        params: dict[str, Any] = {
-            "max_new_tokens": p["max_tokens"],
-            "do_sample": sample,
-            "repetition_penalty": p["repetition_penalty"],
-        }
-        if sample:
-            params.update(temperature=p["temperature"], top_p=p["top_p"], top_k=p["top_k"])
-        else:
-            params.update(temperature=None, top_p=None, top_k=None)
+        params = hf_generate_kwargs({**p, "max_new_tokens": p["max_tokens"], "do_sample": None}, {})
         with self._lease() as handle:
             if constraint is not None:
                 params["logits_processor"] = _json_logits_processor(handle, constraint)

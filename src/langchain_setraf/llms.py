@@ -11,7 +11,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.outputs import Generation, GenerationChunk
 from pydantic import ConfigDict, Field
 
-from langchain_setraf._cached import merge_stops
+from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf.backends.base import LoadSpec, file_identity
 from langchain_setraf.backends.gguf import GGUFBackend
@@ -117,12 +117,7 @@ class GGUFLLM(CachedLLM):
 
     # -- parameters -------------------------------------------------------------------------
     def _sampling_params(self, stop: list[str] | None, overrides: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(overrides) - set(_GGUF_SAMPLING)
-        if unknown:
-            raise TypeError(
-                f"GGUFLLM got unknown generation argument(s) {sorted(unknown)}; "
-                f"accepted: {', '.join(_GGUF_SAMPLING)}"
-            )
+        check_overrides("GGUFLLM", overrides, _GGUF_SAMPLING)
         params: dict[str, Any] = {
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,

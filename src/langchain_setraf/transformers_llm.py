@@ -11,8 +11,8 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.outputs import Generation, GenerationChunk
 from pydantic import ConfigDict, Field
 
-from langchain_setraf._cached import merge_stops
-from langchain_setraf._hf_generate import GenerationStats, hf_generate_stream
+from langchain_setraf._cached import check_overrides, merge_stops
+from langchain_setraf._hf_generate import GenerationStats, hf_generate_kwargs, hf_generate_stream
 from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf.backends.base import LoadSpec
 from langchain_setraf.backends.transformers import TransformersBackend
@@ -130,12 +130,7 @@ class TransformersLLM(CachedLLM):
         }
 
     def _generate_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(overrides) - set(_HF_SAMPLING)
-        if unknown:
-            raise TypeError(
-                f"TransformersLLM got unknown generation argument(s) {sorted(unknown)}; "
-                f"accepted: {', '.join(_HF_SAMPLING)}"
-            )
+        check_overrides("TransformersLLM", overrides, _HF_SAMPLING)
         merged: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,
@@ -147,21 +142,6 @@ class TransformersLLM(CachedLLM):
             **overrides,
         }
         return merged
-
-    @staticmethod
-    def _to_generate_kwargs(p: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-        do_sample = p["do_sample"] if p["do_sample"] is not None else p["temperature"] > 0
-        out: dict[str, Any] = {
-            "max_new_tokens": p["max_new_tokens"],
-            "do_sample": bool(do_sample),
-            "repetition_penalty": p["repetition_penalty"],
-        }
-        if do_sample:
-            out.update(temperature=p["temperature"], top_p=p["top_p"], top_k=p["top_k"])
-        else:  # silence the checkpoint's sampling defaults under greedy decoding
-            out.update(temperature=None, top_p=None, top_k=None)
-        out.update(extra)
-        return out
 
     def get_num_tokens(self, text: str) -> int:
         """Count tokens with the checkpoint's tokenizer (loads the model if needed)."""
@@ -178,7 +158,7 @@ class TransformersLLM(CachedLLM):
         add_special_tokens: bool = True,
     ) -> Generator[str, None, None]:
         p = self._generate_params(overrides)
-        gen_kwargs = self._to_generate_kwargs(p, self.model_kwargs)
+        gen_kwargs = hf_generate_kwargs(p, self.model_kwargs)
         stops = merge_stops(self.stop, stop)
         with self._lease() as handle:
             if p["seed"] is not None:
