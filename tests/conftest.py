@@ -49,3 +49,11 @@ def hf_checkpoint(smollm2_path: Path) -> Path:
     from helpers.checkpoint import build_checkpoint
 
     return build_checkpoint(smollm2_path)
+
+
+@pytest.fixture(scope="session")
+def smollm2_q4_0(smollm2_path: Path) -> Path:
+    """SmolLM2 requantised to Q4_0 by llama.cpp (a type its CPU backend repacks)."""
+    from helpers.checkpoint import build_requantized
+
+    return build_requantized(smollm2_path, "Q4_0")

@@ -64,6 +64,21 @@ def test_real_header_is_valid(smollm2_path: Path) -> None:
     assert "<|im_start|>" in (info.chat_template or "")
 
 
+def test_special_tokens_match_llama_cpp_vocabulary(smollm2_path: Path) -> None:
+    """BOS/EOS text for ``{{ bos_token }}`` / ``{{ eos_token }}`` in chat templates, read
+    from the 49k-entry vocabulary without decoding it, equals what llama.cpp reports."""
+    import llama_cpp
+
+    info = read_gguf_header(smollm2_path)
+    vocab = llama_cpp.Llama(model_path=str(smollm2_path), vocab_only=True, verbose=False)
+    try:
+        for name, token_id in (("bos", vocab.token_bos()), ("eos", vocab.token_eos())):
+            expected = vocab.detokenize([token_id], special=True).decode()
+            assert info.special_tokens[name] == expected, name
+    finally:
+        vocab.close()
+
+
 def test_llama_cpp_missing_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, cache: ModelCache
 ) -> None:

@@ -305,3 +305,74 @@ def test_cli_generate_prints_text_and_memory() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
     assert "memory after release" in proc.stderr and "RSS" in proc.stderr
+
+
+REPACK_PROBE = """
+import json, sys
+from langchain_setraf import GGUFLLM, memory_snapshot
+from langchain_setraf.memory import give_back_memory
+import llama_cpp
+give_back_memory()
+before = memory_snapshot()
+llm = GGUFLLM(model_path=sys.argv[1], repack=sys.argv[2] == "on", temperature=0, max_tokens=12)
+backend, spec = llm._backend_and_spec()
+estimate = backend.estimate_bytes(spec)
+text = llm.invoke("List the numbers from 1 to 10: 1, 2,")
+after = memory_snapshot()
+print(json.dumps({"text": text, "estimate": estimate, "rss": after.rss - before.rss,
+                  "anon": after.anon - before.anon}))
+"""
+
+
+def _repack_probe(path: Path, mode: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", REPACK_PROBE, str(path), mode],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_repack_switch_moves_the_weights_copy_in_and_out_of_anonymous_memory(
+    smollm2_q4_0: Path,
+) -> None:
+    """Q4_0 is repacked by llama.cpp's CPU backend: ``repack=True`` adds an anonymous copy
+    of the repackable matrices, ``repack=False`` (our default) keeps them file-backed; the
+    estimate follows both, and both layouts generate."""
+    from langchain_setraf.backends.gguf import repackable_bytes
+    from langchain_setraf.gguf_file import read_gguf_header
+
+    repackable = repackable_bytes(read_gguf_header(smollm2_q4_0))
+    assert repackable > 40 * 2**20
+    off, on = _repack_probe(smollm2_q4_0, "off"), _repack_probe(smollm2_q4_0, "on")
+    extra_anon = int(on["anon"]) - int(off["anon"])  # type: ignore[call-overload]
+    assert 0.75 * repackable <= extra_anon <= 1.25 * repackable, (extra_anon, repackable)
+    for row in (off, on):
+        assert "3" in str(row["text"])
+        ratio = int(row["estimate"]) / int(row["rss"])  # type: ignore[call-overload]
+        assert 0.75 <= ratio <= 1.25, row
+
+
+def test_repack_is_a_load_option_and_the_default_is_off(cache: ModelCache) -> None:
+    off, on = GGUFLLM(), GGUFLLM(repack=True)
+    assert off.repack is False
+    assert off._backend_and_spec()[1] != on._backend_and_spec()[1]
+    assert dict(off._backend_and_spec()[1].options)["repack"] is False
+
+
+def test_model_params_patch_is_scoped_and_checked() -> None:
+    import llama_cpp
+
+    from langchain_setraf.backends.gguf import model_params
+
+    original = llama_cpp.llama_cpp.llama_model_default_params
+    assert original().use_extra_bufts is True  # llama.cpp's own default
+    with model_params(llama_cpp, use_extra_bufts=False):
+        assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is False
+    assert llama_cpp.llama_cpp.llama_model_default_params is original
+    with pytest.raises(ValueError, match="no_such_field"):
+        with model_params(llama_cpp, no_such_field=1):
+            pass
+    assert llama_cpp.llama_cpp.llama_model_default_params is original

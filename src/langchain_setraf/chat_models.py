@@ -11,21 +11,20 @@ import json
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ConfigDict, Field
 
 from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._chat_base import JSONConstraint, LocalChatModel
 from langchain_setraf._hf_generate import GenerationStats, hf_generate_kwargs, hf_generate_stream
+from langchain_setraf._load_options import GGUFLoadOptions, TransformersLoadOptions
 from langchain_setraf.backends.base import LoadSpec, file_identity
 from langchain_setraf.backends.gguf import GGUFBackend, import_llama_cpp
 from langchain_setraf.backends.transformers import TransformersBackend
 from langchain_setraf.chat_template import render_prompt
-from langchain_setraf.gguf_file import read_gguf_header
-from langchain_setraf.llms import gguf_backend_and_spec
+from langchain_setraf.gguf_file import read_gguf_header_cached
 from langchain_setraf.models import default_gguf_path
-from langchain_setraf.transformers_llm import hf_backend_and_spec
 
 __all__ = ["ChatGGUF", "ChatTransformers"]
 
@@ -36,20 +35,11 @@ _HF_OVERRIDES = ("temperature", "top_p", "top_k", "max_tokens", "repetition_pena
 # -- GGUF ----------------------------------------------------------------------------------------
 @lru_cache(maxsize=16)
 def _gguf_chat_info(path: str, size: int, mtime: int) -> tuple[str | None, str, str]:
-    info = read_gguf_header(path)
-    tokens = info.metadata.get("tokenizer.ggml.tokens")
-
-    def token(key: str) -> str:
-        idx = info.metadata.get(key)
-        try:
-            return str(tokens[int(idx)]) if tokens is not None and idx is not None else ""
-        except (IndexError, TypeError, ValueError):
-            return ""
-
+    info = read_gguf_header_cached(path)
     return (
         info.chat_template,
-        token("tokenizer.ggml.bos_token_id"),
-        token("tokenizer.ggml.eos_token_id"),
+        info.special_tokens.get("bos", ""),
+        info.special_tokens.get("eos", ""),
     )
 
 
@@ -76,7 +66,7 @@ def json_grammar(schema: dict[str, Any] | None) -> str:
     return _json_grammar_cached(None if schema is None else json.dumps(schema, sort_keys=True))
 
 
-class ChatGGUF(LocalChatModel):
+class ChatGGUF(GGUFLoadOptions, LocalChatModel):
     """A GGUF chat model run by llama-cpp-python, sharing weights with ``GGUFLLM``.
 
     Prompts are rendered with the model's own chat template (from the GGUF metadata) in a
@@ -102,14 +92,6 @@ class ChatGGUF(LocalChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    model_path: str | None = None
-    """Path of the ``.gguf`` file; ``None`` uses the embedded default model."""
-    n_ctx: int = 2048
-    n_batch: int = 512
-    n_threads: int | None = None
-    n_gpu_layers: int = 0
-    use_mmap: bool = True
-    use_mlock: bool = False
     repeat_penalty: float = 1.1
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra ``create_completion`` keyword arguments (e.g. ``min_p``)."""
@@ -123,7 +105,7 @@ class ChatGGUF(LocalChatModel):
         return {"model_path": self.model_path, "n_ctx": self.n_ctx, "temperature": self.temperature}
 
     def _backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
-        return gguf_backend_and_spec(self)
+        return self._gguf_backend_and_spec()
 
     def _path(self) -> Path:
         return Path(self.model_path) if self.model_path else default_gguf_path()
@@ -184,7 +166,7 @@ class ChatGGUF(LocalChatModel):
 
 
 # -- transformers ------------------------------------------------------------------------------
-class ChatTransformers(LocalChatModel):
+class ChatTransformers(TransformersLoadOptions, LocalChatModel):
     """A transformers chat model, sharing weights with ``TransformersLLM``.
 
     Prompts use the tokenizer's own chat template, rendered in a sandboxed Jinja
@@ -205,16 +187,6 @@ class ChatTransformers(LocalChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
-    model: str
-    """Local checkpoint directory (config.json + *.safetensors) or a locally cached hub id."""
-    quantization: Literal["nf4", "fp4", "int8", "bf16", "fp16", "fp32", "auto"] = "auto"
-    double_quant: bool = True
-    compute_dtype: Literal["bf16", "fp16", "fp32"] | None = None
-    device_map: str | None = None
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-    local_files_only: bool = True
-    revision: str | None = None
     repetition_penalty: float = 1.1
 
     @property
@@ -226,7 +198,7 @@ class ChatTransformers(LocalChatModel):
         return {"model": self.model, "quantization": self.quantization}
 
     def _backend_and_spec(self) -> tuple[TransformersBackend, LoadSpec]:
-        return hf_backend_and_spec(self)
+        return self._hf_backend_and_spec()
 
     def _model_name(self) -> str:
         return Path(self.model).name

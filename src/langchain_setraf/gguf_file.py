@@ -20,10 +20,18 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GGML_TYPES", "GGUFFormatError", "GGUFInfo", "GGUFTensor", "read_gguf_header"]
+__all__ = [
+    "GGML_TYPES",
+    "GGUFFormatError",
+    "GGUFInfo",
+    "GGUFTensor",
+    "read_gguf_header",
+    "read_gguf_header_cached",
+]
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -102,10 +110,12 @@ class GGUFTensor:
 
 @dataclass(frozen=True)
 class ArrayInfo:
-    """A metadata array too long to keep in memory: only its type and length."""
+    """A metadata array too long to keep in memory: its type, length and where it starts."""
 
     item_type: str
     length: int
+    offset: int = -1
+    """Byte offset of the first item in the file (-1: unknown)."""
 
 
 @dataclass
@@ -118,6 +128,9 @@ class GGUFInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     tensors: list[GGUFTensor] = field(default_factory=list)
     data_offset: int = 0
+    special_tokens: dict[str, str] = field(default_factory=dict)
+    """Text of the BOS/EOS tokens (``"bos"``, ``"eos"``) named by the tokenizer metadata,
+    for chat templates that write ``{{ bos_token }}`` / ``{{ eos_token }}``."""
 
     @property
     def architecture(self) -> str | None:
@@ -213,6 +226,7 @@ class _Reader:
         if count > SMALL_ARRAY and item_name == "string":
             # walk the lengths with bounds checks, without decoding (vocabularies are big)
             buf, size, pos = self.buf, self.size, self.pos
+            start = pos
             for i in range(count):
                 if pos + 8 > size:
                     self.pos = pos
@@ -225,7 +239,7 @@ class _Reader:
                         f"{what}[{i}]: string of {length} bytes runs past the end of the file"
                     )
             self.pos = pos
-            return ArrayInfo(item_name, count)
+            return ArrayInfo(item_name, count, start)
         items = [self.value(item_type, f"{what}[{i}]", depth + 1) for i in range(count)]
         return items if count <= SMALL_ARRAY else ArrayInfo(item_name, count)
 
@@ -274,6 +288,52 @@ def read_gguf_header(path: str | os.PathLike[str]) -> GGUFInfo:
             return _parse(mm, p, size)
 
 
+def read_gguf_header_cached(path: str | os.PathLike[str]) -> GGUFInfo:
+    """:func:`read_gguf_header`, parsed once per file version (real path, size, mtime).
+
+    Loading validates the header, and so do the memory estimate and the chat template;
+    walking a 49k-token vocabulary in Python takes ~0.1 s, so the cache, the backend and
+    the chat classes share one parse. A file replaced on disk is parsed again. Failures
+    are never cached: the same bad file raises the same error every time.
+    """
+    p = Path(path)
+    try:
+        real = p.resolve(strict=True)
+        st = real.stat()
+    except (OSError, RuntimeError):
+        return read_gguf_header(p)  # raises the specific error
+    if not real.is_file():
+        return read_gguf_header(p)
+    return _parse_cached(str(real), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _parse_cached(real: str, size: int, mtime_ns: int) -> GGUFInfo:
+    return read_gguf_header(real)
+
+
+def _special_tokens(buf: Any, metadata: dict[str, Any]) -> dict[str, str]:
+    """Look up the BOS/EOS token text in the (already bounds-checked) vocabulary."""
+    tokens = metadata.get("tokenizer.ggml.tokens")
+    out: dict[str, str] = {}
+    for name in ("bos", "eos"):
+        idx = metadata.get(f"tokenizer.ggml.{name}_token_id")
+        if not isinstance(idx, int) or idx < 0:
+            continue
+        if isinstance(tokens, list) and idx < len(tokens) and isinstance(tokens[idx], str):
+            out[name] = tokens[idx]
+        elif isinstance(tokens, ArrayInfo) and tokens.item_type == "string":
+            if idx >= tokens.length or tokens.offset < 0:
+                continue
+            pos = tokens.offset
+            for _ in range(idx):
+                (length,) = struct.unpack_from("<Q", buf, pos)
+                pos += 8 + length
+            (length,) = struct.unpack_from("<Q", buf, pos)
+            out[name] = bytes(buf[pos + 8 : pos + 8 + length]).decode("utf-8", "replace")
+    return out
+
+
 def _parse(buf: Any, path: Path, size: int) -> GGUFInfo:
     r = _Reader(buf, path)
     magic = bytes(buf[0:4])
@@ -296,6 +356,7 @@ def _parse(buf: Any, path: Path, size: int) -> GGUFInfo:
         key = r.string(f"key #{i}")
         vtype = r.unpack("<I", f"value type of key {key!r}")
         info.metadata[key] = r.value(vtype, f"key {key!r}")
+    info.special_tokens = _special_tokens(buf, info.metadata)
     alignment = info.metadata.get("general.alignment", 32)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
         raise r.fail(f"general.alignment must be a positive power of two, found {alignment!r}")

@@ -13,15 +13,14 @@ from pydantic import ConfigDict, Field
 
 from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._llm_base import CachedLLM
+from langchain_setraf._load_options import GGUFLoadOptions
 from langchain_setraf.backends.base import LoadSpec, file_identity
 from langchain_setraf.backends.gguf import GGUFBackend
 from langchain_setraf.chat_template import messages_to_dicts, render_prompt
-from langchain_setraf.gguf_file import read_gguf_header
+from langchain_setraf.gguf_file import read_gguf_header_cached
 from langchain_setraf.models import default_gguf_path
 
 __all__ = ["GGUFLLM"]
-
-_GGUF_BACKEND = GGUFBackend()
 
 #: Sampling options a call may override with ``llm.invoke(prompt, temperature=0, ...)``.
 _GGUF_SAMPLING = (
@@ -38,13 +37,14 @@ _GGUF_SAMPLING = (
 )
 
 
-class GGUFLLM(CachedLLM):
+class GGUFLLM(GGUFLoadOptions, CachedLLM):
     """A GGUF model run by llama-cpp-python, shared process-wide through the model cache.
 
     Field names match ``langchain_community.llms.LlamaCpp`` so migrating is an import
     swap, with defaults that fix its memory pains: ``use_mmap=True``, ``use_mlock=False``,
-    ``n_gpu_layers=0``, no RoPE or other overrides sent to llama.cpp, and one loaded copy
-    per model file and load options however many objects, chains or threads use it.
+    ``repack=False``, ``n_gpu_layers=0``, no RoPE or other overrides sent to llama.cpp,
+    and one loaded copy per model file and load options however many objects, chains or
+    threads use it.
 
     The constructor never loads weights; the first call does (once, for everyone).
     Without ``model_path`` the embedded default model (SmolLM2-135M-Instruct, from the
@@ -65,20 +65,6 @@ class GGUFLLM(CachedLLM):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    model_path: str | None = None
-    """Path of the ``.gguf`` file; ``None`` uses the embedded default model."""
-    n_ctx: int = 2048
-    """Context window in tokens (load option)."""
-    n_batch: int = 512
-    """Prompt-processing batch size (load option)."""
-    n_threads: int | None = None
-    """CPU threads; ``None`` lets llama.cpp decide (load option)."""
-    n_gpu_layers: int = 0
-    """Layers to offload to a GPU; 0 = CPU only (load option)."""
-    use_mmap: bool = True
-    """Map the weights from the file instead of copying them into anonymous memory."""
-    use_mlock: bool = False
-    """Pin the weights in RAM (off: lets the OS share and evict the mapped file)."""
     temperature: float = 0.8
     top_p: float = 0.95
     top_k: int = 40
@@ -97,7 +83,7 @@ class GGUFLLM(CachedLLM):
         return Path(self.model_path) if self.model_path else default_gguf_path()
 
     def _backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
-        return gguf_backend_and_spec(self)
+        return self._gguf_backend_and_spec()
 
     @property
     def _llm_type(self) -> str:
@@ -112,6 +98,7 @@ class GGUFLLM(CachedLLM):
             "n_gpu_layers": self.n_gpu_layers,
             "use_mmap": self.use_mmap,
             "use_mlock": self.use_mlock,
+            "repack": self.repack,
             **self._sampling_params(None, {}),
         }
 
@@ -208,24 +195,9 @@ class GGUFLLM(CachedLLM):
         )
 
 
-def gguf_backend_and_spec(obj: Any) -> tuple[GGUFBackend, LoadSpec]:
-    """The cache key of any object with GGUFLLM's load fields (``GGUFLLM``, ``ChatGGUF``):
-    the same file and load options give the same key, so they share one loaded model."""
-    path = Path(obj.model_path) if obj.model_path else default_gguf_path()
-    options = {
-        "n_ctx": obj.n_ctx,
-        "n_batch": obj.n_batch,
-        "n_threads": obj.n_threads,
-        "n_gpu_layers": obj.n_gpu_layers,
-        "use_mmap": obj.use_mmap,
-        "use_mlock": obj.use_mlock,
-    }
-    return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, **options)
-
-
 @lru_cache(maxsize=16)
 def _template_cached(path: str, size: int, mtime: int) -> str | None:
-    return read_gguf_header(path).chat_template
+    return read_gguf_header_cached(path).chat_template
 
 
 def _template_of(path: Path) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.outputs import Generation, GenerationChunk
@@ -14,12 +14,11 @@ from pydantic import ConfigDict, Field
 from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._hf_generate import GenerationStats, hf_generate_kwargs, hf_generate_stream
 from langchain_setraf._llm_base import CachedLLM
+from langchain_setraf._load_options import TransformersLoadOptions
 from langchain_setraf.backends.base import LoadSpec
 from langchain_setraf.backends.transformers import TransformersBackend
 
 __all__ = ["TransformersLLM"]
-
-_BACKEND = TransformersBackend()
 
 #: Sampling options a call may override with ``llm.invoke(prompt, temperature=0, ...)``.
 _HF_SAMPLING = (
@@ -32,26 +31,8 @@ _HF_SAMPLING = (
     "seed",
 )
 
-Quantization = Literal["nf4", "fp4", "int8", "bf16", "fp16", "fp32", "auto"]
 
-
-def hf_backend_and_spec(obj: Any) -> tuple[TransformersBackend, LoadSpec]:
-    """The cache key of any object with TransformersLLM's load fields (``TransformersLLM``,
-    ``ChatTransformers``): same checkpoint and load options, one shared load."""
-    options = {
-        "quantization": obj.quantization,
-        "double_quant": obj.double_quant,
-        "compute_dtype": obj.compute_dtype,
-        "device_map": obj.device_map,
-        "allow_pickle": obj.allow_pickle or None,
-        "trust_remote_code": obj.trust_remote_code or None,
-        "local_files_only": None if obj.local_files_only else False,
-        "revision": obj.revision,
-    }
-    return _BACKEND, _BACKEND.spec_for(obj.model, **options)
-
-
-class TransformersLLM(CachedLLM):
+class TransformersLLM(TransformersLoadOptions, CachedLLM):
     """A local transformers checkpoint, 4-bit NF4 double-quant by choice, on the shared cache.
 
     Safe by default: safetensors only (pickled ``.bin`` weights need ``allow_pickle=True``),
@@ -78,25 +59,6 @@ class TransformersLLM(CachedLLM):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
-    model: str
-    """Local checkpoint directory (config.json + *.safetensors), or a hub id in the local
-    Hugging Face cache (``local_files_only=False`` to allow a download)."""
-    quantization: Quantization = "auto"
-    """``nf4`` | ``fp4`` | ``int8`` (bitsandbytes) | ``bf16`` | ``fp16`` | ``fp32`` | ``auto``."""
-    double_quant: bool = True
-    """4-bit double quantisation (quantise the quantisation constants too)."""
-    compute_dtype: Literal["bf16", "fp16", "fp32"] | None = None
-    """Compute dtype of the 4-bit/8-bit layers (default bf16)."""
-    device_map: str | None = None
-    """``"cpu"``, ``"cuda"``, ``"auto"``…; ``None``: CPU, or ``auto`` for bitsandbytes on CUDA."""
-    allow_pickle: bool = False
-    """Allow pickled (``.bin``) weights. Unpickling runs code: only for trusted checkpoints."""
-    trust_remote_code: bool = False
-    """Run the checkpoint's own Python code. Never implied."""
-    local_files_only: bool = True
-    """Never touch the network."""
-    revision: str | None = None
-
     max_new_tokens: int = 256
     temperature: float = 0.8
     top_p: float = 0.95
@@ -112,7 +74,7 @@ class TransformersLLM(CachedLLM):
     """Extra ``generate`` keyword arguments."""
 
     def _backend_and_spec(self) -> tuple[TransformersBackend, LoadSpec]:
-        return hf_backend_and_spec(self)
+        return self._hf_backend_and_spec()
 
     @property
     def _llm_type(self) -> str:

@@ -74,6 +74,35 @@ def build_checkpoint(gguf_path: Path, *, root: Path | None = None) -> Path:
     return target
 
 
+def build_requantized(gguf_path: Path, ftype: str = "Q4_0", *, root: Path | None = None) -> Path:
+    """Return ``gguf_path`` requantised to ``ftype`` by llama.cpp's own quantiser (cached).
+
+    SmolLM2's Q4_1 weights are not a type llama.cpp's CPU backend repacks; Q4_0 is, so
+    this is the real model in the layout the ``repack`` tests need (~1 s to make).
+    """
+    import llama_cpp
+
+    gguf_path = Path(gguf_path)
+    target = (root or cache_root()) / f"smollm2-{_sha256(gguf_path)[:16]}-{ftype}.gguf"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+    params.allow_requantize = True
+    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        rc = llama_cpp.llama_model_quantize(str(gguf_path).encode(), str(tmp).encode(), params)
+        if rc != 0:
+            raise RuntimeError(f"llama_model_quantize({gguf_path} -> {ftype}) failed: {rc}")
+        tmp.rename(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 if __name__ == "__main__":
     from importlib.metadata import distribution
 
