@@ -5,7 +5,11 @@ Usage: python -m benchmarks.run_scenario IMPL SCENARIO [CHECKPOINT]
 IMPL: setraf-gguf | setraf-gguf-nommap | raw-llama | lc-llamacpp |
       setraf-hf-{fp32,bf16,nf4,int8} | lc-hf-pipeline-{fp32,bf16}
 SCENARIO: one (a: one chain) | four (b: four chains on one model, one process) |
-          cycles (c: five load → release → reload cycles) | worker (d: one of N workers)
+          cycles (c: five load → release → reload cycles) | worker (d: one of N workers) |
+          speed (timing ratios for a and b, both sides alternating in one process)
+
+Environment: ``SETRAF_BENCH_GGUF`` replaces the embedded SmolLM2 GGUF (the synthetic
+scale models use it), ``SETRAF_BENCH_TOKENS`` the number of tokens generated.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from __future__ import annotations
 import gc
 import json
 import os
+import subprocess
 import sys
 import time
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 PROMPT = "List the numbers from 1 to 100, separated by commas: 1, 2, 3,"
 #: CI smoke runs (pytest --benchmark-disable) generate less and time once
 QUICK = os.environ.get("SETRAF_BENCH_QUICK") == "1"
-N_TOKENS = 16 if QUICK else 96
+N_TOKENS = int(os.environ.get("SETRAF_BENCH_TOKENS") or (16 if QUICK else 96))
 #: identical sampling for every GGUF implementation: greedy, no repetition penalty
 SAMPLING = {"temperature": 0.0, "top_p": 0.95, "top_k": 40, "repeat_penalty": 1.0}
 
@@ -29,7 +35,7 @@ SAMPLING = {"temperature": 0.0, "top_p": 0.95, "top_k": 40, "repeat_penalty": 1.
 def _gguf_path() -> str:
     from langchain_setraf.models import default_gguf_path
 
-    return str(default_gguf_path())
+    return os.environ.get("SETRAF_BENCH_GGUF") or str(default_gguf_path())
 
 
 def _mem() -> dict[str, Any]:
@@ -49,7 +55,12 @@ class Impl:
         if n.startswith("setraf-gguf"):
             from langchain_setraf import GGUFLLM
 
-            return GGUFLLM(max_tokens=N_TOKENS, use_mmap=n != "setraf-gguf-nommap", **SAMPLING)
+            return GGUFLLM(
+                model_path=_gguf_path(),
+                max_tokens=N_TOKENS,
+                use_mmap=n != "setraf-gguf-nommap",
+                **SAMPLING,
+            )
         if n == "raw-llama":
             import llama_cpp
 
@@ -93,8 +104,8 @@ class Impl:
             return str(out["choices"][0]["text"])
         if max_tokens is not None:
             key = "max_new_tokens" if self.name.startswith("setraf-hf") else "max_tokens"
-            if self.name.startswith("lc-"):
-                return str(obj.invoke(PROMPT))  # peers take no per-call limit the same way
+            if self.name.startswith("lc-hf"):
+                return str(obj.invoke(PROMPT))  # HuggingFacePipeline takes no per-call limit
             return str(obj.invoke(PROMPT, **{key: max_tokens}))
         return str(obj.invoke(PROMPT))
 
@@ -134,6 +145,103 @@ def _vocab() -> Any:
 
 def _count_tokens(text: str) -> int:
     return len(_vocab().tokenize(text.encode("utf-8"), add_bos=False))
+
+
+def _speed(impl: Impl) -> dict[str, Any]:
+    """Timing ratios measured inside one process, the two sides alternating.
+
+    Separate processes on a shared 2-core VM differ in speed by up to ±30 % from one
+    start to the next; alternating the two sides of each ratio in one process puts both
+    under the same conditions. Memory is measured by the other scenarios, each in its
+    own process.
+
+    * load: one object making four first calls (1 token each) vs four objects making a
+      first call each: the same generation work, so the difference is what loading the
+      model for each object costs;
+    * tokens/s: ``impl`` vs raw llama-cpp-python on the same file, alternating calls.
+    """
+    rounds = 1 if QUICK else 3
+    one_s: list[float] = []
+    four_s: list[float] = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        obj = impl.make()
+        for _ in range(4):
+            impl.call(obj, max_tokens=1)
+        one_s.append(time.perf_counter() - t0)
+        impl.drop(obj)
+        del obj
+        t0 = time.perf_counter()
+        objs = [impl.make() for _ in range(4)]
+        for o in objs:
+            impl.call(o, max_tokens=1)
+        four_s.append(time.perf_counter() - t0)
+        for o in objs:
+            impl.drop(o)
+        objs.clear()
+    raw = Impl("raw-llama", None)
+    sides = {"impl": (impl, impl.make()), "raw": (raw, raw.make())}
+    for side, o in sides.values():
+        side.call(o, max_tokens=1)  # warm both
+    best = dict.fromkeys(sides, float("inf"))
+    tokens = dict.fromkeys(sides, 0)
+    for _ in range(2 if QUICK else 5):
+        for name, (side, o) in sides.items():
+            t0 = time.perf_counter()
+            text = side.call(o)
+            dt = time.perf_counter() - t0
+            if dt < best[name]:
+                best[name], tokens[name] = dt, _count_tokens(text)
+    tps = {name: tokens[name] / best[name] for name in sides}
+    return {
+        "one_object_four_calls_s": min(one_s),
+        "four_objects_s": min(four_s),
+        "four_vs_one_load": min(four_s) / min(one_s),
+        "tokens_per_s": tps["impl"],
+        "raw_tokens_per_s": tps["raw"],
+        "tokens_per_s_vs_raw": tps["impl"] / tps["raw"],
+    }
+
+
+def run_workers(impl: str, n: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Scenario (d): ``n`` worker processes on the same model; PSS summed while all live."""
+    from langchain_setraf.memory import memory_snapshot
+
+    root = Path(__file__).resolve().parents[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.run_scenario", impl, "worker"],
+            cwd=root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        for _ in range(n)
+    ]
+    try:
+        reports = []
+        for p in procs:
+            line = p.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                raise RuntimeError(f"worker {p.pid} ({impl}) exited without a report")
+            reports.append(json.loads(line))
+        time.sleep(0.2)
+        snaps = [memory_snapshot(p.pid) for p in procs]
+    finally:
+        for p in procs:
+            try:
+                p.communicate("\n", timeout=120)
+            except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
+                p.kill()
+    return {
+        "workers": n,
+        "pss_total": sum(s.pss or 0 for s in snaps),
+        "rss_total": sum(s.rss for s in snaps),
+        "uss_total": sum(s.uss or 0 for s in snaps),
+        "mem": snaps[0].as_dict(),
+        "reports": reports,
+    }
 
 
 def main() -> None:
@@ -177,9 +285,15 @@ def main() -> None:
         t0 = time.perf_counter()
         objs = [impl.make() for _ in range(4)]
         for o in objs:
-            impl.call(o, max_tokens=2)
+            impl.call(o, max_tokens=1)
         out["load_s"] = time.perf_counter() - t0
         out["mem"] = _mem()
+        if impl_name.startswith("setraf"):
+            from langchain_setraf.cache import get_model_cache
+
+            out["loads"] = get_model_cache().stats()["loads"]
+    elif scenario == "speed":
+        out.update(_speed(impl))
     elif scenario == "cycles":
         released = []
         for _ in range(5):
@@ -194,9 +308,14 @@ def main() -> None:
 
 
 def _import_libs(name: str) -> None:
-    """Import what the impl needs before the baseline, so import cost is not 'the model'."""
+    """Import what the impl needs before the baseline, so import cost is not 'the model'
+    (nor the load time: langchain-core and langchain-community take seconds to import)."""
     if "gguf" in name or "llama" in name:
         import llama_cpp  # noqa: F401
+    if name.startswith("setraf-gguf"):
+        import langchain_setraf.llms
+    if name.startswith("setraf-hf"):
+        import langchain_setraf.transformers_llm  # noqa: F401
     if "hf" in name:
         import torch  # noqa: F401
         import transformers  # noqa: F401

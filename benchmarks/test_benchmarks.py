@@ -16,13 +16,12 @@ import json
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from langchain_setraf.memory import memory_snapshot
+from benchmarks.run_scenario import run_workers
 from langchain_setraf.models import default_gguf_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,38 +88,22 @@ def test_c_five_release_cycles(
     _record(benchmark, results, f"cycles/{impl}", data)
 
 
-def _workers(impl: str, n: int) -> dict[str, Any]:
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.run_scenario", impl, "worker"],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(n)
-    ]
-    try:
-        reports = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
-        time.sleep(0.2)
-        snaps = [memory_snapshot(p.pid) for p in procs]
-    finally:
-        for p in procs:
-            p.communicate("\n", timeout=60)
-    pss = sum(s.pss or 0 for s in snaps)
-    return {
-        "workers": n,
-        "pss_total": pss,
-        "rss_total": sum(s.rss for s in snaps),
-        "mem": snaps[0].as_dict(),
-        "reports": reports,
-    }
+@pytest.mark.parametrize("impl", ["setraf-gguf", "lc-llamacpp"])
+def test_ab_speed_ratios_in_one_process(benchmark: Any, results: dict[str, Any], impl: str) -> None:
+    """Load (one object × four calls vs four objects) and tokens/s vs raw llama-cpp-python,
+    both sides alternating in one process (see ``run_scenario._speed``)."""
+    data = benchmark.pedantic(_run, args=(impl, "speed"), rounds=1, iterations=1)
+    results[f"speed/{impl}"] = data
+    for k in ("one_object_four_calls_s", "four_objects_s", "four_vs_one_load"):
+        benchmark.extra_info[k] = data[k]
+    for k in ("tokens_per_s", "raw_tokens_per_s", "tokens_per_s_vs_raw"):
+        benchmark.extra_info[k] = data[k]
 
 
 @pytest.mark.parametrize("impl", ["setraf-gguf", "lc-llamacpp"])
 @pytest.mark.parametrize("n", [1, 4])
 def test_d_worker_processes(benchmark: Any, results: dict[str, Any], impl: str, n: int) -> None:
-    data = benchmark.pedantic(_workers, args=(impl, n), rounds=1, iterations=1)
+    data = benchmark.pedantic(run_workers, args=(impl, n), rounds=1, iterations=1)
     _record(benchmark, results, f"workers{n}/{impl}", data)
 
 
@@ -128,7 +111,7 @@ def test_targets_as_ratios_in_this_run(benchmark: Any, results: dict[str, Any]) 
     """The issue's targets, from figures measured above in this same run."""
     need = [
         "one/setraf-gguf",
-        "one/raw-llama",
+        "speed/setraf-gguf",
         "four/setraf-gguf",
         "cycles/setraf-gguf",
         "workers1/setraf-gguf",
@@ -141,10 +124,9 @@ def test_targets_as_ratios_in_this_run(benchmark: Any, results: dict[str, Any]) 
     model_size = default_gguf_path().stat().st_size
     cyc = r["cycles/setraf-gguf"]["released_rss"]
     ratios = {
-        "tokens_per_s_vs_raw": r["one/setraf-gguf"]["tokens_per_s"]
-        / r["one/raw-llama"]["tokens_per_s"],
+        "tokens_per_s_vs_raw": r["speed/setraf-gguf"]["tokens_per_s_vs_raw"],
         "four_vs_one_rss": r["four/setraf-gguf"]["mem"]["rss"] / r["one/setraf-gguf"]["mem"]["rss"],
-        "four_vs_one_load": r["four/setraf-gguf"]["load_s"] / r["one/setraf-gguf"]["load_s"],
+        "four_vs_one_load": r["speed/setraf-gguf"]["four_vs_one_load"],
         "drift_fraction_of_model": (max(cyc[1:]) - cyc[0]) / model_size,
         "workers4_vs_1_pss": r["workers4/setraf-gguf"]["pss_total"]
         / r["workers1/setraf-gguf"]["pss_total"],
@@ -153,9 +135,9 @@ def test_targets_as_ratios_in_this_run(benchmark: Any, results: dict[str, Any]) 
         ratios["peer_lc_four_vs_one_rss"] = (
             r["four/lc-llamacpp"]["mem"]["rss"] / r["one/lc-llamacpp"]["mem"]["rss"]
         )
-        ratios["peer_lc_four_vs_one_load"] = (
-            r["four/lc-llamacpp"]["load_s"] / r["one/lc-llamacpp"]["load_s"]
-        )
+    if "speed/lc-llamacpp" in r:
+        ratios["peer_lc_four_vs_one_load"] = r["speed/lc-llamacpp"]["four_vs_one_load"]
+        ratios["peer_lc_tokens_per_s_vs_raw"] = r["speed/lc-llamacpp"]["tokens_per_s_vs_raw"]
     benchmark.extra_info.update(ratios)
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary = {"ratios": ratios, "results": r, "benchmark_disabled": benchmark.disabled}
@@ -163,15 +145,17 @@ def test_targets_as_ratios_in_this_run(benchmark: Any, results: dict[str, Any]) 
         json.dumps(summary, indent=1, default=str)
     )
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    assert r["four/setraf-gguf"]["loads"] == 1, "four chains must share one load"
     assert ratios["four_vs_one_rss"] <= 1.1
-    assert ratios["four_vs_one_load"] <= 1.1
     assert ratios["drift_fraction_of_model"] <= 0.02
-    # (d) is recorded, not asserted: at 135M the weights (98 MB, file-backed, shared by
-    # every worker) are smaller than each process's own anonymous memory (KV cache for
-    # n_ctx=2048, compute buffers, the runtime), so no implementation can reach 1.5x here
-    # (LlamaCpp measures the same). See docs/benchmarks.md.
-    if not benchmark.disabled:  # speed is measured, not smoke-tested
+    # (d) is recorded here, not asserted: at 135M the weights (98 MB, file-backed, shared
+    # by every worker) are smaller than each process's own anonymous memory (KV cache for
+    # n_ctx=2048, compute buffers, the runtime), so no implementation can reach 1.5x
+    # (LlamaCpp measures the same). `python -m benchmarks.synthetic_gguf run 7b` asserts
+    # it where it means something (multi-GB weights). See docs/benchmarks.md.
+    if not benchmark.disabled:  # speed is measured in a full run, not in the short smoke run
         assert ratios["tokens_per_s_vs_raw"] >= 0.97
+        assert ratios["four_vs_one_load"] <= 1.1
 
 
 def test_perplexity_per_mode(benchmark: Any, checkpoint: str) -> None:
