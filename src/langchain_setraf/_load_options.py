@@ -7,6 +7,7 @@ key (with the weights' identity): equal values share one loaded model.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -48,8 +49,12 @@ class GGUFLoadOptions(BaseModel):
     top of the mapped file. See the README's "Weight repacking" for the measured trade-off.
     Files in other types (e.g. Q4_1) are unaffected."""
 
+    def resolved_model_path(self) -> Path:
+        """The model file this object uses (the embedded default when unset)."""
+        return Path(self.model_path) if self.model_path else default_gguf_path()
+
     def _gguf_backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
-        path = self.model_path or default_gguf_path()
+        path = self.resolved_model_path()
         options: dict[str, Any] = {
             "n_ctx": self.n_ctx,
             "n_batch": self.n_batch,

@@ -19,12 +19,11 @@ from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._chat_base import JSONConstraint, LocalChatModel
 from langchain_setraf._hf_generate import GenerationStats, hf_generate_kwargs, hf_generate_stream
 from langchain_setraf._load_options import GGUFLoadOptions, TransformersLoadOptions
-from langchain_setraf.backends.base import LoadSpec, file_identity
+from langchain_setraf.backends.base import LoadSpec
 from langchain_setraf.backends.gguf import GGUFBackend, import_llama_cpp
 from langchain_setraf.backends.transformers import TransformersBackend
 from langchain_setraf.chat_template import render_prompt
 from langchain_setraf.gguf_file import read_gguf_header_cached
-from langchain_setraf.models import default_gguf_path
 
 __all__ = ["ChatGGUF", "ChatTransformers"]
 
@@ -33,16 +32,6 @@ _HF_OVERRIDES = ("temperature", "top_p", "top_k", "max_tokens", "repetition_pena
 
 
 # -- GGUF ----------------------------------------------------------------------------------------
-@lru_cache(maxsize=16)
-def _gguf_chat_info(path: str, size: int, mtime: int) -> tuple[str | None, str, str]:
-    info = read_gguf_header_cached(path)
-    return (
-        info.chat_template,
-        info.special_tokens.get("bos", ""),
-        info.special_tokens.get("eos", ""),
-    )
-
-
 #: JSON's string character rule: no raw control characters (llama-cpp-python's converter
 #: allows them, which lets a small model write a newline inside a string: invalid JSON).
 _JSON_CHAR = (
@@ -107,15 +96,13 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
     def _backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
         return self._gguf_backend_and_spec()
 
-    def _path(self) -> Path:
-        return Path(self.model_path) if self.model_path else default_gguf_path()
-
     def _model_name(self) -> str:
-        return self._path().name
+        return self.resolved_model_path().name
 
     def _render(self, dicts: list[dict[str, str]]) -> str:
-        template, bos, eos = _gguf_chat_info(*file_identity(self._path()))
-        return render_prompt(template, dicts, bos=bos, eos=eos)
+        info = read_gguf_header_cached(self.resolved_model_path())
+        bos, eos = info.special_tokens.get("bos", ""), info.special_tokens.get("eos", "")
+        return render_prompt(info.chat_template, dicts, bos=bos, eos=eos)
 
     def _run(
         self,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -14,11 +12,10 @@ from pydantic import ConfigDict, Field
 from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf._load_options import GGUFLoadOptions
-from langchain_setraf.backends.base import LoadSpec, file_identity
+from langchain_setraf.backends.base import LoadSpec
 from langchain_setraf.backends.gguf import GGUFBackend
 from langchain_setraf.chat_template import messages_to_dicts, render_prompt
 from langchain_setraf.gguf_file import read_gguf_header_cached
-from langchain_setraf.models import default_gguf_path
 
 __all__ = ["GGUFLLM"]
 
@@ -78,10 +75,6 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
     """Extra sampling keyword arguments for ``create_completion`` (e.g. ``min_p``)."""
 
     # -- identity --------------------------------------------------------------------------
-    def resolved_model_path(self) -> Path:
-        """The model file this object uses (the embedded default when unset)."""
-        return Path(self.model_path) if self.model_path else default_gguf_path()
-
     def _backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
         return self._gguf_backend_and_spec()
 
@@ -121,7 +114,7 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
 
     def chat_template(self) -> str | None:
         """The chat template stored in the GGUF file (read from the header, no load)."""
-        return _template_of(self.resolved_model_path())
+        return read_gguf_header_cached(self.resolved_model_path()).chat_template
 
     def format_chat(self, messages: Sequence[Any]) -> str:
         """Render LangChain messages with the model's own chat template (sandboxed).
@@ -193,12 +186,3 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
                 "model": self.resolved_model_path().name,
             },
         )
-
-
-@lru_cache(maxsize=16)
-def _template_cached(path: str, size: int, mtime: int) -> str | None:
-    return read_gguf_header_cached(path).chat_template
-
-
-def _template_of(path: Path) -> str | None:
-    return _template_cached(*file_identity(path))
