@@ -18,7 +18,7 @@ from langchain_setraf.ert.chains import (
 )
 from langchain_setraf.ert.classify import candidate_materials, setraf_class, setraf_water_class
 from langchain_setraf.ert.grounding import check_numbers
-from langchain_setraf.ert.io import FORMATS, load_survey
+from langchain_setraf.ert.readers import FORMATS, load_survey
 from langchain_setraf.ert.summary import SurveySummary, summarize
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Quadrupole, Survey
 

@@ -1,0 +1,143 @@
+"""Turn electrode positions and readings into electrodes, quadrupoles and pseudo-section points.
+
+Shared by the readers whose files give electrode positions in metres (Res2DInv, Syscal)
+and, for the pseudo-section and array naming, by the unified-format reader.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_setraf.ert.geometry import edwards_median_depth, geometric_factor
+from langchain_setraf.ert.survey import Cell, ERTFormatError, Quadrupole, Survey
+
+__all__ = [
+    "Position",
+    "Reading",
+    "build_data",
+    "guess_array",
+    "interpolate",
+    "set_pseudo_cells",
+]
+
+#: x of electrodes A, B, M, N along the line (m); ``None`` = remote (at infinity).
+Position = tuple[float | None, float | None, float | None, float | None]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One datum as the file gives it, with the line it came from."""
+
+    line: int
+    value: float
+    """Apparent resistivity (Ω·m) or transfer resistance (Ω), as the file says."""
+    ip: float | None = None
+    err: float | None = None
+    """Relative error (fraction)."""
+
+
+def interpolate(points: Sequence[tuple[float, float]], x: float) -> tuple[float, bool]:
+    """Linear interpolation of ``(x, z)`` points at ``x``; outside, the nearest end.
+
+    Returns:
+        The value and whether ``x`` lay outside the points (clamped).
+    """
+    pts = sorted(points)
+    xs = [p[0] for p in pts]
+    i = bisect.bisect_left(xs, x)
+    if i < len(xs) and abs(xs[i] - x) < 1e-9:
+        return pts[i][1], False
+    if i == 0:
+        return pts[0][1], True
+    if i == len(xs):
+        return pts[-1][1], True
+    (x0, z0), (x1, z1) = pts[i - 1], pts[i]
+    return z0 + (z1 - z0) * (x - x0) / (x1 - x0), False
+
+
+def build_data(
+    survey: Survey,
+    positions: Sequence[Position],
+    readings: Sequence[Reading],
+    resistance_values: bool,
+    elevation: Callable[[float], float] | None = None,
+) -> None:
+    """Fill ``survey.electrodes``, ``survey.data`` and the pseudo-section cells.
+
+    Args:
+        survey: The survey being read (its ``path`` names the file in errors).
+        positions: Electrode x of each datum.
+        readings: The datum values, same length as ``positions``.
+        resistance_values: The values are resistances: ρa = K·R (flat-earth K).
+        elevation: Elevation of an electrode at a given x (default: 0).
+
+    Raises:
+        ERTFormatError: A datum with degenerate geometry (coincident electrodes...).
+    """
+    path: Path = survey.path
+    xs = sorted({round(p, 6) for pos in positions for p in pos if p is not None})
+    index = {x: i for i, x in enumerate(xs)}
+    survey.electrodes = [(x, elevation(x) if elevation else 0.0) for x in xs]
+    data = []
+    for pos, reading in zip(positions, readings, strict=True):
+        idx = [None if p is None else index[round(p, 6)] for p in pos]
+        try:
+            k = geometric_factor(*pos)
+            z_e = edwards_median_depth(*pos)
+        except ValueError as exc:
+            raise ERTFormatError(path, reading.line, f"electrodes {pos}: {exc}") from None
+        if resistance_values:
+            rhoa, resistance = k * reading.value, reading.value
+        else:
+            rhoa, resistance = reading.value, None
+        real = [p for p in pos if p is not None]
+        data.append(
+            Quadrupole(
+                a=idx[0], b=idx[1], m=idx[2], n=idx[3], rhoa=rhoa, k=k, resistance=resistance,
+                ip=reading.ip, err=reading.err, x_mid=sum(real) / len(real), pseudo_depth=z_e,
+            )
+        )  # fmt: skip
+    survey.data = data
+    set_pseudo_cells(survey)
+
+
+def set_pseudo_cells(survey: Survey) -> None:
+    """One pseudo-section point per datum with positive ρa (Edwards depth)."""
+    survey.cells = [
+        Cell(x=q.x_mid, depth=q.pseudo_depth, rho=q.rhoa, ip=q.ip)
+        for q in survey.data
+        if q.rhoa > 0
+    ]
+    if len(survey.cells) < len(survey.data):
+        survey.notes.append(
+            f"{len(survey.data) - len(survey.cells)} datum(s) with non-positive apparent "
+            "resistivity kept in the data but left out of the section statistics"
+        )
+
+
+def guess_array(survey: Survey) -> str:
+    """Name the array of position-based data from the electrode order (or ``mixed``)."""
+    kinds = set()
+    for q in survey.data:
+        if q.a is None or q.b is None or q.m is None or q.n is None:
+            remote = [e is None for e in (q.a, q.b, q.m, q.n)]
+            # one current and one potential electrode at infinity: pole-pole
+            pole_pole = remote[0] != remote[1] and remote[2] != remote[3]
+            kinds.add("pole-pole" if pole_pole else "pole-dipole")
+            continue
+        a, b, m, n = (survey.electrodes[i][0] for i in (q.a, q.b, q.m, q.n))
+        lo, hi = sorted((a, b))
+        if lo < min(m, n) and max(m, n) < hi:
+            ratio = (min(m, n) - lo) / abs(m - n) if m != n else 0
+            tol = 0.1 * abs(m - n)
+            outer_ok = abs(hi - max(m, n) - abs(m - n)) <= tol
+            is_wenner = abs(ratio - 1) <= 0.1 and outer_ok
+            kinds.add("wenner-alpha" if is_wenner else "wenner-schlumberger")
+        else:
+            kinds.add("dipole-dipole")
+    if kinds == {"wenner-alpha", "wenner-schlumberger"}:
+        return "wenner-schlumberger"
+    return kinds.pop() if len(kinds) == 1 else "mixed"

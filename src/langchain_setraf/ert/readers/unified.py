@@ -1,0 +1,283 @@
+"""pyGIMLi / BERT unified data format (``.dat``, ``.ohm``, ``.shm``, ``.udf``).
+
+Grammar (``../shared/docs/ert-reference.md`` §1.3; BERT data-format page
+resistivity.net "Data Format"; gimli ``DataContainer::load``):
+
+* ``#`` starts a comment anywhere on a line (``64# Number of electrodes`` is valid);
+  blank lines are skipped; tokens are case-insensitive.
+* a line with the number of sensors; an optional ``#`` token line (``x y z``, ``x z``;
+  units ``/m`` ``/mm``); one row per sensor (2-D: ``x z`` with z the elevation, or
+  ``x y`` with y the height);
+* a line with the number of data; an optional token line (default ``a b m n rhoa err``);
+  one row per datum. ``a b m n`` (``c1 c2 p1 p2``) are 1-based sensor numbers, 0 = a
+  remote electrode. Value tokens: ``rhoa`` (``rho_a ra rs rhos``) Ω·m; ``r`` (``rho
+  r(ohm) imp z u/i``) Ω; ``u`` (``v``) with ``/V /mV /uV``; ``i`` with ``/A /mA /uA``;
+  ``err`` (``error std``) as a fraction, ``/%`` or ``/Ohm`` (absolute); ``ip``
+  (``phase phi``), mrad unless a unit says otherwise; ``iperr``; ``k``; ``t``;
+  ``valid``; ``sp``;
+* optionally a topography block: a count, an optional token line, ``x [y] z`` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_setraf.ert.geometry import edwards_median_depth, geometric_factor
+from langchain_setraf.ert.readers._lines import fields, to_floats, to_int
+from langchain_setraf.ert.readers._quadrupoles import guess_array, set_pseudo_cells
+from langchain_setraf.ert.survey import ERTFormatError, Quadrupole, Survey
+
+__all__ = ["read_unified"]
+
+_ALIASES = {
+    "a": "a", "c1": "a", "b": "b", "c2": "b", "m": "m", "p1": "m", "n": "n", "p2": "n",
+    "rhoa": "rhoa", "rho_a": "rhoa", "ra": "rhoa", "rs": "rhoa", "rhos": "rhoa",
+    "r": "r", "rho": "r", "r(ohm)": "r", "imp": "r", "z": "r", "u/i": "r",
+    "u": "u", "v": "u", "i": "i", "err": "err", "error": "err", "std": "err",
+    "ip": "ip", "phase": "ip", "phi": "ip", "iperr": "iperr", "k": "k", "t": "t",
+    "valid": "valid", "sp": "sp",
+}  # fmt: skip
+#: Allowed units (lower case) per canonical token and the factor to SI; "" = no unit.
+_UNITS: dict[str, dict[str, float]] = {
+    "a": {"": 1.0}, "b": {"": 1.0}, "m": {"": 1.0}, "n": {"": 1.0},
+    "rhoa": {"": 1.0, "ohmm": 1.0, "ohm.m": 1.0, "ohm*m": 1.0, "ohm-m": 1.0},
+    "r": {"": 1.0, "ohm": 1.0},
+    "u": {"": 1.0, "v": 1.0, "mv": 1e-3, "uv": 1e-6},
+    "sp": {"": 1.0, "v": 1.0, "mv": 1e-3, "uv": 1e-6},
+    "i": {"": 1.0, "a": 1.0, "ma": 1e-3, "ua": 1e-6},
+    "err": {"": 1.0, "%": 1e-2, "ohm": 1.0},
+    "ip": {"": 1.0, "mrad": 1.0, "%": 1.0, "fe": 1.0, "mf": 1.0, "mv/v": 1.0, "ms": 1.0},
+    "iperr": {"": 1.0, "%": 1e-2, "mrad": 1.0},
+    "k": {"": 1.0, "m": 1.0}, "t": {"": 1.0}, "valid": {"": 1.0},
+}  # fmt: skip
+_IP_QUANTITY = {"": "Phase Angle", "mrad": "Phase Angle", "%": "IP", "fe": "Frequency Effect",
+                "mf": "Metal Factor", "mv/v": "Chargeability", "ms": "Chargeability"}  # fmt: skip
+_SENSOR_UNITS = {"": 1.0, "m": 1.0, "mm": 1e-3}
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str  # canonical token
+    unit: str  # lower case, "" when none
+    scale: float
+
+
+def _columns(path: Path, lineno: int | None, raw: str) -> list[_Column]:
+    out = []
+    for tok in raw.split():
+        name, _, unit = tok.lower().partition("/")
+        if name == "u" and unit == "i":  # the alias u/i (a resistance), not u in unit i
+            name, unit = "u/i", ""
+        canon = _ALIASES.get(name)
+        if canon is None:
+            raise ERTFormatError(path, lineno, f"unknown data column token {tok!r}")
+        units = _UNITS[canon]
+        if unit not in units:
+            allowed = ", ".join(repr(u) for u in units if u)
+            raise ERTFormatError(
+                path, lineno, f"unit {unit!r} of token {tok!r} is not one of {allowed}"
+            )
+        out.append(_Column(canon, unit, units[unit]))
+    if len({c.name for c in out}) != len(out):
+        raise ERTFormatError(path, lineno, f"expected each data column once, found {raw!r}")
+    return out
+
+
+def _sensor_columns(path: Path, lineno: int, raw: str) -> list[tuple[str, float]]:
+    out = []
+    for tok in raw.split():
+        name, _, unit = tok.lower().partition("/")
+        if name not in ("x", "y", "z") or unit not in _SENSOR_UNITS:
+            raise ERTFormatError(
+                path, lineno, f"expected sensor column tokens x, y, z (units m, mm), found {tok!r}"
+            )
+        out.append((name, _SENSOR_UNITS[unit]))
+    return out
+
+
+class _Items:
+    """Lines as (number, content before '#', comment after '#'), without blank ones."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.items: list[tuple[int, str, str]] = []
+        for i, raw in enumerate(text.splitlines(), start=1):
+            content, _, comment = raw.partition("#")
+            if content.strip() or comment.strip():
+                self.items.append((i, content.strip(), comment.strip()))
+        self.pos = 0
+
+    def skip_comments(self) -> None:
+        while self.pos < len(self.items) and not self.items[self.pos][1]:
+            self.pos += 1
+
+    def at_end(self) -> bool:
+        self.skip_comments()
+        return self.pos >= len(self.items)
+
+    def content(self, what: str) -> tuple[int, str]:
+        self.skip_comments()
+        if self.pos >= len(self.items):
+            last = self.items[-1][0] if self.items else None
+            raise ERTFormatError(self.path, last, f"expected {what}, found end of file")
+        lineno, content, _ = self.items[self.pos]
+        self.pos += 1
+        return lineno, content
+
+    def token_line(self) -> tuple[int, str] | None:
+        """The comment-only line right after a count, if there is one."""
+        if self.pos < len(self.items) and not self.items[self.pos][1] and self.items[self.pos][2]:
+            lineno, _, comment = self.items[self.pos]
+            self.pos += 1
+            return lineno, comment
+        return None
+
+    def count(self, what: str) -> tuple[int, int]:
+        ln, content = self.content(what)
+        tok = fields(content)
+        if len(tok) != 1:
+            raise ERTFormatError(self.path, ln, f"expected {what} (one integer), found {content!r}")
+        value = to_int(self.path, ln, tok[0], what)
+        if value < 0:
+            raise ERTFormatError(self.path, ln, f"expected a non-negative {what}, found {value}")
+        return ln, value
+
+
+def _sensors(items: _Items) -> list[tuple[float, float]]:
+    path = items.path
+    ln, n_sensors = items.count("the number of electrodes")
+    if n_sensors == 0:
+        raise ERTFormatError(path, ln, "expected at least 1 electrode")
+    tl = items.token_line()
+    tokens = _sensor_columns(path, tl[0], tl[1]) if tl else None
+    electrodes: list[tuple[float, float]] = []
+    ys: set[float] = set()
+    for j in range(n_sensors):
+        ln, content = items.content(f"electrode {j + 1} of {n_sensors}")
+        cols = tokens or (
+            [("x", 1.0), ("z", 1.0)]
+            if len(fields(content)) == 2
+            else [("x", 1.0), ("y", 1.0), ("z", 1.0)]
+        )
+        what = f"electrode {j + 1} ({' '.join(t for t, _ in cols)})"
+        nums = to_floats(path, ln, content, what, len(cols))
+        vals = {t: v * s for (t, s), v in zip(cols, nums, strict=True)}
+        names = [t for t, _ in cols]
+        if "z" in vals:
+            height = vals["z"]
+            ys.add(vals.get("y", 0.0))
+        else:  # 2-D cross-sections written as "x y": y is the height
+            height = vals.get("y", 0.0) if names == ["x", "y"] else 0.0
+        electrodes.append((vals.get("x", 0.0), height))
+    if len(ys) > 1:
+        raise ERTFormatError(
+            path,
+            ln,
+            "expected a 2-D line (one y for all electrodes); a 3-D layout is not supported",
+        )
+    return electrodes
+
+
+def read_unified(path: Path, text: str) -> Survey:
+    """Read a pyGIMLi/BERT unified data file."""
+    items = _Items(path, text)
+    electrodes = _sensors(items)
+    n_sensors = len(electrodes)
+    _, n_data = items.count("the number of data")
+    tl = items.token_line()
+    token_ln = tl[0] if tl else None
+    columns = _columns(path, token_ln, tl[1] if tl else "a b m n rhoa err")
+    names = [c.name for c in columns]
+    for required in ("a", "b", "m", "n"):
+        if required not in names:
+            raise ERTFormatError(
+                path, token_ln, f"expected an electrode column {required!r} in {names}"
+            )
+    has_r = "r" in names or ("u" in names and "i" in names)
+    if "rhoa" not in names and not has_r:
+        raise ERTFormatError(path, token_ln, f"expected a rhoa, r, or u and i column in {names}")
+    err_col = next((c for c in columns if c.name == "err"), None)
+    if err_col and err_col.unit == "ohm" and not has_r:
+        raise ERTFormatError(
+            path, token_ln, "an absolute error err/Ohm needs an r (or u and i) column"
+        )
+    survey = Survey(path=path, format="unified", title=path.stem)
+    survey.value_kind = "apparent resistivity"
+    survey.depth_kind = "pseudo"
+    xs = [e[0] for e in electrodes]
+    diffs = sorted(round(abs(b - a), 6) for a, b in zip(xs, xs[1:], strict=False) if b != a)
+    survey.spacing = diffs[len(diffs) // 2] if diffs else None  # median electrode step
+    survey.electrodes = electrodes
+    ip_col = next((c for c in columns if c.name == "ip"), None)
+    if ip_col:
+        survey.ip_quantity = _IP_QUANTITY.get(ip_col.unit, "IP")
+        survey.ip_unit = ip_col.unit or "mrad"
+    data = []
+    computed_k = False
+    skipped = 0
+    for j in range(n_data):
+        ln, content = items.content(f"data row {j + 1} of {n_data}")
+        nums = to_floats(path, ln, content, f"data row {j + 1} ({' '.join(names)})", len(names))
+        row = {c.name: v * c.scale for c, v in zip(columns, nums, strict=True)}
+        idx: list[int | None] = []
+        for key in ("a", "b", "m", "n"):
+            e = int(row[key])
+            if e != row[key] or e < 0 or e > n_sensors:
+                raise ERTFormatError(
+                    path, ln, f"expected electrode {key} in 0..{n_sensors}, found {row[key]:g}"
+                )
+            idx.append(None if e == 0 else e - 1)
+        if row.get("valid", 1.0) == 0:
+            skipped += 1
+            continue
+        epos = tuple(None if e is None else electrodes[e][0] for e in idx)
+        try:
+            k = row["k"] if "k" in row else geometric_factor(*epos)
+            z_e = edwards_median_depth(*epos)
+        except ValueError as exc:
+            raise ERTFormatError(path, ln, f"data row {j + 1}: {exc}") from None
+        resistance = row.get("r")
+        if resistance is None and "u" in row and "i" in row:
+            if row["i"] == 0:
+                raise ERTFormatError(path, ln, f"data row {j + 1}: current i is zero")
+            resistance = row["u"] / row["i"]
+        if "rhoa" in row:
+            rhoa = row["rhoa"]
+        else:
+            assert resistance is not None  # checked on the token line
+            rhoa = k * resistance
+            computed_k = computed_k or "k" not in row
+        err = row.get("err")
+        if err is not None and err_col is not None and err_col.unit == "ohm":
+            err = abs(err / resistance) if resistance else None
+        real = [p for p in epos if p is not None]
+        data.append(
+            Quadrupole(
+                a=idx[0], b=idx[1], m=idx[2], n=idx[3], rhoa=rhoa, k=k, resistance=resistance,
+                ip=row.get("ip"), err=err, x_mid=sum(real) / len(real), pseudo_depth=z_e,
+            )
+        )  # fmt: skip
+    if not items.at_end():
+        _, n_topo = items.count("the number of topography points")
+        items.token_line()
+        for j in range(n_topo):
+            ln, content = items.content(f"topography point {j + 1} of {n_topo}")
+            nums = to_floats(path, ln, content, "a topography point (x [y] z)", (2, 3))
+            survey.topography.append((nums[0], nums[-1]))
+        if not items.at_end():
+            ln, content = items.content("end of file")
+            raise ERTFormatError(path, ln, f"expected end of file, found {content!r}")
+    if skipped:
+        survey.notes.append(f"{skipped} datum(s) marked valid = 0 were left out")
+    if computed_k:
+        survey.notes.append(
+            "the file holds resistances only: ρa = K·R with the flat-earth geometric factor "
+            "(topography effects not corrected)"
+        )
+    if not data:
+        raise ERTFormatError(path, None, "expected at least one valid data row")
+    survey.data = data
+    set_pseudo_cells(survey)
+    survey.array = guess_array(survey)
+    return survey
