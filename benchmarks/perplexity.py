@@ -71,7 +71,14 @@ def main() -> None:
     modes = sys.argv[2:] or ["fp32", "bf16", "nf4", "int8"]
     vocab = llama_cpp.Llama(model_path=str(default_gguf_path()), vocab_only=True, verbose=False)
     ids = vocab.tokenize(TEXT.encode("utf-8"), add_bos=False)
-    out: dict[str, Any] = {"tokens": len(ids), "perplexity": {}, "seconds": {}}
+    from benchmarks.machine import machine_info
+
+    out: dict[str, Any] = {
+        "tokens": len(ids),
+        "perplexity": {},
+        "seconds": {},
+        "machine": machine_info(),
+    }
     t0 = time.perf_counter()
     out["perplexity"]["gguf-q4_1"] = gguf_ppl(ids)
     out["seconds"]["gguf-q4_1"] = time.perf_counter() - t0

@@ -427,6 +427,8 @@ def run(size: str, outdir: Path, *, hf: bool = True) -> dict[str, Any]:
 
 
 def main() -> None:
+    from benchmarks.machine import machine_info
+
     cmd, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
     if cmd == "build" and len(args) >= 2:
         quants = args[2].split(",") if len(args) > 2 else ["Q4_K_M"]
@@ -440,6 +442,7 @@ def main() -> None:
         result = hf_measure(Path(args[0]))
     elif cmd == "run" and len(args) >= 2:
         result = run(args[0], Path(args[1]), hf="--no-hf" not in args)
+        result["machine"] = machine_info()
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"scale_{args[0]}.json").write_text(json.dumps(result, indent=1))
         print(json.dumps(result))

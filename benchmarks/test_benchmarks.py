@@ -140,7 +140,14 @@ def test_targets_as_ratios_in_this_run(benchmark: Any, results: dict[str, Any]) 
         ratios["peer_lc_tokens_per_s_vs_raw"] = r["speed/lc-llamacpp"]["tokens_per_s_vs_raw"]
     benchmark.extra_info.update(ratios)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    summary = {"ratios": ratios, "results": r, "benchmark_disabled": benchmark.disabled}
+    from benchmarks.machine import machine_info
+
+    summary = {
+        "ratios": ratios,
+        "results": r,
+        "benchmark_disabled": benchmark.disabled,
+        "machine": machine_info(),
+    }
     (RESULTS / ("smoke.json" if benchmark.disabled else "summary.json")).write_text(
         json.dumps(summary, indent=1, default=str)
     )

@@ -9,6 +9,7 @@ generation.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TypeVar
@@ -33,7 +34,7 @@ async def aiter_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncGenerator[
             try:
                 fut.result(timeout=0.1)
                 return
-            except TimeoutError:
+            except concurrent.futures.TimeoutError:  # not the built-in TimeoutError on 3.10
                 if stop.is_set():
                     fut.cancel()
                     return

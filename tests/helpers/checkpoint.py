@@ -2,8 +2,9 @@
 
 Nothing is downloaded: ``transformers`` dequantises the GGUF (``gguf_file=``), the weights are
 copied into a model built with ``from_config`` and saved as bf16 safetensors together with the
-tokenizer (its chat template included). The result is cached outside the repository, keyed by
-the GGUF's SHA-256, in ``$SETRAF_TEST_CACHE`` or ``~/.cache/langchain-setraf/checkpoints``.
+tokenizer (its chat template included). The result is cached inside the clone, keyed by
+the GGUF's SHA-256, in ``$SETRAF_TEST_CACHE`` or ``<repo>/.cache/tests`` (never in the home
+directory, so a cache left on a machine cannot hide a missing install step).
 
 Run as a script to build it ahead of time::
 
@@ -34,7 +35,7 @@ def cache_root() -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env)
-    return Path.home() / ".cache" / "langchain-setraf" / "checkpoints"
+    return Path(__file__).resolve().parents[2] / ".cache" / "tests"
 
 
 def build_checkpoint(gguf_path: Path, *, root: Path | None = None) -> Path:
