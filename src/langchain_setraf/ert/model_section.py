@@ -1,0 +1,207 @@
+"""The result of an inversion: a model section with true depths and a depth of investigation.
+
+Pure Python (no numpy), so summaries, reports and the Streamlit app can use it without the
+``invert`` extra; :func:`~langchain_setraf.ert.invert.invert_survey` builds it.
+
+Example:
+    >>> opts = InversionOptions(error_percent=5.0)
+    >>> opts.error_percent, opts.max_iterations
+    (5.0, 10)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from langchain_setraf.ert.survey import Cell, Survey
+
+__all__ = ["InversionOptions", "InversionProgress", "ModelSection"]
+
+
+@dataclass(frozen=True)
+class InversionOptions:
+    """Settings of a smooth 2.5-D DC inversion (SimPEG), with documented defaults.
+
+    Attributes:
+        error_percent: Relative data error, % of |ρa| (default 3 %).
+        error_floor: Absolute error floor, Ω·m of apparent resistivity (default 0.5 Ω·m);
+            the standard deviation of datum i is ``error_percent/100·|ρa_i| + error_floor``.
+        cell_size: Width of the core mesh cells, m; ``None`` = half the electrode spacing.
+            The first layer is half as thick and layers thicken by 8 % downwards.
+        depth_factor: The core mesh (and the returned section) reaches this multiple of the
+            deepest Edwards median depth of the data (default 2).
+        alpha_s: Weight of the smallness term (closeness to the homogeneous start model).
+        alpha_x: Weight of horizontal smoothness.
+        alpha_z: Weight of vertical smoothness (default 0.1: layers may change faster with
+            depth than along the line, as in most sediments).
+        beta0_ratio: Initial trade-off β as a ratio of data-misfit to regularization
+            curvature (SimPEG ``BetaEstimate_ByEig``).
+        beta_cooling: β is divided by this factor after every iteration.
+        max_iterations: Gauss–Newton iterations at most (the inversion stops earlier when
+            χ² reaches ``target_chi2``).
+        max_seconds: Wall-clock budget; the inversion stops after the iteration that
+            exceeds it.
+        target_chi2: Target normalised misfit χ²/N (1 = fit the data to their errors).
+        nky: Number of wavenumbers of the 2.5-D transform.
+        sensitivity_weighting: Weight the regularization by the inverse sensitivity
+            (SimPEG ``UpdateSensitivityWeights``), which lets deep cells change as readily
+            as shallow ones.
+        doi_coverage: A depth level is below the depth of investigation when the median
+            data-weighted coverage of its cells under the electrodes falls below this
+            fraction of the shallowest level's (default 0.003).
+    """
+
+    error_percent: float = 3.0
+    error_floor: float = 0.5
+    cell_size: float | None = None
+    depth_factor: float = 2.0
+    alpha_s: float = 1e-3
+    alpha_x: float = 1.0
+    alpha_z: float = 0.1
+    beta0_ratio: float = 10.0
+    beta_cooling: float = 2.0
+    max_iterations: int = 10
+    max_seconds: float = 600.0
+    target_chi2: float = 1.0
+    nky: int = 7
+    sensitivity_weighting: bool = True
+    doi_coverage: float = 0.003
+
+    def __post_init__(self) -> None:
+        positive = {
+            "error_floor": self.error_floor,
+            "depth_factor": self.depth_factor,
+            "alpha_x": self.alpha_x,
+            "alpha_z": self.alpha_z,
+            "beta0_ratio": self.beta0_ratio,
+            "max_seconds": self.max_seconds,
+            "target_chi2": self.target_chi2,
+            "doi_coverage": self.doi_coverage,
+        }
+        for name, value in positive.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"InversionOptions.{name} must be a positive number, got {value}")
+        if not (math.isfinite(self.error_percent) and self.error_percent >= 0):
+            raise ValueError(
+                f"InversionOptions.error_percent must be ≥ 0, got {self.error_percent}"
+            )
+        if not (math.isfinite(self.alpha_s) and self.alpha_s >= 0):
+            raise ValueError(f"InversionOptions.alpha_s must be ≥ 0, got {self.alpha_s}")
+        if self.cell_size is not None and not (
+            math.isfinite(self.cell_size) and self.cell_size > 0
+        ):
+            raise ValueError(
+                f"InversionOptions.cell_size must be a positive length in m, got {self.cell_size}"
+            )
+        if not (math.isfinite(self.beta_cooling) and self.beta_cooling >= 1):
+            raise ValueError(f"InversionOptions.beta_cooling must be ≥ 1, got {self.beta_cooling}")
+        if not 1 <= self.max_iterations <= 100:
+            raise ValueError(
+                f"InversionOptions.max_iterations must be in 1..100, got {self.max_iterations}"
+            )
+        if not 3 <= self.nky <= 31:
+            raise ValueError(f"InversionOptions.nky must be in 3..31, got {self.nky}")
+        if self.doi_coverage >= 1:
+            raise ValueError(
+                f"InversionOptions.doi_coverage must be below 1, got {self.doi_coverage}"
+            )
+
+
+@dataclass(frozen=True)
+class InversionProgress:
+    """One finished iteration, as reported to a progress callback."""
+
+    iteration: int
+    max_iterations: int
+    chi2: float
+    beta: float
+    elapsed_s: float
+
+    def __str__(self) -> str:
+        return (
+            f"iteration {self.iteration}/{self.max_iterations}: χ² {self.chi2:.2f}, "
+            f"β {self.beta:.3g}, {self.elapsed_s:.1f} s"
+        )
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """An inverted resistivity section (rectangular cells under the electrode spread).
+
+    All per-cell tuples have the same length (one entry per cell).
+
+    Attributes:
+        x: Cell centre along the line, m.
+        depth: Cell centre depth below the surface, m (positive down): a true depth.
+        width: Cell width, m.
+        height: Cell height, m.
+        rho: Model resistivity, Ω·m.
+        coverage: Data-weighted sensitivity ``√Σᵢ(Jᵢⱼ/σᵢ)²`` per unit area, normalised to the
+            median of the shallowest level (1 near the surface, ≪ 1 where the data see
+            little).
+        doi_m: Depth of investigation, m: the shallowest level whose median coverage falls
+            below :attr:`InversionOptions.doi_coverage` (the bottom of the section,
+            ``depth_factor`` × the deepest pseudo-depth, when none does).
+        chi2: Final normalised misfit χ²/N.
+        rms_percent: Final relative RMS misfit of ρa, %.
+        iterations: Gauss–Newton iterations done.
+        stopped_by: ``"target"`` (χ² reached), ``"iterations"`` or ``"time"``.
+        rhoa_observed: Observed ρa, Ω·m, one per datum used.
+        rhoa_predicted: ρa the model predicts, Ω·m.
+        library: The library and version that inverted (e.g. ``"simpeg 0.25.2"``).
+        options: The settings used.
+        elapsed_s: Wall-clock time of the inversion, s.
+    """
+
+    x: tuple[float, ...]
+    depth: tuple[float, ...]
+    width: tuple[float, ...]
+    height: tuple[float, ...]
+    rho: tuple[float, ...]
+    coverage: tuple[float, ...]
+    doi_m: float
+    chi2: float
+    rms_percent: float
+    iterations: int
+    stopped_by: str
+    rhoa_observed: tuple[float, ...]
+    rhoa_predicted: tuple[float, ...]
+    library: str
+    options: InversionOptions = field(default_factory=InversionOptions)
+    elapsed_s: float = 0.0
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.x)
+
+    def cells(self) -> list[Cell]:
+        """The section as :class:`Cell` objects (``sensitivity`` = coverage)."""
+        return [
+            Cell(x=x, depth=d, rho=r, sensitivity=c)
+            for x, d, r, c in zip(self.x, self.depth, self.rho, self.coverage, strict=True)
+        ]
+
+    def to_survey(self, survey: Survey) -> Survey:
+        """A copy of ``survey`` whose cells are this model (true depths, model ρ).
+
+        The measured data, electrodes and notes are kept; ``depth_kind`` becomes
+        ``"model"``, ``value_kind`` ``"resistivity"`` and ``rms_percent`` the final RMS.
+        """
+        return dataclasses.replace(
+            survey,
+            cells=self.cells(),
+            depth_kind="model",
+            value_kind="resistivity",
+            rms_percent=round(self.rms_percent, 2),
+            notes=list(survey.notes),
+        )
+
+    def describe(self) -> str:
+        """One line: library, misfit, iterations, DOI."""
+        return (
+            f"{self.library} 2.5-D smooth inversion: χ² {self.chi2:.2f}, RMS "
+            f"{self.rms_percent:.2f} %, {self.iterations} iteration(s) (stopped by "
+            f"{self.stopped_by}), depth of investigation {self.doi_m:.3g} m"
+        )

@@ -1,0 +1,264 @@
+"""Inversion (SimPEG 2.5-D): options, the missing extra, the summary path, and truth tests.
+
+The truth tests invert the bundled two-layer Wenner line and the synthetic cases of
+``examples/synthetic`` (committed data, truth and tolerances in ``*.truth.json`` beside
+each) and compare the recovered section with the truth, inside the depth of investigation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from langchain_setraf.ert import load_survey, summarize
+from langchain_setraf.ert.cli import add_inversion_arguments, inversion_options
+from langchain_setraf.ert.model_section import InversionOptions, ModelSection
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTHETIC = ROOT / "examples" / "synthetic"
+TWO_LAYER = ROOT / "examples" / "two_layer_wenner.dat"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _fake_section(doi: float = 6.0) -> ModelSection:
+    """A small two-layer section (no inversion), for the summary path."""
+    xs = [float(x) for x in range(0, 20, 2)]
+    depths = [0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5]
+    cells = [(x, d) for d in depths for x in xs]
+    rho = [50.0 if d < 3 else 500.0 for _, d in cells]
+    cov = [math.exp(-d) for _, d in cells]
+    n = len(cells)
+    return ModelSection(
+        x=tuple(x for x, _ in cells),
+        depth=tuple(d for _, d in cells),
+        width=(2.0,) * n,
+        height=(1.0,) * n,
+        rho=tuple(rho),
+        coverage=tuple(cov),
+        doi_m=doi,
+        chi2=1.1,
+        rms_percent=2.5,
+        iterations=4,
+        stopped_by="target",
+        rhoa_observed=(60.0, 70.0),
+        rhoa_predicted=(61.0, 69.0),
+        library="simpeg 0.25.2",
+    )
+
+
+def _profile(section: ModelSection, x_from: float, x_to: float) -> list[tuple[float, float]]:
+    """(depth, median log10 ρ) of the levels of the columns with x in [x_from, x_to]."""
+    levels: dict[float, list[float]] = {}
+    for x, d, r in zip(section.x, section.depth, section.rho, strict=True):
+        if x_from <= x <= x_to:
+            levels.setdefault(d, []).append(math.log10(r))
+    return sorted((d, statistics.median(v)) for d, v in levels.items())
+
+
+def _steepest(
+    profile: list[tuple[float, float]], sign: int, below: float = 0.0, above: float = math.inf
+) -> float:
+    """Depth of the steepest change of log10 ρ (``sign`` +1 increase, -1 decrease) between
+    ``below`` and ``above``: where a smooth model puts a boundary."""
+    best: tuple[float, float] | None = None
+    for (d0, v0), (d1, v1) in zip(profile, profile[1:], strict=False):
+        if d0 < below or d1 > above:
+            continue
+        grad = sign * (v1 - v0) / (d1 - d0)
+        if best is None or grad > best[0]:
+            best = (grad, (d0 + d1) / 2)
+    assert best is not None and best[0] > 0, f"no {'in' if sign > 0 else 'de'}crease found"
+    return best[1]
+
+
+def _value_at(profile: list[tuple[float, float]], depth: float) -> float:
+    """ρ of the profile level nearest to ``depth``."""
+    return float(10 ** min(profile, key=lambda p: abs(p[0] - depth))[1])
+
+
+def _within(value: float, truth: float, rel: float) -> bool:
+    return abs(value - truth) <= rel * abs(truth)
+
+
+@cache
+def _inverted(path: str, options: InversionOptions | None = None) -> ModelSection:
+    from langchain_setraf.ert.invert import invert_survey
+
+    return invert_survey(load_survey(path), options=options)
+
+
+def _truth(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((SYNTHETIC / f"{name}.truth.json").read_text("utf-8"))
+    return data
+
+
+# -- options, CLI and the missing extra -------------------------------------------------------
+def test_options_reject_bad_values() -> None:
+    with pytest.raises(ValueError, match="error_floor"):
+        InversionOptions(error_floor=0)
+    with pytest.raises(ValueError, match="max_iterations"):
+        InversionOptions(max_iterations=0)
+    with pytest.raises(ValueError, match="cell_size"):
+        InversionOptions(cell_size=-1.0)
+    with pytest.raises(ValueError, match="doi_coverage"):
+        InversionOptions(doi_coverage=2.0)
+
+
+def test_cli_maps_inversion_flags_to_options() -> None:
+    parser = argparse.ArgumentParser()
+    add_inversion_arguments(parser)
+    args = parser.parse_args(
+        ["--invert", "--error-percent", "5", "--cell-size", "0.5", "--max-iterations", "3"]
+    )
+    assert args.invert
+    opts = inversion_options(args)
+    assert (opts.error_percent, opts.cell_size, opts.max_iterations) == (5.0, 0.5, 3)
+    assert opts.alpha_z == InversionOptions().alpha_z
+    assert not parser.parse_args([]).invert
+
+
+def test_missing_simpeg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_setraf.ert.invert import InversionUnavailableError, invert_survey
+
+    monkeypatch.setitem(sys.modules, "simpeg", None)  # import simpeg -> ImportError
+    with pytest.raises(InversionUnavailableError, match=r"langchain-setraf\[invert\]"):
+        invert_survey(load_survey(TWO_LAYER))
+
+
+def test_a_model_file_cannot_be_inverted() -> None:
+    from langchain_setraf.ert.invert import invert_survey
+
+    survey = load_survey(TWO_LAYER)
+    survey.data = []
+    with pytest.raises(ValueError, match="no apparent-resistivity data"):
+        invert_survey(survey)
+
+
+def test_a_too_fine_mesh_is_refused() -> None:
+    from langchain_setraf.ert.invert import invert_survey
+
+    with pytest.raises(ValueError, match="choose a larger cell_size"):
+        invert_survey(load_survey(TWO_LAYER), options=InversionOptions(cell_size=0.01))
+
+
+# -- the summary of an inverted section --------------------------------------------------------
+def test_summary_of_a_model_uses_true_depths_and_its_doi() -> None:
+    survey = load_survey(TWO_LAYER)
+    section = _fake_section(doi=6.0)
+    summary = summarize(survey, language="en", model=section)
+    assert summary.survey.depth_kind == "model"
+    assert summary.doi_depth == 6.0
+    assert summary.inversion is section
+    assert max(u.bottom for u in summary.units) <= 6.0  # deeper cells are masked
+    assert summary.masked_fraction > 0
+    text = " ".join(summary.caveats)
+    assert "pseudo-depth" not in text and "invert the data" not in text.lower()
+    assert "chi² 1.10" in text and "RMS 2.50 %" in text
+    facts = summary.facts()
+    assert facts["chi2"] == 1.1 and "simpeg" in str(facts["inversion"])
+    assert "chi² 1.10" in summary.to_text()
+    assert [b.rho_below > b.rho_above for b in summary.boundaries] == [True]
+
+
+def test_summary_without_a_model_is_unchanged() -> None:
+    summary = summarize(load_survey(TWO_LAYER), language="fr")
+    assert summary.inversion is None
+    assert summary.facts()["chi2"] is None
+    assert any("pseudo-profondeurs" in c for c in summary.caveats)
+
+
+# -- truth tests ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_layer_wenner_comes_back() -> None:
+    """50 Ω·m over 500 Ω·m, interface at 6 m: depth ±20 %, both ρ ±25 %, inside the DOI.
+
+    The file holds exact analytical values (3 decimals), so the error model is 1 % + 0.1 Ω·m
+    instead of the default 3 % + 0.5 Ω·m meant for field data.
+    """
+    options = InversionOptions(error_percent=1.0, error_floor=0.1)
+    section = _inverted(str(TWO_LAYER), options)
+    assert section.chi2 < 1.5
+    prof = [p for p in _profile(section, 10.0, 52.0) if p[0] < section.doi_m]
+    interface = _steepest(prof, +1)
+    assert _within(interface, 6.0, 0.20), interface
+    assert section.doi_m > interface
+    assert _within(_value_at(prof, 1.5), 50.0, 0.25)
+    deepest = prof[-1]
+    assert deepest[0] > interface
+    assert _within(10 ** deepest[1], 500.0, 0.25), (deepest, section.doi_m)
+    summary = summarize(load_survey(TWO_LAYER), model=section)
+    assert summary.doi_depth == pytest.approx(section.doi_m, rel=0.01)
+    assert summary.units[0].stats.median < 100 < summary.units[-1].stats.median
+
+
+@pytest.mark.slow
+def test_three_layer_earth() -> None:
+    truth = _truth("three_layer")
+    tol = truth["tolerances"]
+    section = _inverted(str(SYNTHETIC / "three_layer.dat"))
+    prof = [p for p in _profile(section, 8.0, 38.0) if p[0] < section.doi_m]
+    top, middle, bottom = truth["layers"]
+    lowest = min(prof, key=lambda p: p[1])
+    first = _steepest(prof, -1, above=lowest[0])
+    second = _steepest(prof, +1, below=lowest[0])
+    assert _within(first, top["bottom"], tol["first_interface_rel"]), first
+    assert _within(second, middle["bottom"], tol["second_interface_rel"]), second
+    assert _within(_value_at(prof, 0.5), top["rho"], tol["rho_top_rel"])
+    assert 10 ** lowest[1] < tol["rho_middle_max"], lowest
+    assert _within(10 ** prof[-1][1], bottom["rho"], tol["rho_bottom_rel"]), prof[-1]
+
+
+def _block_check(name: str) -> None:
+    truth = _truth(name)
+    tol = truth["tolerances"]
+    block, background = truth["block"], truth["background"]
+    section = _inverted(str(SYNTHETIC / f"{name}.dat"))
+    cells = [
+        (x, d, r)
+        for x, d, r in zip(section.x, section.depth, section.rho, strict=True)
+        if d < section.doi_m
+    ]
+    conductive = block["rho"] < background
+    x, d, r = (min if conductive else max)(cells, key=lambda c: c[2])
+    centre_x = (block["x_from"] + block["x_to"]) / 2
+    centre_d = (block["depth_from"] + block["depth_to"]) / 2
+    assert abs(x - centre_x) <= tol["x_m"], (x, centre_x)
+    assert abs(d - centre_d) <= tol["depth_m"], (d, centre_d)
+    contrast = r / background
+    assert (contrast < 1 / tol["min_contrast"]) if conductive else (contrast > tol["min_contrast"])
+    median = 10 ** statistics.median(math.log10(c[2]) for c in cells)
+    assert _within(median, background, tol["background_rel"]), median
+
+
+@pytest.mark.slow
+def test_conductive_block() -> None:
+    _block_check("conductive_block")
+
+
+@pytest.mark.slow
+def test_resistive_block() -> None:
+    _block_check("resistive_block")
+
+
+@pytest.mark.slow
+def test_dipping_interface() -> None:
+    truth = _truth("dipping_interface")
+    tol = truth["tolerances"]
+    section = _inverted(str(SYNTHETIC / "dipping_interface.dat"))
+    depths = []
+    for x in tol["columns_x"]:
+        prof = [p for p in _profile(section, x - 2.0, x + 2.0) if p[0] < section.doi_m]
+        found = _steepest(prof, +1)
+        want = truth["interface"]["depth_at_x0"] + truth["interface"]["slope"] * x
+        assert abs(found - want) <= tol["interface_m"], (x, found, want)
+        depths.append(found)
+    assert depths == sorted(depths)  # it dips the right way
+    assert depths[-1] - depths[0] >= tol["min_dip_m"], depths
