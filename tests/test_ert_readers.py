@@ -17,7 +17,7 @@ SAMPLES = Path(__file__).resolve().parent / "data" / "ert_formats"
 PI = math.pi
 
 # file -> (format, array, electrodes, data, cells)
-EXPECTED = {
+EXPECTED: dict[str, tuple[str, str | None, int, int, int]] = {
     "r2d_general_resistance_topo.dat": ("res2dinv", "general", 5, 5, 5),
     "r2d_general_ip_errors_topo_list.dat": ("res2dinv", "general (wenner-schlumberger)", 7, 4, 4),
     "r2d_wenner_first_electrode.dat": ("res2dinv", "wenner-alpha", 9, 6, 6),
@@ -29,6 +29,18 @@ EXPECTED = {
     "syscal_prosys3_semicolon.csv": ("syscal-csv", "mixed", 5, 3, 3),
     "syscal_tab_vp_in.txt": ("syscal-csv", "wenner-alpha", 5, 2, 2),
     "syscal_spa_pole_dipole.csv": ("syscal-csv", "pole-dipole", 5, 2, 1),
+    "syscal_prosys3_degenerate_rows.csv": ("syscal-csv", "dipole-dipole", 6, 3, 3),
+    "r2d_dipole_dipole_zero_n.dat": ("res2dinv", "dipole-dipole", 5, 3, 3),
+    "r2d_general_coincident_row.dat": ("res2dinv", "general", 5, 2, 2),
+    "unified_zero_current.ohm": ("unified", "mixed", 4, 2, 2),
+    "syscal_spa_rho_sign.csv": ("syscal-csv", "pole-dipole", 6, 3, 2),
+    "r2d_general_spectral_ip_flag11.dat": ("res2dinv", "general (wenner-alpha)", 5, 2, 2),
+    "unified_extra_tokens.ohm": ("unified", "mixed", 4, 2, 2),
+    "unified_map_line.dat": ("unified", "wenner-alpha", 5, 2, 2),
+    "setraf_csv_zero_reading.csv": ("setraf-csv", None, 3, 0, 4),
+    "xz_rho_nodata.txt": ("xz-rho", None, 0, 0, 2),
+    "unified_nan_values.dat": ("unified", "wenner-alpha", 4, 2, 2),
+    "r2d_res2dmod_extra_sections.dat": ("res2dinv", "wenner-alpha", 6, 3, 3),
 }
 
 
@@ -153,6 +165,13 @@ def test_unified_xyz_sensors_and_topography_block() -> None:
     assert [q.rhoa for q in s.data] == [250.0, 240.0] and s.data[0].err == 0.03
 
 
+def test_unified_given_geometric_factor_zero_drops_the_row(tmp_path: Path) -> None:
+    text = "3\n0 0\n1 0\n2 0\n2\n# A B M N R K\n1 0 2 3 2.0 0\n1 0 2 3 2.0 12.5\n"
+    s = load_survey(_write(tmp_path, "k0.ohm", text))
+    assert [q.rhoa for q in s.data] == [25.0]
+    assert "line 7: geometric factor k = 0: no apparent resistivity" in s.notes[-1]
+
+
 def test_unified_given_geometric_factor(tmp_path: Path) -> None:
     text = "3\n0 0\n1 0\n2 0\n1\n# A B M N R K\n1 0 2 3 2.0 12.5\n"
     s = load_survey(_write(tmp_path, "k.ohm", text))
@@ -208,7 +227,7 @@ BAD = {
     "error_type": (GENERAL_IP, "data)\n0", "data)\n1", 15, r"error-estimate type 0"),
     "first_electrode_point": (GENERAL_IP, "50.0\n1\n0,0", "50.0\n9\n0,0", 27, r"first electrode \(1\.\.4\)"),
     "topography_count": (GENERAL_IP, "list\n2\n4\n", "list\n2\n40\n", 22, r"number of topography points"),
-    "trailing_text": (GENERAL_IP, "0,0,0,0", "Additional measurements", 28, r"number for a trailing flag"),
+    "trailing_junk": (GENERAL_IP, "0,0,0,0", "0,0,x", 28, r"number for a trailing flag, found 'x'"),
     "xloc_2_index": ("r2d_wenner_first_electrode.dat", "6\r\n0\r\n0", "6\r\n2\r\n0", 5, r"x-location type 0 \(first electrode\) or 1"),
     "error_column_without_block": ("r2d_wenner_first_electrode.dat", "54.2", "54.2, 3", 7, r"expected 3 numbers"),
     "equatorial": ("r2d_wenner_first_electrode.dat", "2.0\r\n1\r\n", "2.0\r\n8\r\n", 3, r"array type 8 \(equatorial"),
@@ -220,7 +239,13 @@ BAD = {
     "syscal_rho": (SEMICOLON, "110,25", "1x0", 3, r"number for Rho"),
     "syscal_header": ("syscal_tab_vp_in.txt", "VMN (mV)", "Voltage", 1, r"'Rho'"),
     "syscal_borehole": ("syscal_tab_vp_in.txt", "5.1\t5.4\t5.2", "5.1\t5.4\t5.9", 3, r"one elevation per electrode"),
-    "syscal_zero_current": ("syscal_tab_vp_in.txt", "\t100\t0.4", "\t0\t0.4", 3, r"non-zero current"),
+    "syscal_all_zero_current": ("syscal_tab_vp_in.txt", "\t100\t0.5\nWenner\t1\t4\t2\t3\t5.1\t5.4\t5.2\t5.3\t1750.704\t100", "\t0\t0.5\nWenner\t1\t4\t2\t3\t5.1\t5.4\t5.2\t5.3\t1750.704\t0", 2, r"at least one usable data row: 2 unusable .*lines 2, 3: zero current In"),
+    "unified_borehole": ("unified_xyz_topo.dat", "2 0 10.5", "0 0 10.5", 4, r"height 10.5 m here but 10 m on line 3; expected a surface line"),
+    "r2d_ip_flag_then_number": ("r2d_general_spectral_ip_flag11.dat", "11\r\nChargeability", "11\r\n7", 9, r"IP flag 0 or 1, found 11"),
+    "unified_map_not_a_line": ("unified_map_line.dat", "1006 2008", "1009 2008", 7, r"electrodes on one straight line in x-y\); a 3-D layout"),
+    "unified_sensor_unit": ("unified_map_line.dat", "# x y z\n1000", "# x y z/km\n1000", 2, r"found 'z/km'"),
+    "unified_no_value_unknown": ("unified_extra_tokens.ohm", "r i Uerr", "rr i Uerr", 8, r"unknown data column token 'rr'"),
+    "r2d_negative_a": ("r2d_dipole_dipole_zero_n.dat", "0 1 2 90.0", "0 -1 2 90.0", 9, r"positive electrode spacing a in data row 3"),
 }  # fmt: skip
 
 
@@ -245,3 +270,156 @@ def test_io_module_still_exports_the_public_names() -> None:
     assert io.load_survey is readers.load_survey
     assert io.sniff_format is readers.sniff_format
     assert io.FORMATS is readers.FORMATS
+
+
+# --- unusable measurement rows: dropped and named in a note, the rest kept -----------
+# file -> (dropped lines, reason fragments, ρa kept)
+DEGENERATE = {
+    "syscal_prosys3_degenerate_rows.csv": (
+        [3, 5],
+        ["same position", "geometric factor is infinite"],
+        [100.0, 110.0, 95.0],
+    ),
+    "r2d_dipole_dipole_zero_n.dat": ([8], ["n = 0: electrodes coincide"], [100.0, 90.0, 105.0]),
+    "r2d_general_coincident_row.dat": ([11], ["same position"], [2 * PI * 0.5, 2 * PI * 0.2]),
+    "unified_zero_current.ohm": ([11, 12], ["zero current i", "same position"], [2 * PI, 3 * PI]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEGENERATE))
+def test_unusable_rows_are_dropped_with_a_note(name: str) -> None:
+    lines, reasons, rhoa = DEGENERATE[name]
+    s = _load(name)
+    assert [q.rhoa for q in s.data] == pytest.approx(rhoa)
+    note = next(n for n in s.notes if "dropped" in n)
+    assert note.startswith(f"{len(lines)} unusable measurement row(s) dropped")
+    for line in lines:
+        assert f" {line}" in note
+    for reason in reasons:
+        assert reason in note
+
+
+def test_dropped_rows_add_no_electrode() -> None:
+    # x = 6 m only appears in the dropped row 3
+    s = _load("syscal_prosys3_degenerate_rows.csv")
+    assert [x for x, _ in s.electrodes] == [0, 1, 2, 3, 4, 5]
+
+
+def test_one_zero_current_row_is_dropped(tmp_path: Path) -> None:
+    name = "syscal_tab_vp_in.txt"
+    path = _write(tmp_path, name, _variant(name, "\t100\t0.4", "\t0\t0.4"))
+    s = load_survey(path)
+    assert [q.rhoa for q in s.data] == pytest.approx([100.0])
+    assert any("line 3: zero current In" in n for n in s.notes)
+
+
+def test_every_row_unusable_is_refused(tmp_path: Path) -> None:
+    text = "3\n0 0\n1 0\n2 0\n2\n# a b m n r\n1 2 2 3 1.0\n1 0 1 0 2.0\n"
+    path = _write(tmp_path, "all_bad.ohm", text)
+    with pytest.raises(ERTFormatError, match="at least one usable data row") as info:
+        load_survey(path)
+    assert info.value.line == 7
+
+
+def test_dropped_note_lists_at_most_twenty_lines(tmp_path: Path) -> None:
+    rows = "".join("1 2 2 3 1.0\n" for _ in range(25)) + "1 4 2 3 1.0\n"
+    text = f"4\n0 0\n1 0\n2 0\n3 0\n26\n# a b m n r\n{rows}"
+    s = load_survey(_write(tmp_path, "many.ohm", text))
+    assert s.n_data == 1
+    note = next(n for n in s.notes if "dropped" in n)
+    assert note.startswith("25 unusable") and "lines 8, 9," in note and "and 5 more" in note
+
+
+def test_syscal_rho_of_the_opposite_sign_is_recomputed() -> None:
+    s = _load("syscal_spa_rho_sign.csv")
+    # K = 12π for A 0 (B remote) M 2 N 3; Vp/In = 2 Ω and 1.5 Ω; the third row is a
+    # genuinely negative reading (Vp < 0), kept as exported
+    assert [q.rhoa for q in s.data] == pytest.approx([24 * PI, 18 * PI, -3.77])
+    note = next(n for n in s.notes if "opposite" in n)
+    assert note.startswith("2 row(s) (first on line 2)") and "K·Vp/In used" in note
+
+
+def test_res2dinv_ip_flag_other_than_one_before_an_ip_block() -> None:
+    s = _load("r2d_general_spectral_ip_flag11.dat")
+    # Wenner a = 10 m: K = 20π; R = 2.0 and 1.5 Ω; the first of 3 gates is the IP
+    assert [q.rhoa for q in s.data] == pytest.approx([40 * PI, 30 * PI])
+    assert [q.ip for q in s.data] == [5.0, 4.0] and s.ip_quantity == "Chargeability"
+    assert "IP flag 11 on line 9 read as 1 (IP data present)" in s.notes
+
+
+def test_unified_descriptive_sensor_line_and_unknown_data_column() -> None:
+    # '# x z position for each electrode' and '# a b m n r i Uerr' (pyGIMLi ignores the
+    # words that are not tokens it knows)
+    s = _load("unified_extra_tokens.ohm")
+    assert [q.rhoa for q in s.data] == pytest.approx([4 * PI, 3 * PI])
+    assert "columns not used by this reader were ignored: 'Uerr'" in s.notes
+
+
+def test_unified_map_coordinates_on_a_straight_line() -> None:
+    s = _load("unified_map_line.dat")
+    assert s.electrodes == [(0, 100.0), (5, 100.5), (10, 101.0), (15, 101.5), (20, 102.0)]
+    assert s.topography == [(-5, 99.5), (25, 103.0)]
+    assert s.spacing == 5.0 and [q.rhoa for q in s.data] == [50.0, 60.0]
+    assert any("straight line 20 m long (largest offset 0 m)" in n for n in s.notes)
+
+
+def test_unified_map_line_with_gps_scatter(tmp_path: Path) -> None:
+    # 5 cm off the line over 20 m is still one straight line
+    text = _variant("unified_map_line.dat", "1006 2008", "1006.04 2007.97")
+    s = load_survey(_write(tmp_path, "gps.dat", text))
+    assert [round(x, 2) for x, _ in s.electrodes] == [0, 5, 10, 15, 20]
+    assert any("largest offset 0.0" in n for n in s.notes)
+
+
+def test_setraf_csv_non_positive_readings_are_dropped() -> None:
+    s = _load("setraf_csv_zero_reading.csv")
+    assert [(c.x, c.depth, c.rho) for c in s.cells] == [
+        (0.0, 0.5, 12.5), (0.0, 1.5, 30.0), (1.0, 0.5, 14.0), (1.0, 1.0, 22.0)
+    ]  # fmt: skip
+    note = s.notes[0]
+    assert note.startswith("2 unusable reading(s) dropped")
+    assert "line 2: expected a positive resistivity for ρ_a2, found 0" in note
+
+
+def test_table_no_data_marker_is_dropped() -> None:
+    s = _load("xz_rho_nodata.txt")
+    assert [(c.depth, c.rho) for c in s.cells] == [(4.0, 20.5), (6.0, 35.0)]
+    assert "line 3: expected a positive resistivity, found -9999" in s.notes[0]
+
+
+def test_single_unusable_row_gives_its_own_reason(tmp_path: Path) -> None:
+    path = _write(tmp_path, "one.txt", "x,depth,rho\n155,5,-9999\n")
+    with pytest.raises(ERTFormatError, match=r":2: expected a positive resistivity, found -9999$"):
+        load_survey(path)
+
+
+def test_unified_nan_value_drops_the_row_nan_error_or_ip_is_absent() -> None:
+    s = _load("unified_nan_values.dat")
+    assert [(q.rhoa, q.err, q.ip) for q in s.data] == [(20.0, None, 1.5), (21.0, 0.02, None)]
+    assert "line 10: a value is not a finite number (nan or inf)" in s.notes[-1]
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "kept", "lines"),
+    [
+        ("r2d_dipole_dipole_zero_n.dat", "0 1 2 90.0", "0 1 2 nan", 2, "line 9:"),
+        ("r2d_general_coincident_row.dat", "3.0 0.0 0.2", "3.0 0.0 inf", 1, "line 12:"),
+        ("syscal_prosys3_degenerate_rows.csv", ",110.0,", ",NaN,", 2, "line 4:"),
+    ],
+)
+def test_nan_value_drops_the_row(
+    tmp_path: Path, name: str, old: str, new: str, kept: int, lines: str
+) -> None:
+    s = load_survey(_write(tmp_path, name, _variant(name, old, new)))
+    assert s.n_data == kept
+    assert any(f"{lines} a value is not a finite number" in n for n in s.notes), s.notes
+
+
+def test_res2dmod_sections_after_the_data_are_named_not_read() -> None:
+    s = _load("r2d_res2dmod_extra_sections.dat")
+    assert [q.rhoa for q in s.data] == [50.0, 60.0, 70.0]
+    assert [q.err for q in s.data] == pytest.approx([0.02, 0.02, 0.02])
+    assert s.notes == [
+        "lines 18-26 after the data block were not read (a section headed 'Additional "
+        "measurements'); only the 3 declared data points are read"
+    ]

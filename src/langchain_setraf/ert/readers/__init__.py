@@ -11,7 +11,10 @@ One module per format family (``../shared/docs/ert-reference.md`` §1):
 
 The format is sniffed here, from the content, in one place. Every reader either returns
 a complete :class:`Survey` or raises :class:`ERTFormatError` naming the file, the line and
-what was expected: never a partial result.
+what was expected: never a partial result of a malformed file. A well-formed measurement
+row that no reader can use (a current and a potential electrode at one position, an
+infinite geometric factor, a zero current) is dropped and named, with its line and the
+reason, in :attr:`Survey.notes`; a file with no usable row left is refused.
 
 Example:
     >>> from langchain_setraf.ert import load_survey

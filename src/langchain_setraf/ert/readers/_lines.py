@@ -13,6 +13,7 @@ from langchain_setraf.ert.survey import ERTFormatError
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "NOT_FINITE",
     "Lines",
     "csv_rows",
     "fields",
@@ -30,21 +31,29 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 
 _SPLIT = re.compile(r"[\s,;]+")
 
+#: Reason given when a measurement row is dropped for a ``nan``/``inf`` value.
+NOT_FINITE = "a value is not a finite number (nan or inf)"
+
 
 def fields(line: str) -> list[str]:
     """Tokens of a line separated by blanks, tabs, commas or semicolons."""
     return [f for f in _SPLIT.split(line.strip()) if f]
 
 
-def to_float(path: Path, lineno: int | None, token: str, what: str) -> float:
-    """``token`` as a finite float, or an ERTFormatError naming ``what``."""
+def to_float(path: Path, lineno: int | None, token: str, what: str, finite: bool = True) -> float:
+    """``token`` as a float, or an ERTFormatError naming ``what``.
+
+    Args:
+        finite: Refuse ``nan`` and ``inf`` too (else they are returned, for the caller
+            to drop the measurement row that holds them).
+    """
     try:
         value = float(token)
     except ValueError:
         raise ERTFormatError(
             path, lineno, f"expected a number for {what}, found {token!r}"
         ) from None
-    if not math.isfinite(value):
+    if finite and not math.isfinite(value):
         raise ERTFormatError(path, lineno, f"expected a finite number for {what}, found {token!r}")
     return value
 
@@ -58,9 +67,17 @@ def to_int(path: Path, lineno: int | None, token: str, what: str) -> int:
 
 
 def to_floats(
-    path: Path, lineno: int, line: str, what: str, count: int | Iterable[int]
+    path: Path,
+    lineno: int,
+    line: str,
+    what: str,
+    count: int | Iterable[int],
+    finite: bool = True,
 ) -> list[float]:
-    """All tokens of ``line`` as floats; their number must be one of ``count``."""
+    """All tokens of ``line`` as floats; their number must be one of ``count``.
+
+    ``finite=False`` lets ``nan``/``inf`` through (see :func:`to_float`).
+    """
     tokens = fields(line)
     allowed = (count,) if isinstance(count, int) else tuple(count)
     if len(tokens) not in allowed:
@@ -68,7 +85,7 @@ def to_floats(
         raise ERTFormatError(
             path, lineno, f"expected {want} numbers for {what}, found {len(tokens)}: {line!r}"
         )
-    return [to_float(path, lineno, t, what) for t in tokens]
+    return [to_float(path, lineno, t, what, finite) for t in tokens]
 
 
 def positive(path: Path, lineno: int | None, value: float, what: str) -> float:
@@ -179,10 +196,12 @@ class Lines:
         self.pos += 1
         return item
 
-    def numbers(self, what: str, count: int | Iterable[int]) -> tuple[int, list[float]]:
-        """Consume a line of ``count`` numbers."""
+    def numbers(
+        self, what: str, count: int | Iterable[int], finite: bool = True
+    ) -> tuple[int, list[float]]:
+        """Consume a line of ``count`` numbers (``finite=False``: see :func:`to_float`)."""
         lineno, line = self.next(what)
-        return lineno, to_floats(self.path, lineno, line, what, count)
+        return lineno, to_floats(self.path, lineno, line, what, count, finite)
 
     def integer(self, what: str) -> tuple[int, int]:
         """Consume a line whose first field is an integer (the rest of it is ignored)."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from langchain_setraf.ert.geometry import edwards_median_depth, geometric_factor
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Quadrupole, Survey
 
 __all__ = [
+    "Dropped",
     "Position",
     "Reading",
     "build_data",
@@ -37,6 +37,66 @@ class Reading:
     ip: float | None = None
     err: float | None = None
     """Relative error (fraction)."""
+
+
+@dataclass
+class Dropped:
+    """Measurement rows left out of a survey (unusable, not malformed), with why.
+
+    Real instruments write rows no reader can use: a current and a potential electrode
+    at one position, an infinite geometric factor, a zero current. Such a row is left
+    out and named in a note on the survey; the file is refused only when no usable row
+    remains (:meth:`check`).
+    """
+
+    rows: list[tuple[int, str]] = field(default_factory=list)
+    """``(line, reason)`` of each row left out, in file order."""
+    what: str = "measurement row(s)"
+    """What one entry is (``reading(s)`` where a row holds several measurements)."""
+
+    #: Line numbers listed per reason in the note before "… and N more".
+    MAX_LISTED = 20
+
+    def add(self, line: int, reason: str) -> None:
+        """Leave out the row at ``line`` because of ``reason``."""
+        self.rows.append((line, reason))
+
+    def note(self) -> str | None:
+        """The survey note naming the rows left out (``None`` when none was)."""
+        if not self.rows:
+            return None
+        by_reason: dict[str, list[int]] = {}
+        for line, reason in self.rows:
+            by_reason.setdefault(reason, []).append(line)
+        parts = []
+        for reason, lines in by_reason.items():
+            listed = ", ".join(str(n) for n in lines[: self.MAX_LISTED])
+            more = len(lines) - self.MAX_LISTED
+            tail = f" and {more} more" if more > 0 else ""
+            word = "line" if len(lines) == 1 else "lines"
+            parts.append(f"{word} {listed}{tail}: {reason}")
+        return (
+            f"{len(self.rows)} unusable {self.what} dropped, the rest kept ("
+            + "; ".join(parts)
+            + ")"
+        )
+
+    def check(self, survey: Survey, kept: int) -> None:
+        """Add the note to ``survey``; raise when no row was kept.
+
+        Raises:
+            ERTFormatError: Every measurement row was dropped (names the first one; a
+                single row's own reason when the file had only that one).
+        """
+        note = self.note()
+        if kept == 0 and len(self.rows) == 1:  # the only row: its own reason says it best
+            raise ERTFormatError(survey.path, self.rows[0][0], self.rows[0][1])
+        if kept == 0:
+            line = self.rows[0][0] if self.rows else None
+            why = f": {note}" if note else ""
+            raise ERTFormatError(survey.path, line, f"expected at least one usable data row{why}")
+        if note:
+            survey.notes.append(note)
 
 
 def interpolate(points: Sequence[tuple[float, float]], x: float) -> tuple[float, bool]:
@@ -64,8 +124,12 @@ def build_data(
     readings: Sequence[Reading],
     resistance_values: bool,
     elevation: Callable[[float], float] | None = None,
+    dropped: Dropped | None = None,
 ) -> None:
     """Fill ``survey.electrodes``, ``survey.data`` and the pseudo-section cells.
+
+    A datum with degenerate geometry (coincident current and potential electrodes,
+    infinite geometric factor) is dropped and named in a note on the survey.
 
     Args:
         survey: The survey being read (its ``path`` names the file in errors).
@@ -73,22 +137,29 @@ def build_data(
         readings: The datum values, same length as ``positions``.
         resistance_values: The values are resistances: ρa = K·R (flat-earth K).
         elevation: Elevation of an electrode at a given x (default: 0).
+        dropped: Rows the reader already left out (their note is written here).
 
     Raises:
-        ERTFormatError: A datum with degenerate geometry (coincident electrodes...).
+        ERTFormatError: No datum is usable.
     """
-    path: Path = survey.path
-    xs = sorted({round(p, 6) for pos in positions for p in pos if p is not None})
-    index = {x: i for i, x in enumerate(xs)}
-    survey.electrodes = [(x, elevation(x) if elevation else 0.0) for x in xs]
-    data = []
+    dropped = dropped if dropped is not None else Dropped()
+    usable: list[tuple[Position, Reading, float, float]] = []
     for pos, reading in zip(positions, readings, strict=True):
-        idx = [None if p is None else index[round(p, 6)] for p in pos]
         try:
             k = geometric_factor(*pos)
             z_e = edwards_median_depth(*pos)
         except ValueError as exc:
-            raise ERTFormatError(path, reading.line, f"electrodes {pos}: {exc}") from None
+            dropped.add(reading.line, str(exc))
+            continue
+        usable.append((pos, reading, k, z_e))
+    dropped.rows.sort()
+    dropped.check(survey, len(usable))
+    xs = sorted({round(p, 6) for pos, *_ in usable for p in pos if p is not None})
+    index = {x: i for i, x in enumerate(xs)}
+    survey.electrodes = [(x, elevation(x) if elevation else 0.0) for x in xs]
+    data = []
+    for pos, reading, k, z_e in usable:
+        idx = [None if p is None else index[round(p, 6)] for p in pos]
         if resistance_values:
             rhoa, resistance = k * reading.value, reading.value
         else:

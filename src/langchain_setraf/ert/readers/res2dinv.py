@@ -11,7 +11,8 @@ format" as quoted by pyGIMLi ``importRes2dInv`` and ResIPy ``res2invInputParser`
     [1-7: optional 'Type of measurement' line and 0|1]                          [M]
     number of data
     type of x-location (0 first electrode, 1 mid-point; general array: 0, 1 or 2)
-    IP flag (0|1) [+ IP quantity, IP unit, timing line]
+    IP flag (0|1; another positive flag followed by an IP quantity line is read as 1,
+             as pyGIMLi does) [+ IP quantity, IP unit, timing line]
     ['Error estimate for data present' ['Type of error estimate (0=same unit as data)'] 0]
     data rows: index-based 'x a [n] value [ip] [err [iperr]]';
                general 'k x1 z1 .. xk zk value [ip] [err [iperr]]' (k = 2, 3 or 4)
@@ -22,23 +23,32 @@ format" as quoted by pyGIMLi ``importRes2dInv`` and ResIPy ``res2invInputParser`
 
 Fields are separated by blanks, tabs or commas; lines may be padded with tabs; ``;``
 starts a comment line (pyGIMLi). Resistances (measurement type 1) become ρa through the
-flat-earth geometric factor.
+flat-earth geometric factor. Rows with a = 0, n = 0 or coincident electrodes are dropped
+with a note naming their lines.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from langchain_setraf.ert.readers._lines import (
+    NOT_FINITE,
     Lines,
     fields,
     positive,
     to_floats,
     to_int,
 )
-from langchain_setraf.ert.readers._quadrupoles import Position, Reading, build_data, interpolate
+from langchain_setraf.ert.readers._quadrupoles import (
+    Dropped,
+    Position,
+    Reading,
+    build_data,
+    interpolate,
+)
 from langchain_setraf.ert.survey import ERTFormatError, Survey
 
 __all__ = ["ARRAYS", "index_electrodes", "read_res2dinv"]
@@ -66,6 +76,8 @@ _GENERAL = (11, 15)
 #: Columns before IP/error of each index-based array: x a ρa, or x a n ρa.
 _N_COLUMNS = {1: 3, 2: 3, 4: 3, 5: 3, 3: 4, 6: 4, 7: 4}
 _TEXT = re.compile(r"^[^\d\s.+-]")  # a line that starts like a word, not a number
+#: Text lines that may follow the IP flag but are not an IP quantity.
+_NOT_IP = r"error\s+estimate|type\s+of|topography"
 
 
 def index_electrodes(code: int, x: float, a: float, n: float, midpoint: bool) -> Position:
@@ -242,6 +254,10 @@ def _read_header(lines: Lines, survey: Survey) -> _Header:
         raise lines.error(f"expected x-location type {meaning}, found {xloc}", ln)
     header.xloc = xloc
     ln, ip_flag = lines.single_integer("the IP flag (0 or 1)")
+    if ip_flag > 1 and lines.peek_matches(r"[^\d\s.+-]") and not lines.peek_matches(_NOT_IP):
+        # some exporters write another non-zero flag; pyGIMLi reads any non-zero as "IP"
+        header.notes.append(f"IP flag {ip_flag} on line {ln} read as 1 (IP data present)")
+        ip_flag = 1
     if ip_flag not in (0, 1):
         raise lines.error(f"expected IP flag 0 or 1, found {ip_flag}", ln)
     header.n_ip = _ip_block(lines, survey) if ip_flag else 0
@@ -270,14 +286,23 @@ def _reading(path: Path, ln: int, nums: list[float], at: int, header: _Header) -
 
 
 def _general_row(
-    lines: Lines, what: str, header: _Header, heights: dict[float, tuple[float, int]]
-) -> tuple[Position, Reading]:
+    lines: Lines,
+    what: str,
+    header: _Header,
+    heights: dict[float, tuple[float, int]],
+    dropped: Dropped,
+) -> tuple[Position, Reading] | None:
+    """One general-array data row; ``None`` when it is dropped (a nan/inf value)."""
     ln, row = lines.next(what)
     tokens = fields(row)
     k = to_int(lines.path, ln, tokens[0] if tokens else row, f"the electrode count of {what}")
     if k not in (2, 3, 4):
         raise lines.error(f"expected 2, 3 or 4 electrodes in {what}, found {k}", ln)
-    nums = to_floats(lines.path, ln, row, what, _allowed_columns(2 + 2 * k, header))
+    columns = _allowed_columns(2 + 2 * k, header)
+    nums = to_floats(lines.path, ln, row, what, columns, finite=False)
+    if not all(math.isfinite(v) for v in nums):
+        dropped.add(ln, NOT_FINITE)
+        return None
     xs = nums[1 : 1 + 2 * k : 2]
     zs = nums[2 : 2 + 2 * k : 2]
     for x, z in zip(xs, zs, strict=True):
@@ -298,18 +323,27 @@ def _general_row(
     return pos, _reading(lines.path, ln, nums, 1 + 2 * k, header)
 
 
-def _index_row(lines: Lines, what: str, header: _Header) -> tuple[Position, Reading]:
+def _index_row(
+    lines: Lines, what: str, header: _Header, dropped: Dropped
+) -> tuple[Position, Reading] | None:
+    """One index-based data row; ``None`` when it is dropped (a = 0 or n = 0)."""
     base = _N_COLUMNS[header.code]
-    ln, nums = lines.numbers(what, _allowed_columns(base, header))
+    ln, nums = lines.numbers(what, _allowed_columns(base, header), finite=False)
+    if not all(math.isfinite(v) for v in nums):
+        dropped.add(ln, NOT_FINITE)
+        return None
     x, a = nums[0], nums[1]
-    positive(lines.path, ln, a, f"electrode spacing a in {what}")
+    if a < 0:
+        raise lines.error(f"expected a positive electrode spacing a in {what}, found {a:g}", ln)
     n = nums[2] if base == 4 else 1.0
-    if base == 4 and n == 0:
-        raise lines.error(f"expected a non-zero n factor in {what}", ln)
     if base == 4 and header.code != 6 and n < 0:
         raise lines.error(f"expected a positive n factor in {what}, found {n:g}", ln)
-    pos = index_electrodes(header.code, x, a, n, midpoint=header.xloc == 1)
-    return pos, _reading(lines.path, ln, nums, base - 1, header)
+    reading = _reading(lines.path, ln, nums, base - 1, header)
+    if a == 0 or n == 0:
+        # every electrode (a = 0) or a current and a potential electrode (n = 0) coincide
+        dropped.add(ln, f"electrode spacing a = {a:g}, n = {n:g}: electrodes coincide")
+        return None
+    return index_electrodes(header.code, x, a, n, midpoint=header.xloc == 1), reading
 
 
 def _topography(lines: Lines) -> tuple[list[tuple[float, float]], int | None, int]:
@@ -345,10 +379,25 @@ def _topography(lines: Lines) -> tuple[list[tuple[float, float]], int | None, in
     return topo, first, flag
 
 
-def _trailing(lines: Lines) -> None:
+def _trailing(lines: Lines, n_data: int) -> str | None:
+    """Consume the end flags; a note when a text-headed section follows them.
+
+    RES2DMOD writes further sections after the end flags (``Additional measurements``,
+    ``General array format``, its version line). Only the declared data block is read;
+    the note names the lines left unread.
+    """
     while (item := lines.peek()) is not None:  # end flags: numbers only
+        if _TEXT.match(item[1]):
+            first = item
+            while lines.peek() is not None:
+                last = lines.next("a line after the data")
+            return (
+                f"lines {first[0]}-{last[0]} after the data block were not read (a section "
+                f"headed {first[1][:40]!r}); only the {n_data} declared data points are read"
+            )
         to_floats(lines.path, item[0], item[1], "a trailing flag", range(1, 64))
         lines.next("a trailing flag")
+    return None
 
 
 def _shift_to_topography(
@@ -392,17 +441,24 @@ def read_res2dinv(path: Path, text: str) -> Survey:
     heights: dict[float, tuple[float, int]] = {}
     positions: list[Position] = []
     readings: list[Reading] = []
+    dropped = Dropped()
     for i in range(header.n_data):
         what = f"data row {i + 1} of {header.n_data}"
         if general:
-            pos, reading = _general_row(lines, what, header, heights)
+            row: tuple[Position, Reading] | None = _general_row(
+                lines, what, header, heights, dropped
+            )
         else:
-            pos, reading = _index_row(lines, what, header)
-        positions.append(pos)
-        readings.append(reading)
+            row = _index_row(lines, what, header, dropped)
+        if row is not None:
+            positions.append(row[0])
+            readings.append(row[1])
+    if not positions:
+        dropped.check(survey, 0)  # raises: no usable row
 
     topo, first, topo_flag = _topography(lines)
-    _trailing(lines)
+    if (rest := _trailing(lines, header.n_data)) is not None:
+        survey.notes.append(rest)
     survey.topography = topo
 
     integrated = any(z for z, _ in heights.values())
@@ -411,7 +467,7 @@ def read_res2dinv(path: Path, text: str) -> Survey:
         survey.notes.append("electrode elevations from the data rows (integrated topography)")
         if topo:
             survey.notes.append("the separate topography list is kept but not used for electrodes")
-        build_data(survey, positions, readings, header.resistance, lambda x: elevation[x])
+        build_data(survey, positions, readings, header.resistance, lambda x: elevation[x], dropped)
     elif topo:
         if first is not None:
             positions = _shift_to_topography(survey, positions, topo, first)
@@ -423,14 +479,14 @@ def read_res2dinv(path: Path, text: str) -> Survey:
                 outside.append(x)
             return z
 
-        build_data(survey, positions, readings, header.resistance, from_topo)
+        build_data(survey, positions, readings, header.resistance, from_topo, dropped)
         if outside:
             survey.notes.append(
                 f"{len(outside)} electrode(s) outside the topography list: elevation of the "
                 "nearest topography point used"
             )
     else:
-        build_data(survey, positions, readings, header.resistance)
+        build_data(survey, positions, readings, header.resistance, dropped=dropped)
     if (general and header.xloc == 2) or topo_flag == 2:
         survey.notes.append(
             "x-locations are distances along the ground surface; K and depths treat them "

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from langchain_setraf.ert.readers._lines import Lines, csv_rows, positive, to_float
+from langchain_setraf.ert.readers._lines import Lines, csv_rows, to_float
+from langchain_setraf.ert.readers._quadrupoles import Dropped
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Survey
 
 __all__ = ["read_setraf_csv", "read_setraf_dat", "read_setraf_freq"]
@@ -31,6 +32,7 @@ def read_setraf_csv(path: Path, text: str) -> Survey:
     projects = []
     if len(rows) < 2:
         raise ERTFormatError(path, ln, "expected at least one data row after the header")
+    dropped = Dropped(what="reading(s)")
     for t, (ln, row) in enumerate(rows[1:]):
         if len(row) != len(header):
             raise ERTFormatError(
@@ -41,8 +43,12 @@ def read_setraf_csv(path: Path, text: str) -> Survey:
             )
         projects.append(row[0])
         for j, token in enumerate(row[2:], start=1):
-            rho = positive(path, ln, to_float(path, ln, token, f"ρ_a{j}"), f"ρ_a{j}")
+            rho = to_float(path, ln, token, f"ρ_a{j}")
+            if rho <= 0:
+                dropped.add(ln, f"expected a positive resistivity for ρ_a{j}, found {rho:g}")
+                continue
             survey.cells.append(Cell(x=float(t), depth=0.5 * j, rho=rho))
+    dropped.check(survey, len(survey.cells))
     survey.title = ", ".join(dict.fromkeys(projects))
     survey.electrodes = [(float(i), 0.0) for i in range(n_read)]
     survey.notes.append(
@@ -61,6 +67,7 @@ def read_setraf_dat(path: Path, text: str) -> Survey:
         raise ERTFormatError(path, ln, "expected the header 'survey-point depth data project'")
     survey = Survey(path=path, format="setraf-dat", value_kind="resistivity", depth_kind="setraf")
     projects = []
+    dropped = Dropped()
     while lines.peek() is not None:
         ln, row = lines.next("a data row")
         tok = row.split()
@@ -70,11 +77,15 @@ def read_setraf_dat(path: Path, text: str) -> Survey:
             )
         x = to_float(path, ln, tok[0], "survey-point")
         depth = to_float(path, ln, tok[1], "depth")
-        rho = positive(path, ln, to_float(path, ln, tok[2], "data (Ω·m)"), "resistivity")
-        survey.cells.append(Cell(x=x, depth=abs(depth), rho=rho))
+        rho = to_float(path, ln, tok[2], "data (Ω·m)")
         projects.append(tok[3])
-    if not survey.cells:
+        if rho <= 0:
+            dropped.add(ln, f"expected a positive resistivity for data, found {rho:g}")
+            continue
+        survey.cells.append(Cell(x=x, depth=abs(depth), rho=rho))
+    if not survey.cells and not dropped.rows:
         raise ERTFormatError(path, ln, "expected at least one data row")
+    dropped.check(survey, len(survey.cells))
     survey.title = "project " + ", ".join(dict.fromkeys(projects))
     return survey
 
@@ -95,15 +106,20 @@ def read_setraf_freq(path: Path, text: str) -> Survey:
             raise ERTFormatError(path, ln, f"expected a frequency (MHz) column header, found {h!r}")
         freqs.append(float(m.group()))
     survey = Survey(path=path, format="setraf-freq", value_kind="resistivity", depth_kind="setraf")
+    dropped = Dropped(what="reading(s)")
     for ln, row in rows[1:]:
         if len(row) != len(header):
             raise ERTFormatError(path, ln, f"expected {len(header)} fields, found {len(row)}")
         x = to_float(path, ln, row[1], "survey point")
         for f, token in zip(freqs, row[2:], strict=True):
-            rho = positive(path, ln, to_float(path, ln, token, f"value at {f} MHz"), "resistivity")
+            rho = to_float(path, ln, token, f"value at {f} MHz")
+            if rho <= 0:
+                dropped.add(ln, f"expected a positive resistivity at {f:g} MHz, found {rho:g}")
+                continue
             survey.cells.append(Cell(x=x, depth=1000.0 / f, rho=rho))
-    if not survey.cells:
+    if not survey.cells and not dropped.rows:
         raise ERTFormatError(path, ln, "expected at least one data row")
+    dropped.check(survey, len(survey.cells))
     survey.title = rows[1][1][0] if len(rows) > 1 and rows[1][1] else path.stem
     survey.notes.append("depth = 1000 / frequency (MHz), the SETRAF app's convention")
     return survey

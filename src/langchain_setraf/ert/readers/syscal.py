@@ -12,16 +12,33 @@ pyGIMLi ``importAsciiColumns``), matched case-insensitively with blanks ignored:
   column is exported).
 
 Rows may start with an empty field; headers carry trailing blanks; with ``;`` or tab
-separators a decimal comma (``12,5``) is read as a decimal point.
+separators a decimal comma (``12,5``) is read as a decimal point. A row whose ``Rho`` has
+the sign opposite to K·Vp/In with the same magnitude (the instrument's own geometric-factor
+sign, seen in pole-dipole exports) takes ρa = K·Vp/In, with a note. Rows with coincident
+electrodes or a zero current are dropped with a note.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
-from langchain_setraf.ert.readers._lines import csv_rows, min_step, sniff_delimiter, to_float
-from langchain_setraf.ert.readers._quadrupoles import Position, Reading, build_data, guess_array
+from langchain_setraf.ert.geometry import geometric_factor
+from langchain_setraf.ert.readers._lines import (
+    NOT_FINITE,
+    csv_rows,
+    min_step,
+    sniff_delimiter,
+    to_float,
+)
+from langchain_setraf.ert.readers._quadrupoles import (
+    Dropped,
+    Position,
+    Reading,
+    build_data,
+    guess_array,
+)
 from langchain_setraf.ert.survey import ERTFormatError, Survey
 
 __all__ = ["is_syscal_header", "read_syscal"]
@@ -58,6 +75,37 @@ def _find(names: list[str], choices: tuple[str, ...]) -> int | None:
     return None
 
 
+def _cell(row: list[str], col: int | None) -> float | None:
+    """An optional numeric field (``None`` when absent, empty or not a finite number)."""
+    if col is None or col >= len(row):
+        return None
+    try:
+        value = float(row[col].replace(",", "."))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _flipped_rho(
+    pos: list[float | None], rho: float, vp: float | None, current: float | None
+) -> float | None:
+    """K·Vp/In when the exported Rho has its opposite sign and the same magnitude.
+
+    Some Prosys exports (pole-dipole with the remote electrode written as B) carry the
+    instrument's negative geometric factor into Rho although Vp and In are positive.
+    """
+    if vp is None or not current or rho == 0:
+        return None
+    try:
+        k = geometric_factor(pos[0], pos[1], pos[2], pos[3])
+    except ValueError:
+        return None  # degenerate: dropped later with its reason
+    ours = k * vp / current
+    if ours == 0 or (ours > 0) == (rho > 0):
+        return None
+    return ours if 0.8 <= abs(rho / ours) <= 1.25 else None
+
+
 def read_syscal(path: Path, text: str) -> Survey:
     """Read a Syscal Pro CSV/text export."""
     decimal_comma = sniff_delimiter(text) != ","
@@ -87,10 +135,16 @@ def read_syscal(path: Path, text: str) -> Survey:
     if ip_col is not None:
         survey.ip_quantity, survey.ip_unit = "Chargeability", "mV/V"
 
-    def number(lineno: int, token: str, what: str) -> float:
+    def number(lineno: int, token: str, what: str, finite: bool = True) -> float:
         if decimal_comma and _DECIMAL_COMMA.match(token):
             token = token.replace(",", ".")
-        return to_float(path, lineno, token, what)
+        return to_float(path, lineno, token, what, finite)
+
+    def optional(lineno: int, col: int | None, row: list[str], what: str) -> float | None:
+        if col is None or not row[col:] or not row[col]:
+            return None
+        value = number(lineno, row[col], what, finite=False)
+        return value if math.isfinite(value) else None
 
     needed = [c for c in (*pos_cols, rho_col, vp_col, in_col) if c is not None]
     needed += (z_cols or []) + (y_cols or [])
@@ -98,6 +152,8 @@ def read_syscal(path: Path, text: str) -> Survey:
     readings: list[Reading] = []
     heights: dict[float, tuple[float, int]] = {}
     northings: set[float] = set()
+    dropped = Dropped()
+    sign_flips: list[int] = []
     for ln, row in rows[1:]:
         if len(row) <= max(needed):
             raise ERTFormatError(
@@ -126,33 +182,50 @@ def read_syscal(path: Path, text: str) -> Survey:
                 path, ln, "expected a 2-D line (one y for all electrodes); 3-D is not supported"
             )
         if rho_col is not None:
-            value = number(ln, row[rho_col], "Rho")
+            value = number(ln, row[rho_col], "Rho", finite=False)
+            if not math.isfinite(value):
+                dropped.add(ln, NOT_FINITE)
+                continue
+            flipped = _flipped_rho(pos, value, _cell(row, vp_col), _cell(row, in_col))
+            if flipped is not None:
+                value = flipped
+                sign_flips.append(ln)
         else:
             assert vp_col is not None and in_col is not None
-            current = number(ln, row[in_col], "In (mA)")
+            current = number(ln, row[in_col], "In (mA)", finite=False)
+            voltage = number(ln, row[vp_col], "Vp (mV)", finite=False)
+            if not (math.isfinite(current) and math.isfinite(voltage)):
+                dropped.add(ln, NOT_FINITE)
+                continue
             if current == 0:
-                raise ERTFormatError(path, ln, "expected a non-zero current In, found 0")
-            value = number(ln, row[vp_col], "Vp (mV)") / current
-        ip = (
-            number(ln, row[ip_col], "M")
-            if ip_col is not None and row[ip_col:] and row[ip_col]
-            else None
-        )
-        dev = (
-            number(ln, row[dev_col], "Dev.")
-            if dev_col is not None and row[dev_col:] and row[dev_col]
-            else None
-        )
+                dropped.add(ln, "zero current In: no resistance")
+                continue
+            value = voltage / current
+        ip = optional(ln, ip_col, row, "M")
+        dev = optional(ln, dev_col, row, "Dev.")
         positions.append((pos[0], pos[1], pos[2], pos[3]))
         readings.append(Reading(ln, value, ip, None if dev is None else abs(dev) / 100.0))
-    if not positions:
+    if len(rows) < 2:
         raise ERTFormatError(path, ln, "expected at least one data row after the header")
+    if not positions:
+        dropped.check(survey, 0)  # raises: no usable row
     survey.spacing = min_step(p for pos in positions for p in pos if p is not None)
     elevation = {x: z for x, (z, _) in heights.items()}
     build_data(
-        survey, positions, readings, rho_col is None, (lambda x: elevation[x]) if heights else None
+        survey,
+        positions,
+        readings,
+        rho_col is None,
+        (lambda x: elevation[x]) if heights else None,
+        dropped,
     )
     if rho_col is None:
         survey.notes.append("no Rho column: ρa = K·Vp/In with the flat-earth geometric factor")
+    if sign_flips:
+        survey.notes.append(
+            f"{len(sign_flips)} row(s) (first on line {sign_flips[0]}) have Rho of the sign "
+            "opposite to K·Vp/In with the same magnitude (the instrument's geometric-factor "
+            "sign for this electrode order): ρa = K·Vp/In used"
+        )
     survey.array = guess_array(survey)
     return survey

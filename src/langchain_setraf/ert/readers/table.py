@@ -2,7 +2,7 @@
 
 A header is optional (``x, z|depth|elevation, rho``). Without ``depth`` in the header, z
 is an elevation when any value is positive (depth from the highest point), else a
-negative depth.
+negative depth. Rows with a non-positive ρ (no-data markers) are dropped with a note.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from langchain_setraf.ert.readers._lines import Lines, fields, positive
+from langchain_setraf.ert.readers._lines import Lines, fields
+from langchain_setraf.ert.readers._quadrupoles import Dropped
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Survey
 
 __all__ = ["read_xz_rho"]
@@ -33,11 +34,16 @@ def read_xz_rho(path: Path, text: str) -> Survey:
             )
         depth_named = cols[1] == "depth"
     raw: list[tuple[float, float, float]] = []
+    dropped = Dropped(what="row(s)")
     while lines.peek() is not None:
         ln, nums = lines.numbers("a row 'x z rho'", 3)
-        raw.append((nums[0], nums[1], positive(path, ln, nums[2], "resistivity")))
-    if not raw:
+        if nums[2] <= 0:  # a no-data marker (0, -9999) in a log or model export
+            dropped.add(ln, f"expected a positive resistivity, found {nums[2]:g}")
+            continue
+        raw.append((nums[0], nums[1], nums[2]))
+    if not raw and not dropped.rows:
         raise ERTFormatError(path, lines.last_line, "expected at least one row 'x z rho'")
+    dropped.check(survey, len(raw))
     zs = [r[1] for r in raw]
     if depth_named:
         survey.cells = [Cell(x, abs(z), rho) for x, z, rho in raw]

@@ -16,16 +16,27 @@ resistivity.net "Data Format"; gimli ``DataContainer::load``):
   (``phase phi``), mrad unless a unit says otherwise; ``iperr``; ``k``; ``t``;
   ``valid``; ``sp``;
 * optionally a topography block: a count, an optional token line, ``x [y] z`` rows.
+
+As in pyGIMLi, a token the reader does not know names a column that is ignored (a note
+lists those with values), so ``# x z position for each electrode`` is a valid sensor
+token line; a data token line with an unknown token but no electrode or value column is
+refused. Electrodes given as ``x y z`` map coordinates along one straight line are placed
+at their distance along it (:mod:`._straight_line`); other layouts with several ``y``, or
+several heights at one ``x`` (boreholes, rings), are refused: this package reads 2-D
+surface lines. Data rows with degenerate geometry or a zero current are dropped with a
+note.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from langchain_setraf.ert.geometry import edwards_median_depth, geometric_factor
-from langchain_setraf.ert.readers._lines import fields, to_floats, to_int
-from langchain_setraf.ert.readers._quadrupoles import guess_array, set_pseudo_cells
+from langchain_setraf.ert.readers._lines import NOT_FINITE, fields, to_floats, to_int
+from langchain_setraf.ert.readers._quadrupoles import Dropped, guess_array, set_pseudo_cells
+from langchain_setraf.ert.readers._straight_line import StraightLine
 from langchain_setraf.ert.survey import ERTFormatError, Quadrupole, Survey
 
 __all__ = ["read_unified"]
@@ -54,6 +65,8 @@ _UNITS: dict[str, dict[str, float]] = {
 _IP_QUANTITY = {"": "Phase Angle", "mrad": "Phase Angle", "%": "IP", "fe": "Frequency Effect",
                 "mf": "Metal Factor", "mv/v": "Chargeability", "ms": "Chargeability"}  # fmt: skip
 _SENSOR_UNITS = {"": 1.0, "m": 1.0, "mm": 1e-3}
+#: Value columns a datum cannot do without; a nan/inf elsewhere (err, ip…) is read as absent.
+_NEEDED = ("rhoa", "r", "u", "i", "k")
 
 
 @dataclass(frozen=True)
@@ -70,8 +83,9 @@ def _columns(path: Path, lineno: int | None, raw: str) -> list[_Column]:
         if name == "u" and unit == "i":  # the alias u/i (a resistance), not u in unit i
             name, unit = "u/i", ""
         canon = _ALIASES.get(name)
-        if canon is None:
-            raise ERTFormatError(path, lineno, f"unknown data column token {tok!r}")
+        if canon is None:  # kept as an ignored column (pyGIMLi keeps any token)
+            out.append(_Column("", tok, 1.0))
+            continue
         units = _UNITS[canon]
         if unit not in units:
             allowed = ", ".join(repr(u) for u in units if u)
@@ -79,20 +93,53 @@ def _columns(path: Path, lineno: int | None, raw: str) -> list[_Column]:
                 path, lineno, f"unit {unit!r} of token {tok!r} is not one of {allowed}"
             )
         out.append(_Column(canon, unit, units[unit]))
-    if len({c.name for c in out}) != len(out):
+    known = [c.name for c in out if c.name]
+    if len(set(known)) != len(known):
         raise ERTFormatError(path, lineno, f"expected each data column once, found {raw!r}")
     return out
 
 
-def _sensor_columns(path: Path, lineno: int, raw: str) -> list[tuple[str, float]]:
+def _check_required(path: Path, lineno: int | None, columns: list[_Column]) -> None:
+    """Electrodes a b m n and a value column must be named; unknown tokens are refused then."""
+    names = [c.name for c in columns if c.name]
+    unknown = [c.unit for c in columns if not c.name]
+    missing = [key for key in ("a", "b", "m", "n") if key not in names]
+    has_value = "rhoa" in names or "r" in names or ("u" in names and "i" in names)
+    if (missing or not has_value) and unknown:
+        raise ERTFormatError(path, lineno, f"unknown data column token {unknown[0]!r}")
+    if missing:
+        raise ERTFormatError(
+            path, lineno, f"expected an electrode column {missing[0]!r} in {names}"
+        )
+    if not has_value:
+        raise ERTFormatError(path, lineno, f"expected a rhoa, r, or u and i column in {names}")
+
+
+def _sensor_columns(path: Path, lineno: int, raw: str) -> list[tuple[str, str, float]]:
+    """``(token, coordinate, scale)`` per column; coordinate ``""`` = not x, y or z.
+
+    Like pyGIMLi (``DataContainer::load``), a token other than x, y, z names a column
+    that is ignored, so a descriptive line such as ``# x z position for each electrode``
+    is a valid token line. A coordinate with an unknown unit is an error.
+    """
     out = []
     for tok in raw.split():
         name, _, unit = tok.lower().partition("/")
-        if name not in ("x", "y", "z") or unit not in _SENSOR_UNITS:
+        if name not in ("x", "y", "z"):
+            out.append((tok, "", 1.0))
+            continue
+        if unit not in _SENSOR_UNITS:
             raise ERTFormatError(
                 path, lineno, f"expected sensor column tokens x, y, z (units m, mm), found {tok!r}"
             )
-        out.append((name, _SENSOR_UNITS[unit]))
+        out.append((tok, name, _SENSOR_UNITS[unit]))
+    known = [name for _, name, _ in out if name]
+    if "x" not in known or len(set(known)) != len(known):
+        raise ERTFormatError(
+            path,
+            lineno,
+            f"expected sensor column tokens x, y, z (x required), found {raw!r}",
+        )
     return out
 
 
@@ -144,7 +191,17 @@ class _Items:
         return ln, value
 
 
-def _sensors(items: _Items) -> list[tuple[float, float]]:
+@dataclass
+class _Sensors:
+    electrodes: list[tuple[float, float]]
+    """``(x, height)`` of each electrode, m."""
+    ignored: list[str]
+    """Sensor columns that are not x, y or z."""
+    line: StraightLine | None = None
+    """The map line the electrodes were projected on (x and y both vary)."""
+
+
+def _sensors(items: _Items) -> _Sensors:
     path = items.path
     ln, n_sensors = items.count("the number of electrodes")
     if n_sensors == 0:
@@ -152,51 +209,78 @@ def _sensors(items: _Items) -> list[tuple[float, float]]:
     tl = items.token_line()
     tokens = _sensor_columns(path, tl[0], tl[1]) if tl else None
     electrodes: list[tuple[float, float]] = []
-    ys: set[float] = set()
+    lines: list[int] = []
+    plan: list[tuple[float, float]] = []  # (x, y) of electrodes given with x, y and z
+    ignored: dict[str, None] = {}
     for j in range(n_sensors):
         ln, content = items.content(f"electrode {j + 1} of {n_sensors}")
         cols = tokens or (
-            [("x", 1.0), ("z", 1.0)]
+            [("x", "x", 1.0), ("z", "z", 1.0)]
             if len(fields(content)) == 2
-            else [("x", 1.0), ("y", 1.0), ("z", 1.0)]
+            else [("x", "x", 1.0), ("y", "y", 1.0), ("z", "z", 1.0)]
         )
-        what = f"electrode {j + 1} ({' '.join(t for t, _ in cols)})"
-        nums = to_floats(path, ln, content, what, len(cols))
-        vals = {t: v * s for (t, s), v in zip(cols, nums, strict=True)}
-        names = [t for t, _ in cols]
+        n_known = max(i for i, (_, name, _) in enumerate(cols) if name) + 1
+        what = f"electrode {j + 1} ({' '.join(name for _, name, _ in cols if name)})"
+        nums = to_floats(path, ln, content, what, range(n_known, len(cols) + 1))
+        used = cols[: len(nums)]
+        vals = {name: v * scale for (_, name, scale), v in zip(used, nums, strict=True) if name}
+        ignored.update((tok, None) for tok, name, _ in used if not name)
+        names = [name for _, name, _ in used if name]
         if "z" in vals:
             height = vals["z"]
-            ys.add(vals.get("y", 0.0))
+            plan.append((vals.get("x", 0.0), vals.get("y", 0.0)))
         else:  # 2-D cross-sections written as "x y": y is the height
             height = vals.get("y", 0.0) if names == ["x", "y"] else 0.0
         electrodes.append((vals.get("x", 0.0), height))
-    if len(ys) > 1:
-        raise ERTFormatError(
-            path,
-            ln,
-            "expected a 2-D line (one y for all electrodes); a 3-D layout is not supported",
-        )
-    return electrodes
+        lines.append(ln)
+    line = None
+    if len({y for _, y in plan}) > 1:
+        line = StraightLine.fit(plan) if len(plan) == len(electrodes) else None
+        if line is None:
+            raise ERTFormatError(
+                path,
+                ln,
+                "expected a 2-D line (one y for all electrodes, or electrodes on one straight "
+                "line in x-y); a 3-D layout is not supported",
+            )
+        electrodes = [
+            (round(line.distance(x, y), 6), h)
+            for (x, y), (_, h) in zip(plan, electrodes, strict=True)
+        ]
+    _check_surface_line(path, electrodes, lines)
+    return _Sensors(electrodes, list(ignored), line)
+
+
+def _check_surface_line(
+    path: Path, electrodes: list[tuple[float, float]], lines: list[int]
+) -> None:
+    """Refuse two electrodes at one x with different heights (boreholes, rings)."""
+    seen: dict[float, tuple[float, int]] = {}
+    for (x, height), ln in zip(electrodes, lines, strict=True):
+        first = seen.setdefault(round(x, 6), (height, ln))
+        if abs(first[0] - height) > 1e-3:
+            raise ERTFormatError(
+                path,
+                ln,
+                f"electrode at x={x:g} m has height {height:g} m here but {first[0]:g} m on "
+                f"line {first[1]}; expected a surface line with one electrode height per x "
+                "(borehole and ring layouts are not supported)",
+            )
 
 
 def read_unified(path: Path, text: str) -> Survey:
     """Read a pyGIMLi/BERT unified data file."""
     items = _Items(path, text)
-    electrodes = _sensors(items)
+    sensors = _sensors(items)
+    electrodes = sensors.electrodes
     n_sensors = len(electrodes)
     _, n_data = items.count("the number of data")
     tl = items.token_line()
     token_ln = tl[0] if tl else None
     columns = _columns(path, token_ln, tl[1] if tl else "a b m n rhoa err")
-    names = [c.name for c in columns]
-    for required in ("a", "b", "m", "n"):
-        if required not in names:
-            raise ERTFormatError(
-                path, token_ln, f"expected an electrode column {required!r} in {names}"
-            )
+    _check_required(path, token_ln, columns)
+    names = [c.name for c in columns if c.name]
     has_r = "r" in names or ("u" in names and "i" in names)
-    if "rhoa" not in names and not has_r:
-        raise ERTFormatError(path, token_ln, f"expected a rhoa, r, or u and i column in {names}")
     err_col = next((c for c in columns if c.name == "err"), None)
     if err_col and err_col.unit == "ohm" and not has_r:
         raise ERTFormatError(
@@ -216,10 +300,18 @@ def read_unified(path: Path, text: str) -> Survey:
     data = []
     computed_k = False
     skipped = 0
+    dropped = Dropped()
     for j in range(n_data):
         ln, content = items.content(f"data row {j + 1} of {n_data}")
-        nums = to_floats(path, ln, content, f"data row {j + 1} ({' '.join(names)})", len(names))
-        row = {c.name: v * c.scale for c, v in zip(columns, nums, strict=True)}
+        tokens = " ".join(c.name or c.unit for c in columns)
+        nums = to_floats(
+            path, ln, content, f"data row {j + 1} ({tokens})", len(columns), finite=False
+        )
+        row = {c.name: v * c.scale for c, v in zip(columns, nums, strict=True) if c.name}
+        if not all(math.isfinite(row[key]) for key in _NEEDED if key in row):
+            dropped.add(ln, NOT_FINITE)
+            continue
+        row = {key: v for key, v in row.items() if math.isfinite(v) or key in ("a", "b", "m", "n")}
         idx: list[int | None] = []
         for key in ("a", "b", "m", "n"):
             e = int(row[key])
@@ -236,11 +328,16 @@ def read_unified(path: Path, text: str) -> Survey:
             k = row["k"] if "k" in row else geometric_factor(*epos)
             z_e = edwards_median_depth(*epos)
         except ValueError as exc:
-            raise ERTFormatError(path, ln, f"data row {j + 1}: {exc}") from None
+            dropped.add(ln, str(exc))
+            continue
+        if k == 0 and "rhoa" not in row:
+            dropped.add(ln, "geometric factor k = 0: no apparent resistivity")
+            continue
         resistance = row.get("r")
         if resistance is None and "u" in row and "i" in row:
             if row["i"] == 0:
-                raise ERTFormatError(path, ln, f"data row {j + 1}: current i is zero")
+                dropped.add(ln, "zero current i: no resistance")
+                continue
             resistance = row["u"] / row["i"]
         if "rhoa" in row:
             rhoa = row["rhoa"]
@@ -264,19 +361,35 @@ def read_unified(path: Path, text: str) -> Survey:
         for j in range(n_topo):
             ln, content = items.content(f"topography point {j + 1} of {n_topo}")
             nums = to_floats(path, ln, content, "a topography point (x [y] z)", (2, 3))
-            survey.topography.append((nums[0], nums[-1]))
+            x = nums[0]
+            if sensors.line is not None and len(nums) == 3:
+                x = round(sensors.line.distance(nums[0], nums[1]), 6)
+            survey.topography.append((x, nums[-1]))
         if not items.at_end():
             ln, content = items.content("end of file")
             raise ERTFormatError(path, ln, f"expected end of file, found {content!r}")
+    if sensors.line is not None:
+        offset = round(sensors.line.max_offset, 3)
+        survey.notes.append(
+            "electrodes given in map coordinates (x, y) lie on one straight line "
+            f"{sensors.line.length:.4g} m long (largest offset {offset:g} m): "
+            "x is the distance along that line"
+        )
     if skipped:
         survey.notes.append(f"{skipped} datum(s) marked valid = 0 were left out")
+    ignored = [c.unit for c in columns if not c.name] + sensors.ignored
+    if ignored:
+        survey.notes.append(
+            "columns not used by this reader were ignored: " + ", ".join(repr(t) for t in ignored)
+        )
     if computed_k:
         survey.notes.append(
             "the file holds resistances only: ρa = K·R with the flat-earth geometric factor "
             "(topography effects not corrected)"
         )
-    if not data:
+    if not data and not dropped.rows:
         raise ERTFormatError(path, None, "expected at least one valid data row")
+    dropped.check(survey, len(data))
     survey.data = data
     set_pseudo_cells(survey)
     survey.array = guess_array(survey)
