@@ -6,6 +6,27 @@ once cause exactly one load. Generation on one model is serialised by a per-mode
 (a llama.cpp context is not thread-safe). A release never frees a model under a running
 generation: it waits for it, then closes the model and gives the memory back to the OS.
 
+Memory budget: whether a model may load is one decision, taken under the cache's lock, that
+counts every model holding memory or about to: the loaded ones, the ones still loading
+(their estimate is reserved before their load starts) and the ones being closed (until
+their memory is given back). Two threads loading two models under a budget that fits one
+never leave both resident. Estimates are of host RAM: layers a backend puts on a GPU
+(``n_gpu_layers``, a CUDA ``device_map``) are not counted.
+
+``keep_alive`` follows Ollama's rule: the last request to finish sets the model's expiry.
+Every lease carries its caller's ``keep_alive`` (``None``: the cache's default,
+``SETRAF_KEEP_ALIVE``, which keeps models loaded); when a lease ends, its value becomes
+the model's, and the idle countdown starts once no lease is open. So an object with
+``keep_alive=0`` unloads a model it shares with others when its call is the last to
+finish, and a later call from an object without ``keep_alive`` keeps the model loaded.
+
+Leases are tokens, not threads: a stream may be started in one thread and resumed or
+closed in another. A stream that is started and then neither read to the end nor closed
+holds the model's generation lock; other generations wait at most ``lock_timeout``
+seconds (``SETRAF_LOCK_TIMEOUT``, default 600; ``none`` waits forever) for one holder,
+then raise :class:`ModelBusyError`. A stream that is garbage-collected is closed by
+Python, which ends its lease.
+
 Example:
     >>> from langchain_setraf import GGUFLLM, get_model_cache
     >>> llm = GGUFLLM(max_tokens=8, temperature=0)
@@ -28,29 +49,68 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
 from langchain_setraf.backends.base import Backend, LoadSpec, ModelHandle
-from langchain_setraf.memory import format_bytes, give_back_memory, parse_memory
+from langchain_setraf.memory import available_memory, format_bytes, give_back_memory, parse_memory
 from langchain_setraf.plugins import BackendRegistry
 
-__all__ = ["LoadedModel", "ModelCache", "get_model_cache", "release_all"]
+__all__ = [
+    "InsufficientMemoryError",
+    "LoadedModel",
+    "ModelBusyError",
+    "ModelCache",
+    "get_model_cache",
+    "release_all",
+]
 
 _LOADING, _READY, _CLOSING = "loading", "ready", "closing"
+
+#: Seconds one generation may hold a model before others waiting for it give up.
+DEFAULT_LOCK_TIMEOUT = 600.0
+
+
+def _lock_timeout_from_env() -> float | None:
+    raw = os.environ.get("SETRAF_LOCK_TIMEOUT")
+    if raw is None or not raw.strip():
+        return DEFAULT_LOCK_TIMEOUT
+    if raw.strip().lower() in ("none", "off", "never"):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ValueError(
+            f"SETRAF_LOCK_TIMEOUT={raw!r}: expected a number of seconds > 0, or 'none'"
+        )
+    return value
+
+
+class _Lease:
+    """One borrowing of a model: the token the cache's bookkeeping is keyed by.
+
+    Not the thread: a stream's lease may be entered in one thread and ended in another.
+    """
+
+    __slots__ = ("keep_alive", "thread")
+
+    def __init__(self, keep_alive: float | None) -> None:
+        self.keep_alive = keep_alive
+        #: The thread that entered the lease (only to refuse a self-deadlocking release).
+        self.thread = threading.get_ident()
 
 
 class _Entry:
     __slots__ = (
         "__weakref__",
-        "active",
         "backend",
         "error",
         "estimated_bytes",
-        "gen_lock",
+        "gen_holder",
+        "gen_since",
         "handle",
         "keep_alive",
         "last_used",
-        "lease_threads",
+        "leases",
         "load_seconds",
         "loaded_at",
         "ready",
@@ -66,18 +126,28 @@ class _Entry:
         self.state = _LOADING
         self.error: BaseException | None = None
         self.ready = threading.Event()
-        # A plain Lock (not RLock): a streaming generation may be resumed from another
-        # thread by asyncio executors, and only a Lock may be released by any thread.
-        self.gen_lock = threading.Lock()
-        self.active = 0
-        self.lease_threads: Counter[int] = Counter()
+        # The generation lock: the lease holding it, and since when (monotonic). Held
+        # under the cache's condition, so any thread may end a lease that holds it.
+        self.gen_holder: _Lease | None = None
+        self.gen_since = 0.0
+        self.leases: set[_Lease] = set()
         self.loaded_at = 0.0
         self.load_seconds = 0.0
         self.last_used = time.monotonic()
         # keyed by id(): pydantic models are unhashable, so a WeakSet cannot hold them
         self.users: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+        # the estimate, reserved from admission on (a load in progress counts)
         self.estimated_bytes = 0
         self.keep_alive: float | None = None
+
+    @property
+    def active(self) -> int:
+        """Leases open on this model now."""
+        return len(self.leases)
+
+    def used_by(self, user: object) -> bool:
+        """Whether ``user`` leased this model (and is alive)."""
+        return self.users.get(id(user)) is user
 
 
 class InsufficientMemoryError(MemoryError):
@@ -87,11 +157,18 @@ class InsufficientMemoryError(MemoryError):
         need: Estimated bytes of the model.
         budget: The cache's ``max_memory`` (``None``: no budget).
         used: Estimated bytes of the models that stayed loaded (busy ones).
-        available: The system's available memory when refused.
+        available: The memory available when refused: the host's, or what the process's
+            cgroup (container limit) has left if that is less.
     """
 
     def __init__(
-        self, spec: LoadSpec, need: int, budget: int | None, used: int, available: int
+        self,
+        spec: LoadSpec,
+        need: int,
+        budget: int | None,
+        used: int,
+        available: int,
+        where: str | None = None,
     ) -> None:
         self.need, self.budget, self.used, self.available = need, budget, used, available
         budget_txt = (
@@ -101,8 +178,29 @@ class InsufficientMemoryError(MemoryError):
         )
         super().__init__(
             f"not loading {spec.describe()}: it needs about {format_bytes(need)}; "
-            f"{budget_txt}; system available {format_bytes(available)}. Release a model, "
+            f"{budget_txt}; {where or f'system available {format_bytes(available)}'}. "
+            "Release a model, "
             "raise max_memory / SETRAF_MAX_MEMORY, or pick a smaller quantisation."
+        )
+
+
+class ModelBusyError(TimeoutError):
+    """A generation could not start: one lease held the model longer than ``lock_timeout``.
+
+    Usually a stream that was started and then neither read to the end nor closed.
+
+    Attributes:
+        held_seconds: How long the holder had held the model's generation lock.
+        timeout: The cache's ``lock_timeout``.
+    """
+
+    def __init__(self, spec: LoadSpec, held_seconds: float, timeout: float) -> None:
+        self.held_seconds, self.timeout = held_seconds, timeout
+        super().__init__(
+            f"{spec.describe()} is busy: one generation has held it for {held_seconds:.1f} s "
+            f"(lock_timeout {timeout:g} s). A stream that was started and then neither read "
+            "to the end nor closed keeps the model: read it to the end or call its close(). "
+            "For longer generations raise ModelCache.lock_timeout / SETRAF_LOCK_TIMEOUT."
         )
 
 
@@ -159,6 +257,9 @@ class ModelCache:
         #: (``SETRAF_KEEP_ALIVE``). An LLM's own ``keep_alive`` wins.
         env_keep = os.environ.get("SETRAF_KEEP_ALIVE")
         self.keep_alive: float | None = float(env_keep) if env_keep else None
+        #: Seconds a generation waits for one other generation on the same model before
+        #: raising :class:`ModelBusyError` (``SETRAF_LOCK_TIMEOUT``; ``None``: forever).
+        self.lock_timeout: float | None = _lock_timeout_from_env()
         self._reaper: threading.Thread | None = None
 
     # -- statistics ---------------------------------------------------------------------
@@ -202,6 +303,11 @@ class ModelCache:
                 )
         return out
 
+    def holds(self, user: object) -> bool:
+        """Whether a model that ``user`` leased is loaded now (whatever its file became)."""
+        with self._cond:
+            return any(e.state == _READY and e.used_by(user) for e in self._entries.values())
+
     # -- use ------------------------------------------------------------------------------
     @contextmanager
     def lease(
@@ -217,27 +323,34 @@ class ModelCache:
 
         While the lease is held the model cannot be released. With ``lock=True`` (the
         default) the per-model generation lock is held too, so only one generation runs
-        on a model at a time.
+        on a model at a time. The lease may end in another thread than the one that
+        entered it (a stream resumed or closed elsewhere).
 
         Args:
             backend: The backend that can load ``spec``.
             spec: What to load.
-            user: The LLM object asking (counted in :meth:`loaded`, weakly referenced).
+            user: The LLM object asking (counted in :meth:`loaded`, weakly referenced;
+                :meth:`release_user` releases what it leased even if its file changed).
             lock: Hold the per-model generation lock for the lease.
-            keep_alive: Release the model after this many idle seconds (``0``: as soon as
-                the lease ends); ``None`` uses the cache's ``keep_alive``.
+            keep_alive: This request's idle time before release (``0``: as soon as no lease
+                is open; ``None``: the cache's ``keep_alive``). Ollama's rule: the last
+                lease to end sets the model's expiry, whoever opened the others.
 
         Yields:
             The backend's model handle.
 
         Raises:
+            ModelBusyError: ``lock=True`` and another lease held the generation lock for
+                longer than :attr:`lock_timeout`.
+            InsufficientMemoryError: The model would not fit the budget or the RAM.
             Exception: Whatever the backend's load raised; nothing stays half-loaded and
                 the next lease tries again.
         """
-        entry, must_load = self._enter(backend, spec)
-        if keep_alive is not None:
-            entry.keep_alive = keep_alive
+        token = _Lease(keep_alive)
+        entry, must_load, stale = self._enter(backend, spec, token)
         try:
+            for old in stale:  # older versions of this file: no lease can reach them again
+                self.release(old, wait=False)
             if must_load:
                 self._load(entry)
             else:
@@ -245,19 +358,25 @@ class ModelCache:
                 if entry.error is not None:
                     raise entry.error
             if user is not None:
-                try:
-                    entry.users[id(user)] = user
-                except TypeError:  # object without weakref support: not counted
-                    pass
+                with self._cond:
+                    try:
+                        entry.users[id(user)] = user
+                    except TypeError:  # object without weakref support: not counted
+                        pass
             if lock:
-                with entry.gen_lock:
+                self._acquire_generation(entry, token)
+                try:
                     yield entry.handle
+                finally:
+                    self._release_generation(entry, token)
             else:
                 yield entry.handle
         finally:
-            self._exit(entry)
+            self._exit(entry, token)
 
-    def _enter(self, backend: Backend, spec: LoadSpec) -> tuple[_Entry, bool]:
+    def _enter(
+        self, backend: Backend, spec: LoadSpec, token: _Lease
+    ) -> tuple[_Entry, bool, list[LoadSpec]]:
         with self._cond:
             while True:
                 entry = self._entries.get(spec)
@@ -272,36 +391,77 @@ class ModelCache:
                     continue
                 must_load = False
                 break
-            entry.active += 1
-            entry.lease_threads[threading.get_ident()] += 1
-            return entry, must_load
+            entry.leases.add(token)
+            stale = [
+                e.spec
+                for e in self._entries.values()
+                if e is not entry and e.state == _READY and _replaced(e.spec, spec)
+            ]
+            return entry, must_load, stale
+
+    def _acquire_generation(self, entry: _Entry, token: _Lease) -> None:
+        """Take ``entry``'s generation lock for ``token``, waiting for one holder at most
+        :attr:`lock_timeout` seconds (counted from when that holder took it)."""
+        with self._cond:
+            while entry.gen_holder is not None:
+                limit = self.lock_timeout
+                if limit is None:
+                    self._cond.wait()
+                    continue
+                held = time.monotonic() - entry.gen_since
+                if held >= limit:
+                    raise ModelBusyError(entry.spec, held, limit)
+                self._cond.wait(limit - held)
+            entry.gen_holder = token
+            entry.gen_since = time.monotonic()
+
+    def _release_generation(self, entry: _Entry, token: _Lease) -> None:
+        with self._cond:
+            if entry.gen_holder is token:
+                entry.gen_holder = None
+                self._cond.notify_all()
 
     def _admit(self, entry: _Entry) -> None:
-        """Make room for ``entry`` or refuse it, before anything is allocated.
+        """Make room for ``entry`` and reserve its estimate, or refuse it, before anything
+        is allocated.
 
-        Idle models (no running generation) are released least-recently-used first while
-        the load would exceed ``max_memory`` or the system's available memory.
+        One decision under the cache's lock counts every other model that holds memory or
+        is about to: loaded, loading (their reservation) and closing (until closed). Idle
+        models are closed least-recently-used first while the load would exceed
+        ``max_memory`` or the memory available; a model being closed is waited for.
         """
         try:
             need = int(entry.backend.estimate_bytes(entry.spec))
         except Exception:
             return  # unreadable model: let the load raise its own, specific error
-        entry.estimated_bytes = need
+        # a close being waited for is bounded by the handle's close(); this is a backstop
+        deadline = time.monotonic() + (self.lock_timeout or DEFAULT_LOCK_TIMEOUT)
         while True:
             with self._cond:
-                others = [e for e in self._entries.values() if e is not entry and e.state == _READY]
+                others = [e for e in self._entries.values() if e is not entry]
                 used = sum(e.estimated_bytes for e in others)
-                available = int(psutil.virtual_memory().available)
+                # loads in progress have not taken all their memory yet: keep it for them
+                pending = sum(e.estimated_bytes for e in others if e.state == _LOADING)
+                available, where = available_memory()
                 budget = self.max_memory
                 over_budget = budget is not None and used + need > budget
-                if not over_budget and need <= available:
+                if not over_budget and need + pending <= available:
+                    entry.estimated_bytes = need  # reserved from now on
                     return
-                idle = sorted((e for e in others if e.active == 0), key=lambda e: e.last_used)
+                idle = sorted(
+                    (e for e in others if e.state == _READY and e.active == 0),
+                    key=lambda e: e.last_used,
+                )
                 if not idle:
-                    raise InsufficientMemoryError(entry.spec, need, budget, used, available)
+                    closing = any(e.state == _CLOSING and e.active == 0 for e in others)
+                    if closing and time.monotonic() < deadline:
+                        self._cond.wait(1.0)  # a close in progress will give memory back
+                        continue
+                    raise InsufficientMemoryError(entry.spec, need, budget, used, available, where)
                 victim = idle[0]
+                victim.state = _CLOSING  # no lease can take it from here on
                 self.evictions.append(victim.spec)
-            self.release(victim.spec, wait=False)
+            self._close(victim)
 
     def _load(self, entry: _Entry) -> None:
         start = time.perf_counter()
@@ -332,15 +492,14 @@ class ModelCache:
             entry.ready.set()
             self._cond.notify_all()
 
-    def _exit(self, entry: _Entry) -> None:
+    def _exit(self, entry: _Entry, token: _Lease) -> None:
         close_now = False
         with self._cond:
-            entry.active -= 1
-            tid = threading.get_ident()
-            entry.lease_threads[tid] -= 1
-            if entry.lease_threads[tid] <= 0:
-                del entry.lease_threads[tid]
+            entry.leases.discard(token)
+            if entry.gen_holder is token:  # defensive: never leave the lock held
+                entry.gen_holder = None
             entry.last_used = time.monotonic()
+            entry.keep_alive = token.keep_alive  # the last request sets the expiry
             if entry.active == 0 and entry.state == _CLOSING and entry.handle is not None:
                 close_now = True
             keep = entry.keep_alive if entry.keep_alive is not None else self.keep_alive
@@ -414,7 +573,8 @@ class ModelCache:
                     self._cond.wait()
                 if self._entries.get(spec) is not entry:
                     return False
-            if wait and entry.lease_threads.get(threading.get_ident()):
+            me = threading.get_ident()
+            if wait and any(lease.thread == me for lease in entry.leases):
                 raise RuntimeError(
                     f"release() of {spec.describe()} from inside a generation on the same "
                     "model would deadlock; use release(wait=False)"
@@ -458,6 +618,24 @@ class ModelCache:
                     self._cond.notify_all()
                 give_back_memory()
 
+    def release_user(
+        self, user: object, *, wait: bool = True, timeout: float | None = None
+    ) -> bool:
+        """Release every model ``user`` leased, by the key it was loaded under.
+
+        This works after the model's file was deleted or replaced, when a key computed
+        from the file now would name another model (or none).
+
+        Returns:
+            ``True`` if any model was released (or is being released).
+        """
+        with self._cond:
+            specs = [e.spec for e in self._entries.values() if e.used_by(user)]
+        released = False
+        for spec in specs:
+            released = self.release(spec, wait=wait, timeout=timeout) or released
+        return released
+
     def release_all(self, *, wait: bool = True) -> int:
         """Release every loaded model. Returns how many were released."""
         with self._cond:
@@ -477,6 +655,16 @@ class ModelCache:
             "releases": sum(self.release_counts.values()),
             "loaded": len(self),
         }
+
+
+def _replaced(old: LoadSpec, new: LoadSpec) -> bool:
+    """Whether ``old`` is an earlier version of the file ``new`` was just built from."""
+    return (
+        old.backend == new.backend
+        and old.options == new.options
+        and old.identity[:1] == new.identity[:1]
+        and old.identity != new.identity
+    )
 
 
 _GLOBAL_CACHE: ModelCache | None = None

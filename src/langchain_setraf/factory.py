@@ -11,6 +11,9 @@ Example:
 from __future__ import annotations
 
 import importlib
+import os
+import stat
+import warnings
 from typing import Any
 
 from langchain_setraf.plugins import UnknownBackendError, get_backend, list_backends
@@ -18,21 +21,65 @@ from langchain_setraf.plugins import UnknownBackendError, get_backend, list_back
 __all__ = ["init_chat_model", "init_llm", "resolve_uri"]
 
 
+def _special_file(model: str) -> str | None:
+    """What ``model`` is if it exists but is neither a regular file nor a directory."""
+    try:
+        mode = os.stat(model).st_mode
+    except (OSError, ValueError):  # not a path (a plugin's own URI), or unreadable
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = {
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((kind for test, kind in kinds.items() if test(mode)), "not a regular file")
+
+
 def resolve_uri(uri: str) -> tuple[Any, str]:
     """``"<backend>:<model>"`` → (backend, model). ``auto:`` asks each backend's
-    ``accepts(path)``; a bare path is treated as ``auto:``."""
+    ``accepts(path)``; a bare path is treated as ``auto:``.
+
+    ``auto:`` never opens a FIFO, device or socket (reading one could block forever): such
+    a path is refused at once. A backend whose ``accepts`` raises is skipped with a
+    warning naming the error.
+
+    Raises:
+        UnknownBackendError: unknown backend, or ``auto:`` found none for the path (the
+            message says why: a special file, no backend recognising it).
+    """
     name, sep, model = uri.partition(":")
     if not sep or "/" in name or "\\" in name:
         name, model = "auto", uri
     if name != "auto":
         return get_backend(name), model
+    special = _special_file(model)
+    if special is not None:
+        raise UnknownBackendError(
+            f"{model!r} is {special}, not a model file or checkpoint directory; "
+            "auto: does not read from it (name a backend explicitly: <backend>:<model>)"
+        )
     candidates = []
     for info in list_backends():
         if not info.importable:
             continue
         backend = get_backend(info.name)
         accepts = getattr(backend, "accepts", None)
-        if callable(accepts) and accepts(model):
+        if not callable(accepts):
+            continue
+        try:
+            accepted = accepts(model)
+        except Exception as exc:  # one plugin's bug must not break auto: for the others
+            warnings.warn(
+                f"backend {info.name!r} ({info.distribution}): accepts({model!r}) raised "
+                f"{type(exc).__name__}: {exc}; skipped",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            continue
+        if accepted:
             candidates.append(backend)
     if not candidates:
         names = ", ".join(i.name for i in list_backends() if i.importable)

@@ -2,8 +2,9 @@
 
 The built-in ``gguf`` and ``transformers`` backends are registered through this package's
 own ``pyproject.toml`` exactly like a third-party one. Discovery is lazy, done once, under
-a lock; a plugin that fails to import is reported (``list_backends()``), never breaks the
-others; two distributions claiming one name is an error naming both. ``SETRAF_PLUGINS``
+a lock; a plugin that fails to import, or whose ``missing_requirements()`` raises, is
+reported as unavailable with its error (``list_backends()``) and never breaks the others;
+two distributions claiming one name is an error naming both. ``SETRAF_PLUGINS``
 (comma-separated names, or ``none``) limits which third-party backends are loaded.
 
 Example:
@@ -51,8 +52,10 @@ class BackendInfo:
         value: ``module:Class`` the entry point names.
         distribution: Distribution that registers it, and its ``version``.
         builtin: Registered by langchain-setraf itself.
-        importable: The entry point loaded and instantiated.
-        error: Why not (import error, collision, excluded by ``SETRAF_PLUGINS``).
+        importable: The entry point loaded and instantiated, and its
+            ``missing_requirements()`` (if any) answered.
+        error: Why not (import error, collision, excluded by ``SETRAF_PLUGINS``, the
+            requirements check raised).
         ready: ``None`` if the backend's own dependencies are present, else what is
             missing (from the backend's optional ``missing_requirements()``).
     """
@@ -126,8 +129,21 @@ class BackendRegistry:
                         f"{type(exc).__name__}: {exc}",
                     )  # fmt: skip
                     continue
-                missing = getattr(backend, "missing_requirements", None)
-                ready = missing() if callable(missing) else None
+                try:
+                    missing = getattr(backend, "missing_requirements", None)
+                    ready = missing() if callable(missing) else None
+                except Exception as exc:  # a plugin's own check failing is its problem only
+                    infos[name] = BackendInfo(
+                        name, first.value, dist, version, builtin, False,
+                        f"missing_requirements() raised {type(exc).__name__}: {exc}",
+                    )  # fmt: skip
+                    continue
+                if ready is not None and not isinstance(ready, str):
+                    infos[name] = BackendInfo(
+                        name, first.value, dist, version, builtin, False,
+                        f"missing_requirements() returned {ready!r}, expected None or a str",
+                    )  # fmt: skip
+                    continue
                 self._backends[name] = backend
                 infos[name] = BackendInfo(
                     name, first.value, dist, version, builtin, True, None, ready

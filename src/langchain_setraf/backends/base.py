@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,15 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = ["Backend", "LoadSpec", "ModelHandle", "file_identity"]
 
 
-def file_identity(path: str | os.PathLike[str]) -> tuple[str, int, int]:
-    """Canonical identity of a model file or directory: real path, size and mtime (ns).
+def file_identity(path: str | os.PathLike[str]) -> tuple[str, int, int, int, int]:
+    """Canonical identity of a model file or directory: real path, size, mtime (ns), device
+    and inode.
 
-    Two spellings of the same file (relative, ``..``, symlinks) give the same identity;
-    a file replaced on disk gives a new one.
+    Two spellings of the same file (relative, ``..``, symlinks) give the same identity; a
+    file replaced on disk gives a new one, even with the same size and mtime (``cp -p``,
+    ``rsync -t``, ``os.replace``): the new file has a new inode. For a checkpoint directory
+    the size, mtime and inodes of its files are folded in, so replacing one weight file
+    changes the identity too.
     """
     try:
         real = Path(path).resolve(strict=True)
@@ -27,13 +32,15 @@ def file_identity(path: str | os.PathLike[str]) -> tuple[str, int, int]:
         # a checkpoint directory: identity over its weight and config files
         size = 0
         mtime = st.st_mtime_ns
+        inodes = zlib.crc32(b"")
         for child in sorted(real.iterdir()):
             if child.is_file():
                 cst = child.stat()
                 size += cst.st_size
                 mtime = max(mtime, cst.st_mtime_ns)
-        return (str(real), size, mtime)
-    return (str(real), st.st_size, st.st_mtime_ns)
+                inodes = zlib.crc32(f"{child.name}:{cst.st_ino};".encode(), inodes)
+        return (str(real), size, mtime, st.st_dev, st.st_ino ^ (inodes << 1))
+    return (str(real), st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
 
 
 @dataclass(frozen=True)
