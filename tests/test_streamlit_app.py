@@ -7,34 +7,68 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from langchain_setraf.cache import ModelCache
+from langchain_setraf.cache import ModelCache, get_model_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "examples" / "streamlit_app.py"
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+IMG = ROOT / "docs" / "img"
 CHROMIUM = "/usr/bin/chromium"
+FLAT_SAMPLE = "two_layer_wenner.dat"  # a flat line: the inversion handles no topography
+
+
+@pytest.fixture(scope="module")
+def ngram_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The third-party test plugin ``setraf-ngram`` installed into a site directory."""
+    target = tmp_path_factory.mktemp("ngram-site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(PLUGINS / "setraf-ngram")],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return target
 
 
 @pytest.fixture()
-def app(monkeypatch: pytest.MonkeyPatch, ert_dir: Path):  # type: ignore[no-untyped-def]
+def with_ngram(ngram_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This process sees the ``ngram`` plugin (a third-party backend) while the test runs."""
+    registry = get_model_cache().backends
+    monkeypatch.delenv("SETRAF_PLUGINS", raising=False)
+    monkeypatch.syspath_prepend(str(ngram_site))
+    registry.reset()
+    yield ngram_site
+    monkeypatch.undo()
+    registry.reset()
+
+
+def _app(ert_dir: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("SETRAF_ERT_DIR", str(ert_dir))
-    at = AppTest.from_file(str(APP), default_timeout=600)
+    at = AppTest.from_file(str(APP), default_timeout=900)
     at.run()
     assert not at.exception, at.exception
     return at
 
 
+@pytest.fixture()
+def app(monkeypatch: pytest.MonkeyPatch, ert_dir: Path):  # type: ignore[no-untyped-def]
+    return _app(ert_dir, monkeypatch)
+
+
 @pytest.mark.slow
 def test_five_reruns_load_once_and_unload_gives_memory_back(app, cache: ModelCache) -> None:  # type: ignore[no-untyped-def]
     assert app.selectbox(key="backend").options[:2] == ["gguf", "transformers"]
-    app.selectbox(key="sample").set_value("two_layer_wenner.dat").run()
+    app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
     app.button(key="interpret").click().run()
     assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
     assert app.session_state["interpretation"].strip()
     for _ in range(4):  # reruns, two of them interpreting again
         app.run()
@@ -50,6 +84,29 @@ def test_five_reruns_load_once_and_unload_gives_memory_back(app, cache: ModelCac
 
 
 @pytest.mark.slow
+def test_interpretation_is_a_table_of_units_and_prose(app, cache: ModelCache) -> None:  # type: ignore[no-untyped-def]
+    app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
+    app.button(key="interpret").click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    result = app.session_state["interpretation_result"]
+    table = app.table[0].value
+    assert list(table.columns) == [
+        "Unité", "Profondeur (m)", "ρ p10–p90 (Ω·m)", "ρ médiane (Ω·m)",
+        "Matériau", "Alternative", "Confiance", "Raison",
+    ]  # fmt: skip
+    assert len(table) == len(result.units) >= 2
+    assert list(table["Unité"]) == [u.name for u in result.units]
+    assert all(m and m != "—" for m in table["Matériau"]), "a unit has no material"
+    assert set(table["Confiance"]) <= {"faible", "moyenne", "élevée"}
+    assert any(result.geology[:40] in m.value for m in app.markdown), "the prose is not shown"
+    # the English UI renders the same structure in English
+    app.radio[0].set_value("en").run()
+    app.button(key="interpret").click().run()
+    assert list(app.table[0].value.columns)[4] == "Material"
+    assert set(app.table[0].value["Confidence"]) <= {"low", "medium", "high"}
+
+
+@pytest.mark.slow
 def test_upload_a_real_survey_gives_an_interpretation(
     app, cache: ModelCache, ert_dir: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -58,9 +115,93 @@ def test_upload_a_real_survey_gives_an_interpretation(
     assert not app.exception, app.exception
     assert any("electrodes" in c.value.lower() or "data" in c.value.lower() for c in app.code)
     app.button(key="interpret").click().run()
-    assert not app.exception, app.exception
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
     assert app.session_state["interpretation"].strip()
     assert len(cache) == 1
+
+
+@pytest.mark.slow
+def test_the_embedded_gguf_is_the_default_whatever_plugins_are_installed(
+    with_ngram: Path, monkeypatch: pytest.MonkeyPatch, ert_dir: Path, cache: ModelCache
+) -> None:
+    app = _app(ert_dir, monkeypatch)
+    backend = app.selectbox(key="backend")
+    assert "ngram" in backend.options, "the plugin is not visible to the app"
+    assert backend.value == "gguf"
+    app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
+    app.button(key="interpret").click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    assert app.session_state["interpretation"].strip()
+    assert [m.backend for m in cache.loaded()] == ["gguf"]
+
+
+def test_a_plugin_without_a_model_says_so(
+    with_ngram: Path, monkeypatch: pytest.MonkeyPatch, ert_dir: Path, cache: ModelCache
+) -> None:
+    app = _app(ert_dir, monkeypatch)
+    app.selectbox(key="backend").set_value("ngram").run()
+    app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
+    app.button(key="interpret").click().run()
+    assert not app.exception, app.exception
+    assert [e.value for e in app.error] == [
+        "Aucun modèle : indiquez un fichier ou un dossier de modèle pour « ngram »."
+    ]
+    app.text_input(key="model-ngram").set_value(str(ert_dir / "missing.txt")).run()
+    app.button(key="interpret").click().run()
+    assert not app.exception, app.exception
+    assert len(app.error) == 1
+    assert app.error[0].value.startswith("Échec de l'interprétation (ngram): FileNotFoundError:")
+    assert "missing.txt" in app.error[0].value
+
+
+def test_a_plugin_model_that_fails_is_an_error_not_silence(
+    with_ngram: Path, monkeypatch: pytest.MonkeyPatch, ert_dir: Path, cache: ModelCache,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # a bigram model knows none of the prompt's words: it generates nothing at all
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the survey shows a clay layer over the bedrock and the clay is wet")
+    app = _app(ert_dir, monkeypatch)
+    app.selectbox(key="backend").set_value("ngram").run()
+    app.text_input(key="model-ngram").set_value(str(corpus)).run()
+    app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
+    app.button(key="interpret").click().run()
+    assert not app.exception, app.exception
+    assert [e.value for e in app.error] == [
+        "Échec de l'interprétation (ngram): ValueError: No generation chunks were returned"
+    ]
+    assert [m.backend for m in cache.loaded()] == ["ngram"], "the plugin's model was not used"
+    assert not app.table
+
+
+@pytest.mark.slow
+def test_invert_shows_the_model_section_and_interprets_it(app, cache: ModelCache) -> None:  # type: ignore[no-untyped-def]
+    app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
+    assert app.session_state["section"] is None
+    app.button(key="invert").click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    section = app.session_state["section"]
+    assert section is not None and section.n_cells > 100 and section.doi_m > 0
+    assert any("χ²" in c.value and "simpeg" in c.value for c in app.caption)
+    assert any("model depth" in c.value or "profondeur" in c.value for c in app.code)
+    app.button(key="interpret").click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    assert any("section inversée" in c.value for c in app.caption)
+    assert app.session_state["interpretation"].strip()
+    app.run()  # a rerun keeps the inversion (no second one) and the interpretation
+    assert app.session_state["section"] is section
+    assert app.table
+
+
+def test_an_inversion_failure_is_shown(app, ert_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    real = ert_dir / "gimli_slagdump.ohm"  # electrodes with topography
+    app.file_uploader(key="upload").upload(real.name, real.read_bytes()).run()
+    app.button(key="invert").click().run()
+    assert not app.exception, app.exception
+    assert len(app.error) == 1
+    assert app.error[0].value.startswith("Échec de l'inversion:")
+    assert "topography" in app.error[0].value
+    assert app.session_state["section"] is None
 
 
 def _free_port() -> int:
@@ -69,46 +210,53 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_PAGE_HEIGHT = """() => Math.max(
+  ...['[data-testid="stMain"]', 'section.main', '[data-testid="stSidebarContent"]']
+    .flatMap(s => [...document.querySelectorAll(s)]).map(e => e.scrollHeight),
+  document.documentElement.scrollHeight)"""
+
+
+def _whole_page(page, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Screenshot the whole app: Streamlit scrolls an inner container, so grow the viewport
+    to that container's scroll height (an inner scroll is invisible to ``full_page``)."""
+    width = page.viewport_size["width"]
+    for _ in range(3):  # the layout reflows once the viewport grows; bounded
+        height = int(page.evaluate(_PAGE_HEIGHT))
+        if height <= page.viewport_size["height"]:
+            break
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(1500)
+    page.screenshot(path=str(path), full_page=True)
+
+
 @pytest.mark.slow
-def test_real_browser_unload_changes_the_memory_figure(ert_dir: Path) -> None:
+def test_real_browser_interpret_invert_unload_and_screenshots(
+    ert_dir: Path, ngram_site: Path, tmp_path: Path
+) -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: .ci/run installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
-    env = {**os.environ, "SETRAF_ERT_DIR": str(ert_dir)}
+    env = {**os.environ, "SETRAF_ERT_DIR": str(ert_dir), "PYTHONPATH": str(ngram_site)}
+    env.pop("SETRAF_PLUGINS", None)
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(APP),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--browser.gatherUsageStats",
-            "false",
-        ],
+        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    shots = {name: tmp_path / name for name in ("app.png", "app_inverted.png")}
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path=CHROMIUM,
                 headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
-            )
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--no-first-run"],
+            )  # fmt: skip
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             deadline = time.monotonic() + 60
             while True:
@@ -120,12 +268,29 @@ def test_real_browser_unload_changes_the_memory_figure(ert_dir: Path) -> None:
                         raise
                     time.sleep(1)
             page.get_by_text("Décharger LLM").wait_for(timeout=60_000)
-            real = ert_dir / "gimli_slagdump.ohm"
-            page.locator("input[type=file]").set_input_files(str(real))
+            # the plugin is installed, yet the embedded GGUF model is preselected
+            backend = page.get_by_role("combobox", name="Moteur")
+            assert backend.input_value() == "gguf"
+            page.locator('[data-testid="stSelectbox"]').first.get_by_role("button").click()
+            page.get_by_role("option", name="ngram").wait_for(timeout=30_000)
+            page.keyboard.press("Escape")
+            assert backend.input_value() == "gguf"
+            sample = ROOT / "examples" / FLAT_SAMPLE
+            page.locator("input[type=file]").set_input_files(str(sample))
             page.get_by_role("button", name="Interpréter").click(timeout=60_000)
-            page.get_by_text("Modèles chargés: 1").wait_for(timeout=240_000)
+            page.get_by_text("Modèles chargés: 1").wait_for(timeout=300_000)
+            page.get_by_text("Matériau").first.wait_for(timeout=300_000)
             rss = page.locator('[data-testid="stMetric"]').first.inner_text()
-            page.screenshot(path=str(ROOT / "docs" / "img" / "app.png"), full_page=True)
+            page.wait_for_timeout(1000)
+            _whole_page(page, shots["app.png"])
+            page.set_viewport_size({"width": 1400, "height": 1000})
+            page.get_by_role("button", name="Inverser").click(timeout=60_000)
+            page.get_by_text("smooth inversion").first.wait_for(timeout=600_000)
+            page.get_by_role("button", name="Interpréter").click(timeout=60_000)
+            page.get_by_text("Interprétation de la section inversée").wait_for(timeout=300_000)
+            page.wait_for_timeout(1000)
+            _whole_page(page, shots["app_inverted.png"])
+            page.set_viewport_size({"width": 1400, "height": 1000})
             page.get_by_role("button", name="Décharger LLM").click()
             page.get_by_text("Modèles déchargés: 1").wait_for(timeout=60_000)
             page.get_by_text("Modèles chargés: aucun").wait_for(timeout=60_000)
@@ -135,4 +300,9 @@ def test_real_browser_unload_changes_the_memory_figure(ert_dir: Path) -> None:
         server.terminate()
         server.wait(timeout=30)
     assert rss != rss_after, (rss, rss_after)
-    assert (ROOT / "docs" / "img" / "app.png").stat().st_size > 10_000
+    for name, shot in shots.items():
+        from PIL import Image
+
+        with Image.open(shot) as img:
+            assert img.height > 1000, f"{name} is not the whole page ({img.size})"
+        (IMG / name).write_bytes(shot.read_bytes())  # the README's screenshots
