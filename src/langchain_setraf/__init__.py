@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from langchain_setraf.cache import (
         InsufficientMemoryError,
         LoadedModel,
+        ModelBusyError,
         ModelCache,
         get_model_cache,
         release_all,
@@ -43,6 +44,7 @@ _EXPORTS = {
     "PickleWeightsRefusedError": "langchain_setraf.backends.transformers",
     "ModelCache": "langchain_setraf.cache",
     "InsufficientMemoryError": "langchain_setraf.cache",
+    "ModelBusyError": "langchain_setraf.cache",
     "init_llm": "langchain_setraf.factory",
     "init_chat_model": "langchain_setraf.factory",
     "BackendInfo": "langchain_setraf.plugins",
@@ -70,6 +72,7 @@ __all__ = [
     "InsufficientMemoryError",
     "LoadedModel",
     "MemorySnapshot",
+    "ModelBusyError",
     "ModelCache",
     "PickleWeightsRefusedError",
     "TransformersLLM",

@@ -34,19 +34,38 @@ class CachedModelMixin:
         """Release this object's model from the shared cache and give the memory back.
 
         Every object sharing the model loses it; the next call on any of them reloads.
-        Waits for running generations first.
+        Waits for running generations first. The model this object used is released by
+        the key it was loaded under, so this works after its file was deleted or replaced.
 
         Returns:
             ``True`` if the model was loaded.
         """
-        _, spec = self._backend_and_spec()
-        return self._cache().release(spec, wait=wait, timeout=timeout)
+        cache = self._cache()
+        released = cache.release_user(self, wait=wait, timeout=timeout)
+        try:
+            _, spec = self._backend_and_spec()
+        except (OSError, ValueError):  # the file is gone or unreadable now
+            return released
+        return cache.release(spec, wait=wait, timeout=timeout) or released
+
+    def estimate_memory(self) -> int:
+        """Bytes a load of this model is estimated to take, from its metadata only (the
+        estimate the cache checks its budget with). Never loads the weights."""
+        backend, spec = self._backend_and_spec()
+        return int(backend.estimate_bytes(spec))
 
     @property
     def is_loaded(self) -> bool:
-        """Whether this object's model is loaded in the cache now."""
-        _, spec = self._backend_and_spec()
-        return spec in self._cache()
+        """Whether this object's model is loaded in the cache now: the one it used (even
+        if its file changed since) or the one its file names now."""
+        cache = self._cache()
+        if cache.holds(self):
+            return True
+        try:
+            _, spec = self._backend_and_spec()
+        except (OSError, ValueError):  # the file is gone and nothing it used is loaded
+            return False
+        return spec in cache
 
 
 def merge_stops(*stops: list[str] | None) -> list[str] | None:

@@ -61,9 +61,12 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
     stop: list[str] | None = None
     """Stop sequences (merged with those passed per call)."""
     seed: int | None = None
+    streaming: bool = False
+    """Stream internally on ``invoke`` so callbacks get ``on_llm_new_token``."""
     keep_alive: float | None = None
     """Release the model after this many idle seconds (``0``: after each call; ``None``:
-    the cache's default, which keeps it). Like Ollama's ``keep_alive``."""
+    the cache's default, which keeps it). Like Ollama's ``keep_alive``, and with its rule
+    for a model shared by several objects: the last call to finish sets the expiry."""
 
     # -- backend hooks ------------------------------------------------------------------------
     def _render(self, dicts: list[dict[str, str]]) -> str:
@@ -82,6 +85,24 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
 
     def _model_name(self) -> str:
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def _prompt_token_ids(self, prompt: str) -> list[int]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    # -- token counting (metadata only: never loads the weights) ----------------------------------
+    def get_num_tokens_from_messages(
+        self,
+        messages: list[BaseMessage],
+        tools: Sequence[Any] | None = None,
+    ) -> int:
+        """Tokens of the prompt these messages become: the model's own chat template, its
+        special tokens and, with ``tools``, their description, counted by the model's own
+        tokenizer. Reads the tokenizer only: never loads the weights."""
+        system_extra = None
+        if tools:
+            system_extra = tools_system_prompt([convert_to_openai_tool(t) for t in tools], None)
+        prompt = self._render(messages_for_template(messages, system_extra))
+        return len(self._prompt_token_ids(prompt))
 
     # -- LangChain metadata ---------------------------------------------------------------------
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -217,7 +238,7 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
         self, text: str, names: list[str], constraint: JSONConstraint, stats: GenerationStats
     ) -> AIMessage:
         calls = parse_tool_calls(text, names) if names else []
-        usage = UsageMetadata(  # type: ignore[typeddict-item]
+        usage = UsageMetadata(
             input_tokens=stats.prompt_tokens,
             output_tokens=stats.completion_tokens,
             total_tokens=stats.prompt_tokens + stats.completion_tokens,

@@ -27,7 +27,8 @@ class CachedLLM(CachedModelMixin, LLM):
     """Stream internally on ``invoke`` so callbacks get ``on_llm_new_token``."""
     keep_alive: float | None = None
     """Release the model after this many idle seconds (``0``: after each call; ``None``:
-    the cache's default, which keeps it). Like Ollama's ``keep_alive``."""
+    the cache's default, which keeps it). Like Ollama's ``keep_alive``, and with its rule
+    for a model shared by several objects: the last call to finish sets the expiry."""
 
     def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
         raise NotImplementedError  # pragma: no cover - abstract

@@ -19,15 +19,25 @@ from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._chat_base import JSONConstraint, LocalChatModel
 from langchain_setraf._hf_generate import GenerationStats, hf_generate_kwargs, hf_generate_stream
 from langchain_setraf._load_options import GGUFLoadOptions, TransformersLoadOptions
+from langchain_setraf._vocabulary import prompt_tokens
 from langchain_setraf.backends.base import LoadSpec
 from langchain_setraf.backends.gguf import GGUFBackend, import_llama_cpp
 from langchain_setraf.backends.transformers import TransformersBackend
-from langchain_setraf.chat_template import render_prompt
-from langchain_setraf.gguf_file import read_gguf_header_cached
+from langchain_setraf.chat_template import render_gguf_prompt, render_prompt
 
 __all__ = ["ChatGGUF", "ChatTransformers"]
 
-_GGUF_OVERRIDES = ("temperature", "top_p", "top_k", "max_tokens", "repeat_penalty", "seed")
+_GGUF_OVERRIDES = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "max_tokens",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+)
 _HF_OVERRIDES = ("temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "seed")
 
 
@@ -51,8 +61,12 @@ def _json_grammar_cached(schema_json: str | None) -> str:
 
 
 def json_grammar(schema: dict[str, Any] | None) -> str:
-    """GBNF grammar for JSON fitting ``schema`` (any JSON object when ``None``)."""
-    return _json_grammar_cached(None if schema is None else json.dumps(schema, sort_keys=True))
+    """GBNF grammar for JSON fitting ``schema`` (any JSON object when ``None``).
+
+    Properties are generated in the schema's order (not sorted): the order is part of the
+    request, e.g. a material before its alternative.
+    """
+    return _json_grammar_cached(None if schema is None else json.dumps(schema))
 
 
 class ChatGGUF(GGUFLoadOptions, LocalChatModel):
@@ -81,9 +95,11 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
+    min_p: float = 0.05
+    """Drop tokens less likely than ``min_p`` × the most likely one (llama.cpp's default)."""
     repeat_penalty: float = 1.1
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Extra ``create_completion`` keyword arguments (e.g. ``min_p``)."""
+    """Extra ``create_completion`` keyword arguments (e.g. ``presence_penalty``)."""
 
     @property
     def _llm_type(self) -> str:
@@ -91,7 +107,29 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_path": self.model_path, "n_ctx": self.n_ctx, "temperature": self.temperature}
+        """Everything that can change an answer: LangChain's ``set_llm_cache`` keys on it."""
+        # "stop" itself is overwritten by LangChain with the call's own stop sequences
+        return {
+            **self._gguf_identity(),
+            **self._sampling_params({}),
+            "stop_sequences": self.stop,
+        }
+
+    def _sampling_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        check_overrides("ChatGGUF", overrides, _GGUF_OVERRIDES)
+        params: dict[str, Any] = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "min_p": self.min_p,
+            "max_tokens": self.max_tokens,
+            "repeat_penalty": self.repeat_penalty,
+            **self.model_kwargs,
+            **overrides,
+        }
+        if self.seed is not None:
+            params.setdefault("seed", self.seed)
+        return params
 
     def _backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
         return self._gguf_backend_and_spec()
@@ -100,9 +138,7 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
         return self.resolved_model_path().name
 
     def _render(self, dicts: list[dict[str, str]]) -> str:
-        info = read_gguf_header_cached(self.resolved_model_path())
-        bos, eos = info.special_tokens.get("bos", ""), info.special_tokens.get("eos", "")
-        return render_prompt(info.chat_template, dicts, bos=bos, eos=eos)
+        return render_gguf_prompt(self.resolved_model_path(), dicts)
 
     def _run(
         self,
@@ -113,18 +149,7 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
         overrides: dict[str, Any],
         stats: GenerationStats,
     ) -> Iterator[str]:
-        check_overrides("ChatGGUF", overrides, _GGUF_OVERRIDES)
-        params: dict[str, Any] = {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "max_tokens": self.max_tokens,
-            "repeat_penalty": self.repeat_penalty,
-            **self.model_kwargs,
-            **overrides,
-        }
-        if self.seed is not None:
-            params.setdefault("seed", self.seed)
+        params = self._sampling_params(overrides)
         grammar = None
         if constraint is not None:
             llama_cpp = import_llama_cpp()
@@ -133,8 +158,13 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
             )
         with self._lease() as handle:
             llama = handle.llama
+            tokens = prompt_tokens(llama, prompt)
             stream = llama.create_completion(
-                prompt, stream=True, stop=merge_stops(self.stop, stop), grammar=grammar, **params
+                tokens or prompt,
+                stream=True,
+                stop=merge_stops(self.stop, stop),
+                grammar=grammar,
+                **params,
             )
             parts: list[str] = []
             try:
@@ -146,7 +176,7 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
                         yield choice["text"]
             finally:
                 stream.close()
-            stats.prompt_tokens = len(llama.tokenize(prompt.encode("utf-8"), special=True))
+            stats.prompt_tokens = len(tokens)
             stats.completion_tokens = len(
                 llama.tokenize("".join(parts).encode("utf-8"), add_bos=False, special=True)
             )
@@ -182,7 +212,24 @@ class ChatTransformers(TransformersLoadOptions, LocalChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "quantization": self.quantization}
+        """Everything that can change an answer: LangChain's ``set_llm_cache`` keys on it."""
+        return {
+            "model": self.model,
+            "revision": self.revision,
+            "quantization": self.quantization,
+            "double_quant": self.double_quant,
+            "compute_dtype": self.compute_dtype,
+            "cpu_repack": self.cpu_repack,
+            "device_map": self.device_map,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "max_tokens": self.max_tokens,
+            "repetition_penalty": self.repetition_penalty,
+            "seed": self.seed,
+            # "stop" itself is overwritten by LangChain with the call's own stop sequences
+            "stop_sequences": self.stop,
+        }
 
     def _backend_and_spec(self) -> tuple[TransformersBackend, LoadSpec]:
         return self._hf_backend_and_spec()
@@ -191,11 +238,8 @@ class ChatTransformers(TransformersLoadOptions, LocalChatModel):
         return Path(self.model).name
 
     def _render(self, dicts: list[dict[str, str]]) -> str:
-        with self._lease(lock=False) as handle:
-            tok = handle.tokenizer
-            template = tok.chat_template
-            bos, eos = tok.bos_token or "", tok.eos_token or ""
-        return render_prompt(template, dicts, bos=bos, eos=eos)
+        tok = self._tokenizer()  # the tokenizer alone: rendering never loads the weights
+        return render_prompt(tok.chat_template, dicts, bos=tok.bos_token, eos=tok.eos_token)
 
     def _run(
         self,

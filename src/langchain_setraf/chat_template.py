@@ -14,10 +14,19 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ChatTemplateError", "messages_to_dicts", "render_chat_template", "render_prompt"]
+from langchain_setraf.gguf_file import read_gguf_header_cached
+
+__all__ = [
+    "ChatTemplateError",
+    "messages_to_dicts",
+    "render_chat_template",
+    "render_gguf_prompt",
+    "render_prompt",
+]
 
 
 class ChatTemplateError(ValueError):
@@ -76,4 +85,19 @@ def render_prompt(
         return body + "\nassistant:"
     return render_chat_template(
         template, messages, add_generation_prompt=True, bos_token=bos, eos_token=eos
+    )
+
+
+def render_gguf_prompt(path: str | os.PathLike[str], messages: Sequence[Mapping[str, Any]]) -> str:
+    """Render ``messages`` with the chat template of the GGUF file at ``path``.
+
+    ``bos_token`` and ``eos_token`` are the text of the tokens the file's metadata names,
+    as llama-cpp-python's own formatter renders them; the BOS a template writes is then
+    the prompt's only one (see :func:`~langchain_setraf._vocabulary.prompt_tokens`).
+    Reads the header only: no weights are loaded.
+    """
+    info = read_gguf_header_cached(path)
+    tokens = info.special_tokens
+    return render_prompt(
+        info.chat_template, messages, bos=tokens.get("bos", ""), eos=tokens.get("eos", "")
     )

@@ -12,9 +12,10 @@ from pydantic import ConfigDict, Field
 from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf._load_options import GGUFLoadOptions
+from langchain_setraf._vocabulary import prompt_tokens
 from langchain_setraf.backends.base import LoadSpec
 from langchain_setraf.backends.gguf import GGUFBackend
-from langchain_setraf.chat_template import messages_to_dicts, render_prompt
+from langchain_setraf.chat_template import messages_to_dicts, render_gguf_prompt
 from langchain_setraf.gguf_file import read_gguf_header_cached
 
 __all__ = ["GGUFLLM"]
@@ -65,6 +66,8 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
     temperature: float = 0.8
     top_p: float = 0.95
     top_k: int = 40
+    min_p: float = 0.05
+    """Drop tokens less likely than ``min_p`` × the most likely one (llama.cpp's default)."""
     max_tokens: int = 256
     repeat_penalty: float = 1.1
     stop: list[str] | None = None
@@ -84,16 +87,10 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {
-            "model_path": self.model_path or "<default: SmolLM2-135M-Instruct Q4_1>",
-            "n_ctx": self.n_ctx,
-            "n_batch": self.n_batch,
-            "n_gpu_layers": self.n_gpu_layers,
-            "use_mmap": self.use_mmap,
-            "use_mlock": self.use_mlock,
-            "repack": self.repack,
-            **self._sampling_params(None, {}),
-        }
+        params = {**self._gguf_identity(), **self._sampling_params(None, {})}
+        # "stop" itself is overwritten by LangChain with the call's own stop sequences
+        params["stop_sequences"] = params.pop("stop")
+        return params
 
     # -- parameters -------------------------------------------------------------------------
     def _sampling_params(self, stop: list[str] | None, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +100,7 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
             "temperature": self.temperature,
             "top_p": self.top_p,
             "top_k": self.top_k,
+            "min_p": self.min_p,
             "repeat_penalty": self.repeat_penalty,
             **self.model_kwargs,
             **overrides,
@@ -119,21 +117,20 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
     def format_chat(self, messages: Sequence[Any]) -> str:
         """Render LangChain messages with the model's own chat template (sandboxed).
 
-        Falls back to a plain ``role: content`` transcript only when the file has no
-        template (base models).
+        ``bos_token``/``eos_token`` are the file's own, as ``ChatGGUF`` renders them, so
+        ``llm.invoke(llm.format_chat(messages))`` sends the model exactly the tokens
+        ``ChatGGUF`` sends (a BOS the template writes is not added a second time). Falls
+        back to a plain ``role: content`` transcript only when the file has no template
+        (base models). Reads the header only: no weights are loaded.
         """
-        return render_prompt(self.chat_template(), messages_to_dicts(messages))
-
-    def get_num_tokens(self, text: str) -> int:
-        """Count tokens with the model's own tokenizer (loads the model if needed)."""
-        with self._lease(lock=False) as handle:
-            return len(handle.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return render_gguf_prompt(self.resolved_model_path(), messages_to_dicts(messages))
 
     # -- generation --------------------------------------------------------------------------
     def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
         params = self._sampling_params(stop, kwargs)
         with self._lease() as handle:
-            out = handle.llama.create_completion(prompt, **params)
+            tokens = prompt_tokens(handle.llama, prompt)
+            out = handle.llama.create_completion(tokens or prompt, **params)
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         return Generation(
@@ -157,7 +154,8 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
         params = self._sampling_params(stop, kwargs)
         with self._lease() as handle:
             llama = handle.llama
-            stream = llama.create_completion(prompt, stream=True, **params)
+            tokens = prompt_tokens(llama, prompt)
+            stream = llama.create_completion(tokens or prompt, stream=True, **params)
             parts: list[str] = []
             finish_reason = None
             try:
@@ -174,7 +172,7 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
                     yield chunk
             finally:
                 stream.close()
-            n_prompt = len(llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+            n_prompt = len(tokens)
             n_out = len(llama.tokenize("".join(parts).encode("utf-8"), add_bos=False))
         yield GenerationChunk(
             text="",

@@ -84,11 +84,16 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
     def _identifying_params(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "revision": self.revision,
             "quantization": self.quantization,
             "double_quant": self.double_quant,
             "compute_dtype": self.compute_dtype,
+            "cpu_repack": self.cpu_repack,
             "device_map": self.device_map,
             **self._generate_params({}),
+            # "stop" itself is overwritten by LangChain with the call's own stop sequences
+            "stop_sequences": self.stop,
+            "model_kwargs": self.model_kwargs,
         }
 
     def _generate_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -104,11 +109,6 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
             **overrides,
         }
         return merged
-
-    def get_num_tokens(self, text: str) -> int:
-        """Count tokens with the checkpoint's tokenizer (loads the model if needed)."""
-        with self._lease(lock=False) as handle:
-            return len(handle.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _iter_text(
         self,
