@@ -1,4 +1,5 @@
-"""Process memory you can see: RSS, USS, PSS, anonymous vs file-backed, peak.
+"""Process memory you can see: RSS, USS, PSS, anonymous vs file-backed, peak, and the
+container (cgroup) limit beside the host's memory.
 
 Example:
     >>> from langchain_setraf import memory_snapshot
@@ -20,7 +21,17 @@ from typing import Any
 
 import psutil
 
-__all__ = ["MemorySnapshot", "format_bytes", "give_back_memory", "memory_snapshot"]
+from langchain_setraf._cgroup import CgroupMemory, read_cgroup_memory
+
+__all__ = [
+    "CgroupMemory",
+    "MemorySnapshot",
+    "available_memory",
+    "format_bytes",
+    "give_back_memory",
+    "memory_snapshot",
+    "read_cgroup_memory",
+]
 
 _MB = 1024 * 1024
 
@@ -96,6 +107,10 @@ class MemorySnapshot:
         peak_rss: Peak RSS since the process started (``VmHWM``).
         system_available: Memory the system could hand out now (``MemAvailable``).
         system_total: Total system memory.
+        cgroup_limit: The memory limit of the process's cgroup (container); ``None`` if
+            unlimited or not in a memory cgroup.
+        cgroup_usage: Bytes charged to that cgroup now (``None``: no memory cgroup).
+        cgroup_available: What the cgroup has left: limit - (usage - inactive page cache).
     """
 
     rss: int
@@ -107,6 +122,9 @@ class MemorySnapshot:
     peak_rss: int | None
     system_available: int
     system_total: int
+    cgroup_limit: int | None = None
+    cgroup_usage: int | None = None
+    cgroup_available: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the snapshot as a plain dict (bytes)."""
@@ -122,6 +140,18 @@ class MemorySnapshot:
             f"RSS {f(self.rss)} (anonymous {f(self.anon)}, file-backed {f(self.file)}) | "
             f"USS {f(self.uss)} | PSS {f(self.pss)} | peak RSS {f(self.peak_rss)} | "
             f"system available {f(self.system_available)} of {f(self.system_total)}"
+            + self.cgroup_text()
+        )
+
+    def cgroup_text(self) -> str:
+        """The cgroup part of ``str(snapshot)`` (empty without a memory cgroup)."""
+        if self.cgroup_usage is None:
+            return ""
+        if self.cgroup_limit is None:
+            return f" | cgroup usage {format_bytes(self.cgroup_usage)}, no limit"
+        return (
+            f" | cgroup limit {format_bytes(self.cgroup_limit)}, usage "
+            f"{format_bytes(self.cgroup_usage)}, left {format_bytes(self.cgroup_available)}"
         )
 
 
@@ -166,6 +196,7 @@ def memory_snapshot(pid: int | None = None) -> MemorySnapshot:
         pass
     status = _read_proc_status(pid)
     vm = psutil.virtual_memory()
+    cg = read_cgroup_memory(f"/proc/{pid if pid is not None else 'self'}/cgroup")
     return MemorySnapshot(
         rss=rss,
         uss=uss,
@@ -176,6 +207,41 @@ def memory_snapshot(pid: int | None = None) -> MemorySnapshot:
         peak_rss=status.get("VmHWM"),
         system_available=int(vm.available),
         system_total=int(vm.total),
+        cgroup_limit=None if cg is None else cg.limit,
+        cgroup_usage=None if cg is None else cg.usage,
+        cgroup_available=None if cg is None else cg.available,
+    )
+
+
+def _cgroup_counts() -> bool:
+    return os.environ.get("SETRAF_CGROUP_BUDGET", "1").lower() not in ("0", "false", "no", "off")
+
+
+def available_memory() -> tuple[int, str]:
+    """Memory a new model may take now: the host's ``MemAvailable``, or what the process's
+    cgroup (container) has left if that is less.
+
+    ``SETRAF_CGROUP_BUDGET=0`` leaves the cgroup out (for an experiment: a model mmapped
+    from a file larger than the limit still runs, re-reading evicted pages from disk).
+
+    Returns:
+        ``(bytes, description)``; the description names where the figure comes from, for
+        error messages (``"cgroup /sys/fs/cgroup/... limit 2.0 GB, usage ..."``).
+
+    Example:
+        >>> n, why = available_memory()
+        >>> n > 0 and why.startswith(("host", "cgroup"))
+        True
+    """
+    host = int(psutil.virtual_memory().available)
+    host_text = f"host available {format_bytes(host)}"
+    cg = read_cgroup_memory() if _cgroup_counts() else None
+    if cg is None or cg.available is None or cg.available >= host:
+        return host, host_text
+    return cg.available, (
+        f"cgroup {cg.path} has {format_bytes(cg.available)} left (limit "
+        f"{format_bytes(cg.limit)}, usage {format_bytes(cg.usage)} of which "
+        f"{format_bytes(cg.inactive_file)} reclaimable page cache); {host_text}"
     )
 
 

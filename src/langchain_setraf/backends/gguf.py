@@ -13,13 +13,22 @@ default (on); :class:`~langchain_setraf.GGUFLLM` sets it off.
 
 from __future__ import annotations
 
+import atexit
 import os
+import stat
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from langchain_setraf._mlock import (
+    MemoryLockError,
+    check_mlock_allowed,
+    locked_bytes,
+    verify_locked,
+)
 from langchain_setraf.backends.base import LoadSpec, file_identity
 from langchain_setraf.gguf_file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
 
@@ -41,6 +50,9 @@ GGUF_LOAD_OPTIONS = (
 REPACKABLE_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "Q8_0", "Q2_K"})
 
 _PARAMS_LOCK = threading.Lock()
+# The oldest llama-cpp-python this package is tested with (pyproject's floor): it is the
+# first whose ``llama_model_params`` has ``use_extra_bufts`` (the ``repack`` option).
+MIN_LLAMA_CPP = "0.3.16"
 
 
 def import_llama_cpp() -> Any:
@@ -51,7 +63,34 @@ def import_llama_cpp() -> Any:
         raise ImportError(
             f"the GGUF backend needs llama-cpp-python: pip install 'langchain-setraf[gguf]' ({exc})"
         ) from exc
+    _close_devnull_at_exit()
     return llama_cpp
+
+
+_DEVNULL_HOOK = threading.Lock()
+_devnull_hook_registered = False
+
+
+def _close_devnull_at_exit() -> None:
+    """Close llama-cpp-python's two ``/dev/null`` handles when the interpreter exits.
+
+    ``llama_cpp._utils`` opens ``os.devnull`` twice at import (to silence llama.cpp's
+    output, even from destructors) and never closes them: Python reports both as an
+    unclosed-file ``ResourceWarning`` at exit. They stay open while the process runs.
+    """
+    global _devnull_hook_registered
+    with _DEVNULL_HOOK:
+        if not _devnull_hook_registered:
+            atexit.register(_close_devnull)
+            _devnull_hook_registered = True
+
+
+def _close_devnull() -> None:
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None and getattr(handle, "name", None) == os.devnull:
+            handle.close()
 
 
 def repackable_bytes(info: GGUFInfo) -> int:
@@ -66,13 +105,56 @@ def repackable_bytes(info: GGUFInfo) -> int:
     )
 
 
-def estimate_gguf_bytes(info: GGUFInfo, n_ctx: int, *, repack: bool = False) -> int:
-    """Estimate resident memory of a GGUF model with an ``n_ctx`` context.
+def gpu_offload_supported() -> bool:
+    """Whether the installed llama.cpp can put layers on a GPU (else ``n_gpu_layers`` is
+    ignored and every layer stays in host RAM)."""
+    try:
+        llama_cpp = import_llama_cpp()
+    except ImportError:
+        return False
+    supports = getattr(llama_cpp, "llama_supports_gpu_offload", None)
+    return bool(supports()) if callable(supports) else False
+
+
+def offloaded_layers(n_layer: int, n_gpu_layers: int | None) -> tuple[int, bool]:
+    """Blocks llama.cpp puts on the GPU for ``n_gpu_layers``, and whether the output layer
+    goes too (the last ``n_gpu_layers`` blocks; the output layer when ``n_gpu_layers``
+    exceeds the block count; ``-1``: everything)."""
+    n_gpu = int(n_gpu_layers or 0)
+    if n_gpu < 0:
+        n_gpu = n_layer + 1
+    return min(n_gpu, n_layer), n_gpu > n_layer
+
+
+def _host_tensor_bytes(info: GGUFInfo, n_layer: int, gpu_blocks: int, gpu_output: bool) -> int:
+    """Bytes of the tensors that stay in host RAM (the token embedding always does)."""
+    first_gpu = n_layer - gpu_blocks
+    total = 0
+    for t in info.tensors:
+        name = t.name
+        if name.startswith("blk."):
+            index = name.split(".", 2)[1]
+            if index.isdigit() and int(index) >= first_gpu:
+                continue
+        elif gpu_output and name.startswith("output"):
+            continue
+        total += t.nbytes
+    return total
+
+
+def estimate_gguf_bytes(
+    info: GGUFInfo, n_ctx: int, *, repack: bool = False, n_gpu_layers: int = 0
+) -> int:
+    """Estimate the host memory (RAM) of a GGUF model with an ``n_ctx`` context.
 
     Weights (tensor bytes, mmapped: they count in RSS once touched) + the repacked copy
     when ``repack`` is on (anonymous memory, see :func:`repackable_bytes`) + KV cache
     (layers × n_ctx × (K + V width) × 2 bytes for f16) + compute buffers (a
     per-context graph buffer that grows with the batch and vocabulary).
+
+    Layers offloaded to a GPU (``n_gpu_layers``; pass 0 when llama.cpp has no GPU, see
+    :func:`gpu_offload_supported`) are left out: their weights and KV cache are in GPU
+    memory, and llama.cpp unmaps their part of the file.
     """
     n_layer = int(info.arch_value("block_count", 0) or 0)
     n_embd = int(info.arch_value("embedding_length", 0) or 0)
@@ -81,15 +163,23 @@ def estimate_gguf_bytes(info: GGUFInfo, n_ctx: int, *, repack: bool = False) -> 
     head_dim = n_embd // max(n_head, 1)
     k_len = int(info.arch_value("attention.key_length", head_dim) or head_dim)
     v_len = int(info.arch_value("attention.value_length", head_dim) or head_dim)
-    kv = n_layer * n_ctx * n_head_kv * (k_len + v_len) * 2
+    gpu_blocks, gpu_output = offloaded_layers(n_layer, n_gpu_layers)
+    kv = (n_layer - gpu_blocks) * n_ctx * n_head_kv * (k_len + v_len) * 2
     vocab = 0
     tokens = info.metadata.get("tokenizer.ggml.tokens")
     if tokens is not None:
         vocab = getattr(tokens, "length", None) or len(tokens)
     # logits for one batch row + graph scratch: a few activations of width n_embd per token
     compute = vocab * 4 * 2 + n_ctx * n_embd * 4 * 2 + 16 * 1024 * 1024
-    extra = repackable_bytes(info) if repack else 0
-    return info.tensor_bytes + extra + kv + compute
+    if gpu_blocks or gpu_output:
+        weights = _host_tensor_bytes(info, n_layer, gpu_blocks, gpu_output)
+        # the repacked copy is of host-side matrices only: scale it with what stays
+        share = weights / info.tensor_bytes if info.tensor_bytes else 0.0
+        extra = int(repackable_bytes(info) * share) if repack else 0
+    else:
+        weights = info.tensor_bytes
+        extra = repackable_bytes(info) if repack else 0
+    return weights + extra + kv + compute
 
 
 @contextmanager
@@ -110,8 +200,9 @@ def model_params(llama_cpp: Any, **fields: Any) -> Iterator[None]:
     if missing:
         version = getattr(llama_cpp, "__version__", "?")
         raise ValueError(
-            f"llama-cpp-python {version} has no model parameter(s) {missing}; "
-            "upgrade llama-cpp-python or leave the option at its default"
+            f"llama-cpp-python {version} has no model parameter(s) {missing}, which "
+            f"langchain-setraf sets on every load; it needs llama-cpp-python>={MIN_LLAMA_CPP}: "
+            f"pip install -U 'llama-cpp-python>={MIN_LLAMA_CPP}'"
         )
     with _PARAMS_LOCK:
         original = low.llama_model_default_params
@@ -129,13 +220,28 @@ def model_params(llama_cpp: Any, **fields: Any) -> Iterator[None]:
             low.llama_model_default_params = original
 
 
+def _mlock_bytes(path: str, info: GGUFInfo, opts: dict[str, Any]) -> int:
+    """Bytes a ``use_mlock`` load will lock (0 without mlock), checked against the limit.
+
+    Raises:
+        MemoryLockError: ``RLIMIT_MEMLOCK`` is too low and there is no ``CAP_IPC_LOCK``.
+    """
+    if not opts.get("use_mlock"):
+        return 0
+    need = os.path.getsize(path) if opts.get("use_mmap", True) else info.tensor_bytes
+    check_mlock_allowed(need, path)
+    return need
+
+
 class GGUFHandle:
     """A loaded ``llama_cpp.Llama`` owned by the cache."""
 
-    def __init__(self, llama: Any, info: GGUFInfo, n_ctx: int, *, repack: bool = False) -> None:
+    def __init__(
+        self, llama: Any, info: GGUFInfo, n_ctx: int, *, repack: bool = False, n_gpu_layers: int = 0
+    ) -> None:
         self.llama = llama
         self.info = info
-        self._estimate = estimate_gguf_bytes(info, n_ctx, repack=repack)
+        self._estimate = estimate_gguf_bytes(info, n_ctx, repack=repack, n_gpu_layers=n_gpu_layers)
 
     @property
     def estimated_bytes(self) -> int:
@@ -165,13 +271,23 @@ class GGUFBackend:
         return None
 
     def accepts(self, path: str | os.PathLike[str]) -> bool:
-        """Whether ``path`` is a GGUF file (magic bytes), for ``auto:`` URIs."""
-        p = Path(path)
+        """Whether ``path`` is a GGUF file (magic bytes), for ``auto:`` URIs.
+
+        Only a regular file is read: the open never blocks (a FIFO, a device) and the
+        type is checked on the opened descriptor, so a swap after the check cannot either.
+        """
         try:
-            with p.open("rb") as fh:
-                return p.is_file() and fh.read(4) == b"GGUF"
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except (OSError, ValueError):
+            return False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
+            return os.read(fd, 4) == b"GGUF"
         except OSError:
             return False
+        finally:
+            os.close(fd)
 
     def spec_for(self, model_path: str | os.PathLike[str], **options: Any) -> LoadSpec:
         """Build the cache key for ``model_path`` and the load options that were set."""
@@ -191,7 +307,10 @@ class GGUFBackend:
         info = read_gguf_header_cached(spec.path)
         opts = spec.options_dict
         return estimate_gguf_bytes(
-            info, int(opts.get("n_ctx") or 512), repack=opts.get("repack") is not False
+            info,
+            int(opts.get("n_ctx") or 512),
+            repack=opts.get("repack") is not False,
+            n_gpu_layers=_gpu_layers(opts),
         )
 
     def load(self, spec: LoadSpec) -> GGUFHandle:
@@ -201,7 +320,23 @@ class GGUFBackend:
         repack = opts.pop("repack", None)
         verbose = bool(os.environ.get("SETRAF_LLAMA_VERBOSE"))
         fields = {} if repack is None else {"use_extra_bufts": bool(repack)}
+        mlock_need = _mlock_bytes(spec.path, info, opts)
+        locked_before = locked_bytes()
         with model_params(llama_cpp, **fields):
             llama = llama_cpp.Llama(model_path=spec.path, verbose=verbose, **opts)
+        if mlock_need:
+            try:  # llama.cpp only logs a failed mlock: check that the pages are locked
+                verify_locked(locked_before, mlock_need, spec.describe())
+            except MemoryLockError:
+                llama.close()
+                raise
         n_ctx = int(llama.n_ctx())
-        return GGUFHandle(llama, info, n_ctx, repack=repack is not False)
+        return GGUFHandle(
+            llama, info, n_ctx, repack=repack is not False, n_gpu_layers=_gpu_layers(opts)
+        )
+
+
+def _gpu_layers(opts: dict[str, Any]) -> int:
+    """The ``n_gpu_layers`` that take effect: 0 when llama.cpp has no GPU offload."""
+    n_gpu = int(opts.get("n_gpu_layers") or 0)
+    return n_gpu if n_gpu and gpu_offload_supported() else 0

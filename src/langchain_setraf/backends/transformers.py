@@ -10,6 +10,16 @@ Memory: before the first load the glibc allocator is told to serve every allocat
 block is freed, so the next load's tensors land in the heap and stay there after release:
 that is the 50 MB-per-cycle creep measured on fp32/nf4 loads. ``SETRAF_MALLOC_TUNING=0``
 turns it off.
+
+CPU repacking of 4-bit weights: on a CPU with AVX512-BF16 (``bitsandbytes.functional.
+has_avx512bf16()``: Intel Sapphire Rapids and later, AMD Zen 4 and later) bitsandbytes'
+``Linear4bit.forward`` converts its weight, the first time it runs on the CPU in eval mode,
+into the interleaved layout of its fused bf16 kernel: the double-quantised statistics are
+expanded to bf16 (``quant_state.nested`` becomes False, ``packing_format_for_cpu`` True).
+Other CPUs keep the layout made at quantisation. ``cpu_repack`` chooses: ``None`` (default)
+does what bitsandbytes does on this CPU, ``False`` never repacks, ``True`` requires it. Either
+way the layout is settled during ``load`` (not on the first call), so the loaded memory and
+``TransformersInfo.cpu_repacked`` say what the model will run with.
 """
 
 from __future__ import annotations
@@ -31,7 +41,9 @@ __all__ = [
     "TransformersBackend",
     "TransformersHandle",
     "check_checkpoint",
+    "cpu_repack_supported",
     "import_transformers",
+    "resolve_cpu_repack",
     "resolve_mode",
 ]
 
@@ -52,6 +64,7 @@ TRANSFORMERS_LOAD_OPTIONS = (
     "trust_remote_code",
     "local_files_only",
     "revision",
+    "cpu_repack",
 )
 
 
@@ -147,6 +160,51 @@ def resolve_mode(mode: str, *, cuda: bool, bnb_available: bool) -> str:
     return "bf16"
 
 
+def default_device_map(opts: dict[str, Any], mode: str, *, cuda: bool) -> Any:
+    """Where the weights go: the ``device_map`` option, or the default when it is unset.
+
+    With CUDA usable (``cuda``: available and ``device_map`` not ``"cpu"``) the
+    bitsandbytes modes get ``"auto"``, and a ``quantization="auto"`` load gets ``"cuda"``:
+    ``auto`` picked its mode (fp16 without bitsandbytes) for the GPU, so the weights go
+    there. Otherwise ``None``: the CPU.
+    """
+    device_map = opts.get("device_map")
+    if device_map is not None or not cuda:
+        return device_map
+    if mode in _BNB_MODES:
+        return "auto"
+    if (opts.get("quantization") or "auto") == "auto":
+        return "cuda"
+    return None
+
+
+def _on_gpu(device: Any) -> bool:
+    if isinstance(device, bool):
+        return False
+    if isinstance(device, int):
+        return True
+    return isinstance(device, str) and device.startswith("cuda")
+
+
+def weights_on_gpu(device_map: Any, *, cuda: bool) -> bool:
+    """Whether a ``device_map`` puts the weights in GPU memory (not host RAM)."""
+    if not cuda or device_map is None:
+        return False
+    if isinstance(device_map, dict):
+        return bool(device_map) and all(_on_gpu(d) for d in device_map.values())
+    if device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
+        return True
+    return _on_gpu(device_map)
+
+
+def _host_bytes(model: Any, footprint: int) -> int:
+    """Bytes of the model's parameters and buffers in host RAM."""
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device.type == "cpu" for t in tensors):
+        return footprint
+    return int(sum(t.numel() * t.element_size() for t in tensors if t.device.type == "cpu"))
+
+
 def _bnb_available() -> bool:
     try:
         importlib.import_module("bitsandbytes")
@@ -166,6 +224,11 @@ class TransformersInfo:
     quantized_modules: int
     n_parameters: int
     load_seconds: float
+    cpu_repacked: bool = False
+    """4-bit weights in bitsandbytes' AVX512-BF16 CPU layout (see the module docstring)."""
+    host_bytes: int | None = None
+    """Bytes of weights and buffers in host RAM (``None``: all of ``footprint_bytes``);
+    weights on a GPU are not host memory and are not counted against the cache's budget."""
 
 
 class TransformersHandle:
@@ -178,7 +241,10 @@ class TransformersHandle:
 
     @property
     def estimated_bytes(self) -> int:
-        return self.info.footprint_bytes
+        """Host RAM the model takes (weights on a GPU left out)."""
+        if self.info.host_bytes is None:
+            return self.info.footprint_bytes
+        return self.info.host_bytes
 
     def close(self) -> None:
         model, self.model = self.model, None
@@ -253,7 +319,72 @@ def _detach_from_checkpoint_file(model: Any, torch: Any) -> None:
     give_back_memory()
 
 
-def _warm_kernels(torch: Any, mode: str, compute_dtype: str | None) -> None:
+def cpu_repack_supported() -> bool:
+    """Whether bitsandbytes repacks 4-bit weights for its AVX512-BF16 CPU kernel here.
+
+    This is the test ``Linear4bit`` makes when it is built (``has_avx512bf16``); a
+    bitsandbytes without that function has no CPU repacking.
+    """
+    bnb = import_bitsandbytes("nf4")
+    has = getattr(bnb.functional, "has_avx512bf16", None)
+    return bool(has()) if callable(has) else False
+
+
+def resolve_cpu_repack(choice: bool | None, *, mode: str, device: str) -> bool:
+    """Decide whether the 4-bit layers of a model in ``mode`` on ``device`` are repacked.
+
+    Raises:
+        ValueError: ``choice`` is True where repacking cannot happen (not a 4-bit mode, not
+            the CPU, or a CPU without AVX512-BF16).
+    """
+    if mode not in ("nf4", "fp4") or device != "cpu":
+        if choice:
+            raise ValueError(
+                f"cpu_repack=True applies to nf4/fp4 on the CPU; this load is {mode} on {device}"
+            )
+        return False
+    supported = cpu_repack_supported()
+    if choice and not supported:
+        raise ValueError(
+            "cpu_repack=True needs a CPU with AVX512-BF16 (bitsandbytes' packed 4-bit kernel); "
+            "this CPU has none: pass cpu_repack=None or False"
+        )
+    return supported if choice is None else choice
+
+
+def _settle_cpu_layout(model: Any, torch: Any, repack: bool) -> bool:
+    """Put every ``Linear4bit`` in its final CPU layout now, not on the first forward pass.
+
+    ``repack=False`` turns off bitsandbytes' switch on each layer, so the double-quantised
+    layout made at quantisation is kept. ``repack=True`` runs each layer once on a zero
+    input, which is how bitsandbytes converts it. Returns whether the layers are repacked.
+    """
+    bnb = import_bitsandbytes("nf4")
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    if not repack:
+        for layer in layers:
+            if hasattr(layer, "support_avx512bf16_for_cpu"):
+                layer.support_avx512bf16_for_cpu = False
+        return False
+    with torch.no_grad():
+        for layer in layers:
+            dtype = layer.compute_dtype or torch.bfloat16
+            layer(torch.zeros(1, layer.in_features, dtype=dtype, device=layer.weight.device))
+    unpacked = [
+        m for m in layers if not getattr(m.weight.quant_state, "packing_format_for_cpu", False)
+    ]
+    if unpacked:
+        raise RuntimeError(
+            f"bitsandbytes did not repack {len(unpacked)} of {len(layers)} 4-bit layers for the "
+            "CPU; load with cpu_repack=False"
+        )
+    give_back_memory()
+    return True
+
+
+def _warm_kernels(
+    torch: Any, mode: str, compute_dtype: str | None, *, repack: bool = False
+) -> None:
     """Page in the CPU kernels a forward pass uses, on tiny tensors (library code, not model)."""
     dtype = _dtype(torch, mode if mode in ("bf16", "fp16", "fp32") else compute_dtype or "bf16")
     with torch.inference_mode():
@@ -268,6 +399,8 @@ def _warm_kernels(torch: Any, mode: str, compute_dtype: str | None) -> None:
                 layer = bnb.nn.Linear8bitLt(64, 64, bias=False, has_fp16_weights=False)
             else:
                 layer = bnb.nn.Linear4bit(64, 64, bias=False, compute_dtype=dtype, quant_type=mode)
+                if not repack and hasattr(layer, "support_avx512bf16_for_cpu"):
+                    layer.support_avx512bf16_for_cpu = False
             layer = layer.to("cuda" if torch.cuda.is_available() else "cpu")
             device = next(layer.parameters()).device
             layer(torch.randn(1, 64, dtype=dtype, device=device))
@@ -311,6 +444,11 @@ class TransformersBackend:
             raise ValueError(
                 f"unknown quantization {mode!r}; expected one of {', '.join(QUANTIZATION_MODES)}"
             )
+        repack = options.get("cpu_repack")
+        if repack is not None and not isinstance(repack, bool):
+            raise TypeError(f"cpu_repack must be True, False or None, got {repack!r}")
+        if repack is not None and mode not in ("nf4", "fp4", "auto"):
+            raise ValueError(f"cpu_repack applies to the 4-bit modes (nf4, fp4), not {mode!r}")
         path = Path(model)
         if _looks_like_hub_id(str(model)):
             # a hub id: resolved from the local Hugging Face cache unless local_files_only=False
@@ -321,10 +459,13 @@ class TransformersBackend:
         return LoadSpec.create(self.name, identity, options)
 
     def estimate_bytes(self, spec: LoadSpec) -> int:
-        """Parameters × bytes per parameter of the concrete mode (from the config, no load)."""
+        """Host RAM of a load: parameters × bytes per parameter of the concrete mode (from
+        the config, no load), left out when the weights go to a GPU, + the tokenizer."""
         torch, transformers = import_transformers()
         opts = spec.options_dict
         mode = self._concrete_mode(opts, torch)
+        cuda = self._on_cuda(opts, torch)
+        on_gpu = weights_on_gpu(default_device_map(opts, mode, cuda=cuda), cuda=cuda)
         config = transformers.AutoConfig.from_pretrained(
             spec.path,
             trust_remote_code=bool(opts.get("trust_remote_code", False)),
@@ -339,16 +480,22 @@ class TransformersBackend:
             weights = int((n - embed) * per + embed * 2)
         else:
             weights = int(n * per)
+        if on_gpu:
+            weights = 0
         # the tokenizer lives in the same handle: ~12 × its JSON once parsed (measured)
         tok = Path(spec.path) / "tokenizer.json"
         return weights + (12 * tok.stat().st_size if tok.is_file() else 0)
 
     def _concrete_mode(self, opts: dict[str, Any], torch: Any) -> str:
-        device_map = opts.get("device_map")
-        cuda = bool(torch.cuda.is_available()) and device_map not in ("cpu",)
         return resolve_mode(
-            opts.get("quantization") or "auto", cuda=cuda, bnb_available=_bnb_available()
+            opts.get("quantization") or "auto",
+            cuda=self._on_cuda(opts, torch),
+            bnb_available=_bnb_available(),
         )
+
+    @staticmethod
+    def _on_cuda(opts: dict[str, Any], torch: Any) -> bool:
+        return bool(torch.cuda.is_available()) and opts.get("device_map") not in ("cpu",)
 
     def prepare(self, spec: LoadSpec) -> None:
         """Import everything a load of ``spec`` imports, without loading weights.
@@ -373,7 +520,10 @@ class TransformersBackend:
         tokenizer = transformers.AutoTokenizer.from_pretrained(spec.path, **common)
         del tokenizer
         importlib.import_module("transformers.generation.streamers")
-        _warm_kernels(torch, mode, opts.get("compute_dtype"))
+        repack = False
+        if mode in ("nf4", "fp4") and not self._on_cuda(opts, torch):
+            repack = resolve_cpu_repack(opts.get("cpu_repack"), mode=mode, device="cpu")
+        _warm_kernels(torch, mode, opts.get("compute_dtype"), repack=repack)
         give_back_memory()
 
     def load(self, spec: LoadSpec) -> TransformersHandle:
@@ -385,6 +535,10 @@ class TransformersBackend:
         mode = self._concrete_mode(opts, torch)
         if mode in _BNB_MODES:
             import_bitsandbytes(mode)
+        if mode in ("nf4", "fp4") or opts.get("cpu_repack"):
+            # refuse an impossible cpu_repack=True before any weight is read
+            planned = "cuda" if self._on_cuda(opts, torch) else "cpu"
+            resolve_cpu_repack(opts.get("cpu_repack"), mode=mode, device=planned)
         tune_allocator()
         kwargs = load_kwargs(
             mode,
@@ -393,9 +547,7 @@ class TransformersBackend:
             torch=torch,
             transformers=transformers,
         )
-        device_map = opts.get("device_map")
-        if device_map is None and mode in _BNB_MODES and torch.cuda.is_available():
-            device_map = "auto"
+        device_map = default_device_map(opts, mode, cuda=self._on_cuda(opts, torch))
         common = {
             "trust_remote_code": bool(opts.get("trust_remote_code", False)),
             "local_files_only": opts.get("local_files_only", True),
@@ -419,14 +571,22 @@ class TransformersBackend:
             n_quant = _verify(model, mode, torch)
             if mode in _BNB_MODES:
                 _detach_from_checkpoint_file(model, torch)
+            repacked = False
+            if mode in ("nf4", "fp4") or opts.get("cpu_repack"):
+                device = str(model.device).split(":")[0]
+                repack = resolve_cpu_repack(opts.get("cpu_repack"), mode=mode, device=device)
+                if device == "cpu":
+                    repacked = _settle_cpu_layout(model, torch, repack)
             info = TransformersInfo(
                 mode=mode,
                 dtype=str(model.dtype).replace("torch.", ""),
                 device=str(model.device),
                 footprint_bytes=int(model.get_memory_footprint()),
+                host_bytes=_host_bytes(model, int(model.get_memory_footprint())),
                 quantized_modules=n_quant,
                 n_parameters=int(sum(p.numel() for p in model.parameters())),
                 load_seconds=time.perf_counter() - start,
+                cpu_repacked=repacked,
             )
         except OSError as exc:
             model = tokenizer = None
