@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_setraf._version import __version__
 
 if TYPE_CHECKING:
+    from langchain_setraf._mlock import MemoryLockError
     from langchain_setraf.backends.transformers import CheckpointError, PickleWeightsRefusedError
     from langchain_setraf.cache import (
         InsufficientMemoryError,
@@ -45,6 +46,7 @@ _EXPORTS = {
     "ModelCache": "langchain_setraf.cache",
     "InsufficientMemoryError": "langchain_setraf.cache",
     "ModelBusyError": "langchain_setraf.cache",
+    "MemoryLockError": "langchain_setraf._mlock",
     "init_llm": "langchain_setraf.factory",
     "init_chat_model": "langchain_setraf.factory",
     "BackendInfo": "langchain_setraf.plugins",
@@ -71,6 +73,7 @@ __all__ = [
     "GGUFFormatError",
     "InsufficientMemoryError",
     "LoadedModel",
+    "MemoryLockError",
     "MemorySnapshot",
     "ModelBusyError",
     "ModelCache",

@@ -18,6 +18,8 @@ from langchain_setraf.ert.chains import (
 )
 from langchain_setraf.ert.classify import candidate_materials, setraf_class, setraf_water_class
 from langchain_setraf.ert.grounding import check_numbers
+from langchain_setraf.ert.invert import InversionUnavailableError, invert_survey
+from langchain_setraf.ert.model_section import InversionOptions, InversionProgress, ModelSection
 from langchain_setraf.ert.readers import FORMATS, load_survey
 from langchain_setraf.ert.summary import SurveySummary, summarize
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Quadrupole, Survey
@@ -27,7 +29,11 @@ __all__ = [
     "Cell",
     "ERTFormatError",
     "Interpretation",
+    "InversionOptions",
+    "InversionProgress",
+    "InversionUnavailableError",
     "LegendResult",
+    "ModelSection",
     "Quadrupole",
     "Survey",
     "SurveySummary",
@@ -37,6 +43,7 @@ __all__ = [
     "ert_chat_chain",
     "graph_explanation_chain",
     "interpretation_chain",
+    "invert_survey",
     "legend_chain",
     "load_survey",
     "setraf_class",
