@@ -5,6 +5,7 @@ Example:
 
         $ setraf generate "Explain apparent resistivity in one sentence."
         $ setraf memory
+        $ setraf pull --list
         $ setraf interpret examples/two_layer_wenner.dat --lang en
 """
 
@@ -117,6 +118,45 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from langchain_setraf.memory import format_bytes
+    from langchain_setraf.pull import CATALOG, catalog_as_dicts, get_entry, load_catalog, pull
+
+    catalog = load_catalog(args.catalog) if args.catalog else CATALOG
+    if args.list:
+        if args.name or args.dir or args.quiet:
+            raise ValueError("--list takes no model name, --dir or --quiet")
+        rows = catalog_as_dicts(catalog)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print(f"{'name':<26} {'size':>9} {'min memory':>10}  {'quant':<7} {'licence':<11} source")
+        for r in rows:
+            print(
+                f"{r['name']:<26} {format_bytes(r['size']):>9} "
+                f"{format_bytes(r['min_memory_bytes']):>10}  {r['quant']:<7} {r['license']:<11} "
+                f"{r['repo']}/{r['file']}"
+            )
+        print("(min memory: the package's estimate with n_ctx=2048, mmap, no repack)")
+        return 0
+    if not args.name:
+        raise ValueError("give a model name (setraf pull --list shows them)")
+    if args.json:
+        raise ValueError("--json goes with --list")
+    entry = get_entry(args.name, catalog)
+    try:
+        result = pull(entry, args.dir, show_progress=not args.quiet)
+    except OSError as exc:  # network, offline mode, a different file in the way, disk
+        print(f"setraf: error: {exc}", file=sys.stderr)
+        return 2
+    state = "downloaded and verified" if result.downloaded else "already present, verified"
+    print(f"{entry.name}: {state} (sha256 {entry.sha256[:12]}…, licence {entry.license})")
+    print(f"path: {result.path}")
+    print(f"estimated memory (n_ctx=2048): {format_bytes(result.memory_bytes)}")
+    print(f"use it with: --model {result.path}")
+    return 0
+
+
 def _load(llm: object) -> None:
     with llm._lease(lock=False):  # type: ignore[attr-defined]
         pass
@@ -150,6 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_cmd_models)
+
+    pull = sub.add_parser("pull", help="download a recommended GGUF model (size + SHA-256 checked)")
+    pull.add_argument("name", nargs="?", help="catalogue name (see --list)")
+    pull.add_argument("--list", action="store_true", help="show the catalogue")
+    pull.add_argument(
+        "--dir",
+        default=None,
+        help="destination folder (default: $SETRAF_MODELS_DIR or ~/.cache/setraf/models)",
+    )
+    pull.add_argument("--catalog", default=None, help="JSON catalogue to use instead")
+    pull.add_argument("--quiet", action="store_true", help="no progress bars")
+    pull.add_argument("--json", action="store_true", help="with --list: print JSON")
+    pull.set_defaults(func=_cmd_pull)
 
     try:
         from langchain_setraf.ert.cli import add_interpret_parser

@@ -1,37 +1,57 @@
 """LCEL chains that interpret ERT surveys with any LangChain model.
 
 Each chain accepts any ``BaseLanguageModel``: an LLM or a chat model, from this package
-or any other. Chat models receive messages; LLMs receive the prompt rendered with their
-own chat template when they expose ``format_chat`` (as :class:`~langchain_setraf.GGUFLLM`
-does), else as plain text. The model writes prose only; units, ranges and candidates
-come from the deterministic summary, and every number the model writes is checked.
+or any other. For the interpretation the model fills a form built per survey (see
+:mod:`langchain_setraf.ert.interpretation`): it chooses each unit's material among that
+unit's candidates, and the package writes the prose, with every figure taken from the
+deterministic summary. The other chains ask for prose; every number a model writes is
+checked.
 
 Example:
     >>> from langchain_core.language_models import FakeListLLM
     >>> from langchain_setraf.ert import interpretation_chain
-    >>> llm = FakeListLLM(responses=["GEOLOGY: Clay over rock.\\nACTIONS:\\n- Drill at 30 m."
-    ...                               "\\nIMAGE PROMPT: A section."])
+    >>> llm = FakeListLLM(responses=['{"U1": {"material": "alluvium / sand (general)", '
+    ...                               '"confidence": "medium"}}'])
     >>> result = interpretation_chain(llm, language="en").invoke("examples/two_layer_wenner.dat")
-    >>> result.geology
-    'Clay over rock.'
+    >>> result.units[0].material, result.units[0].confidence
+    ('alluvium / sand (general)', 'medium')
+    >>> result.geology.split(". ")[1]
+    'U1, 1.04–4.15 m: 51.2–83.1 Ω·m (p10–p90), median 57.6 Ω·m'
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 from pydantic import BaseModel, Field
 
+from langchain_setraf._async import aiter_in_thread
 from langchain_setraf.ert import prompts
 from langchain_setraf.ert.classify import setraf_water_class
 from langchain_setraf.ert.grounding import check_numbers
+from langchain_setraf.ert.interpretation import (
+    Choices,
+    InterpretationSpec,
+    coerce_choices,
+    filled_fraction,
+    fmt,
+    json_schema,
+    parse_answer,
+    render,
+    schema_model,
+    spec_of,
+    token_budget,
+    useful_text,
+)
 from langchain_setraf.ert.io import load_survey
 from langchain_setraf.ert.summary import SurveySummary, summarize
 from langchain_setraf.ert.survey import Survey
@@ -41,6 +61,7 @@ __all__ = [
     "LegendResult",
     "UnitReport",
     "as_summary",
+    "constrained_stream",
     "ert_chat_chain",
     "graph_explanation_chain",
     "interpretation_chain",
@@ -52,7 +73,7 @@ SurveyInput = str | os.PathLike[str] | Survey | SurveySummary
 
 
 class UnitReport(BaseModel):
-    """A unit of the section (deterministic, from the summary)."""
+    """A unit of the section: figures from the summary, words chosen by the model."""
 
     name: str
     top_m: float
@@ -62,32 +83,47 @@ class UnitReport(BaseModel):
     rho_p90: float
     candidates: list[str]
     setraf_class: str
+    material: str = ""
+    alternative: str = ""
+    confidence: str = ""
+    reason: str = ""
 
 
-class _ModelSections(BaseModel):
-    """What the model is asked to write (the schema for structured output)."""
-
-    geology: str = Field(description="2-3 sentences on the units and what they could be")
-    recommendations: list[str] = Field(description="2-3 concrete recommendations")
-    image_prompt: str = Field(description="one sentence describing the cross-section")
+Status = Literal["preparing", "decoding", "rendering", "done"]
 
 
 class Interpretation(BaseModel):
-    """A grounded interpretation of one survey."""
+    """A grounded interpretation of one survey (or, while streaming, a snapshot of one).
+
+    ``geology``, ``recommendations`` and ``image_prompt`` are written by the package from
+    :attr:`choices` (the model's filled form) and the summary's figures; ``model_notes``
+    holds the model's own words that passed the checks. While the chain streams, each
+    snapshot has ``status``/``progress``/``message`` and the answer so far in ``raw_text``;
+    the last one (``status == "done"``) is the result. ``a + b`` is ``b`` (the newer
+    snapshot), which is how LangChain aggregates a stream into ``invoke``'s result.
+    """
 
     language: str
-    geology: str
-    recommendations: list[str]
-    image_prompt: str
-    units: list[UnitReport]
-    caveats: list[str]
+    geology: str = ""
+    recommendations: list[str] = Field(default_factory=list)
+    image_prompt: str = ""
+    units: list[UnitReport] = Field(default_factory=list)
+    choices: Choices | None = None
+    model_notes: str = ""
+    caveats: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(
         default_factory=list,
-        description="numbers the model wrote that the survey does not support, and "
-        "sections the model did not write",
+        description="fields the model did not fill, claims the data do not support, and "
+        "free text that was dropped (with the reason)",
     )
     facts: dict[str, Any] = Field(default_factory=dict)
     raw_text: str = ""
+    status: Status = "done"
+    progress: float = 1.0
+    message: str = ""
+
+    def __add__(self, other: Interpretation) -> Interpretation:
+        return other
 
 
 class LegendResult(BaseModel):
@@ -173,66 +209,8 @@ def parse_sections(text: str, keys: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def _norm(line: str) -> str:
-    line = re.sub(r"^\s*(?:[-*•]|\d+\s*[.)])\s*", "", line)
-    return re.sub(r"\W+", " ", line).strip().lower()
-
-
-def _drop_echo(answer: str, prompt: Any) -> tuple[str, int]:
-    """Remove answer lines copied from the prompt (small models echo instructions)."""
-    prompt_text = str(prompt)
-    seen = {_norm(x) for x in prompt_text.splitlines() if len(_norm(x)) > 12}
-    bodies = set()
-    for x in prompt_text.splitlines():  # heading lines: compare what follows the heading
-        _, sep, rest = x.partition(":")
-        if sep and len(_norm(rest)) > 12:
-            bodies.add(_norm(rest))
-    kept, dropped = [], 0
-    for line in answer.splitlines():
-        head, sep, rest = line.partition(":")
-        n = _norm(line)
-        if n and (n in seen or n in bodies):
-            dropped += 1
-            continue
-        if sep and _norm(rest) and _norm(rest) in bodies | seen:
-            kept.append(head + sep)
-            dropped += 1
-            continue
-        kept.append(line)
-    return "\n".join(kept), dropped
-
-
-def _bullets(text: str) -> list[str]:
-    items = []
-    for line in text.splitlines():
-        line = re.sub(r"^\s*(?:[-*•]|\d+\s*[.)])\s*", "", line).strip()
-        if line:
-            items.append(line)
-    return items
-
-
-def _default_recommendations(summary: SurveySummary, language: str) -> list[str]:
-    deepest = summary.units[-1]
-    if language == "fr":
-        recs = [
-            f"Forage ou pénétromètre jusqu'à {deepest.bottom:g} m pour caler les unités "
-            "(la résistivité seule ne distingue pas argile et eau salée).",
-            "Mesures de polarisation provoquée (IP) pour séparer argile et salinité.",
-        ]
-        if summary.survey.depth_kind == "pseudo":
-            recs.append("Inverser les données avant de lire des profondeurs.")
-    else:
-        recs = [
-            f"Drill or direct-push to {deepest.bottom:g} m to calibrate the units "
-            "(resistivity alone does not separate clay from saline water).",
-            "Add induced polarisation (IP) to tell clay from salinity.",
-        ]
-        if summary.survey.depth_kind == "pseudo":
-            recs.append("Invert the data before reading depths.")
-    return recs
-
-
-def _units(summary: SurveySummary) -> list[UnitReport]:
+def _units(summary: SurveySummary, choices: Choices | None = None) -> list[UnitReport]:
+    chosen = {c.name: c for c in choices.units} if choices is not None else {}
     return [
         UnitReport(
             name=u.name,
@@ -243,100 +221,287 @@ def _units(summary: SurveySummary) -> list[UnitReport]:
             rho_p90=u.stats.p90,
             candidates=[c.material for c in u.candidates],
             setraf_class=u.setraf_class,
+            **(
+                chosen[u.name].model_dump(
+                    include={"material", "alternative", "confidence", "reason"}
+                )
+                if u.name in chosen
+                else {}
+            ),
         )
         for u in summary.units
     ]
 
 
-def _supports_structured_output(llm: BaseLanguageModel[Any]) -> Runnable[Any, Any] | None:
+# -- decoding the form ----------------------------------------------------------------------------
+TextStream = Iterator[str]
+
+
+def _chunk_text(chunk: Any) -> str:
+    if isinstance(chunk, str):
+        return chunk
+    content = getattr(chunk, "content", "")
+    return content if isinstance(content, str) else ""
+
+
+def _chat_twin(llm: BaseLanguageModel[Any]) -> BaseChatModel | None:
+    """The chat class sharing ``llm``'s cached weights, for local LLMs without a grammar."""
+    from langchain_setraf._load_options import TransformersLoadOptions
+    from langchain_setraf.transformers_llm import TransformersLLM
+
+    if isinstance(llm, TransformersLLM):
+        from langchain_setraf.chat_models import ChatTransformers
+
+        fields = {k: getattr(llm, k) for k in TransformersLoadOptions.model_fields}
+        return ChatTransformers(
+            **fields,
+            temperature=llm.temperature,
+            top_p=llm.top_p,
+            top_k=llm.top_k,
+            max_tokens=llm.max_new_tokens,
+            repetition_penalty=llm.repetition_penalty,
+            seed=llm.seed,
+        )
+    return None
+
+
+def constrained_stream(
+    llm: BaseLanguageModel[Any], messages: list[BaseMessage], schema: dict[str, Any], budget: int
+) -> TextStream | None:
+    """Stream the answer decoded under ``schema`` when ``llm`` is a local model, else ``None``.
+
+    ``GGUFLLM`` gets a GBNF grammar built from the schema (its ``grammar`` sampling option);
+    ``ChatGGUF`` and ``ChatTransformers`` get the schema as ``response_format`` (what their
+    ``with_structured_output`` binds); ``TransformersLLM`` goes through its chat twin, which
+    shares its loaded weights. The token limit is raised to ``budget`` when lower, so the
+    JSON is never cut off.
+    """
+    from langchain_setraf._chat_base import LocalChatModel
+    from langchain_setraf.llms import GGUFLLM
+
+    model: BaseLanguageModel[Any] = _chat_twin(llm) or llm
+    limit = max(budget, int(getattr(model, "max_tokens", 0) or 0))
+    if isinstance(model, GGUFLLM):
+        from langchain_setraf.backends.gguf import import_llama_cpp
+        from langchain_setraf.chat_models import json_grammar
+
+        grammar = import_llama_cpp().LlamaGrammar.from_string(json_grammar(schema), verbose=False)
+        prompt = model.format_chat(messages)
+        return (_chunk_text(c) for c in model.stream(prompt, grammar=grammar, max_tokens=limit))
+    if isinstance(model, LocalChatModel):
+        bound = model.bind(response_format={"type": "json_schema", "schema": schema})
+        return (_chunk_text(c) for c in bound.stream(messages, max_tokens=limit))
+    return None
+
+
+def _form_text(summary: SurveySummary, spec: InterpretationSpec, lang: str, example: bool) -> str:
+    form = prompts.FORM[lang]
+    f = functools.partial(fmt, language="en")
+    lines = [form["unit_rule"]]
+    for u, us in zip(summary.units, spec.units, strict=True):
+        lines.append(
+            form["unit"].format(
+                name=u.name,
+                top=f(u.top),
+                bottom=f(u.bottom),
+                p10=f(u.stats.p10),
+                p90=f(u.stats.p90),
+                median=f(u.stats.median),
+                choices=" | ".join(us.candidates),
+            )
+        )
+    if spec.boundaries:
+        labels = [
+            f"{label} ({'increase' if b.factor > 1 else 'decrease'})"
+            for label, b in zip(spec.boundaries, summary.boundaries, strict=True)
+        ]
+        lines.append(form["water"].format(choices=" | ".join([*labels, "none"])))
+    for a in spec.anomalies:
+        lines.append(form["anomaly"].format(name=a.name, kind=a.kind, choices=" | ".join(a.causes)))
+    lines.append(form["summary"])
+    if example:
+        lines.append(form["example"].format(example=json.dumps(_example(spec))))
+    return "\n".join(lines)
+
+
+def _example(spec: InterpretationSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for u in spec.units:
+        out[u.name] = {
+            "material": u.candidates[0],
+            "alternative": u.candidates[-1],
+            "confidence": "low|medium|high",
+            "reason": "...",
+        }
+    if spec.boundaries:
+        out["water_table"] = {"supported": False, "boundary": "none"}
+    for a in spec.anomalies:
+        out[a.name] = {"cause": a.causes[0], "explanation": "..."}
+    out["summary"] = "..."
+    return out
+
+
+def _messages(
+    summary: SurveySummary, spec: InterpretationSpec, lang: str, context: str, example: bool
+) -> list[BaseMessage]:
+    file_text = f"title: {summary.survey.title}\n" + (
+        f"site notes: {context}" if context else "site notes: unknown"
+    )
+    # the units are described once, in the form, with their choices
+    facts = "\n".join(
+        ln
+        for ln in summary.to_text().splitlines()
+        if not ln.startswith(("- U", "Units (top to bottom)"))
+    )
+    human = prompts.STRUCTURED[lang].format(
+        facts=facts,
+        data=prompts.as_data(file_text),
+        form=_form_text(summary, spec, lang, example),
+    )
+    return [SystemMessage(prompts.SYSTEM[lang]), HumanMessage(human)]
+
+
+def _structured_output(
+    llm: BaseLanguageModel[Any], model_cls: type[BaseModel]
+) -> Runnable[Any, Any] | None:
     if not isinstance(llm, BaseChatModel):
         return None
     try:
-        return llm.with_structured_output(_ModelSections)
+        return llm.with_structured_output(model_cls)
     except NotImplementedError:
         return None
 
 
-# -- chains ---------------------------------------------------------------------------------------
+def _prose_notes(text: str) -> str:
+    """A text model that wrote sections instead of JSON: keep its prose for the checks."""
+    found = parse_sections(text, ("geology", "actions", "image"))
+    if found:
+        return " ".join(v for v in found.values() if v)
+    return text
+
+
+# -- the chain ------------------------------------------------------------------------------------
 def interpretation_chain(
     llm: BaseLanguageModel[Any], language: str = "fr"
 ) -> Runnable[Any, Interpretation]:
-    """Survey → :class:`Interpretation` (geology, actions, image prompt, units, caveats).
+    """Survey → :class:`Interpretation`: the model fills a form, the package writes the prose.
 
     The input is a path, a :class:`Survey`, a :class:`SurveySummary`, or a dict
-    ``{"survey": ..., "context": "site notes"}``. Structured output is used when the model
-    supports it; otherwise a tolerant section parser reads the text.
+    ``{"survey": ..., "context": "site notes"}``. The form (:mod:`~langchain_setraf.ert.
+    interpretation`) is built per survey: each unit chooses from its own candidates.
+    Local models decode it under the form's JSON schema, so it always parses; other chat
+    models use ``with_structured_output``; anything else (or a failure there) is read by a
+    tolerant parser, and every field it cannot read gets the trivial value with a warning.
+
+    ``invoke`` returns the result. ``stream`` yields :class:`Interpretation` snapshots
+    while the form is decoded (``status``, ``progress`` in 0–1, ``message``, the answer so
+    far in ``raw_text``); the last one is the result.
 
     Args:
         llm: Any LangChain LLM or chat model.
         language: ``"fr"`` (SETRAF's default) or ``"en"``.
     """
     lang = _lang(language)
-    structured = _supports_structured_output(llm)
-    text_model = _model_step(llm, prefill=f"{prompts.HEADINGS[lang][0]}:")
 
-    def prepare(value: Any) -> dict[str, Any]:
-        if isinstance(value, dict):
-            summary = as_summary(value["survey"], lang)
-            context = str(value.get("context") or "")
-        else:
-            summary, context = as_summary(value, lang), ""
-        file_text = f"title: {summary.survey.title}\n" + (f"site notes: {context}" if context
-                                                           else "site notes: unknown")  # fmt: skip
-        messages: list[BaseMessage] = [
-            SystemMessage(prompts.SYSTEM[lang]),
-            HumanMessage(
-                prompts.INTERPRET[lang].format(
-                    facts=summary.to_text(), data=prompts.as_data(file_text)
-                )
-            ),
-        ]
-        return {"summary": summary, "messages": messages}
+    def transform(values: Iterator[Any]) -> Iterator[Interpretation]:
+        for value in values:
+            yield from _interpret(llm, lang, value)
 
-    def run(inputs: dict[str, Any]) -> Interpretation:
-        summary: SurveySummary = inputs["summary"]
-        warnings: list[str] = []
+    async def atransform(values: AsyncIterator[Any]) -> AsyncIterator[Interpretation]:
+        items = [v async for v in values]
+        async for snap in aiter_in_thread(lambda: transform(iter(items))):
+            yield snap
+
+    return RunnableGenerator(transform, atransform).with_config(run_name="ert_interpretation")
+
+
+def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[Interpretation]:
+    if isinstance(value, dict):
+        summary = as_summary(value["survey"], lang)
+        context = str(value.get("context") or "")
+    else:
+        summary, context = as_summary(value, lang), ""
+    spec = spec_of(summary)
+    base: dict[str, Any] = {
+        "language": lang,
+        "units": _units(summary),
+        "caveats": summary.caveats,
+        "facts": summary.facts(),
+    }
+    yield Interpretation(**base, status="preparing", progress=0.0, message="form built")
+    warnings: list[str] = []
+    schema = json_schema(spec)
+    messages = _messages(summary, spec, lang, context, example=False)
+    raw = ""
+    source = "constrained"
+    stream = constrained_stream(llm, messages, schema, token_budget(spec))
+    if stream is None:
+        structured = _structured_output(llm, schema_model(spec))
         if structured is not None:
-            out = structured.invoke(inputs["messages"])
-            sections = out if isinstance(out, _ModelSections) else _ModelSections(**out)
-            raw = sections.model_dump_json()
-            geology, recs, image = sections.geology, sections.recommendations, sections.image_prompt
-        else:
-            raw = text_model.invoke(inputs["messages"])
-            text, echoed = _drop_echo(raw, inputs["messages"][-1].content)
-            if echoed:
+            try:
+                out = structured.invoke(messages)
+                data = out.model_dump() if isinstance(out, BaseModel) else dict(out)
+                raw, source = json.dumps(data, ensure_ascii=False), "structured_output"
+            except Exception as exc:  # a provider's parsing or validation failure
                 warnings.append(
-                    f"the model repeated {echoed} line(s) of the instructions; they were removed"
+                    f"with_structured_output failed ({type(exc).__name__}: {exc}); "
+                    "the answer was read as text"
                 )
-            found = parse_sections(text, ("geology", "actions", "image"))
-            geology = found.get("geology") or ""
-            recs = _bullets(found.get("actions", ""))
-            image = found.get("image", "")
-            if not found:
-                geology = text.strip()
-                warnings.append(
-                    "the model wrote no section headings; its whole text is kept as geology"
-                )
-        if not recs:
-            recs = _default_recommendations(summary, lang)
-            warnings.append("the model gave no recommendations; deterministic ones were used")
-        if not geology.strip():
-            warnings.append("the model wrote no geology section")
-        warnings += check_numbers("\n".join([geology, *recs, image]), summary)
-        return Interpretation(
-            language=lang,
-            geology=geology.strip(),
-            recommendations=recs,
-            image_prompt=image.strip(),
-            units=_units(summary),
-            caveats=summary.caveats,
-            warnings=warnings,
-            facts=summary.facts(),
-            raw_text=raw,
+        if not raw:
+            messages = _messages(summary, spec, lang, context, example=True)
+            stream = _model_step(llm).stream(messages)
+            source = "parsed"
+    if stream is not None:
+        parts: list[str] = []
+        for chunk in stream:
+            if not chunk:
+                continue
+            parts.append(chunk)
+            raw = "".join(parts)
+            done = filled_fraction(spec, raw) if source != "parsed" else 0.0
+            yield Interpretation(
+                **base,
+                status="decoding",
+                progress=0.05 + 0.9 * done,
+                message=f"{int(done * 100)} % of the form",
+                raw_text=raw,
+            )
+    data = parse_answer(raw)
+    if source != "parsed" and not data:
+        warnings.append("the constrained answer did not parse; trivial values were used")
+    # without site notes, resistivity alone cannot make an assignment certain
+    cap = "high" if context.strip() else "medium"
+    choices, coerce_warnings = coerce_choices(spec, data, source=source, max_confidence=cap)
+    warnings += coerce_warnings
+    yield Interpretation(
+        **base, status="rendering", progress=0.97, message="writing the prose", raw_text=raw
+    )
+    rendered = render(summary, choices, lang, prompt=str(messages[-1].content))
+    notes = rendered.model_notes
+    warnings += rendered.warnings
+    if not data and raw.strip():
+        prose, prose_warnings = useful_text(
+            _prose_notes(raw), summary, lang, str(messages[-1].content)
         )
-
-    return (RunnableLambda(prepare) | RunnableLambda(run)).with_config(
-        run_name="ert_interpretation"
+        notes = " ".join(x for x in (notes, prose) if x)
+        warnings += prose_warnings
+    # the prose is built from the summary: any number it states must be supported
+    warnings += [
+        f"internal: {w}"
+        for w in check_numbers(" ".join([rendered.geology, *rendered.recommendations]), summary)
+    ]
+    yield Interpretation(
+        **{**base, "units": _units(summary, choices)},
+        geology=rendered.geology,
+        recommendations=rendered.recommendations,
+        image_prompt=rendered.image_prompt,
+        choices=choices,
+        model_notes=notes,
+        warnings=warnings,
+        raw_text=raw,
+        status="done",
+        progress=1.0,
+        message="done",
     )
 
 

@@ -9,7 +9,9 @@ import time
 from typing import Any
 
 from langchain_setraf.ert.chains import Interpretation, interpretation_chain
+from langchain_setraf.ert.interpretation import confidence_name, material_name
 from langchain_setraf.ert.io import load_survey
+from langchain_setraf.ert.model_section import InversionOptions, ModelSection
 from langchain_setraf.ert.summary import SurveySummary, summarize
 
 BACKENDS = ("gguf",)
@@ -25,8 +27,50 @@ def add_interpret_parser(sub: Any) -> None:
     p.add_argument("--context", default="", help="site notes given to the model as data")
     p.add_argument("--format", dest="fmt", default=None, help="force the survey format")
     p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument(
+        "--n-ctx",
+        type=int,
+        default=4096,
+        help="context window (default 4096: the prompt and the form of a large survey need ~2.2k)",
+    )
     p.add_argument("--json", action="store_true", help="print the Interpretation as JSON")
+    add_inversion_arguments(p)
     p.set_defaults(func=run_interpret)
+
+
+def add_inversion_arguments(p: Any) -> None:
+    """``--invert`` and the inversion settings (defaults: :class:`InversionOptions`)."""
+    d = InversionOptions()
+    g = p.add_argument_group("inversion (needs the 'invert' extra: SimPEG)")
+    g.add_argument(
+        "--invert",
+        action="store_true",
+        help="invert apparent resistivities (SimPEG 2.5-D) and read true depths",
+    )
+    g.add_argument("--error-percent", type=float, default=d.error_percent, help="%% of |ρa|")
+    g.add_argument("--error-floor", type=float, default=d.error_floor, help="Ω·m")
+    g.add_argument(
+        "--cell-size", type=float, default=None, help="m (default: half the electrode spacing)"
+    )
+    g.add_argument("--alpha-s", type=float, default=d.alpha_s, help="smallness weight")
+    g.add_argument("--alpha-x", type=float, default=d.alpha_x, help="horizontal smoothness")
+    g.add_argument("--alpha-z", type=float, default=d.alpha_z, help="vertical smoothness")
+    g.add_argument("--max-iterations", type=int, default=d.max_iterations)
+    g.add_argument("--max-seconds", type=float, default=d.max_seconds)
+
+
+def inversion_options(args: argparse.Namespace) -> InversionOptions:
+    """The :class:`InversionOptions` the command line asks for."""
+    return InversionOptions(
+        error_percent=args.error_percent,
+        error_floor=args.error_floor,
+        cell_size=args.cell_size,
+        alpha_s=args.alpha_s,
+        alpha_x=args.alpha_x,
+        alpha_z=args.alpha_z,
+        max_iterations=args.max_iterations,
+        max_seconds=args.max_seconds,
+    )
 
 
 def _progress(message: str) -> None:
@@ -42,12 +86,26 @@ def run_interpret(args: argparse.Namespace) -> int:
 
     _progress(f"reading {args.file}")
     survey = load_survey(args.file, format=args.fmt)
-    summary = summarize(survey, language=args.lang)
+    model: ModelSection | None = None
+    if getattr(args, "invert", False):
+        from langchain_setraf.ert.invert import invert_survey
+
+        options = inversion_options(args)
+        _progress(f"inverting {survey.n_data} data with SimPEG…")
+        model = invert_survey(survey, options=options, progress=lambda p: _progress(str(p)))
+        _progress(model.describe())
+    summary = summarize(survey, language=args.lang, model=model)
     _progress(
         f"{survey.format}: {survey.n_electrodes} electrodes, {survey.n_data} data, "
         f"{len(summary.units)} unit(s)"
     )
-    llm = GGUFLLM(model_path=args.model, temperature=0.2, max_tokens=args.max_tokens, seed=0)
+    llm = GGUFLLM(
+        model_path=args.model,
+        n_ctx=args.n_ctx,
+        temperature=0.2,
+        max_tokens=args.max_tokens,
+        seed=0,
+    )
     _progress(f"loading model {llm.resolved_model_path().name} and generating…")
     start = time.perf_counter()
     result = interpretation_chain(llm, language=args.lang).invoke(
@@ -73,9 +131,11 @@ def render_markdown(result: Interpretation, summary: SurveySummary) -> str:
         "recs": "Recommandations" if fr else "Recommendations",
         "image": "Prompt d'image" if fr else "Image prompt",
         "caveats": "Limites" if fr else "Caveats",
-        "warn": "Avertissements (vérification des chiffres)" if fr else "Warnings (number check)",
+        "warn": "Avertissements (vérifications)" if fr else "Warnings (checks)",
         "depth": "profondeur (m)" if fr else "depth (m)",
         "cand": "candidats" if fr else "candidates",
+        "choice": "choix du modèle" if fr else "model's choice",
+        "notes": "Notes du modèle (vérifiées)" if fr else "Model notes (checked)",
     }
     lines = [f"# {t['title']}: {summary.survey.path.name}", "", f"## {t['facts']}", ""]
     for key, value in summary.facts().items():
@@ -86,16 +146,26 @@ def render_markdown(result: Interpretation, summary: SurveySummary) -> str:
         "",
         f"## {t['units']}",
         "",
-        f"| unit | {t['depth']} | ρ p10 | ρ median | ρ p90 (Ω·m) | {t['cand']} | SETRAF |",
-        "|---|---|---|---|---|---|---|",
+        f"| unit | {t['depth']} | ρ p10 | ρ median | ρ p90 (Ω·m) | {t['cand']} | {t['choice']} "
+        "| SETRAF |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for u in result.units:
+        lang = result.language
+        choice = (
+            f"{material_name(u.material, lang)} ({confidence_name(u.confidence, lang)})"
+            if u.material
+            else "—"
+        )
         lines.append(
             f"| {u.name} | {u.top_m:g}–{u.bottom_m:g} | {u.rho_p10:g} | {u.rho_median:g} | "
-            f"{u.rho_p90:g} | {', '.join(u.candidates)} | {u.setraf_class} |"
+            f"{u.rho_p90:g} | {', '.join(material_name(c, lang) for c in u.candidates)} | "
+            f"{choice} | {u.setraf_class} |"
         )
     lines += ["", f"## {t['interp']}", "", result.geology or "—", "", f"## {t['recs']}", ""]
     lines += [f"- {r}" for r in result.recommendations]
+    if result.model_notes:
+        lines += ["", f"## {t['notes']}", "", result.model_notes]
     if result.image_prompt:
         lines += ["", f"## {t['image']}", "", result.image_prompt]
     lines += ["", f"## {t['caveats']}", ""] + [f"- {c}" for c in result.caveats]

@@ -3,8 +3,9 @@
 Numbers are found in the text (``"120 Ω·m"``, ``"50–150 ohm.m"``, ``"1,5 m"``,
 ``"1 000 ohm-m"``), then each is accepted when the summary supports it: a resistivity
 inside the observed range (±25 %) or within 5 % of a figure the summary states; a depth
-inside the section (±20 %) and not below the depth of investigation. The text is left
-as written; unsupported numbers become warnings.
+inside the section (±20 %) and not below the depth of investigation; a position along the
+line (``"x 10–20 m"``, ``"x ≈ 35 m"``) inside the line (±5 %). The text is left as
+written; unsupported numbers become warnings.
 
 Example:
     >>> from langchain_setraf.ert import load_survey, summarize
@@ -19,12 +20,16 @@ import re
 
 from langchain_setraf.ert.summary import SurveySummary
 
-__all__ = ["check_numbers", "extract_numbers"]
+__all__ = ["check_numbers", "extract_numbers", "extract_positions"]
 
 _NUM = r"\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?|\d+(?:[.,]\d+)?"
 _OHM = r"(?:Ω|ohms?|ohm|Ohm|OHM)\s*[·.\-\s]?\s*m\b|Ωm|ohm-?m"
 _RANGE = r"\s*(?:–|-|—|to|à|a|and|et)\s*"
 _RHO_RE = re.compile(rf"(?P<a>{_NUM})(?:{_RANGE}(?P<b>{_NUM}))?\s*(?:{_OHM})", re.I)
+_POS_RE = re.compile(
+    rf"\bx\s*(?:=|≈|~|:)?\s*(?P<a>{_NUM})(?:{_RANGE}(?P<b>{_NUM}))?\s*(?:m|mètres?|metres?|meters?)\b",
+    re.I,
+)
 _DEPTH_RE = re.compile(
     rf"(?P<a>{_NUM})(?:{_RANGE}(?P<b>{_NUM}))?\s*(?:m|mètres?|metres?|meters?)\b(?!\s*[·.]?\s*(?:Ω|ohm))",
     re.I,
@@ -38,12 +43,20 @@ def _to_float(token: str) -> float:
     return float(t.replace(",", ""))
 
 
+def extract_positions(text: str) -> list[float]:
+    """Positions along the line written as ``x 10–20 m`` or ``x ≈ 35 m``."""
+    out: list[float] = []
+    for m in _POS_RE.finditer(text):
+        out += [_to_float(g) for g in (m.group("a"), m.group("b")) if g]
+    return out
+
+
 def extract_numbers(text: str) -> tuple[list[float], list[float]]:
-    """Return ``(resistivities, depths)`` written in ``text``."""
+    """Return ``(resistivities, depths)`` written in ``text`` (positions ``x … m`` excluded)."""
     rhos: list[float] = []
     for m in _RHO_RE.finditer(text):
         rhos += [_to_float(g) for g in (m.group("a"), m.group("b")) if g]
-    rest = _RHO_RE.sub(" ", text)
+    rest = _POS_RE.sub(" ", _RHO_RE.sub(" ", text))
     depths: list[float] = []
     for m in _DEPTH_RE.finditer(rest):
         depths += [_to_float(g) for g in (m.group("a"), m.group("b")) if g]
@@ -65,6 +78,13 @@ def check_numbers(text: str, summary: SurveySummary) -> list[str]:
             warnings.append(
                 f"{v:g} Ω·m is not supported by the survey (observed {lo:g}–{hi:g} Ω·m)"
             )
+    xs = [c.x for c in summary.survey.cells]
+    if xs:
+        x_lo, x_hi = min(xs), max(xs)
+        pad = 0.05 * max(x_hi - x_lo, summary.survey.line_length or 0.0, 1.0)
+        for v in dict.fromkeys(extract_positions(text)):
+            if not (x_lo - pad <= v <= max(x_hi, summary.survey.line_length or 0.0) + pad):
+                warnings.append(f"x = {v:g} m lies outside the line ({x_lo:g}–{x_hi:g} m)")
     allowed_depth = summary.allowed_depths()
     dmax = summary.depth_max
     doi = summary.doi_depth

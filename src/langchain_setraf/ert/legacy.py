@@ -15,9 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, BaseLanguageModel
@@ -27,11 +28,27 @@ from langchain_core.runnables import Runnable
 from langchain_setraf.ert import prompts
 from langchain_setraf.ert.chains import (
     _model_step,
+    constrained_stream,
     graph_explanation_chain,
     legend_chain,
     parse_sections,
 )
-from langchain_setraf.ert.classify import setraf_class
+from langchain_setraf.ert.classify import candidate_materials, setraf_class
+from langchain_setraf.ert.interpretation import (
+    UNKNOWN_MATERIAL,
+    Choices,
+    InterpretationSpec,
+    UnitSpec,
+    coerce_choices,
+    detect_language,
+    filled_fraction,
+    fmt,
+    json_schema,
+    material_class,
+    material_name,
+    parse_answer,
+    token_budget,
+)
 
 __all__ = [
     "GenerationTimeoutError",
@@ -219,6 +236,14 @@ def analyze_data_with_mistral(
 ) -> tuple[str, str, str]:
     """SETRAF's interpretation call: ``(interpretation, recommendations, image_prompt)``.
 
+    The three sections (GÉOLOGIE, ACTIONS, IMAGE / PROMPT IA) are written in French from a
+    one-unit form the model fills (its material among the candidates of the observed
+    ``rho_min``–``rho_max`` range, an alternative, a confidence, a reason and a summary);
+    every figure comes from ``geophysical_data``. Local models decode the form under its
+    JSON schema, with at least the tokens it needs (SETRAF's 128 are too few for JSON).
+    The model's own words are appended to GÉOLOGIE only when they pass the checks.
+    ``recommendations`` has one ``- `` line per action.
+
     Raises:
         ValueError: ``llm`` is ``None`` or ``geophysical_data`` lacks ``rho_mean``.
         GenerationTimeoutError: Generation passed ``timeout`` seconds (it is stopped).
@@ -229,22 +254,133 @@ def analyze_data_with_mistral(
     if "rho_mean" not in geophysical_data:
         raise ValueError("geophysical_data must contain 'rho_mean' (Ω·m)")
     _progress(progress_callback, "Préparation des données", 0.1)
-    pre = setraf_class(float(geophysical_data["rho_mean"]), "fr")
+    rho_mean = float(geophysical_data["rho_mean"])
+    lo = float(geophysical_data.get("rho_min", rho_mean))
+    hi = float(geophysical_data.get("rho_max", rho_mean))
+    lo, hi = min(lo, hi), max(lo, hi)
+    if lo <= 0:
+        lo = min(v for v in (hi, rho_mean, 1.0) if v > 0)
+    candidates = tuple(c.material for c in candidate_materials(lo, max(hi, lo)))
+    spec = InterpretationSpec(units=(UnitSpec("U1", candidates or (UNKNOWN_MATERIAL,)),))
+    pre = setraf_class(rho_mean, "fr")
     stats = "\n".join(f"{k}: {v}" for k, v in geophysical_data.items())
+    form = prompts.FORM["fr"]
     msg = (
         f"Données géophysiques :\n{prompts.as_data(stats)}\nPré-classe : {pre}\n\n"
-        "Écris trois sections courtes :\n1. GÉOLOGIE : 2-3 phrases.\n"
-        "2. ACTIONS : 2-3 points.\n3. IMAGE / PROMPT IA : une phrase décrivant la coupe."
+        "Remplis ce formulaire en objet JSON. Choisis uniquement dans les listes.\n"
+        f"{form['unit_rule']}\n"
+        f'"U1" ({fmt(lo)}–{fmt(hi)} ohm·m) : {" | ".join(spec.units[0].candidates)}\n'
+        f"{form['summary']}"
     )
     messages = [SystemMessage(prompts.SYSTEM["fr"]), HumanMessage(msg)]
     _progress(progress_callback, "Génération de l'interprétation", 0.3)
-    text = _stream_text(_model_step(model), messages, timeout=timeout)
+    stream = constrained_stream(model, messages, json_schema(spec), token_budget(spec))
+    if stream is None:
+        example = json.dumps(
+            {
+                "U1": {
+                    "material": spec.units[0].candidates[0],
+                    "alternative": spec.units[0].candidates[-1],
+                    "confidence": "low|medium|high",
+                    "reason": "...",
+                },
+                "summary": "...",
+            },
+            ensure_ascii=False,
+        )
+        messages[-1] = HumanMessage(msg + "\n" + form["example"].format(example=example))
+        stream = _model_step(model).stream(messages)
+    text = _consume(stream, spec, timeout, progress_callback)
     _progress(progress_callback, "Analyse de la réponse", 0.9)
-    found = parse_sections(text, ("geology", "actions", "image"))
-    interpretation = found.get("geology", "" if found else text).strip()
-    result = (interpretation, found.get("actions", "").strip(), found.get("image", "").strip())
+    choices, _ = coerce_choices(spec, parse_answer(text), max_confidence="medium")
+    result = _legacy_sections(geophysical_data, lo, hi, pre, choices, text, str(msg))
     _progress(progress_callback, "Terminé", 1.0)
     return result
+
+
+def _consume(
+    stream: Iterator[str],
+    spec: InterpretationSpec,
+    timeout: float | None,
+    progress_callback: ProgressCallback | None,
+) -> str:
+    start = time.monotonic()
+    parts: list[str] = []
+    last = -1.0
+    try:
+        for chunk in stream:
+            parts.append(chunk)
+            if timeout is not None and time.monotonic() - start > timeout:
+                raise GenerationTimeoutError(timeout, "".join(parts))
+            done = filled_fraction(spec, "".join(parts))
+            if done > last:
+                last = done
+                _progress(progress_callback, "Génération de l'interprétation", 0.3 + 0.55 * done)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    return "".join(parts)
+
+
+def _legacy_sections(
+    data: Mapping[str, Any],
+    lo: float,
+    hi: float,
+    pre: str,
+    choices: Choices,
+    raw: str,
+    prompt: str,
+) -> tuple[str, str, str]:
+    unit = choices.units[0]
+    mat, alt = material_name(unit.material, "fr"), material_name(unit.alternative, "fr")
+    conf = {"low": "faible", "medium": "moyenne", "high": "élevée"}[unit.confidence]
+    mean = float(data["rho_mean"])
+    geology = (
+        f"Résistivités de {fmt(lo, 'fr')} à {fmt(hi, 'fr')} Ω·m (moyenne {fmt(mean, 'fr')} "
+        f"Ω·m) : pré-classe SETRAF « {pre} ». Matériau le plus probable : {mat} (confiance "
+        f"{conf}) ; alternative : {alt}. Les gammes de résistivité se recouvrent : seules des "
+        "données de site (forage, géologie, qualité de l'eau) tranchent."
+    )
+    notes = _legacy_notes(choices, raw, prompt)
+    if notes:
+        geology += " " + notes
+    actions = [
+        f"- Forage ou pénétromètre de calibration pour trancher entre {mat} et {alt}.",
+        "- Polarisation provoquée (PP/IP) pour distinguer argile et eau salée.",
+    ]
+    if material_class(unit.material) == "rock" or hi >= 1000:
+        actions.append("- Sismique réfraction pour situer le toit du substratum résistant.")
+    else:
+        actions.append("- Profil plus long ou espacements plus grands pour voir plus profond.")
+    image = (
+        f"Coupe de résistivité électrique montrant {mat} (de {fmt(lo, 'fr')} à "
+        f"{fmt(hi, 'fr')} Ω·m), échelle de couleurs du bleu (conducteur) au rouge (résistant)."
+    )
+    return geology, "\n".join(actions), image
+
+
+_NUMBER = re.compile(r"\d")
+
+
+def _legacy_notes(choices: Choices, raw: str, prompt: str) -> str:
+    """The model's words worth keeping: French, not copied, no figures (none can be checked
+    against a survey here), no names absent from the prompt."""
+    text = " ".join(choices.free_text()) if choices.free_text() else ""
+    if not text and not parse_answer(raw):
+        found = parse_sections(raw, ("geology", "actions", "image"))
+        text = found.get("geology", "") if found else raw
+    kept = []
+    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+        if (
+            len(sentence) >= 12
+            and not _NUMBER.search(sentence)
+            and sentence.lower() not in prompt.lower()
+            and detect_language(sentence) in ("fr", None)
+        ):
+            kept.append(sentence)
+    joined = " ".join(kept)
+    return joined if detect_language(joined) == "fr" else ""
 
 
 def generate_dynamic_legend_and_explanation(

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CHAT", "GRAPH", "GRAPH_TYPES", "HEADINGS", "INTERPRET", "LEGEND", "SYSTEM", "as_data"]
+__all__ = [
+    "CHAT",
+    "FORM",
+    "GRAPH",
+    "GRAPH_TYPES",
+    "HEADINGS",
+    "INTERPRET",
+    "LEGEND",
+    "STRUCTURED",
+    "SYSTEM",
+    "as_data",
+]
 
 _TAG = re.compile(r"</?\s*survey_data\s*>", re.I)
 
@@ -44,6 +55,7 @@ HEADINGS = {
     "fr": ("GÉOLOGIE", "ACTIONS", "IMAGE / PROMPT IA"),
 }
 
+#: Free-prose request (three headed sections); kept for callers that stream prose.
 INTERPRET = {
     "en": (
         "Survey facts:\n{facts}\n\nSite notes and file text:\n{data}\n\n"
@@ -59,6 +71,48 @@ INTERPRET = {
         "ACTIONS : 2-3 recommandations, une par ligne commençant par '-'.\n"
         "IMAGE / PROMPT IA : une phrase décrivant la coupe pour un générateur d'images."
     ),
+}
+
+#: The request of :func:`~langchain_setraf.ert.interpretation_chain`: fill a form whose
+#: choices are listed per unit (``{form}``), never write numbers.
+STRUCTURED = {
+    "en": (
+        "Survey facts:\n{facts}\n\nSite notes and file text:\n{data}\n\n"
+        "Fill this form as a JSON object. Choose only from the lists.\n{form}"
+    ),
+    "fr": (
+        "Faits du levé :\n{facts}\n\nNotes de site et texte du fichier :\n{data}\n\n"
+        "Remplis ce formulaire en objet JSON. Choisis uniquement dans les listes.\n{form}"
+    ),
+}
+
+#: Lines of the form: one per unit, boundary list and anomaly, then the summary.
+FORM = {
+    "en": {
+        "unit_rule": 'For each unit: "material" = its most likely material and '
+        '"alternative" = another one, both from its list; "confidence" = low, medium or high; '
+        '"reason" = one short sentence in English, without numbers.',
+        "unit": '"{name}" ({top}–{bottom} m, {p10}–{p90} ohm·m, median {median} ohm·m): {choices}',
+        "water": '"water_table": "supported" = true only if resistivity drops downwards at a '
+        'boundary; "boundary" = one of: {choices}',
+        "anomaly": '"{name}" ({kind} anomaly): "cause" = one of: {choices}; "explanation" = one '
+        "short sentence.",
+        "summary": '"summary": two short sentences in English, without numbers.',
+        "example": "Answer with the JSON object only, shaped like:\n{example}",
+    },
+    "fr": {
+        "unit_rule": 'Pour chaque unité : "material" = son matériau le plus probable et '
+        '"alternative" = un autre, tous deux de sa liste ; "confidence" = low, medium ou high ; '
+        '"reason" = une phrase courte en français, sans chiffres.',
+        "unit": '"{name}" ({top}–{bottom} m, {p10}–{p90} ohm·m, médiane {median} ohm·m) : '
+        "{choices}",
+        "water": '"water_table" : "supported" = true seulement si la résistivité chute vers le '
+        'bas à une limite ; "boundary" = une de : {choices}',
+        "anomaly": '"{name}" (anomalie {kind}) : "cause" = une de : {choices} ; "explanation" = '
+        "une phrase courte.",
+        "summary": '"summary" : deux phrases courtes en français, sans chiffres.',
+        "example": "Réponds uniquement par l'objet JSON, de la forme :\n{example}",
+    },
 }
 
 LEGEND = {

@@ -22,6 +22,7 @@ from langchain_setraf.ert.classify import (
     setraf_class,
     setraf_water_class,
 )
+from langchain_setraf.ert.model_section import ModelSection
 from langchain_setraf.ert.survey import Cell, Survey
 
 __all__ = ["Anomaly", "Band", "Boundary", "LogStats", "SurveySummary", "Unit", "summarize"]
@@ -141,6 +142,8 @@ class SurveySummary:
     anomalies: list[Anomaly]
     caveats: list[str] = field(default_factory=list)
     language: str = "en"
+    inversion: ModelSection | None = None
+    """The inverted model section the summary reads (``None``: the file's own cells)."""
 
     # -- grounding ---------------------------------------------------------------------------
     def allowed_resistivities(self) -> list[float]:
@@ -190,6 +193,8 @@ class SurveySummary:
             "depth": self.depth_label,
             "rms_percent": s.rms_percent,
             "ip": f"{s.ip_quantity} ({s.ip_unit})" if s.ip_quantity else None,
+            "inversion": self.inversion.describe() if self.inversion else None,
+            "chi2": round(self.inversion.chi2, 2) if self.inversion else None,
         }
 
     def to_text(self) -> str:
@@ -207,7 +212,13 @@ class SurveySummary:
             f"Depth of investigation: {self.doi_rule}"
             + (f" (about {_fmt(self.doi_depth)} m)" if self.doi_depth is not None else ""),
         ]
-        if s.rms_percent is not None:
+        if self.inversion is not None:
+            lines.append(
+                f"Inverted here ({self.inversion.library}, 2.5-D smooth): chi² "
+                f"{self.inversion.chi2:.2f}, RMS {self.inversion.rms_percent:.2f} %, "
+                f"{self.inversion.iterations} iteration(s)"
+            )
+        elif s.rms_percent is not None:
             lines.append(f"Inversion misfit: RMS {s.rms_percent:g} %")
         lines.append("Units (top to bottom):")
         for u in self.units:
@@ -249,6 +260,9 @@ _CAVEATS = {
         "masked": "{fraction:.0%} of the cells lie below the depth of investigation and were "
         "left out; do not interpret them.",
         "rms": "The inversion fits the data to {rms:g} % RMS.",
+        "inverted": "Depths are true depths of a smooth 2.5-D inversion ({library}, chi² "
+        "{chi2:.2f}, RMS {rms:.2f} %, {iterations} iteration(s)); a smooth model spreads "
+        "sharp boundaries over several cells, and one model is not the only one that fits.",
     },
     "fr": {
         "overlap": "Les gammes de résistivité des matériaux se recouvrent sur plusieurs ordres "
@@ -266,6 +280,10 @@ _CAVEATS = {
         "masked": "{fraction:.0%} des cellules sont sous la profondeur d'investigation et ont "
         "été écartées : ne pas les interpréter.",
         "rms": "L'inversion ajuste les données à {rms:g} % RMS.",
+        "inverted": "Les profondeurs sont les profondeurs vraies d'une inversion 2,5-D "
+        "lissée ({library}, chi² {chi2:.2f}, RMS {rms:.2f} %, {iterations} itération(s)) ; "
+        "un modèle lissé étale les limites franches sur plusieurs cellules, et d'autres "
+        "modèles ajustent aussi les données.",
     },
 }
 
@@ -286,8 +304,18 @@ def _depth_label(survey: Survey) -> str:
     }[survey.depth_kind]
 
 
-def _doi_mask(survey: Survey) -> tuple[list[Cell], str, float | None]:
+def _doi_mask(
+    survey: Survey, model: ModelSection | None = None
+) -> tuple[list[Cell], str, float | None]:
     cells = survey.cells
+    if model is not None:
+        kept = [c for c in cells if c.depth < model.doi_m]
+        rule = (
+            "inverted model: levels whose median data-weighted coverage is below "
+            f"{model.options.doi_coverage:g} of the surface level's are below the depth of "
+            "investigation and masked"
+        )
+        return kept or cells, rule, model.doi_m
     if survey.has_sensitivity:
         shallow = min(c.depth for c in cells)
         top = sorted(c.sensitivity or 0.0 for c in cells if c.depth == shallow)
@@ -344,21 +372,29 @@ def _bands(cells: list[Cell], max_bands: int = 6) -> list[tuple[float, float, li
     return out
 
 
-def summarize(survey: Survey, *, language: str = "en") -> SurveySummary:
+def summarize(
+    survey: Survey, *, language: str = "en", model: ModelSection | None = None
+) -> SurveySummary:
     """Compute the grounded summary of a survey.
 
     Args:
         survey: A survey from :func:`~langchain_setraf.ert.load_survey`.
         language: ``"en"`` or ``"fr"`` for SETRAF's class names on each unit
             (:attr:`Unit.setraf_class`, :attr:`Unit.water_class`).
+        model: An inverted section of this survey
+            (:func:`~langchain_setraf.ert.invert.invert_survey`): the summary then reads its
+            cells at true depths, masks them below its depth of investigation and reports
+            χ² and RMS instead of pseudo-depths.
 
     Raises:
         ValueError: The survey has no positive resistivity.
     """
+    if model is not None:
+        survey = model.to_survey(survey)
     if not survey.cells:
         raise ValueError(f"{survey.path}: no resistivity cells to summarise")
     stats = LogStats.of([c.rho for c in survey.cells])
-    kept, rule, doi = _doi_mask(survey)
+    kept, rule, doi = _doi_mask(survey, model)
     masked_fraction = 1 - len(kept) / len(survey.cells)
     raw_bands = _bands(kept)
     bands = [Band(top, bottom, LogStats.of([c.rho for c in cs])) for top, bottom, cs in raw_bands]
@@ -439,7 +475,17 @@ def summarize(survey: Survey, *, language: str = "en") -> SurveySummary:
         caveats.insert(0, text["setraf"])
     if masked_fraction > 0:
         caveats.append(text["masked"].format(fraction=masked_fraction))
-    if survey.rms_percent is not None:
+    if model is not None:
+        caveats.insert(
+            0,
+            text["inverted"].format(
+                library=model.library,
+                chi2=model.chi2,
+                rms=model.rms_percent,
+                iterations=model.iterations,
+            ),
+        )
+    elif survey.rms_percent is not None:
         caveats.append(text["rms"].format(rms=survey.rms_percent))
     caveats += survey.notes
 
@@ -457,4 +503,5 @@ def summarize(survey: Survey, *, language: str = "en") -> SurveySummary:
         anomalies=anomalies[:5],
         caveats=caveats,
         language=language,
+        inversion=model,
     )
