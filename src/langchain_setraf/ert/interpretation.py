@@ -715,7 +715,7 @@ _T: dict[str, dict[str, Any]] = {
         "rec_water": "Measure the water level in a well or piezometer near the line to test "
         "the water table at {a}–{b} m.",
         "rec_anomaly": "Check anomaly {name} (x {x1}–{x2} m) with a crossing line or a trial pit.",
-        "rec_invert": "Invert the data before reading depths.",
+        "rec_invert": "Invert the data before reading depths (`setraf interpret FILE --invert`).",
         "rec_longer": "Use a longer line or larger spacings to see below {d} m.",
         "image": "Cross-section of a resistivity survey with {k} layer(s): {layers}; "
         "colour scale from {lo} to {hi} Ω·m.",
@@ -764,7 +764,8 @@ _T: dict[str, dict[str, Any]] = {
         "pour tester la nappe vers {a}–{b} m.",
         "rec_anomaly": "Vérifier l'anomalie {name} (x {x1}–{x2} m) par un profil croisé ou une "
         "fosse.",
-        "rec_invert": "Inverser les données avant de lire des profondeurs.",
+        "rec_invert": "Inverser les données avant de lire des profondeurs "
+        "(`setraf interpret FICHIER --invert`).",
         "rec_longer": "Allonger le profil ou les espacements pour voir sous {d} m.",
         "image": "Coupe de résistivité électrique à {k} couche(s) : {layers} ; échelle de "
         "couleurs de {lo} à {hi} Ω·m.",
