@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -15,7 +16,13 @@ import pytest
 
 from langchain_setraf import CheckpointError, PickleWeightsRefusedError, TransformersLLM
 from langchain_setraf._hf_generate import StopScanner
-from langchain_setraf.backends.transformers import TransformersBackend, resolve_mode
+from langchain_setraf.backends import transformers as hf_backend
+from langchain_setraf.backends.transformers import (
+    TransformersBackend,
+    cpu_repack_supported,
+    resolve_cpu_repack,
+    resolve_mode,
+)
 from langchain_setraf.cache import ModelCache
 
 PROMPT = "The capital of France is"
@@ -50,6 +57,37 @@ def test_auto_mode_follows_the_measured_evidence() -> None:
     assert resolve_mode("int8", cuda=False, bnb_available=True) == "int8"
     with pytest.raises(ValueError, match="unknown quantization 'q3'"):
         resolve_mode("q3", cuda=False, bnb_available=True)
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_cpu_repack_choice_follows_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, supported: bool
+) -> None:
+    """``None`` does what bitsandbytes does on this CPU; ``True`` where it cannot is an error."""
+    monkeypatch.setattr(hf_backend, "cpu_repack_supported", lambda: supported)
+    assert resolve_cpu_repack(None, mode="nf4", device="cpu") is supported
+    assert resolve_cpu_repack(False, mode="fp4", device="cpu") is False
+    if supported:
+        assert resolve_cpu_repack(True, mode="nf4", device="cpu") is True
+    else:
+        with pytest.raises(ValueError, match="needs a CPU with AVX512-BF16"):
+            resolve_cpu_repack(True, mode="nf4", device="cpu")
+    # only 4-bit weights on the CPU are ever repacked
+    assert resolve_cpu_repack(None, mode="nf4", device="cuda") is False
+    assert resolve_cpu_repack(None, mode="int8", device="cpu") is False
+    with pytest.raises(ValueError, match="applies to nf4/fp4 on the CPU; this load is bf16"):
+        resolve_cpu_repack(True, mode="bf16", device="cpu")
+
+
+def test_cpu_repack_option_is_checked_before_loading(hf_checkpoint: Path) -> None:
+    backend = TransformersBackend()
+    spec = backend.spec_for(hf_checkpoint, quantization="nf4", cpu_repack=False)
+    assert spec.options_dict["cpu_repack"] is False  # part of the cache key
+    assert "cpu_repack" not in backend.spec_for(hf_checkpoint, quantization="nf4").options_dict
+    with pytest.raises(ValueError, match=r"4-bit modes \(nf4, fp4\), not 'int8'"):
+        backend.spec_for(hf_checkpoint, quantization="int8", cpu_repack=True)
+    with pytest.raises(TypeError, match="cpu_repack must be True, False or None, got 'yes'"):
+        backend.spec_for(hf_checkpoint, quantization="nf4", cpu_repack="yes")
 
 
 def test_constructor_and_spec_do_not_import_torch(hf_checkpoint: Path) -> None:
@@ -156,6 +194,8 @@ def test_each_mode_loads_checks_dtype_and_generates(
     import torch
 
     llm = _llm(hf_checkpoint, mode, max_new_tokens=6)
+    with llm._lease(lock=False) as handle:  # loads, no forward pass yet
+        at_load = _layouts(handle.model)
     text = llm.invoke(PROMPT)
     assert text.strip(), f"{mode}: empty output"
     assert not text.startswith(PROMPT), "the prompt must not be echoed"
@@ -164,6 +204,8 @@ def test_each_mode_loads_checks_dtype_and_generates(
         info = handle.info
         model = handle.model
         assert info.mode == mode
+        # the layout is settled by the load: generating does not change it
+        assert _layouts(model) == at_load
         footprint = info.footprint_bytes
         if mode in ("fp32", "bf16", "fp16"):
             want = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
@@ -173,7 +215,10 @@ def test_each_mode_loads_checks_dtype_and_generates(
             layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
             assert len(layers) == 30 * 7  # every attention and MLP projection of 30 blocks
             assert {m.weight.quant_type for m in layers} == {mode}
-            assert all(m.weight.quant_state.nested for m in layers), "double quant is off"
+            # double quant is on by default; on an AVX512-BF16 CPU bitsandbytes repacks the
+            # weights for its kernel and expands the statistics (the documented layout)
+            assert info.cpu_repacked is cpu_repack_supported()
+            _assert_4bit_layout(layers, repacked=info.cpu_repacked)
         else:
             layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear8bitLt)]
             assert len(layers) == 30 * 7
@@ -182,6 +227,81 @@ def test_each_mode_loads_checks_dtype_and_generates(
     limits = {"fp32": 520, "bf16": 260, "fp16": 260, "nf4": 120, "fp4": 120, "int8": 170}
     assert footprint <= limits[mode] * mb, f"{mode}: footprint {footprint / mb:.0f} MB"
     assert entry.estimated_bytes == footprint
+
+
+def _layouts(model: object) -> list[tuple[bool, bool]]:
+    import bitsandbytes as bnb
+
+    return [
+        (bool(m.weight.quant_state.nested), _packed(m))
+        for m in model.modules()  # type: ignore[attr-defined]
+        if isinstance(m, bnb.nn.Linear4bit)
+    ]
+
+
+def _packed(layer: object) -> bool:
+    return bool(getattr(layer.weight.quant_state, "packing_format_for_cpu", False))  # type: ignore[attr-defined]
+
+
+def _assert_4bit_layout(layers: list, *, repacked: bool) -> None:  # type: ignore[type-arg]
+    """Double-quantised layout, or bitsandbytes' AVX512-BF16 CPU layout made from it."""
+    import torch
+
+    states = [m.weight.quant_state for m in layers]
+    if repacked:
+        assert all(_packed(m) for m in layers), "not all layers repacked"
+        assert not any(s.nested for s in states), "repacked layers keep bf16 statistics"
+        assert all(s.original_nested for s in states), "double quant was off at quantisation"
+        assert {s.absmax.dtype for s in states} == {torch.bfloat16}
+    else:
+        assert not any(_packed(m) for m in layers), "repacked although not asked for"
+        assert all(s.nested for s in states), "double quant is off"
+        assert {s.absmax.dtype for s in states} == {torch.uint8}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["nf4", "fp4"])
+def test_cpu_repack_off_keeps_double_quant_through_generation(
+    cache: ModelCache, hf_checkpoint: Path, mode: str
+) -> None:
+    """``cpu_repack=False`` holds on every CPU: the double-quantised layout after forwards."""
+    import bitsandbytes as bnb
+
+    llm = _llm(hf_checkpoint, mode, max_new_tokens=4, cpu_repack=False)
+    assert llm.invoke(PROMPT).strip()
+    with llm._lease(lock=False) as handle:
+        layers = [m for m in handle.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+        assert handle.info.cpu_repacked is False
+        _assert_4bit_layout(layers, repacked=False)
+
+
+def test_cpu_repack_true_without_avx512_bf16_is_refused_before_loading(
+    monkeypatch: pytest.MonkeyPatch, cache: ModelCache, hf_checkpoint: Path
+) -> None:
+    monkeypatch.setattr(hf_backend, "cpu_repack_supported", lambda: False)
+    llm = _llm(hf_checkpoint, "nf4", cpu_repack=True)
+    with pytest.raises(ValueError, match="cpu_repack=True needs a CPU with AVX512-BF16"):
+        llm.invoke(PROMPT)
+    assert cache.total_loads == 0 and len(cache) == 0
+
+
+@pytest.mark.slow
+def test_cpu_repack_on_repacks_or_refuses_by_cpu(cache: ModelCache, hf_checkpoint: Path) -> None:
+    """``cpu_repack=True``: the repacked layout at load on an AVX512-BF16 CPU, else a clear
+    error before any weight is loaded."""
+    import bitsandbytes as bnb
+
+    llm = _llm(hf_checkpoint, "nf4", max_new_tokens=4, cpu_repack=True)
+    if not cpu_repack_supported():
+        with pytest.raises(ValueError, match="cpu_repack=True needs a CPU with AVX512-BF16"):
+            llm.invoke(PROMPT)
+        assert cache.total_loads == 0 and len(cache) == 0
+        return
+    with llm._lease(lock=False) as handle:
+        layers = [m for m in handle.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+        assert handle.info.cpu_repacked is True
+        _assert_4bit_layout(layers, repacked=True)
+    assert llm.invoke(PROMPT).strip()
 
 
 @pytest.mark.slow
@@ -301,9 +421,9 @@ async def test_async_does_not_block_the_event_loop(cache: ModelCache, hf_checkpo
     assert ticks > 20, "the event loop was blocked during generation"
 
 
-def _probe(ckpt: Path, mode: str, cycles: int) -> dict:  # type: ignore[type-arg]
+def _probe(ckpt: Path, mode: str, cycles: int, *flags: str) -> dict:  # type: ignore[type-arg]
     proc = subprocess.run(
-        [sys.executable, str(HELPERS / "hf_memory_probe.py"), str(ckpt), mode, str(cycles)],
+        [sys.executable, str(HELPERS / "hf_memory_probe.py"), str(ckpt), mode, str(cycles), *flags],
         capture_output=True,
         text=True,
         timeout=900,
@@ -313,16 +433,45 @@ def _probe(ckpt: Path, mode: str, cycles: int) -> dict:  # type: ignore[type-arg
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["bf16", "fp32", "nf4"])
-def test_memory_comes_back_without_drift(hf_checkpoint: Path, mode: str) -> None:
-    """Issue targets: first release within 20 % of the footprint of the pre-load level;
-    every later release ≤ first release + 5 MB; peak RSS while loading ≤ 1.5 × final."""
-    data = _probe(hf_checkpoint, mode, 5)
+@pytest.mark.parametrize(
+    ("mode", "repack"),
+    [
+        ("fp32", None),
+        ("bf16", None),
+        ("fp16", None),
+        ("nf4", None),  # bitsandbytes' layout for this CPU (repacked on AVX512-BF16)
+        ("fp4", None),
+        ("int8", None),
+        ("nf4", "off"),  # the double-quantised layout, on every CPU
+    ],
+)
+def test_memory_comes_back_without_drift(
+    request: pytest.FixtureRequest, hf_checkpoint: Path, mode: str, repack: str | None
+) -> None:
+    """The README's transformers memory table, one row each, on any CPU: first release
+    within 20 % of the footprint of the pre-load level; every later release ≤ first
+    release + 5 MB; peak RSS while loading ≤ 1.5 × loaded RSS."""
+    flags = [f"--cpu-repack={repack}"] if repack else []
+    data = _probe(hf_checkpoint, mode, 5, "--new-tokens=4", *flags)  # memory only, not speed
+    expect_repacked = mode in ("nf4", "fp4") and repack is None and cpu_repack_supported()
+    assert data["cpu_repacked"] is expect_repacked
     mb = 1024 * 1024
     base = data["baseline"]
     rows = data["cycles"]
     footprint = rows[0]["footprint"]
     first = rows[0]["released"]
+    summary = {
+        "footprint_mb": round(footprint / mb, 1),
+        "loaded_mb": round(statistics.median(r["loaded"] for r in rows) / mb, 1),
+        "peak_mb": round(max(r["peak"] for r in rows) / mb, 1),
+        "peak_ratio": round(max(r["peak"] / r["loaded"] for r in rows), 2),
+        "first_release_mb": round((first - base) / mb, 1),
+        "first_release_limit_mb": round(0.2 * footprint / mb, 1),
+        "drift_mb": round((max(r["released"] for r in rows[1:]) - first) / mb, 1),
+        "cpu_repacked": data["cpu_repacked"],
+    }
+    request.node.user_properties.extend(summary.items())
+    print(f"{mode} cpu_repack={repack}: {json.dumps(summary)}")
     assert first - base <= 0.2 * footprint, (
         f"{mode}: first release {(first - base) / mb:+.1f} MB over the pre-load level "
         f"(limit {0.2 * footprint / mb:.1f} MB)"

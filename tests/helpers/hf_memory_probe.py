@@ -1,9 +1,13 @@
 """Run in a child process: TransformersLLM load → generate → release cycles, as JSON.
 
-Usage: python hf_memory_probe.py CHECKPOINT MODE CYCLES [--raw]
+Usage: python hf_memory_probe.py CHECKPOINT MODE CYCLES [--raw] [--cpu-repack=on|off]
+       [--new-tokens=N]
 
 ``--raw`` measures plain transformers (``from_pretrained``, ``del``, ``gc``,
 ``malloc_trim``) without the package's allocator tuning, for comparison.
+``--cpu-repack=on|off`` passes ``cpu_repack=True|False`` (nf4/fp4); without it the default
+(``None``: bitsandbytes' choice for this CPU). The output says which layout was used
+(``cpu_repacked``). ``--new-tokens`` (default 16) is the greedy generation timed per cycle.
 The pre-load level is taken after importing the libraries the mode needs (torch,
 transformers, bitsandbytes for 4/8-bit): the model's memory is what comes and goes.
 Peak RSS of each load is VmHWM, reset before the load through ``/proc/self/clear_refs``.
@@ -27,6 +31,11 @@ def _reset_peak() -> None:
 def main() -> None:
     ckpt, mode, cycles = sys.argv[1], sys.argv[2], int(sys.argv[3])
     raw = "--raw" in sys.argv
+    flags = [a for a in sys.argv[4:] if a.startswith("--cpu-repack=")]
+    cpu_repack = {"on": True, "off": False}[flags[-1].split("=", 1)[1]] if flags else None
+    load_opts = {"cpu_repack": cpu_repack} if cpu_repack is not None else {}
+    tokens = [int(a.split("=", 1)[1]) for a in sys.argv[4:] if a.startswith("--new-tokens=")]
+    new_tokens = tokens[-1] if tokens else 16
     import torch
     import transformers
 
@@ -39,13 +48,14 @@ def main() -> None:
     before = memory_snapshot()
 
     prompt = "The capital of France is"
-    probe_llm = TransformersLLM(model=ckpt, quantization=mode)
+    probe_llm = TransformersLLM(model=ckpt, quantization=mode, **load_opts)
     backend, spec = probe_llm._backend_and_spec()
     backend.prepare(spec)  # one-time library imports are not the model's memory
     imported = memory_snapshot()
     give_back_memory()
     baseline = memory_snapshot()
     rows = []
+    cpu_repacked = False
     for _ in range(cycles):
         _reset_peak()
         t0 = time.perf_counter()
@@ -57,7 +67,7 @@ def main() -> None:
             ids = tok(prompt, return_tensors="pt")
             t1 = time.perf_counter()
             with torch.inference_mode():
-                out = model.generate(**ids, max_new_tokens=16, do_sample=False)
+                out = model.generate(**ids, max_new_tokens=new_tokens, do_sample=False)
             gen_s = time.perf_counter() - t1
             n_out = int(out.shape[1] - ids["input_ids"].shape[1])
             footprint = int(model.get_memory_footprint())
@@ -65,15 +75,19 @@ def main() -> None:
             del model, tok, out, ids
             give_back_memory()
         else:
-            llm = TransformersLLM(model=ckpt, quantization=mode, temperature=0, max_new_tokens=1)
+            llm = TransformersLLM(
+                model=ckpt, quantization=mode, temperature=0, max_new_tokens=1, **load_opts
+            )
             llm.invoke(prompt)
             load_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            result = llm.generate([prompt], max_new_tokens=16)
+            result = llm.generate([prompt], max_new_tokens=new_tokens)
             gen_s = time.perf_counter() - t1
             n_out = int(result.generations[0][0].generation_info["completion_tokens"])
             (entry,) = llm._cache().loaded()
             footprint = entry.estimated_bytes
+            with llm._lease(lock=False) as handle:
+                cpu_repacked = handle.info.cpu_repacked
             loaded = memory_snapshot()
             assert llm.release()
         released = memory_snapshot()
@@ -95,6 +109,9 @@ def main() -> None:
             {
                 "mode": mode,
                 "raw": raw,
+                "cpu_repack": cpu_repack,
+                "cpu_repacked": cpu_repacked,
+                "new_tokens": new_tokens,
                 "baseline": baseline.rss,
                 "before_prepare": before.rss,
                 "imported": imported.rss,
