@@ -37,7 +37,16 @@ def test_readme_setup_commands_name_every_extra_the_tests_import() -> None:
     test_cmd = _blocks("bash")[1]
     extras = re.search(r'-e "\.\[([^\]]+)\]"', test_cmd)
     assert extras is not None
-    for extra in ("gguf", "default-model", "transformers", "app", "invert", "pull", "test", "bench"):
+    for extra in (
+        "gguf",
+        "default-model",
+        "transformers",
+        "app",
+        "invert",
+        "pull",
+        "test",
+        "bench",
+    ):
         assert extra in extras.group(1).split(","), extra
     assert "chromium" in test_cmd, "the browser test needs Debian's Chromium"
 
