@@ -373,11 +373,23 @@ def render(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+KEEP_FROM = "## Containers, cold starts and memory pressure"
+
+
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "benchmarks/results/summary.json"
     summary = json.loads(path.read_text())
     DOCS.mkdir(exist_ok=True)
-    (DOCS / "benchmarks.md").write_text(render(summary))
+    target = DOCS / "benchmarks.md"
+    # sections written by other scripts (cold starts, pressure) follow this marker and
+    # are kept: the report regenerates only what it owns
+    kept = ""
+    if target.exists():
+        old = target.read_text()
+        at = old.find(KEEP_FROM)
+        if at != -1:
+            kept = "\n" + old[at:]
+    target.write_text(render(summary) + kept)
     print(f"wrote {DOCS / 'benchmarks.md'}")
 
 
