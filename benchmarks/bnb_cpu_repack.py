@@ -34,35 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import cpu_model, machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "bnb_cpu_repack.json"
 PROMPT = "The capital of France is"
 NEW_TOKENS = 16
 RUNS = 3
 MB = 1024 * 1024
-
-
-def cpu_model_name() -> str:
-    """The CPU's model name as ``lscpu`` shows it (``/proc/cpuinfo`` on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    """The AVX-512 / AMX flags of the CPU (what decides bitsandbytes' kernels)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                return sorted(f for f in flags if f.startswith(("avx512", "amx", "avx_vnni")))
-    except OSError:
-        pass
-    return []
 
 
 def _layer_bytes(model: Any) -> dict[str, int]:
@@ -258,8 +237,8 @@ def main() -> None:
             speeds.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(f"{mode}: repacked {speeds[-1]['speedup']:.2f}x faster", file=sys.stderr)
     result = {
-        "cpu": cpu_model_name(),
-        "cpu_flags": cpu_flags(),
+        "cpu": cpu_model(),
+        "cpu_flags": machine_info()["isa"],
         "avx512_bf16": supported,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
