@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -91,24 +89,10 @@ def _within(value: float, truth: float, rel: float) -> bool:
 
 
 @cache
-def _invert_file(path: str, options: InversionOptions | None) -> ModelSection:
+def _inverted(path: str, options: InversionOptions | None = None) -> ModelSection:
     from langchain_setraf.ert.invert import invert_survey
 
     return invert_survey(load_survey(path), options=options)
-
-
-def _inverted(path: str, options: InversionOptions | None = None) -> ModelSection:
-    """Invert ``path`` in a fresh process, so the truth tests measure the library.
-
-    In the full suite this process carries whatever earlier tests and their native libraries
-    (llama.cpp, torch, bitsandbytes) left behind, and the iterative inversion turned out to
-    be sensitive to it: the three-layer bottom came back at 628 Ω·m after the rest of the
-    suite and at 566 Ω·m in a clean process, every time (truth 500). Which state it is was
-    not pinned down; README "Inversion" says so.
-    """
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return pool.submit(_invert_file, path, options).result(timeout=900)
 
 
 def _truth(name: str) -> dict[str, Any]:
