@@ -14,6 +14,7 @@ default (on); :class:`~langchain_setraf.GGUFLLM` sets it off.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import stat
 import sys
@@ -67,10 +68,7 @@ def import_llama_cpp() -> Any:
     return llama_cpp
 
 
-_DEVNULL_HOOK = threading.Lock()
-_devnull_hook_registered = False
-
-
+@functools.cache
 def _close_devnull_at_exit() -> None:
     """Close llama-cpp-python's two ``/dev/null`` handles when the interpreter exits.
 
@@ -78,11 +76,7 @@ def _close_devnull_at_exit() -> None:
     output, even from destructors) and never closes them: Python reports both as an
     unclosed-file ``ResourceWarning`` at exit. They stay open while the process runs.
     """
-    global _devnull_hook_registered
-    with _DEVNULL_HOOK:
-        if not _devnull_hook_registered:
-            atexit.register(_close_devnull)
-            _devnull_hook_registered = True
+    atexit.register(_close_devnull)
 
 
 def _close_devnull() -> None:
