@@ -500,7 +500,8 @@ def test_a_plugin_whose_accepts_raises_does_not_break_auto(
     smollm2_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from langchain_setraf import factory
-    from langchain_setraf.plugins import BackendInfo, get_backend, list_backends
+    from langchain_setraf.factory import get_backend, list_backends
+    from langchain_setraf.plugins import BackendInfo
 
     class Broken:
         name = "broken-accepts"

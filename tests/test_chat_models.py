@@ -194,3 +194,26 @@ def test_chat_import_does_not_pull_torch() -> None:
     code = "import sys; from langchain_setraf import ChatGGUF; ChatGGUF(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_a_required_tool_call_cut_off_is_reported_not_silent() -> None:
+    """A forced call decoded under its grammar but cut off at max_tokens is an invalid
+    tool call naming the cause, in invoke and in stream (never an empty answer)."""
+    from langchain_setraf import ChatGGUF
+
+    def multiply(a: int, b: int) -> int:
+        """Multiply two integers."""
+        return a * b
+
+    chat = ChatGGUF(temperature=0, max_tokens=4).bind_tools([multiply], tool_choice="multiply")
+    msg = chat.invoke("What is 45 times 67?")
+    assert msg.tool_calls == []
+    assert len(msg.invalid_tool_calls) == 1
+    assert "cut off at max_tokens" in (msg.invalid_tool_calls[0]["error"] or "")
+    assert msg.invalid_tool_calls[0]["args"].startswith("{")
+    streamed = None
+    for chunk in chat.stream("What is 45 times 67?"):
+        streamed = chunk if streamed is None else streamed + chunk
+    assert streamed is not None and streamed.tool_calls == []
+    assert len(streamed.invalid_tool_calls) == 1

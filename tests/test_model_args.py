@@ -69,8 +69,10 @@ def test_a_typo_of_a_class_specific_field_is_refused(
 
 
 def test_an_argument_with_no_close_field_is_refused_and_the_valid_ones_listed() -> None:
-    with pytest.raises(ValueError, match="'server' \\(no argument has a similar name\\)") as info:
-        GGUFLLM(server=True)
+    with pytest.raises(
+        ValueError, match="'gpu_count' \\(no argument has a similar name\\)"
+    ) as info:
+        GGUFLLM(gpu_count=1)
     assert "n_ctx" in str(info.value) and "model_kwargs" in str(info.value)
 
 

@@ -28,12 +28,12 @@ if TYPE_CHECKING:
         release_all,
     )
     from langchain_setraf.chat_models import ChatGGUF, ChatTransformers
-    from langchain_setraf.factory import init_chat_model, init_llm
+    from langchain_setraf.factory import get_backend, init_chat_model, init_llm, list_backends
     from langchain_setraf.gguf_file import GGUFFormatError
     from langchain_setraf.llms import GGUFLLM
     from langchain_setraf.memory import MemorySnapshot, give_back_memory, memory_snapshot
     from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
-    from langchain_setraf.plugins import BackendInfo, get_backend, list_backends
+    from langchain_setraf.plugins import BackendInfo
     from langchain_setraf.transformers_llm import TransformersLLM
 
 _EXPORTS = {
@@ -50,8 +50,8 @@ _EXPORTS = {
     "init_llm": "langchain_setraf.factory",
     "init_chat_model": "langchain_setraf.factory",
     "BackendInfo": "langchain_setraf.plugins",
-    "get_backend": "langchain_setraf.plugins",
-    "list_backends": "langchain_setraf.plugins",
+    "get_backend": "langchain_setraf.factory",
+    "list_backends": "langchain_setraf.factory",
     "LoadedModel": "langchain_setraf.cache",
     "get_model_cache": "langchain_setraf.cache",
     "release_all": "langchain_setraf.cache",

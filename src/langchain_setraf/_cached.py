@@ -7,14 +7,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from langchain_setraf.backends.base import Backend, LoadSpec
-from langchain_setraf.cache import ModelCache, get_model_cache
+from langchain_setraf.cache import LoadedModel, ModelCache, get_model_cache
 
 
 class CachedModelMixin:
     """Mixin: build a :class:`LoadSpec`, lease the shared model, release it.
 
     Subclasses implement :meth:`_backend_and_spec`. Constructors never load weights: the
-    first lease does.
+    first lease (or :meth:`load`) does.
     """
 
     def _backend_and_spec(self) -> tuple[Backend, LoadSpec]:
@@ -23,12 +23,43 @@ class CachedModelMixin:
     def _cache(self) -> ModelCache:
         return get_model_cache()
 
+    def _keep_alive_for_cache(self, backend: Backend) -> float | None:
+        """The ``keep_alive`` the cache applies (a server backend applies it itself)."""
+        if getattr(backend, "owns_keep_alive", False):
+            return None
+        keep: float | None = getattr(self, "keep_alive", None)
+        return keep
+
     @contextmanager
     def _lease(self, *, lock: bool = True) -> Iterator[Any]:
         backend, spec = self._backend_and_spec()
-        keep = getattr(self, "keep_alive", None)
+        keep = self._keep_alive_for_cache(backend)
+        # a server batches concurrent requests itself: no per-model lock on this side
+        lock = lock and not getattr(backend, "concurrent", False)
         with self._cache().lease(backend, spec, user=self, lock=lock, keep_alive=keep) as handle:
             yield handle
+
+    def load(self) -> LoadedModel:
+        """Load the model now (or attach to its server) instead of at the first call.
+
+        Shares the cache entry every object with the same model and load options uses;
+        a model already loaded is not loaded again. Does not wait for running generations.
+        The model stays loaded until the next call's ``keep_alive`` applies (a warm-up with
+        ``keep_alive=0`` keeps the model for that call).
+
+        Returns:
+            What the cache now holds for this object (backend, path, estimate, load time).
+
+        Raises:
+            InsufficientMemoryError: the model does not fit the memory budget.
+        """
+        backend, spec = self._backend_and_spec()
+        with self._cache().lease(backend, spec, user=self, lock=False, keep_alive=None):
+            pass
+        for model in self._cache().loaded():
+            if model.key == spec:
+                return model
+        raise RuntimeError(f"{spec.describe()} was released while loading")  # pragma: no cover
 
     def release(self, *, wait: bool = True, timeout: float | None = None) -> bool:
         """Release this object's model from the shared cache and give the memory back.
@@ -47,6 +78,13 @@ class CachedModelMixin:
         except (OSError, ValueError):  # the file is gone or unreadable now
             return released
         return cache.release(spec, wait=wait, timeout=timeout) or released
+
+    def eos_token_id(self) -> int | None:
+        """The model's end-of-sequence token id, from its vocabulary (never loads the
+        weights); ``None`` when it has none or the backend cannot tell (a remote server)."""
+        backend, spec = self._backend_and_spec()
+        eos = getattr(backend, "eos_token_id", None)
+        return None if eos is None else eos(spec)
 
     def estimate_memory(self) -> int:
         """Bytes a load of this model is estimated to take, from its metadata only (the

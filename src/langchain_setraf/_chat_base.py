@@ -1,9 +1,9 @@
 """The chat-model machinery shared by ``ChatGGUF`` and ``ChatTransformers``.
 
-A backend subclass supplies three things: how to render messages with the model's own
-chat template, how to run one generation (yielding text, honouring a JSON constraint),
-and the model's name. Tools, structured output, usage metadata, streaming and async are
-done here once.
+A subclass supplies its backend and load spec (the leased handle renders the chat
+template and generates, honouring a JSON constraint), the sampling settings in the
+backend's own names, and the model's name. Tools, structured output, usage metadata,
+streaming and async are done here once.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 
 from langchain_setraf._async import aiter_in_thread
 from langchain_setraf._cached import CachedModelMixin, merge_stops
-from langchain_setraf._hf_generate import GenerationStats
 from langchain_setraf._tools import (
     call_schema,
     close_objects,
@@ -40,12 +39,9 @@ from langchain_setraf._tools import (
     parse_tool_calls,
     tools_system_prompt,
 )
+from langchain_setraf.backends.base import GenerationRequest, GenerationStats, JSONConstraint
 
 __all__ = ["JSONConstraint", "LocalChatModel"]
-
-#: ``None``: free text. Otherwise decoding is constrained to JSON: ``{"schema": dict | None}``
-#: (``None`` = any JSON object).
-JSONConstraint = dict[str, Any] | None
 
 _CALL_KWARGS = ("tools", "tool_choice", "response_format")
 
@@ -69,24 +65,44 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
     for a model shared by several objects: the last call to finish sets the expiry."""
 
     # -- backend hooks ------------------------------------------------------------------------
-    def _render(self, dicts: list[dict[str, str]]) -> str:
+    def _sampling_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """This object's sampling settings and a call's overrides, in the backend's names."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def _render(self, dicts: list[dict[str, str]]) -> str:
+        """The prompt ``dicts`` become (the backend renders it; no weights are loaded)."""
+        backend, spec = self._backend_and_spec()
+        render = getattr(backend, "render_chat", None)
+        if render is None:
+            raise NotImplementedError(f"backend {backend.name!r} cannot render chat prompts")
+        return str(render(spec, dicts))
+
+    def _prompt_token_ids(self, prompt: str) -> list[int]:
+        backend, spec = self._backend_and_spec()
+        return [int(t) for t in backend.prompt_tokens(spec, prompt)]  # type: ignore[attr-defined]
 
     def _run(
         self,
-        prompt: str,
+        dicts: list[dict[str, str]],
         *,
         stop: list[str] | None,
         constraint: JSONConstraint,
         overrides: dict[str, Any],
         stats: GenerationStats,
     ) -> Iterator[str]:
-        raise NotImplementedError  # pragma: no cover - abstract
+        request = GenerationRequest(
+            params=self._sampling_params(overrides),
+            stop=merge_stops(self.stop, stop),
+            constraint=constraint,
+        )
+        with self._lease() as handle:
+            it = handle.chat(dicts, request, stats)
+            try:
+                yield from it
+            finally:
+                it.close()
 
     def _model_name(self) -> str:
-        raise NotImplementedError  # pragma: no cover - abstract
-
-    def _prompt_token_ids(self, prompt: str) -> list[int]:
         raise NotImplementedError  # pragma: no cover - abstract
 
     # -- token counting (metadata only: never loads the weights) ----------------------------------
@@ -202,8 +218,9 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
     # -- generation -----------------------------------------------------------------------------
     def _plan(
         self, messages: list[BaseMessage], kwargs: dict[str, Any]
-    ) -> tuple[str, JSONConstraint, list[str], dict[str, Any]]:
-        """Prompt, JSON constraint, bound tool names and remaining sampling overrides."""
+    ) -> tuple[list[dict[str, str]], JSONConstraint, list[str], dict[str, Any]]:
+        """Messages for the template, JSON constraint, bound tool names and remaining
+        sampling overrides."""
         tools = kwargs.pop("tools", None) or []
         choice = kwargs.pop("tool_choice", None)
         response_format = kwargs.pop("response_format", None)
@@ -231,8 +248,7 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
                 system_extra = "Answer with only a JSON object."
             else:
                 raise ValueError(f"unsupported response_format: {response_format!r}")
-        prompt = self._render(messages_for_template(messages, system_extra))
-        return prompt, constraint, names, kwargs
+        return messages_for_template(messages, system_extra), constraint, names, kwargs
 
     def _message(
         self, text: str, names: list[str], constraint: JSONConstraint, stats: GenerationStats
@@ -243,11 +259,39 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
             output_tokens=stats.completion_tokens,
             total_tokens=stats.prompt_tokens + stats.completion_tokens,
         )
-        meta = {"model_name": self._model_name(), "finish_reason": stats.finish_reason}
+        meta = {
+            "model_name": stats.model or self._model_name(),
+            "finish_reason": stats.finish_reason,
+        }
+        if stats.served_by is not None:
+            meta["served_by"] = stats.served_by
         if calls:
             meta["finish_reason"] = "tool_calls"
             return AIMessage(
                 content="", tool_calls=calls, usage_metadata=usage, response_metadata=meta
+            )
+        if names and constraint is not None:
+            # a required call was decoded under its grammar: if it does not parse, it was
+            # cut off (max_tokens) or the engine failed; say so instead of returning nothing
+            why = (
+                f"the required tool call was cut off at max_tokens ({stats.completion_tokens} "
+                "tokens): raise max_tokens"
+                if stats.finish_reason == "length"
+                else "the required tool call is not valid JSON for any bound tool"
+            )
+            return AIMessage(
+                content="",
+                invalid_tool_calls=[
+                    {
+                        "type": "invalid_tool_call",
+                        "name": None,
+                        "args": text,
+                        "id": None,
+                        "error": why,
+                    }
+                ],
+                usage_metadata=usage,
+                response_metadata=meta,
             )
         return AIMessage(content=text, usage_metadata=usage, response_metadata=meta)
 
@@ -258,10 +302,10 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        prompt, constraint, names, overrides = self._plan(messages, dict(kwargs))
+        dicts, constraint, names, overrides = self._plan(messages, dict(kwargs))
         stats = GenerationStats()
         text = "".join(
-            self._run(prompt, stop=stop, constraint=constraint, overrides=overrides, stats=stats)
+            self._run(dicts, stop=stop, constraint=constraint, overrides=overrides, stats=stats)
         )
         return ChatResult(
             generations=[ChatGeneration(message=self._message(text, names, constraint, stats))]
@@ -274,14 +318,12 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        prompt, constraint, names, overrides = self._plan(messages, dict(kwargs))
+        dicts, constraint, names, overrides = self._plan(messages, dict(kwargs))
         stats = GenerationStats()
         if names:
             # a tool call is only known once complete: generate, then emit one chunk
             text = "".join(
-                self._run(
-                    prompt, stop=stop, constraint=constraint, overrides=overrides, stats=stats
-                )
+                self._run(dicts, stop=stop, constraint=constraint, overrides=overrides, stats=stats)
             )
             msg = self._message(text, names, constraint, stats)
             chunk = AIMessageChunk(
@@ -296,6 +338,9 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
                     }
                     for i, c in enumerate(msg.tool_calls)
                 ],
+                # kept whole: as a chunk, LangChain's lenient partial-JSON parse would turn
+                # the cut-off text into an empty call
+                invalid_tool_calls=msg.invalid_tool_calls,
                 usage_metadata=msg.usage_metadata,
                 response_metadata=msg.response_metadata,
                 chunk_position="last",
@@ -304,7 +349,7 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
                 run_manager.on_llm_new_token(msg.content)
             yield ChatGenerationChunk(message=chunk)
             return
-        it = self._run(prompt, stop=stop, constraint=constraint, overrides=overrides, stats=stats)
+        it = self._run(dicts, stop=stop, constraint=constraint, overrides=overrides, stats=stats)
         try:
             for text in it:
                 gen = ChatGenerationChunk(message=AIMessageChunk(content=text))

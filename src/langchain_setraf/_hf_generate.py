@@ -14,8 +14,9 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from langchain_setraf.backends.base import GenerationStats
 
 __all__ = ["GenerationStats", "StopScanner", "hf_generate_kwargs", "hf_generate_stream"]
 
@@ -72,16 +73,6 @@ def hf_generate_kwargs(p: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[s
         out.update(temperature=None, top_p=None, top_k=None)
     out.update(extra)
     return out
-
-
-@dataclass
-class GenerationStats:
-    """Filled in while a generation runs."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str | None = None
-    errors: list[BaseException] = field(default_factory=list)
 
 
 def hf_generate_stream(

@@ -1,8 +1,9 @@
 """The generation plumbing shared by every ``LLM`` class drawing its model from the cache.
 
-Subclasses implement ``_complete`` (one prompt, no streaming) and ``_stream``; batching,
-``streaming=True``, async (run in one worker thread, never blocking the loop) and token
-usage totals are done here once.
+Subclasses say which backend and load spec they use and turn their fields and a call's
+arguments into a :class:`~langchain_setraf.backends.base.GenerationRequest`; the leased
+handle generates. Batching, ``streaming=True``, async (run in one worker thread, never
+blocking the loop) and token usage totals are done here once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
 from langchain_setraf._async import aiter_in_thread
 from langchain_setraf._cached import CachedModelMixin
+from langchain_setraf.backends.base import GenerationRequest, GenerationStats
 
 __all__ = ["CachedLLM"]
 
@@ -30,8 +32,32 @@ class CachedLLM(CachedModelMixin, LLM):
     the cache's default, which keeps it). Like Ollama's ``keep_alive``, and with its rule
     for a model shared by several objects: the last call to finish sets the expiry."""
 
-    def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
+    def _generation_request(
+        self, stop: list[str] | None, overrides: dict[str, Any]
+    ) -> GenerationRequest:
+        """This object's settings and a call's overrides, in the backend's own names."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def _model_name(self) -> str:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _info(self, stats: GenerationStats) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "finish_reason": stats.finish_reason,
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "total_tokens": stats.prompt_tokens + stats.completion_tokens,
+            "model": stats.model or self._model_name(),
+        }
+        if stats.served_by is not None:
+            info["served_by"] = stats.served_by
+        return info
+
+    def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
+        final: GenerationChunk | None = None
+        for chunk in self._stream(prompt, stop, None, **kwargs):
+            final = chunk if final is None else final + chunk
+        return final or GenerationChunk(text="")
 
     def _stream(
         self,
@@ -40,7 +66,19 @@ class CachedLLM(CachedModelMixin, LLM):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
-        raise NotImplementedError  # pragma: no cover - abstract
+        request = self._generation_request(stop, kwargs)
+        stats = GenerationStats()
+        with self._lease() as handle:
+            it = handle.generate(prompt, request, stats)
+            try:
+                for text in it:
+                    chunk = GenerationChunk(text=text)
+                    if run_manager is not None:
+                        run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
+            finally:
+                it.close()
+        yield GenerationChunk(text="", generation_info=self._info(stats))
 
     def _generate(
         self,

@@ -2,9 +2,12 @@
 
 ``GGUFLLM`` and ``ChatGGUF`` inherit :class:`GGUFLoadOptions`; ``TransformersLLM`` and
 ``ChatTransformers`` inherit :class:`TransformersLoadOptions`. The fields are the cache
-key (with the weights' identity): equal values share one loaded model. What the model's
-files say without loading the weights (its tokenizer, chat template, memory estimate) is
-read here too, and unknown constructor arguments are refused.
+key (with the weights' identity): equal values share one loaded model. They also pick the
+backend: a GGUF model runs in this process (``gguf``), in the host's shared llama.cpp
+server (``server=True``: ``llama-server``), or wherever a URL points (``server_url``:
+``openai``). What the model says without loading the weights (its tokens, chat template,
+memory estimate) is asked of the backend, and unknown or contradictory constructor
+arguments are refused.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseLanguageModel
-from pydantic import ConfigDict
+from pydantic import ConfigDict, model_validator
 
 from langchain_setraf._arguments import RefuseUnknownArguments
-from langchain_setraf._vocabulary import HFTokenizer, gguf_vocabulary, hf_tokenizer, prompt_tokens
-from langchain_setraf.backends.base import LoadSpec
+from langchain_setraf._cpu import physical_cores
+from langchain_setraf.backends.base import Backend, LoadSpec
 from langchain_setraf.backends.gguf import GGUFBackend
 from langchain_setraf.backends.transformers import TransformersBackend
+from langchain_setraf.cache import get_model_cache
+from langchain_setraf.gguf_file import read_gguf_header_cached
 from langchain_setraf.models import default_gguf_path
 
 __all__ = ["GGUFLoadOptions", "Quantization", "TransformersLoadOptions"]
@@ -30,17 +35,31 @@ _GGUF_BACKEND = GGUFBackend()
 _HF_BACKEND = TransformersBackend()
 
 
+#: Fields that only mean something when this process or its managed server loads the file.
+_FILE_OPTIONS = (
+    "model_path",
+    "n_ctx",
+    "n_batch",
+    "n_threads",
+    "n_gpu_layers",
+    "use_mmap",
+    "use_mlock",
+    "repack",
+)
+
+
 class GGUFLoadOptions(RefuseUnknownArguments):
-    """How a GGUF file is loaded by llama-cpp-python (memory-first defaults)."""
+    """How a GGUF model is loaded and where it runs (memory-first defaults)."""
 
     model_path: str | None = None
     """Path of the ``.gguf`` file; ``None`` uses the embedded default model."""
     n_ctx: int = 2048
-    """Context window in tokens (sizes the KV cache)."""
+    """Context window in tokens (sizes the KV cache; per slot on a server)."""
     n_batch: int = 512
     """Prompt-processing batch size."""
     n_threads: int | None = None
-    """CPU threads; ``None`` lets llama.cpp decide."""
+    """CPU threads; ``None``: every physical core this process may use (llama-cpp-python's
+    own default is half the logical CPUs)."""
     n_gpu_layers: int = 0
     """Layers to offload to a GPU; 0 = CPU only."""
     use_mmap: bool = True
@@ -53,26 +72,99 @@ class GGUFLoadOptions(RefuseUnknownArguments):
     the copy is anonymous memory about the size of those weights, in every process, on
     top of the mapped file. See the README's "Weight repacking" for the measured trade-off.
     Files in other types (e.g. Q4_1) are unaffected."""
+    server: bool = False
+    """Run the model in the host's one shared llama.cpp server instead of this process:
+    every process on the host using this file and these load options shares one server
+    (started on 127.0.0.1 by the first, stopped by ``release()`` when no other process is
+    attached). ``keep_alive`` becomes the server's ``--sleep-idle-seconds``."""
+    n_parallel: int = 4
+    """Slots of the managed server (``--parallel``): requests decoded together by
+    continuous batching, each with an ``n_ctx`` context. Only with ``server=True``."""
+    server_url: str | None = None
+    """Attach to a running server instead of loading a file: any URL speaking the
+    OpenAI-compatible API (llama-server, Ollama, vLLM, a Ray Serve ingress), e.g.
+    ``http://127.0.0.1:8080/v1``. The server owns the model, its template and its memory."""
+    server_model: str | None = None
+    """Model name sent to ``server_url`` (``None``: the server's only model)."""
+    api_key_env: str = "SETRAF_API_KEY"
+    """Name of the environment variable holding the API key for ``server_url`` (sent as a
+    bearer token when set). The key itself is never a field, so never logged."""
+    request_timeout: float = 600.0
+    """Seconds to wait for a server's next bytes before failing (connecting: 10 s)."""
+
+    @model_validator(mode="after")
+    def _check_where(self) -> GGUFLoadOptions:
+        given = self.model_fields_set
+        if self.server_url is not None:
+            clash = [f for f in (*_FILE_OPTIONS, "n_parallel") if f in given]
+            if self.server:
+                clash.insert(0, "server")
+            if clash:
+                raise ValueError(
+                    f"server_url={self.server_url!r} attaches to a model someone else loaded; "
+                    f"{', '.join(clash)} would be ignored: drop them, or drop server_url"
+                )
+        else:
+            stray = [f for f in ("server_model",) if f in given]
+            if stray:
+                raise ValueError(f"{', '.join(stray)} needs server_url")
+            if not self.server and "n_parallel" in given:
+                raise ValueError("n_parallel sets the managed server's slots: it needs server=True")
+        if self.n_parallel < 1:
+            raise ValueError(f"n_parallel must be >= 1, got {self.n_parallel}")
+        if self.request_timeout <= 0:
+            raise ValueError(f"request_timeout must be > 0, got {self.request_timeout}")
+        return self
 
     def resolved_model_path(self) -> Path:
-        """The model file this object uses (the embedded default when unset)."""
+        """The model file this object uses (the embedded default when unset).
+
+        Raises:
+            ValueError: the model is attached by URL (there is no local file).
+        """
+        if self.server_url is not None:
+            raise ValueError(f"the model at {self.server_url} has no local file")
         return Path(self.model_path) if self.model_path else default_gguf_path()
 
-    def _gguf_backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
-        path = self.resolved_model_path()
-        options: dict[str, Any] = {
+    def _load_options(self) -> dict[str, Any]:
+        return {
             "n_ctx": self.n_ctx,
             "n_batch": self.n_batch,
-            "n_threads": self.n_threads,
+            "n_threads": self.n_threads or physical_cores(),
             "n_gpu_layers": self.n_gpu_layers,
             "use_mmap": self.use_mmap,
             "use_mlock": self.use_mlock,
             "repack": self.repack,
         }
-        return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, **options)
+
+    def _gguf_backend_and_spec(self) -> tuple[Backend, LoadSpec]:
+        if self.server_url is not None:
+            attach = get_model_cache().backends.get("openai")
+            spec = attach.spec_for(
+                self.server_url,
+                server_model=self.server_model,
+                request_timeout=self.request_timeout,
+                api_key_env=self.api_key_env,
+            )
+            return attach, spec
+        path = self.resolved_model_path()
+        if self.server:
+            managed = get_model_cache().backends.get("llama-server")
+            keep = getattr(self, "keep_alive", None)
+            spec = managed.spec_for(
+                path,
+                **self._load_options(),
+                n_parallel=self.n_parallel,
+                sleep_idle_seconds=None if keep is None else max(1, round(keep)),
+            )
+            return managed, spec
+        return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, **self._load_options())
 
     def _gguf_identity(self) -> dict[str, Any]:
-        """The file and the load options that can change an answer (LangChain cache key)."""
+        """Where the model runs and the options that can change an answer (LangChain's
+        cache key)."""
+        if self.server_url is not None:
+            return {"server_url": self.server_url, "server_model": self.server_model}
         return {
             "model_path": self.model_path or "<default: SmolLM2-135M-Instruct Q4_1>",
             "n_ctx": self.n_ctx,
@@ -81,20 +173,40 @@ class GGUFLoadOptions(RefuseUnknownArguments):
             "use_mmap": self.use_mmap,
             "use_mlock": self.use_mlock,
             "repack": self.repack,
+            "server": self.server,
         }
+
+    def _served_model_name(self) -> str:
+        if self.server_url is not None:
+            return self.server_model or self.server_url
+        return self.resolved_model_path().name
+
+    def _file_chat_template(self) -> str | None:
+        if self.server_url is not None:
+            return None
+        return read_gguf_header_cached(self.resolved_model_path()).chat_template
+
+    @staticmethod
+    def _render_chat(backend: Backend, spec: LoadSpec, messages: list[dict[str, str]]) -> str:
+        render = getattr(backend, "render_chat", None)
+        if render is None:
+            raise NotImplementedError(f"backend {backend.name!r} cannot render chat prompts")
+        return str(render(spec, messages))
 
     def get_token_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` by the model's own vocabulary (special-token text parsed,
-        no BOS added). Reads the vocabulary only: never loads the weights."""
+        no BOS added). Reads the vocabulary only (or asks the server): never loads the
+        weights."""
         custom = _custom_get_token_ids(self)
         if custom is not None:
             return [int(t) for t in custom(text)]
-        vocab = gguf_vocabulary(self.resolved_model_path())
-        return vocab.tokenize(text.encode("utf-8"), False, True)
+        backend, spec = self._gguf_backend_and_spec()
+        return [int(t) for t in backend.tokenize(spec, text)]  # type: ignore[attr-defined]
 
     def _prompt_token_ids(self, prompt: str) -> list[int]:
-        """The tokens llama.cpp is given for ``prompt`` (one BOS at most), without a load."""
-        return prompt_tokens(gguf_vocabulary(self.resolved_model_path()), prompt)
+        """The tokens the engine is given for ``prompt`` (one BOS at most), without a load."""
+        backend, spec = self._gguf_backend_and_spec()
+        return [int(t) for t in backend.prompt_tokens(spec, prompt)]  # type: ignore[attr-defined]
 
 
 class TransformersLoadOptions(RefuseUnknownArguments):
@@ -143,27 +255,19 @@ class TransformersLoadOptions(RefuseUnknownArguments):
         }
         return _HF_BACKEND, _HF_BACKEND.spec_for(self.model, **options)
 
-    def _tokenizer(self) -> HFTokenizer:
-        """The checkpoint's tokenizer, loaded alone (never the weights)."""
-        self._hf_backend_and_spec()  # the same checks as a load: directory, pickle policy
-        return hf_tokenizer(
-            self.model,
-            trust_remote_code=self.trust_remote_code,
-            local_files_only=self.local_files_only,
-            revision=self.revision,
-        )
-
     def get_token_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` by the checkpoint's tokenizer (no special tokens added).
         Loads the tokenizer only: never the weights."""
         custom = _custom_get_token_ids(self)
         if custom is not None:
             return [int(t) for t in custom(text)]
-        return self._tokenizer().encode(text)
+        backend, spec = self._hf_backend_and_spec()
+        return backend.tokenize(spec, text)
 
     def _prompt_token_ids(self, prompt: str) -> list[int]:
         """The tokens a chat-rendered prompt becomes (it carries its own special tokens)."""
-        return self._tokenizer().encode(prompt)
+        backend, spec = self._hf_backend_and_spec()
+        return backend.prompt_tokens(spec, prompt)
 
 
 def _custom_get_token_ids(model: object) -> Any:

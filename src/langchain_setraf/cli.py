@@ -68,9 +68,8 @@ def _cmd_memory(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from langchain_setraf.cache import get_model_cache
-    from langchain_setraf.factory import init_llm
+    from langchain_setraf.factory import init_llm, list_backends
     from langchain_setraf.memory import format_bytes
-    from langchain_setraf.plugins import list_backends
 
     cache = get_model_cache()
     for uri in args.load or []:
@@ -158,8 +157,17 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 
 def _load(llm: object) -> None:
-    with llm._lease(lock=False):  # type: ignore[attr-defined]
-        pass
+    llm.load()  # type: ignore[attr-defined]
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from langchain_setraf.serve.ray_app import serve_ray
+    except ImportError as exc:
+        raise ImportError(
+            f"setraf serve --ray needs Ray Serve: pip install 'langchain-setraf[ray]' ({exc})"
+        ) from exc
+    return serve_ray(args.ray, block=not args.detach)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +211,24 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--quiet", action="store_true", help="no progress bars")
     pull.add_argument("--json", action="store_true", help="with --list: print JSON")
     pull.set_defaults(func=_cmd_pull)
+
+    from langchain_setraf.serve.cli import add_server_parser
+
+    add_server_parser(sub)
+
+    serve = sub.add_parser(
+        "serve", help="serve a model over the OpenAI API from Ray Serve replicas (extra ray)"
+    )
+    serve.add_argument(
+        "--ray",
+        metavar="CONFIG",
+        required=True,
+        help="Serve config (YAML or JSON): model, load options, replicas, autoscaling",
+    )
+    serve.add_argument(
+        "--detach", action="store_true", help="return once deployed instead of waiting"
+    )
+    serve.set_defaults(func=_cmd_serve)
 
     try:
         from langchain_setraf.ert.cli import add_interpret_parser

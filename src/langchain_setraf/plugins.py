@@ -4,7 +4,10 @@ The built-in ``gguf`` and ``transformers`` backends are registered through this 
 own ``pyproject.toml`` exactly like a third-party one. Discovery is lazy, done once, under
 a lock; a plugin that fails to import, or whose ``missing_requirements()`` raises, is
 reported as unavailable with its error (``list_backends()``) and never breaks the others;
-two distributions claiming one name is an error naming both. ``SETRAF_PLUGINS``
+two distributions claiming one name is an error naming both. The registry lives on the
+process-wide model cache (:func:`~langchain_setraf.factory.list_backends` and
+:func:`~langchain_setraf.factory.get_backend` read it); this module imports nothing of
+the package's, so the cache can import it without a cycle. ``SETRAF_PLUGINS``
 (comma-separated names, or ``none``) limits which third-party backends are loaded.
 
 Example:
@@ -27,8 +30,6 @@ __all__ = [
     "BackendInfo",
     "BackendRegistry",
     "UnknownBackendError",
-    "get_backend",
-    "list_backends",
 ]
 
 ENTRY_POINT_GROUP = "langchain_setraf.backends"
@@ -179,19 +180,3 @@ class BackendRegistry:
         with self._lock:
             self._infos = None
             self._backends.clear()
-
-
-def _registry() -> BackendRegistry:
-    from langchain_setraf.cache import get_model_cache
-
-    return get_model_cache().backends
-
-
-def list_backends() -> list[BackendInfo]:
-    """Every backend registered under ``langchain_setraf.backends``, importable or not."""
-    return _registry().list()
-
-
-def get_backend(name: str) -> Any:
-    """The backend registered as ``name`` (see :meth:`BackendRegistry.get`)."""
-    return _registry().get(name)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.outputs import Generation, GenerationChunk
 from pydantic import ConfigDict, Field
 
 from langchain_setraf._cached import check_overrides, merge_stops
-from langchain_setraf._hf_generate import GenerationStats, hf_generate_kwargs, hf_generate_stream
 from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf._load_options import TransformersLoadOptions
-from langchain_setraf.backends.base import LoadSpec
+from langchain_setraf.backends.base import GenerationRequest, LoadSpec
 from langchain_setraf.backends.transformers import TransformersBackend
 
 __all__ = ["TransformersLLM"]
@@ -33,28 +28,122 @@ _HF_SAMPLING = (
 
 
 class TransformersLLM(TransformersLoadOptions, CachedLLM):
-    """A local transformers checkpoint, 4-bit NF4 double-quant by choice, on the shared cache.
+    r"""A local transformers checkpoint (bf16, or NF4/int8 by bitsandbytes) on the shared cache.
 
     Safe by default: safetensors only (pickled ``.bin`` weights need ``allow_pickle=True``),
     ``trust_remote_code`` off, no network (``local_files_only=True``). The dtype is always
     passed explicitly and checked after loading; for ``nf4``/``fp4``/``int8`` the
     bitsandbytes layers are checked too. One load per checkpoint and load options, shared
-    by every object, chain and thread; ``release()`` gives the memory back.
+    by every object, chain and thread (``ChatTransformers`` included); ``release()`` gives
+    the memory back. The constructor never loads weights; the first call does.
 
     ``quantization="auto"`` means bf16 on the CPU (measured fastest and smallest there)
     and nf4 on CUDA when bitsandbytes is installed.
 
-    Example:
+    Setup:
+        Install the transformers extra (on a CPU-only host, the CPU build of torch first)
+        and have a checkpoint directory (``config.json``, ``*.safetensors``, tokenizer)
+        on disk: nothing is downloaded unless ``local_files_only=False``.
+
+        .. code-block:: bash
+
+            pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+            pip install 'langchain-setraf[transformers]'
+
+    Key init args — completion params:
+        max_new_tokens: int
+            Most tokens to generate (256).
+        temperature: float
+            Sampling temperature (0.8); ``0`` is greedy.
+        top_p: float
+            Nucleus sampling (0.95).
+        top_k: int
+            Sample from the ``top_k`` likeliest tokens (40).
+        repetition_penalty: float
+            Penalty on repeated tokens (1.1).
+        do_sample: bool | None
+            ``None``: sample when ``temperature > 0``, greedy otherwise.
+        stop: list[str] | None
+            Stop sequences applied to the text, merged with those passed per call.
+        seed: int | None
+            Sampling seed; ``None`` is random.
+        model_kwargs: dict
+            Other ``generate`` arguments.
+
+    Key init args — client params:
+        model: str
+            Checkpoint directory, or a hub id already in the local Hugging Face cache.
+        quantization: str
+            ``"nf4"`` | ``"fp4"`` | ``"int8"`` (bitsandbytes) | ``"bf16"`` | ``"fp16"`` |
+            ``"fp32"`` | ``"auto"`` (default).
+        double_quant: bool
+            4-bit double quantisation (True).
+        compute_dtype: str | None
+            Compute dtype of the 4-bit/8-bit layers (``None``: bf16).
+        device_map: str | None
+            ``"cpu"``, ``"cuda"``, ``"auto"``…; ``None``: the CPU, or CUDA when present.
+        allow_pickle / trust_remote_code: bool
+            Allow pickled weights / run the checkpoint's own code (both False).
+        local_files_only: bool
+            Never touch the network (True).
+        keep_alive: float | None
+            Release the model after this many idle seconds (``None``: keep it; ``0``: after
+            each call).
+        streaming: bool
+            Stream internally on ``invoke`` so callbacks get every token (False).
+
+    See the fields below for every init arg.
+
+    Instantiate:
         .. code-block:: python
 
             from langchain_setraf import TransformersLLM
 
-            llm = TransformersLLM(model="/models/SmolLM2-135M-Instruct", quantization="bf16",
-                                  temperature=0, max_new_tokens=32)
-            print(llm.invoke("The capital of France is"))
-            for chunk in llm.stream("Resistivity is"):
-                print(chunk, end="", flush=True)
-            llm.release()
+            llm = TransformersLLM(
+                model="/models/SmolLM2-135M-Instruct",
+                quantization="bf16",
+                temperature=0,
+                max_new_tokens=32,
+                # other params...
+            )
+
+    Invoke:
+        .. code-block:: python
+
+            llm.invoke("The capital of France is", stop=["\n"])  # -> ' Paris.'
+
+    Stream:
+        .. code-block:: python
+
+            for chunk in llm.stream("The capital of France is", stop=["\n"]):
+                print(chunk, end="|")
+            # -> ' Paris|.||'
+
+    Async:
+        .. code-block:: python
+
+            await llm.ainvoke("The capital of Italy is", stop=["\n"])  # -> ' Rome.'
+
+    Token usage:
+        .. code-block:: python
+
+            result = llm.generate(["The capital of France is"], stop=["\n"])
+            result.llm_output
+            # -> {'token_usage': {'prompt_tokens': 5, 'completion_tokens': 4, 'total_tokens': 9}}
+
+            llm.get_num_tokens("The capital of France is")  # -> 5 (loads the tokenizer only)
+
+    Shared cache, release and keep_alive:
+        .. code-block:: python
+
+            from langchain_setraf import ChatTransformers
+
+            ChatTransformers(model="/models/SmolLM2-135M-Instruct", quantization="bf16").is_loaded
+            # -> True (the weights llm loaded)
+            llm.release()  # -> True
+            llm.is_loaded  # -> False
+
+            brief = TransformersLLM(model="/models/SmolLM2-135M-Instruct", keep_alive=60)
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
@@ -110,60 +199,11 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
         }
         return merged
 
-    def _iter_text(
-        self,
-        prompt: str,
-        stop: list[str] | None,
-        stats: GenerationStats,
-        overrides: dict[str, Any],
-        *,
-        add_special_tokens: bool = True,
-    ) -> Generator[str, None, None]:
-        p = self._generate_params(overrides)
-        gen_kwargs = hf_generate_kwargs(p, self.model_kwargs)
-        stops = merge_stops(self.stop, stop)
-        with self._lease() as handle:
-            if p["seed"] is not None:
-                importlib.import_module("transformers").set_seed(int(p["seed"]))
-            yield from hf_generate_stream(
-                handle.model,
-                handle.tokenizer,
-                prompt,
-                params=gen_kwargs,
-                stop=stops,
-                stats=stats,
-                add_special_tokens=add_special_tokens,
-            )
+    def _generation_request(
+        self, stop: list[str] | None, overrides: dict[str, Any]
+    ) -> GenerationRequest:
+        params = {**self.model_kwargs, **self._generate_params(overrides)}
+        return GenerationRequest(params=params, stop=merge_stops(self.stop, stop))
 
-    def _info(self, stats: GenerationStats) -> dict[str, Any]:
-        return {
-            "finish_reason": stats.finish_reason,
-            "prompt_tokens": stats.prompt_tokens,
-            "completion_tokens": stats.completion_tokens,
-            "total_tokens": stats.prompt_tokens + stats.completion_tokens,
-            "model": Path(self.model).name,
-        }
-
-    def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
-        stats = GenerationStats()
-        text = "".join(self._iter_text(prompt, stop, stats, kwargs))
-        return Generation(text=text, generation_info=self._info(stats))
-
-    def _stream(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[GenerationChunk]:
-        stats = GenerationStats()
-        it = self._iter_text(prompt, stop, stats, kwargs)
-        try:
-            for text in it:
-                chunk = GenerationChunk(text=text)
-                if run_manager is not None:
-                    run_manager.on_llm_new_token(text, chunk=chunk)
-                yield chunk
-        finally:
-            it.close()
-        yield GenerationChunk(text="", generation_info=self._info(stats))
+    def _model_name(self) -> str:
+        return Path(self.model).name

@@ -1,16 +1,38 @@
-"""Backend protocol and the frozen load specification used as the cache key."""
+"""What every backend provides: the load specification (the cache key), the ``Backend``
+protocol (load, estimate), and the handle protocol that owns generation.
+
+A handle is what a backend's ``load`` returns and the cache leases out. It owns everything
+that depends on the engine: generation and streaming (sampling, stops, usage, a JSON-schema
+constraint compiled to what the engine understands), tokenization and the chat template.
+The LangChain classes only map LangChain calls onto a handle, whether the engine runs in
+this process (llama.cpp, transformers) or in a server (llama.cpp's own server, any
+OpenAI-compatible URL).
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Backend", "LoadSpec", "ModelHandle", "file_identity"]
+__all__ = [
+    "Backend",
+    "GenerationHandle",
+    "GenerationRequest",
+    "GenerationStats",
+    "JSONConstraint",
+    "LoadSpec",
+    "ModelHandle",
+    "file_identity",
+]
+
+#: ``None``: free text. Otherwise decoding is constrained to JSON: ``{"schema": dict | None}``
+#: (``None`` = any JSON object).
+JSONConstraint = dict[str, Any] | None
 
 
 def file_identity(path: str | os.PathLike[str]) -> tuple[str, int, int, int, int]:
@@ -93,9 +115,77 @@ class ModelHandle(Protocol):
         """Estimated memory the loaded model occupies."""
 
 
+@dataclass
+class GenerationStats:
+    """Filled in by a handle while a generation runs.
+
+    Attributes:
+        prompt_tokens: Tokens of the prompt as the engine saw it.
+        completion_tokens: Tokens generated.
+        finish_reason: ``"stop"`` (end of text or a stop sequence) or ``"length"``.
+        served_by: Which server or replica answered (HTTP handles), else ``None``.
+        model: The model's name as its server knows it (HTTP handles), else ``None``.
+        errors: Exceptions raised in a worker thread (re-raised to the caller).
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    served_by: str | None = None
+    model: str | None = None
+    errors: list[BaseException] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation's settings, in the backend's own parameter names.
+
+    Attributes:
+        params: Sampling options. llama.cpp and HTTP handles take ``max_tokens``,
+            ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``repeat_penalty``,
+            ``presence_penalty``, ``frequency_penalty``, ``seed``; transformers handles take
+            ``generate`` keywords (``max_new_tokens``, ``repetition_penalty``, ``do_sample``…)
+            plus ``seed``.
+        stop: Stop sequences (the text ends before the first one).
+        constraint: A JSON constraint (:data:`JSONConstraint`): the handle compiles it for
+            its engine (GBNF for llama.cpp, llguidance for transformers, the server's
+            ``response_format`` over HTTP).
+    """
+
+    params: Mapping[str, Any] = field(default_factory=dict)
+    stop: list[str] | None = None
+    constraint: JSONConstraint = None
+
+
+@runtime_checkable
+class GenerationHandle(ModelHandle, Protocol):
+    """A loaded model that generates. Generators stop the generation when closed early and
+    raise a clear error (never hang) when the engine fails."""
+
+    def generate(
+        self, prompt: str, request: GenerationRequest, stats: GenerationStats
+    ) -> Iterator[str]:
+        """Complete ``prompt`` as given (special-token text parsed, at most one BOS)."""
+
+    def chat(
+        self, messages: list[dict[str, str]], request: GenerationRequest, stats: GenerationStats
+    ) -> Iterator[str]:
+        """Answer ``messages`` (``{"role", "content"}`` dicts) rendered with the model's own
+        chat template (in-process: a sandboxed Jinja render; a server: its own)."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the model's own tokenizer (special-token text parsed)."""
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """A way to load models. Registered under the ``langchain_setraf.backends`` entry point."""
+    """A way to load models. Registered under the ``langchain_setraf.backends`` entry point.
+
+    Optional attributes: ``concurrent = True`` when generations on one loaded model may run
+    at once (a server batches them; otherwise the cache serialises them with a per-model
+    lock); ``llm_class``/``chat_class``/``model_field`` for :func:`~langchain_setraf.init_llm`;
+    ``accepts(path)`` for ``auto:`` URIs; ``missing_requirements()``.
+    """
 
     name: str
 

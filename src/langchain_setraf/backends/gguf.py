@@ -30,7 +30,15 @@ from langchain_setraf._mlock import (
     locked_bytes,
     verify_locked,
 )
-from langchain_setraf.backends.base import LoadSpec, file_identity
+from langchain_setraf._vocabulary import gguf_vocabulary, prompt_tokens
+from langchain_setraf.backends.base import (
+    GenerationRequest,
+    GenerationStats,
+    LoadSpec,
+    file_identity,
+)
+from langchain_setraf.backends.gbnf import compile_constraint
+from langchain_setraf.chat_template import render_gguf_prompt
 from langchain_setraf.gguf_file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
 
 __all__ = ["GGUF_LOAD_OPTIONS", "GGUFBackend", "GGUFHandle", "import_llama_cpp"]
@@ -56,8 +64,22 @@ _PARAMS_LOCK = threading.Lock()
 MIN_LLAMA_CPP = "0.3.16"
 
 
+#: How idle OpenMP workers wait between two graphs. llama.cpp is built with OpenMP, whose
+#: default is to spin: on a machine whose cores are shared (a server beside the app, several
+#: workers, CI) the spinning workers starve the thread that samples the next token, and
+#: decoding collapsed from ~60 to under 1 token/s here (benchmarks/server_bench.py). PASSIVE
+#: makes them sleep; ggml's own barriers inside a graph still spin, so an idle machine loses
+#: nothing measurable. Set only when the user has not chosen (``OMP_WAIT_POLICY``).
+OMP_WAIT_POLICY = "PASSIVE"
+
+
 def import_llama_cpp() -> Any:
-    """Import ``llama_cpp`` or raise an ``ImportError`` naming the extra to install."""
+    """Import ``llama_cpp`` or raise an ``ImportError`` naming the extra to install.
+
+    Sets ``OMP_WAIT_POLICY=PASSIVE`` first unless the environment sets it (see
+    :data:`OMP_WAIT_POLICY`); it takes effect when OpenMP is first loaded in the process.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     try:
         import llama_cpp
     except ImportError as exc:
@@ -228,18 +250,77 @@ def _mlock_bytes(path: str, info: GGUFInfo, opts: dict[str, Any]) -> int:
 
 
 class GGUFHandle:
-    """A loaded ``llama_cpp.Llama`` owned by the cache."""
+    """A loaded ``llama_cpp.Llama`` owned by the cache: generation, tokens, chat template.
+
+    Generation streams from ``create_completion``; the prompt is tokenized here so that a
+    BOS the chat template already wrote is not added a second time. A JSON constraint
+    becomes a GBNF grammar (:mod:`~langchain_setraf.backends.gbnf`). Not thread-safe: the
+    cache serialises generations on one handle.
+    """
 
     def __init__(
-        self, llama: Any, info: GGUFInfo, n_ctx: int, *, repack: bool = False, n_gpu_layers: int = 0
+        self,
+        llama: Any,
+        info: GGUFInfo,
+        n_ctx: int,
+        *,
+        repack: bool = False,
+        n_gpu_layers: int = 0,
+        path: str | None = None,
     ) -> None:
         self.llama = llama
         self.info = info
+        self.path = path
         self._estimate = estimate_gguf_bytes(info, n_ctx, repack=repack, n_gpu_layers=n_gpu_layers)
 
     @property
     def estimated_bytes(self) -> int:
         return self._estimate
+
+    def _loaded(self) -> Any:
+        if self.llama is None:
+            raise RuntimeError(f"{self.path}: the model was released")
+        return self.llama
+
+    def generate(
+        self, prompt: str, request: GenerationRequest, stats: GenerationStats
+    ) -> Iterator[str]:
+        """Stream the completion of ``prompt`` (see :class:`GenerationHandle`)."""
+        llama = self._loaded()
+        params = dict(request.params)
+        grammar = compile_constraint(
+            import_llama_cpp(), request.constraint, params.pop("grammar", None)
+        )
+        tokens = prompt_tokens(llama, prompt)
+        stream = llama.create_completion(
+            tokens or prompt, stream=True, stop=request.stop, grammar=grammar, **params
+        )
+        parts: list[str] = []
+        try:
+            for part in stream:
+                choice = part["choices"][0]
+                stats.finish_reason = choice.get("finish_reason") or stats.finish_reason
+                if choice["text"]:
+                    parts.append(choice["text"])
+                    yield choice["text"]
+        finally:
+            stream.close()
+            stats.prompt_tokens = len(tokens)
+            stats.completion_tokens = self.count_tokens("".join(parts))
+
+    def chat(
+        self, messages: list[dict[str, str]], request: GenerationRequest, stats: GenerationStats
+    ) -> Iterator[str]:
+        """Render ``messages`` with the file's own chat template, then generate."""
+        return self.generate(self.render_chat(messages), request, stats)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The prompt ``messages`` become under the file's chat template (sandboxed Jinja)."""
+        return render_gguf_prompt(self.path or "", messages)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` (special-token text parsed, no BOS added)."""
+        return len(self._loaded().tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def close(self) -> None:
         llama, self.llama = self.llama, None
@@ -326,8 +407,32 @@ class GGUFBackend:
                 raise
         n_ctx = int(llama.n_ctx())
         return GGUFHandle(
-            llama, info, n_ctx, repack=repack is not False, n_gpu_layers=_gpu_layers(opts)
+            llama,
+            info,
+            n_ctx,
+            repack=repack is not False,
+            n_gpu_layers=_gpu_layers(opts),
+            path=spec.path,
         )
+
+    # -- what the file says, without loading the weights ------------------------------------
+    def tokenize(self, spec: LoadSpec, text: str) -> list[int]:
+        """Token ids of ``text`` by the file's vocabulary (special-token text parsed, no
+        BOS). Reads the vocabulary only."""
+        return gguf_vocabulary(spec.path).tokenize(text.encode("utf-8"), False, True)
+
+    def prompt_tokens(self, spec: LoadSpec, prompt: str) -> list[int]:
+        """The tokens llama.cpp is given for ``prompt`` (one BOS at most), without a load."""
+        return prompt_tokens(gguf_vocabulary(spec.path), prompt)
+
+    def render_chat(self, spec: LoadSpec, messages: list[dict[str, str]]) -> str:
+        """``messages`` rendered with the file's chat template (header only)."""
+        return render_gguf_prompt(spec.path, messages)
+
+    def eos_token_id(self, spec: LoadSpec) -> int | None:
+        """The end-of-sequence token id from the file's vocabulary (``None``: none)."""
+        eos = gguf_vocabulary(spec.path).token_eos()
+        return None if eos < 0 else eos
 
 
 def _gpu_layers(opts: dict[str, Any]) -> int:

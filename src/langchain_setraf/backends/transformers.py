@@ -27,11 +27,21 @@ from __future__ import annotations
 import importlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_setraf.backends.base import LoadSpec, file_identity
+from langchain_setraf._hf_generate import hf_generate_kwargs, hf_generate_stream
+from langchain_setraf._vocabulary import HFTokenizer, hf_tokenizer
+from langchain_setraf.backends.base import (
+    GenerationRequest,
+    GenerationStats,
+    LoadSpec,
+    file_identity,
+)
+from langchain_setraf.backends.hf_constraint import json_logits_processor
+from langchain_setraf.chat_template import render_prompt
 from langchain_setraf.memory import give_back_memory, tune_allocator
 
 __all__ = [
@@ -231,13 +241,83 @@ class TransformersInfo:
     weights on a GPU are not host memory and are not counted against the cache's budget."""
 
 
+#: Sampling settings of a transformers request; other ``params`` go to ``generate`` as is.
+_HF_CORE = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "do_sample")
+
+
 class TransformersHandle:
-    """A loaded model + tokenizer owned by the cache."""
+    """A loaded model + tokenizer owned by the cache: generation, tokens, chat template.
+
+    ``model.generate`` runs in a worker thread (:mod:`~langchain_setraf._hf_generate`); stop
+    sequences are applied to the text; a JSON constraint becomes an llguidance token mask
+    (:mod:`~langchain_setraf.backends.hf_constraint`). The chat template is rendered in a
+    sandboxed Jinja environment, never by transformers' unsandboxed ``apply_chat_template``.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, info: TransformersInfo) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
+        self.llg_tokenizer: Any = None
+
+    def generate(
+        self,
+        prompt: str,
+        request: GenerationRequest,
+        stats: GenerationStats,
+        *,
+        add_special_tokens: bool = True,
+    ) -> Iterator[str]:
+        """Stream the completion of ``prompt``. ``request.params``: ``max_new_tokens``,
+        ``temperature``, ``top_p``, ``top_k``, ``repetition_penalty``, ``do_sample``
+        (``None``: sample when ``temperature > 0``), ``seed``, and ``generate`` extras."""
+        if self.model is None:
+            raise RuntimeError("the model was released")
+        params = dict(request.params)
+        seed = params.pop("seed", None)
+        core = {k: params.pop(k) for k in _HF_CORE if k in params}
+        core.setdefault("do_sample", None)
+        gen_kwargs = hf_generate_kwargs(core, params)
+        if request.constraint is not None:
+            gen_kwargs["logits_processor"] = json_logits_processor(self, request.constraint)
+            if request.constraint.get("schema") is None:
+                # free-form JSON (json_mode): transformers' penalty, applied over the whole
+                # sequence, kept a 135M model nesting objects instead of closing them. With
+                # a schema the structure is bounded and the penalty keeps strings from
+                # looping, so it stays (measured both ways).
+                gen_kwargs["repetition_penalty"] = 1.0
+        if seed is not None:
+            importlib.import_module("transformers").set_seed(int(seed))
+        return hf_generate_stream(
+            self.model,
+            self.tokenizer,
+            prompt,
+            params=gen_kwargs,
+            stop=request.stop,
+            stats=stats,
+            add_special_tokens=add_special_tokens,
+        )
+
+    def chat(
+        self, messages: list[dict[str, str]], request: GenerationRequest, stats: GenerationStats
+    ) -> Iterator[str]:
+        """Render ``messages`` with the tokenizer's chat template, then generate (the
+        rendered prompt carries its own special tokens)."""
+        return self.generate(self.render_chat(messages), request, stats, add_special_tokens=False)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The prompt ``messages`` become under the tokenizer's chat template."""
+        tok = self.tokenizer
+        return render_prompt(
+            getattr(tok, "chat_template", None),
+            messages,
+            bos=getattr(tok, "bos_token", None) or "",
+            eos=getattr(tok, "eos_token", None) or "",
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` (no special tokens added)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @property
     def estimated_bytes(self) -> int:
@@ -603,6 +683,33 @@ class TransformersBackend:
             give_back_memory()
             raise
         return TransformersHandle(model, tokenizer, info)
+
+    # -- what the checkpoint says, without loading the weights -------------------------------
+    def _tokenizer(self, spec: LoadSpec) -> HFTokenizer:
+        opts = spec.options_dict
+        return hf_tokenizer(
+            spec.path,
+            trust_remote_code=bool(opts.get("trust_remote_code")),
+            local_files_only=opts.get("local_files_only") is not False,
+            revision=opts.get("revision"),
+        )
+
+    def tokenize(self, spec: LoadSpec, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens added). Loads the tokenizer only."""
+        return self._tokenizer(spec).encode(text)
+
+    def prompt_tokens(self, spec: LoadSpec, prompt: str) -> list[int]:
+        """The tokens a chat-rendered prompt becomes (it carries its own special tokens)."""
+        return self._tokenizer(spec).encode(prompt)
+
+    def render_chat(self, spec: LoadSpec, messages: list[dict[str, str]]) -> str:
+        """``messages`` rendered with the tokenizer's chat template (tokenizer only)."""
+        tok = self._tokenizer(spec)
+        return render_prompt(tok.chat_template, messages, bos=tok.bos_token, eos=tok.eos_token)
+
+    def eos_token_id(self, spec: LoadSpec) -> int | None:
+        """The tokenizer's end-of-sequence id (``None``: none). Tokenizer only."""
+        return self._tokenizer(spec).eos_token_id
 
 
 def _looks_like_hub_id(model: str) -> bool:

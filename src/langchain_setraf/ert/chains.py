@@ -265,12 +265,32 @@ def _chat_twin(llm: BaseLanguageModel[Any]) -> BaseChatModel | None:
     return None
 
 
+def _gguf_chat_twin(llm: Any) -> BaseLanguageModel[Any]:
+    """The ``ChatGGUF`` sharing ``llm``'s connection and sampling settings."""
+    from langchain_setraf.chat_models import ChatGGUF
+
+    return ChatGGUF(
+        server_url=llm.server_url,
+        server_model=llm.server_model,
+        api_key_env=llm.api_key_env,
+        request_timeout=llm.request_timeout,
+        temperature=llm.temperature,
+        top_p=llm.top_p,
+        top_k=llm.top_k,
+        min_p=llm.min_p,
+        max_tokens=llm.max_tokens,
+        repeat_penalty=llm.repeat_penalty,
+        seed=llm.seed,
+    )
+
+
 def constrained_stream(
     llm: BaseLanguageModel[Any], messages: list[BaseMessage], schema: dict[str, Any], budget: int
 ) -> TextStream | None:
     """Stream the answer decoded under ``schema`` when ``llm`` is a local model, else ``None``.
 
-    ``GGUFLLM`` gets a GBNF grammar built from the schema (its ``grammar`` sampling option);
+    ``GGUFLLM`` gets the schema as its ``json_schema`` call option (a GBNF grammar
+    in-process, the server's JSON-schema field over HTTP; attached by URL, its chat twin);
     ``ChatGGUF`` and ``ChatTransformers`` get the schema as ``response_format`` (what their
     ``with_structured_output`` binds); ``TransformersLLM`` goes through its chat twin, which
     shares its loaded weights. The token limit is raised to ``budget`` when lower, so the
@@ -282,12 +302,12 @@ def constrained_stream(
     model: BaseLanguageModel[Any] = _chat_twin(llm) or llm
     limit = max(budget, int(getattr(model, "max_tokens", 0) or 0))
     if isinstance(model, GGUFLLM):
-        from langchain_setraf.backends.gguf import import_llama_cpp
-        from langchain_setraf.chat_models import json_grammar
-
-        grammar = import_llama_cpp().LlamaGrammar.from_string(json_grammar(schema), verbose=False)
-        prompt = model.format_chat(messages)
-        return (_chunk_text(c) for c in model.stream(prompt, grammar=grammar, max_tokens=limit))
+        if model.server_url is not None:  # the server renders its own template: chat twin
+            model = _gguf_chat_twin(model)
+        else:
+            prompt = model.format_chat(messages)
+            stream = model.stream(prompt, json_schema=schema, max_tokens=limit)
+            return (_chunk_text(c) for c in stream)
     if isinstance(model, LocalChatModel):
         bound = model.bind(response_format={"type": "json_schema", "schema": schema})
         return (_chunk_text(c) for c in bound.stream(messages, max_tokens=limit))

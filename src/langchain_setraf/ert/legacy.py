@@ -154,15 +154,8 @@ class _Tokenizer:
     @property
     def eos_token_id(self) -> int | None:
         """The model's end-of-sequence id (SETRAF passes it as ``pad_token_id``)."""
-        lease = getattr(self._llm, "_lease", None)
-        if lease is None:
-            return None
-        with lease(lock=False) as handle:
-            llama = getattr(handle, "llama", None)
-            if llama is not None:
-                return int(llama.token_eos())
-            tok = getattr(handle, "tokenizer", None)
-            return None if tok is None else tok.eos_token_id
+        eos = getattr(self._llm, "eos_token_id", None)
+        return eos() if callable(eos) else None
 
 
 class TextGenerationPipeline:

@@ -1,7 +1,8 @@
 """A third-party backend for tests: a word-bigram model built from a text file.
 
-It is a real backend: ``load`` reads and indexes the corpus, the handle holds the table,
-the shared cache loads it once, and its LLM class generates deterministic text.
+It is a real backend: ``load`` reads and indexes the corpus, the handle holds the table
+and generates deterministic text (the handle owns generation, as every backend's does),
+the shared cache loads it once, and its LLM class only maps LangChain onto the handle.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from langchain_core.outputs import Generation, GenerationChunk
-
 from langchain_setraf._llm_base import CachedLLM
-from langchain_setraf.backends.base import LoadSpec, file_identity
+from langchain_setraf.backends.base import (
+    GenerationRequest,
+    GenerationStats,
+    LoadSpec,
+    file_identity,
+)
 
 
 class NGramHandle:
@@ -29,6 +33,28 @@ class NGramHandle:
 
     def close(self) -> None:
         self.table = {}
+
+    def generate(
+        self, prompt: str, request: GenerationRequest, stats: GenerationStats
+    ) -> Iterator[str]:
+        word = prompt.split()[-1] if prompt.split() else ""
+        for _ in range(int(request.params.get("max_tokens", 8))):
+            nxt = self.table.get(word)
+            if not nxt:
+                stats.finish_reason = "stop"
+                return
+            word = sorted(nxt.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+            stats.completion_tokens += 1
+            yield " " + word
+        stats.finish_reason = "length"
+
+    def chat(
+        self, messages: list[dict[str, str]], request: GenerationRequest, stats: GenerationStats
+    ) -> Iterator[str]:
+        return self.generate(messages[-1]["content"] if messages else "", request, stats)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
 
 
 class NGramBackend:
@@ -70,23 +96,10 @@ class NGramLLM(CachedLLM):
     def _backend_and_spec(self) -> tuple[NGramBackend, LoadSpec]:
         return _BACKEND, _BACKEND.spec_for(self.corpus)
 
-    def _words(self, prompt: str) -> list[str]:
-        with self._lease() as handle:
-            word = prompt.split()[-1] if prompt.split() else ""
-            out = []
-            for _ in range(self.max_tokens):
-                nxt = handle.table.get(word)
-                if not nxt:
-                    break
-                word = sorted(nxt.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-                out.append(word)
-            return out
+    def _generation_request(
+        self, stop: list[str] | None, overrides: dict[str, Any]
+    ) -> GenerationRequest:
+        return GenerationRequest(params={"max_tokens": self.max_tokens}, stop=stop)
 
-    def _complete(self, prompt: str, stop: list[str] | None, **kwargs: Any) -> Generation:
-        return Generation(text=" ".join(self._words(prompt)))
-
-    def _stream(
-        self, prompt: str, stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> Iterator[GenerationChunk]:
-        for w in self._words(prompt):
-            yield GenerationChunk(text=" " + w)
+    def _model_name(self) -> str:
+        return Path(self.corpus).name
