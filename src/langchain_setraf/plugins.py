@@ -13,7 +13,7 @@ the package's, so the cache can import it without a cycle. ``SETRAF_PLUGINS``
 Example:
     >>> from langchain_setraf import list_backends
     >>> sorted(b.name for b in list_backends() if b.builtin)
-    ['gguf', 'transformers']
+    ['gguf', 'llama-server', 'openai', 'transformers']
 """
 
 from __future__ import annotations

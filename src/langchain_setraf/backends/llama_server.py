@@ -1,0 +1,235 @@
+"""The ``llama-server`` backend: a GGUF model served by the host's one managed llama.cpp server.
+
+Every process that loads the same file with the same load options talks to the same server
+(see :mod:`langchain_setraf.serve.managed`): one copy of the weights and KV cache on the
+host, and concurrent requests batched over ``n_parallel`` slots. A handle is an
+:class:`~langchain_setraf.backends.openai_compat.HTTPHandle` bound to the server that
+re-checks the server before each request: a server that died (or was stopped) is started
+again on the next call, and a request in flight when it died fails with a
+:class:`~langchain_setraf.backends.server_errors.ServerDiedError` naming the pid, port,
+model and exit status. Closing the handle detaches this process; the server stops only if
+this package started it and no other live process is attached.
+
+Tokenization and chat rendering without a request read the GGUF file, as the ``gguf``
+backend does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+from langchain_setraf.backends.base import (
+    GenerationRequest,
+    GenerationStats,
+    LoadSpec,
+    file_identity,
+)
+from langchain_setraf.backends.openai_compat import HTTPHandle
+from langchain_setraf.backends.server_errors import ServerDiedError, ServerError
+from langchain_setraf.gguf_file import GGUFFormatError, read_gguf_header_cached
+from langchain_setraf.serve.managed import (
+    DEFAULT_N_CTX,
+    DEFAULT_N_PARALLEL,
+    SERVER_OPTIONS,
+    ManagedServer,
+    ServerInfo,
+)
+
+__all__ = ["LLAMA_SERVER_OPTIONS", "LlamaServerBackend", "ManagedServerHandle"]
+
+#: Options of a ``llama-server`` spec: the server's own (they name the server) and the
+#: client's ``request_timeout``.
+LLAMA_SERVER_OPTIONS: Final = (*SERVER_OPTIONS, "request_timeout")
+#: Seconds a handle waits for a dying server's process to be gone before naming it.
+_DEATH_WAIT: Final = 2.0
+
+
+class ManagedServerHandle(HTTPHandle):
+    """An :class:`HTTPHandle` on a managed server, restarted on demand."""
+
+    def __init__(self, server: ManagedServer, info: ServerInfo, *, timeout: float) -> None:
+        super().__init__(info.url + "/v1", info.alias, timeout=timeout, name="llama-server")
+        self.server = server
+        self.info = info
+        self._ensure_lock = threading.Lock()
+        self._detached = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.info.url!r}, model={self.info.model_path!r})"
+
+    def close(self) -> None:
+        """Detach this process from the server (stopping it when this process was the last
+        client and this package started it) and close the connection pool."""
+        with self._ensure_lock:
+            detached, self._detached = self._detached, True
+        try:
+            if not detached:
+                self.server.detach()
+        finally:
+            super().close()
+
+    def _ensure_current(self) -> None:
+        """Re-attach (starting a new server) when the one this handle knew is gone."""
+        with self._ensure_lock:
+            if self._detached:
+                raise RuntimeError(f"{self!r} is closed")
+            if self.server.is_current(self.info):
+                return
+            info = self.server.attach(again=True)
+            if info.url != self.info.url:
+                self.base_url = info.url + "/v1"
+                self.root_url = info.url
+            self.model = info.alias
+            self.info = info
+
+    def _before_request(self) -> None:
+        self._ensure_current()
+
+    def _stream(
+        self,
+        path: str,
+        body: dict[str, Any],
+        request: GenerationRequest,
+        stats: GenerationStats,
+        text_of: Any,
+    ) -> Iterator[str]:
+        self._ensure_current()  # the URL is fixed here, before the generator starts
+        return super()._stream(path, body, request, stats, text_of)
+
+    def _post_json(self, url: str, body: Any, *, what: str) -> Any:
+        self._ensure_current()
+        if not url.startswith(self.root_url):  # the server moved: same path, new port
+            url = self.root_url + "/" + url.split("/", 3)[3]
+        return super()._post_json(url, body, what=what)
+
+    def _on_transport_error(self, exc: ServerError) -> BaseException:
+        info = self.info
+        deadline = time.monotonic() + _DEATH_WAIT
+        while self.server.is_current(info):
+            if time.monotonic() > deadline:
+                return exc  # the server lives: a transport error of its own
+            time.sleep(0.05)
+        record = self.server.exit_record(info.launch_id)
+        status = record.get("status") if record else None
+        how = self.server.exit_description(info.launch_id, wait=0.0)
+        what = "llama-server" if info.engine == "llama-server" else f"llama-server ({info.engine})"
+        err = ServerDiedError(
+            f"{what} for {info.model_path}, pid {info.pid} on "
+            f"127.0.0.1:{info.port}, exited during the request ({how}); the next call "
+            "starts it again",
+            url=exc.url,
+            pid=info.pid,
+            exit_status=status if isinstance(status, int) else None,
+        )
+        err.__cause__ = exc
+        return err
+
+
+class LlamaServerBackend:
+    """The built-in ``llama-server`` backend (managed llama.cpp server per model + options)."""
+
+    name = "llama-server"
+    #: Generations on one handle run at once: the server batches them.
+    concurrent = True
+    llm_class = "langchain_setraf.llms:GGUFLLM"
+    chat_class = "langchain_setraf.chat_models:ChatGGUF"
+    model_field = "model_path"
+    #: ``init_llm("llama-server:/m.gguf")`` builds the GGUF classes with ``server=True``.
+    init_defaults: ClassVar[Mapping[str, Any]] = {"server": True}
+    #: ``keep_alive`` is the server's own idle sleep (``--sleep-idle-seconds``), passed in the
+    #: spec: the cache keeps the connection.
+    owns_keep_alive = True
+
+    def missing_requirements(self) -> str | None:
+        """``None`` when a server engine is installed, else what to install."""
+        from langchain_setraf.serve.engine import EngineNotFoundError, resolve_engine
+
+        try:
+            resolve_engine()
+        except EngineNotFoundError as exc:
+            return str(exc)
+        return None
+
+    def accepts(self, path: str | os.PathLike[str]) -> bool:
+        """Never: ``auto:`` URIs pick the in-process ``gguf`` backend for GGUF files."""
+        return False
+
+    def spec_for(self, model_path: str | os.PathLike[str], **options: Any) -> LoadSpec:
+        """The cache key of ``model_path`` served with these options.
+
+        Options: ``n_ctx`` (tokens per slot), ``n_parallel`` (slots), ``n_batch``,
+        ``n_threads``, ``n_gpu_layers``, ``use_mmap``, ``use_mlock``, ``repack``,
+        ``sleep_idle_seconds`` (``None``: never unload; at least 1) and ``request_timeout``
+        (seconds per HTTP read; not part of the server's identity).
+        """
+        unknown = set(options) - set(LLAMA_SERVER_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown llama-server load option(s): {sorted(unknown)}")
+        for name in ("n_ctx", "n_parallel", "n_batch", "n_threads"):
+            value = options.get(name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        timeout = options.get("request_timeout")
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise ValueError(f"request_timeout must be > 0 seconds, got {timeout!r}")
+        sleep = options.get("sleep_idle_seconds")
+        if sleep is not None and (not isinstance(sleep, int | float) or sleep < 0):
+            raise ValueError(f"sleep_idle_seconds must be >= 0 seconds, got {sleep!r}")
+        path = Path(model_path)
+        if not path.exists() and not path.is_symlink():
+            raise FileNotFoundError(f"model file not found: {path}")
+        try:
+            identity = file_identity(path)
+        except OSError as exc:
+            raise GGUFFormatError(f"{path}: cannot open model file ({exc.strerror})") from None
+        return LoadSpec.create(self.name, identity, options)
+
+    def estimate_bytes(self, spec: LoadSpec) -> int:
+        """Host memory a new server needs (weights + KV cache for every slot); 0 when the
+        spec's server is already running (its memory is already in use)."""
+        if ManagedServer.for_spec(spec).is_running():
+            return 0
+        from langchain_setraf.backends.gguf import estimate_gguf_bytes
+
+        info = read_gguf_header_cached(spec.path)
+        opts = spec.options_dict
+        n_ctx = int(opts.get("n_ctx") or DEFAULT_N_CTX)
+        n_parallel = int(opts.get("n_parallel") or DEFAULT_N_PARALLEL)
+        return estimate_gguf_bytes(
+            info,
+            n_ctx * n_parallel,
+            repack=opts.get("repack") is not False,
+            n_gpu_layers=int(opts.get("n_gpu_layers") or 0),
+        )
+
+    def load(self, spec: LoadSpec) -> ManagedServerHandle:
+        """Start or reuse the spec's server, attach this process, and return a handle."""
+        read_gguf_header_cached(spec.path)  # a bad file fails here, named
+        server = ManagedServer.for_spec(spec)
+        info = server.attach()
+        timeout = float(spec.options_dict.get("request_timeout") or 600.0)
+        return ManagedServerHandle(server, info, timeout=timeout)
+
+    # -- what the file says, without a request ---------------------------------------------
+    def tokenize(self, spec: LoadSpec, text: str) -> list[int]:
+        """Token ids of ``text`` by the file's vocabulary (special-token text parsed, no BOS)."""
+        from langchain_setraf.backends.gguf import GGUFBackend
+
+        return GGUFBackend().tokenize(spec, text)
+
+    def prompt_tokens(self, spec: LoadSpec, prompt: str) -> list[int]:
+        """The tokens the server is given for ``prompt`` (one BOS at most)."""
+        from langchain_setraf.backends.gguf import GGUFBackend
+
+        return GGUFBackend().prompt_tokens(spec, prompt)
+
+    def render_chat(self, spec: LoadSpec, messages: list[dict[str, str]]) -> str:
+        """``messages`` rendered with the file's chat template (header only)."""
+        from langchain_setraf.backends.gguf import GGUFBackend
+
+        return GGUFBackend().render_chat(spec, messages)

@@ -1,0 +1,723 @@
+"""Attach to a server that speaks the OpenAI-compatible API (llama-server, Ollama, vLLM,
+the Ray Serve ingress): the ``openai`` backend and the HTTP handle it loads.
+
+Generation streams over ``/v1/completions`` (raw prompt) and ``/v1/chat/completions``
+(messages, rendered by the server's own chat template); a JSON constraint becomes the
+request's ``response_format`` (llama-server compiles it to a grammar). Token counting and
+chat rendering use llama.cpp's native ``/tokenize`` and ``/apply-template`` at the server
+root; other servers have none, and those calls fail with a :class:`ServerResponseError`
+naming the URL.
+
+Every request ends within its timeout: the connect timeout (10 s) and the read timeout
+(``request_timeout``, seconds between two reads) bound it, and every failure is a
+:class:`~langchain_setraf.backends.server_errors.ServerError`. The API key is read from the
+environment variable named by ``api_key_env`` at load time and sent as
+``Authorization: Bearer``; it is never part of a spec, a repr or a message.
+
+:class:`HTTPHandle` is also the handle of the managed ``llama-server`` backend, which
+overrides :meth:`HTTPHandle._before_request` (to re-ensure its server) and
+:meth:`HTTPHandle._on_transport_error` (to name the server's pid and exit status).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from langchain_setraf.backends.base import GenerationRequest, GenerationStats, LoadSpec
+from langchain_setraf.backends.server_errors import (
+    ServerError,
+    ServerResponseError,
+    ServerUnavailableError,
+    snippet,
+)
+
+__all__ = [
+    "HTTP_PARAMS",
+    "OPENAI_LOAD_OPTIONS",
+    "HTTPHandle",
+    "OpenAICompatBackend",
+    "normalize_base_url",
+]
+
+#: Sampling parameters an HTTP handle sends (only those set; ``top_k``, ``min_p`` and
+#: ``repeat_penalty`` are llama.cpp's extensions of the OpenAI body).
+HTTP_PARAMS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+)
+
+#: Load options of the ``openai`` backend (the cache key, with the URL and model name).
+OPENAI_LOAD_OPTIONS = ("request_timeout", "api_key_env")
+
+#: Seconds to wait for a TCP connection (the read timeout is the handle's ``timeout``).
+CONNECT_TIMEOUT = 10.0
+#: Bytes of an error body read to quote it (the rest is never read).
+_ERROR_BODY_LIMIT = 4096
+#: Header a Ray Serve replica sets to say which replica answered.
+REPLICA_HEADER = "x-setraf-replica"
+
+
+def normalize_base_url(url: str) -> str:
+    """The OpenAI base URL for ``url``: ``http(s)://host[:port][/prefix]/v1``, no trailing
+    slash (``/v1`` is appended when missing).
+
+    Raises:
+        ValueError: Not an ``http``/``https`` URL with a host, or it has a query/fragment.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"server_url must be an http(s) URL, got {url!r}")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"server_url {url!r} is not an http(s) URL with a host "
+            "(expected e.g. 'http://127.0.0.1:8080/v1')"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"server_url {url!r} must not have a query or fragment")
+    try:
+        parts.port  # noqa: B018 - validates the port number
+    except ValueError as exc:
+        raise ValueError(f"server_url {url!r}: {exc}") from None
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _body_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(HTTP_PARAMS))
+    if unknown:
+        raise TypeError(
+            f"unknown sampling parameter(s) for an HTTP server: {unknown}; "
+            f"expected some of {list(HTTP_PARAMS)}"
+        )
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _response_format(constraint: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The OpenAI ``response_format`` for a JSON constraint (``None``: free text)."""
+    if constraint is None:
+        return None
+    if set(constraint) != {"schema"}:
+        raise ValueError(
+            f"a JSON constraint is {{'schema': dict | None}}, got keys {sorted(constraint)}"
+        )
+    schema = constraint["schema"]
+    if schema is None:
+        return {"type": "json_object"}
+    if not isinstance(schema, dict):
+        raise TypeError(
+            f"a JSON constraint's schema must be a dict or None, got {type(schema).__name__}"
+        )
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema, "strict": True},
+    }
+
+
+class HTTPHandle:
+    """A model served over HTTP, spoken to through its OpenAI-compatible API.
+
+    Thread-safe: concurrent generations share one connection pool and run at once (the
+    server batches them).
+
+    Args:
+        base_url: The OpenAI base URL (``/v1`` is appended when missing).
+        model: The model name sent with each request; ``None``: the first one the server
+            lists at ``/v1/models`` (asked once, on the first generation).
+        api_key: Sent as ``Authorization: Bearer``; never shown in a repr or message.
+        timeout: Seconds to wait for each read (the connect timeout is 10 s).
+        name: What messages call the server (``"server"``, ``"llama-server"``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 600.0,
+        name: str = "server",
+    ) -> None:
+        if not timeout or timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.base_url = normalize_base_url(base_url)
+        self.root_url = self.base_url[: -len("/v1")]
+        self.model = model
+        self.timeout = float(timeout)
+        self.name = name
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout)),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+            follow_redirects=False,
+            # a proxy from the environment (http_proxy) never carries loopback traffic;
+            # a remote server may need it
+            trust_env=not _is_loopback(self.base_url),
+        )
+        self._model_lock = threading.RLock()
+        self._served: list[str] | None = None
+        self._model_checked = False
+        self._closed = False
+
+    def __enter__(self) -> HTTPHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r}, model={self.model!r})"
+
+    # -- ModelHandle ------------------------------------------------------------------------
+    @property
+    def estimated_bytes(self) -> int:
+        """0: the model's memory is the server's, not this process's."""
+        return 0
+
+    def close(self) -> None:
+        """Close the connection pool (the server is not touched)."""
+        self._closed = True
+        self._client.close()
+
+    # -- hooks for subclasses ----------------------------------------------------------------
+    def _before_request(self) -> None:
+        """Called before every request (the managed backend re-ensures its server here)."""
+
+    def _on_transport_error(self, exc: ServerError) -> BaseException:
+        """Map a failure that may mean the server went away (no answer, a dropped
+        connection, a truncated stream) to the exception to raise. Returns ``exc``."""
+        return exc
+
+    # -- generation ---------------------------------------------------------------------------
+    def generate(
+        self, prompt: str, request: GenerationRequest, stats: GenerationStats
+    ) -> Iterator[str]:
+        """Stream a raw completion of ``prompt`` from ``/v1/completions``."""
+        body: dict[str, Any] = {"prompt": prompt}
+        return self._stream("/completions", body, request, stats, _completion_text)
+
+    def chat(
+        self, messages: list[dict[str, str]], request: GenerationRequest, stats: GenerationStats
+    ) -> Iterator[str]:
+        """Stream an answer to ``messages`` from ``/v1/chat/completions`` (the server
+        renders them with its chat template)."""
+        body: dict[str, Any] = {"messages": [dict(m) for m in messages]}
+        return self._stream("/chat/completions", body, request, stats, _chat_text)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the server's tokenizer (llama.cpp's ``/tokenize``)."""
+        return len(self.tokenize(text))
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` (special-token text parsed, no BOS) from ``/tokenize``."""
+        data = self._post_json(
+            self.root_url + "/tokenize",
+            {"content": text, "add_special": False, "parse_special": True},
+            what="/tokenize (llama.cpp's tokenizer endpoint)",
+        )
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        if not isinstance(tokens, list):
+            raise ServerResponseError(
+                f"{self.name} at {self.root_url}/tokenize answered without a 'tokens' list: "
+                f"{snippet(json.dumps(data))}",
+                url=self.root_url + "/tokenize",
+            )
+        return [int(t) if isinstance(t, int) else int(t["id"]) for t in tokens]
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """``messages`` rendered by the server's chat template (llama.cpp's
+        ``/apply-template``)."""
+        url = self.root_url + "/apply-template"
+        data = self._post_json(
+            url,
+            {"messages": [dict(m) for m in messages]},
+            what="/apply-template (llama.cpp's chat-template endpoint)",
+        )
+        prompt = data.get("prompt") if isinstance(data, dict) else None
+        if not isinstance(prompt, str):
+            raise ServerResponseError(
+                f"{self.name} at {url} answered without a 'prompt' string: "
+                f"{snippet(json.dumps(data))}",
+                url=url,
+            )
+        return prompt
+
+    def served_models(self) -> list[str]:
+        """The model ids the server lists at ``/v1/models`` (asked once per handle)."""
+        with self._model_lock:
+            if self._served is None:
+                self._served = self._list_models()
+            return list(self._served)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _list_models(self) -> list[str]:
+        url = self.base_url + "/models"
+        data = self._request_json("GET", url, None, what="/v1/models")
+        entries = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise ServerResponseError(
+                f"{self.name} at {url} answered without a 'data' list: {snippet(json.dumps(data))}",
+                url=url,
+            )
+        ids: list[str] = []
+        for entry in entries:
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                ids.append(entry["id"])
+                ids.extend(a for a in entry.get("aliases") or () if isinstance(a, str))
+        return ids
+
+    def _model_for_request(self) -> str:
+        """The model name to send: the one given (checked once against ``/v1/models``,
+        since llama-server answers whatever name it is sent), or the server's first."""
+        with self._model_lock:
+            if self.model is None:
+                served = self._served = self._list_models()
+                if not served:
+                    raise ServerResponseError(
+                        f"{self.name} at {self.base_url} lists no model at /v1/models; "
+                        "name one with server_model=",
+                        url=self.base_url + "/models",
+                    )
+                self.model = served[0]
+                self._model_checked = True
+            if not self._model_checked:
+                try:
+                    served = self.served_models()
+                except ServerResponseError:  # no usable listing: the server's answer will tell
+                    served = self._served = []
+                self._model_checked = True
+                if served and not _is_served(self.model, served):
+                    raise ServerResponseError(
+                        f"{self.name} at {self.base_url} does not serve model "
+                        f"{self.model!r}; it serves: {_listing(served)}",
+                        url=self.base_url + "/models",
+                    )
+            return self.model
+
+    def _wrong_model_error(self, status: int, server_message: str, url: str) -> ServerError | None:
+        """A clearer error when a 400/404 comes from a model name the server does not serve."""
+        if self.model is None:
+            return None
+        try:
+            served = self.served_models()
+        except ServerError:
+            return None
+        if not served or _is_served(self.model, served):
+            return None
+        return ServerResponseError(
+            f"{self.name} at {self.base_url} does not serve model {self.model!r} "
+            f"(HTTP {status}: {server_message}); it serves: {_listing(served)}",
+            url=url,
+            status=status,
+            server_message=server_message,
+        )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+
+    def _unavailable(self, exc: httpx.HTTPError, url: str) -> BaseException:
+        """Map an httpx transport error to a :class:`ServerUnavailableError` (through the
+        subclass hook)."""
+        err: ServerError
+        if isinstance(exc, httpx.ConnectTimeout):
+            t = min(CONNECT_TIMEOUT, self.timeout)
+            err = ServerUnavailableError(
+                f"{self.name} at {url} did not accept a connection within {t:g} s",
+                url=url,
+                timeout=t,
+            )
+        elif isinstance(exc, httpx.TimeoutException):
+            err = ServerUnavailableError(
+                f"{self.name} at {url} sent nothing for {self.timeout:g} s "
+                "(request_timeout); it is stuck or overloaded",
+                url=url,
+                timeout=self.timeout,
+            )
+        elif isinstance(exc, httpx.ConnectError):
+            err = ServerUnavailableError(
+                f"cannot connect to {self.name} at {url}: {exc or type(exc).__name__}",
+                url=url,
+            )
+        else:
+            err = ServerUnavailableError(
+                f"{self.name} at {url} closed the connection without an answer "
+                f"({type(exc).__name__}: {exc})",
+                url=url,
+            )
+        err.__cause__ = exc
+        return self._on_transport_error(err)
+
+    def _status_error(
+        self, response: httpx.Response, url: str, *, check_model: bool = False
+    ) -> ServerError:
+        """The error for a non-200 response (reads the start of its body). With
+        ``check_model``, a 400/404/422 is checked against the served models."""
+        raw = self._read_bounded(response)
+        message = _server_message(raw)
+        status = response.status_code
+        if check_model and status in (400, 404, 422):
+            wrong = self._wrong_model_error(status, message, url)
+            if wrong is not None:
+                return wrong
+        ctype = response.headers.get("content-type", "")
+        hint = ""
+        if status == 404:
+            hint = " (wrong URL? the base URL should end in /v1)"
+            if "html" in ctype:
+                hint = " (an HTML page: is this the OpenAI-compatible API's base URL?)"
+        elif status in (401, 403):
+            hint = " (check the API key in the environment variable named by api_key_env)"
+        return ServerResponseError(
+            f"{self.name} at {url} answered HTTP {status}{hint}: {message}",
+            url=url,
+            status=status,
+            server_message=message,
+        )
+
+    @staticmethod
+    def _read_bounded(response: httpx.Response) -> bytes:
+        """The first few KiB of an error body (a server may send a lot; the rest is
+        never read)."""
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= _ERROR_BODY_LIMIT:
+                break
+        return b"".join(chunks)[:_ERROR_BODY_LIMIT]
+
+    def _request_json(self, method: str, url: str, body: Any, *, what: str) -> Any:
+        self._check_open()
+        self._before_request()
+        response = self._send_stream(url, body, method)
+        try:
+            if response.status_code != 200:
+                error = self._status_error(response, url)
+                if response.status_code == 404:
+                    raise ServerResponseError(
+                        f"{self.name} at {self.root_url} has no {what}: {error}",
+                        url=url,
+                        status=404,
+                    )
+                raise error
+            raw = response.read()
+        except httpx.HTTPError as exc:
+            raise self._unavailable(exc, url) from exc
+        finally:
+            response.close()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ServerResponseError(
+                f"{self.name} at {url} answered with malformed JSON: {snippet(raw)!r}",
+                url=url,
+                status=200,
+            ) from None
+
+    def _post_json(self, url: str, body: Any, *, what: str) -> Any:
+        return self._request_json("POST", url, body, what=what)
+
+    def _stream(
+        self,
+        path: str,
+        body: dict[str, Any],
+        request: GenerationRequest,
+        stats: GenerationStats,
+        text_of: Any,
+    ) -> Iterator[str]:
+        """Validate the request now; the returned generator does the HTTP."""
+        self._check_open()
+        body.update(_body_params(request.params))
+        if request.stop:
+            body["stop"] = list(request.stop)
+        response_format = _response_format(request.constraint)
+        if response_format is not None:
+            body["response_format"] = response_format
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        return self._stream_events(self.base_url + path, body, stats, text_of)
+
+    def _stream_events(
+        self, url: str, body: dict[str, Any], stats: GenerationStats, text_of: Any
+    ) -> Iterator[str]:
+        self._before_request()
+        body["model"] = stats.model = self._model_for_request()
+        finished = done = started = False
+        response = self._send_stream(url, body)
+        try:
+            if response.status_code != 200:
+                raise self._status_error(response, url, check_model=True)
+            started = True
+            stats.served_by = response.headers.get(REPLICA_HEADER) or self.base_url
+            for data in _sse_data(response.iter_lines(), url, self.name):
+                if data == "[DONE]":
+                    done = True
+                    break
+                chunk = _parse_chunk(data, url, self.name)
+                _take_usage(chunk, stats)
+                for choice in chunk.get("choices") or ():
+                    text = text_of(choice)
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        stats.finish_reason = str(reason)
+                        finished = True
+                    if text:
+                        yield text
+        except httpx.HTTPError as exc:
+            if not started:
+                raise self._unavailable(exc, url) from exc
+            if finished and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+                return  # the answer was complete; only the end of the body was lost
+            err: ServerError = self._truncated(url, f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, httpx.TimeoutException):
+                err = ServerUnavailableError(
+                    f"{self.name} at {url} stopped sending for {self.timeout:g} s "
+                    "(request_timeout) in the middle of a stream",
+                    url=url,
+                    timeout=self.timeout,
+                )
+            err.__cause__ = exc
+            raise self._on_transport_error(err) from exc
+        finally:
+            response.close()  # also when the caller closes the generator early
+        if not (done or finished):
+            raise self._on_transport_error(self._truncated(url, "the connection was closed"))
+
+    def _send_stream(self, url: str, body: Any, method: str = "POST") -> httpx.Response:
+        """Send a request and return the response once its headers are in (the body is
+        streamed). A pooled keep-alive connection the server closed just before the request
+        fails without any answer: that one case is retried, once."""
+        request = self._client.build_request(method, url, json=body)
+        for attempt in range(2):
+            try:
+                return self._client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if attempt == 0:
+                    continue
+                raise self._unavailable(exc, url) from exc
+            except httpx.HTTPError as exc:
+                raise self._unavailable(exc, url) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _truncated(self, url: str, why: str) -> ServerResponseError:
+        return ServerResponseError(
+            f"{self.name} at {url} ended the stream before a finish_reason or [DONE] "
+            f"(truncated response: {why})",
+            url=url,
+            status=200,
+        )
+
+
+def _is_served(model: str, served: list[str]) -> bool:
+    """Whether ``model`` is one of ``served`` (Ollama's ``name`` means ``name:latest``)."""
+    return model in served or f"{model}:latest" in served
+
+
+def _listing(served: list[str]) -> str:
+    more = f" and {len(served) - 20} more" if len(served) > 20 else ""
+    return ", ".join(repr(m) for m in served[:20]) + more
+
+
+def _server_message(raw: bytes) -> str:
+    """The error message in an error body (OpenAI ``{"error": {"message"}}``, llama.cpp,
+    Ollama ``{"error": "..."}``, FastAPI ``{"detail"}``), else a snippet of the body."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return repr(snippet(raw)) if raw else "(empty body)"
+    if isinstance(data, dict):
+        error = data.get("error", data.get("detail", data.get("message")))
+        if isinstance(error, dict):
+            error = error.get("message", error)
+        if isinstance(error, str):
+            return error
+        if error is not None:
+            return snippet(json.dumps(error))
+    return snippet(json.dumps(data))
+
+
+def _sse_data(lines: Iterator[str], url: str, name: str) -> Iterator[str]:
+    """The ``data`` of each server-sent event (its ``data:`` lines joined by newlines)."""
+    data: list[str] = []
+    for line in lines:
+        if not line:  # end of an event
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue  # a comment / keep-alive ping
+        field, sep, value = line.partition(":")
+        if not sep or field not in ("data", "event", "id", "retry", "error"):
+            raise ServerResponseError(
+                f"{name} at {url} sent a line that is not server-sent events: {snippet(line)!r}",
+                url=url,
+                status=200,
+            )
+        value = value[1:] if value.startswith(" ") else value
+        if field == "error":  # llama.cpp reports a failure mid-stream as "error: {json}"
+            raise ServerResponseError(
+                f"{name} at {url} reported an error mid-stream: {_server_message(value.encode())}",
+                url=url,
+                status=200,
+                server_message=value,
+            )
+        if field == "data":
+            data.append(value)
+    if data:  # the last event had no blank line after it
+        yield "\n".join(data)
+
+
+def _parse_chunk(data: str, url: str, name: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise ServerResponseError(
+            f"{name} at {url} sent a malformed JSON event: {snippet(data)!r}", url=url, status=200
+        ) from None
+    if not isinstance(chunk, dict):
+        raise ServerResponseError(
+            f"{name} at {url} sent an event that is not a JSON object: {snippet(data)!r}",
+            url=url,
+            status=200,
+        )
+    if "error" in chunk:
+        message = _server_message(data.encode())
+        raise ServerResponseError(
+            f"{name} at {url} reported an error mid-stream: {message}",
+            url=url,
+            status=200,
+            server_message=message,
+        )
+    return chunk
+
+
+def _take_usage(chunk: Mapping[str, Any], stats: GenerationStats) -> None:
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        stats.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        stats.completion_tokens = int(usage.get("completion_tokens") or 0)
+
+
+def _completion_text(choice: Mapping[str, Any]) -> str:
+    text = choice.get("text")
+    return text if isinstance(text, str) else ""
+
+
+def _chat_text(choice: Mapping[str, Any]) -> str:
+    delta = choice.get("delta")
+    content = delta.get("content") if isinstance(delta, dict) else None
+    return content if isinstance(content, str) else ""
+
+
+class OpenAICompatBackend:
+    """The built-in ``openai`` backend: a model on a server, by URL.
+
+    The spec's identity is ``(base_url, server_model or "")``; its options are
+    ``request_timeout`` and ``api_key_env`` (the NAME of the variable holding the key).
+    """
+
+    name = "openai"
+    #: Generations on one handle run at once: the server batches them.
+    concurrent = True
+    llm_class = "langchain_setraf.llms:GGUFLLM"
+    chat_class = "langchain_setraf.chat_models:ChatGGUF"
+    model_field = "server_url"
+    #: ``init_chat_model("openai:http://host:8080/v1", model="name")``: ``model`` is the
+    #: name sent to the server.
+    init_aliases: ClassVar[Mapping[str, str]] = {"model": "server_model"}
+
+    def missing_requirements(self) -> str | None:
+        """``None``: httpx is a dependency of the package."""
+        return None
+
+    def accepts(self, path: str | os.PathLike[str]) -> bool:
+        """Never: a URL is not picked by ``auto:`` (name the ``openai:`` backend)."""
+        return False
+
+    def spec_for(
+        self,
+        server_url: str,
+        *,
+        server_model: str | None = None,
+        request_timeout: float | None = 600.0,
+        api_key_env: str | None = "SETRAF_API_KEY",
+    ) -> LoadSpec:
+        """The cache key of a model at ``server_url`` (normalised to its ``/v1`` base)."""
+        base = normalize_base_url(server_url)
+        if server_model is not None and (not isinstance(server_model, str) or not server_model):
+            raise ValueError(f"server_model must be a non-empty string, got {server_model!r}")
+        if request_timeout is not None and not request_timeout > 0:
+            raise ValueError(f"request_timeout must be > 0 seconds, got {request_timeout!r}")
+        if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env):
+            raise ValueError(
+                f"api_key_env is the NAME of an environment variable, got {api_key_env!r}"
+            )
+        options = {"request_timeout": request_timeout, "api_key_env": api_key_env}
+        return LoadSpec.create(self.name, (base, server_model or ""), options)
+
+    def estimate_bytes(self, spec: LoadSpec) -> int:
+        """0: the weights live in the server."""
+        return 0
+
+    def load(self, spec: LoadSpec) -> HTTPHandle:
+        """A handle on the server (no request is made until the first generation)."""
+        base, model = spec.identity[0], spec.identity[1] or None
+        opts = spec.options_dict
+        env = opts.get("api_key_env")
+        api_key = os.environ.get(env) if env else None
+        return HTTPHandle(
+            base,
+            model,
+            api_key=api_key or None,
+            timeout=float(opts.get("request_timeout") or 600.0),
+            name="server",
+        )
+
+    def tokenize(self, spec: LoadSpec, text: str) -> list[int]:
+        """Token ids of ``text`` by the server's tokenizer (llama.cpp's ``/tokenize``)."""
+        handle = self.load(spec)
+        try:
+            return handle.tokenize(text)
+        finally:
+            handle.close()
+
+    def render_chat(self, spec: LoadSpec, messages: list[dict[str, str]]) -> str:
+        """``messages`` rendered by the server's chat template (``/apply-template``)."""
+        handle = self.load(spec)
+        try:
+            return handle.render_chat(messages)
+        finally:
+            handle.close()
+
+
+def _is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine (127.0.0.0/8, ``::1`` or ``localhost``)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,893 @@
+"""One llama.cpp server per host per model and load options, shared by every process.
+
+A :class:`ManagedServer` is named by a hash of its
+:class:`~langchain_setraf.backends.base.LoadSpec`. Its files live in the runtime
+directory (``$SETRAF_RUNTIME_DIR``, default ``/tmp/langchain-setraf``, sticky and
+world-writable like ``/tmp`` so every user of the package on the host shares the servers):
+
+- ``<key>.lock``: an ``fcntl`` lock held while a process reads or changes the state;
+- ``<key>.json``: the state (pids and start times of the server and its supervisor, port,
+  engine, spec, attached client processes);
+- ``<key>.log``: the server's output (truncated at each start);
+- ``<key>.<launch>.exit``: how a server ended, written by its
+  :mod:`~langchain_setraf.serve.supervisor`.
+
+The first process starts the server on a free port of 127.0.0.1 and waits for ``/health``
+with a deadline; later processes attach after a health check. Stale state (a dead or reused
+pid, a port now answered by something else) is replaced by a new server; a corrupt state
+file is replaced with a warning. A server is stopped only by :meth:`ManagedServer.stop`
+or when the last attached process detaches, and only a process this package started
+(verified by pid, start time and command line).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import psutil
+
+from langchain_setraf.backends.base import LoadSpec
+from langchain_setraf.serve.engine import Engine, ServerArgs, resolve_engine, server_argv
+from langchain_setraf.serve.supervisor import describe_exit, read_exit
+
+__all__ = [
+    "DEFAULT_N_CTX",
+    "DEFAULT_N_PARALLEL",
+    "DEFAULT_RUNTIME_DIR",
+    "SERVER_OPTIONS",
+    "ManagedServer",
+    "ServerInfo",
+    "ServerStartError",
+    "ServerStatus",
+    "running_servers",
+    "runtime_dir",
+]
+
+#: The spec options that name a server (anything else in a spec, such as a client's
+#: ``request_timeout``, is left out of the server's key).
+SERVER_OPTIONS: Final = (
+    "n_ctx",
+    "n_batch",
+    "n_threads",
+    "n_gpu_layers",
+    "use_mmap",
+    "use_mlock",
+    "repack",
+    "n_parallel",
+    "sleep_idle_seconds",
+)
+#: Context tokens per slot when a spec leaves ``n_ctx`` unset.
+DEFAULT_N_CTX: Final = 2048
+#: Slots when a spec leaves ``n_parallel`` unset.
+DEFAULT_N_PARALLEL: Final = 4
+#: Where servers' lock, state and log files live unless ``$SETRAF_RUNTIME_DIR`` says otherwise.
+DEFAULT_RUNTIME_DIR: Final = "/tmp/langchain-setraf"
+#: Seconds a new server may take to answer ``/health`` (``$SETRAF_SERVER_START_TIMEOUT``).
+DEFAULT_START_TIMEOUT: Final = 300.0
+#: Seconds a stop waits for the server to exit before killing it.
+STOP_TIMEOUT: Final = 15.0
+#: Health checks of a live server that does not answer before it is deemed hung.
+PROBE_ATTEMPTS: Final = 3
+#: Seconds each of those checks waits.
+PROBE_TIMEOUT: Final = 10.0
+#: Starts tried when the chosen port turns out to be taken.
+PORT_ATTEMPTS: Final = 3
+#: Seconds an old server's exit record is kept for clients that still need to name it.
+EXIT_RECORD_SECONDS: Final = 600.0
+#: Lines of the server's log quoted when it fails to start.
+LOG_TAIL_LINES: Final = 20
+_STATE_VERSION: Final = 1
+_SUPERVISOR_MODULE: Final = "langchain_setraf.serve.supervisor"
+_BIND_ERRORS: Final = ("couldn't bind", "address already in use", "failed to bind")
+
+
+#: Attachments this process holds, per (pid, server key): a process is one client however
+#: many handles it opens, and it detaches when its last handle closes.
+_LOCAL_REFS: dict[tuple[int, str], int] = {}
+_LOCAL_LOCK = threading.Lock()
+
+
+class ServerStartError(RuntimeError):
+    """A managed server could not be started (names the model, engine and log tail)."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A running managed server.
+
+    Attributes:
+        url: Its root URL, ``http://127.0.0.1:PORT`` (the OpenAI API is under ``/v1``).
+        pid: The server process's id.
+        port: Its TCP port on 127.0.0.1.
+        engine: ``"xllamacpp"`` or ``"llama-server"``.
+        model_path: The GGUF file it serves.
+        alias: The model name it reports in ``/v1/models``.
+        n_parallel: Its slots.
+        key: The spec hash naming its runtime files.
+        launch_id: Unique id of this start (a restart gets a new one).
+    """
+
+    url: str
+    pid: int
+    port: int
+    engine: str
+    model_path: str
+    alias: str
+    n_parallel: int
+    key: str
+    launch_id: str
+
+
+@dataclass
+class ServerStatus:
+    """What ``setraf server status`` shows for one server.
+
+    Attributes:
+        key: The spec hash.
+        spec: The spec in words.
+        running: Whether the server process is alive (same pid and start time).
+        healthy: Whether ``/health`` answered 200.
+        sleeping: Whether it has unloaded its weights after an idle period (``None``: unknown).
+        info: The server, when its state is readable.
+        clients: Live attached client pids.
+        rss: Resident memory of the server and its supervisor (bytes).
+        pss: Proportional set size of both (``None`` if unreadable).
+        last_exit: How the previous server of this spec ended, when known.
+    """
+
+    key: str
+    spec: str
+    running: bool
+    healthy: bool = False
+    sleeping: bool | None = None
+    info: ServerInfo | None = None
+    clients: list[int] = field(default_factory=list)
+    rss: int = 0
+    pss: int | None = None
+    last_exit: str | None = None
+
+
+def runtime_dir() -> Path:
+    """The runtime directory, created when missing (the default one sticky and world-writable)."""
+    configured = os.environ.get("SETRAF_RUNTIME_DIR")
+    path = Path(configured or DEFAULT_RUNTIME_DIR)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create the server runtime directory {path}: {exc}") from exc
+    if not configured:
+        with contextlib.suppress(OSError):  # another user owns it: it is already shared
+            if path.stat().st_uid == os.getuid():
+                path.chmod(0o1777)
+    return path
+
+
+def spec_key(spec: LoadSpec) -> str:
+    """Stable hash of a spec: names its runtime files (same spec -> same server)."""
+    options = [kv for kv in spec.options if kv[0] in SERVER_OPTIONS]
+    text = json.dumps([spec.backend, list(spec.identity), options], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def process_start(pid: int) -> float | None:
+    """Start time of a live process (``None``: no such process, or a zombie)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(proc.create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def same_process(pid: object, start: object) -> bool:
+    """Whether ``pid`` is alive and is the process that started at ``start`` (not a reuse)."""
+    if not isinstance(pid, int) or not isinstance(start, int | float) or pid <= 0:
+        return False
+    now = process_start(pid)
+    return now is not None and abs(now - float(start)) < 0.05
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return list(psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+#: Requests to 127.0.0.1 never go through an ``http_proxy`` from the environment.
+_OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _http_json(url: str, timeout: float) -> tuple[int, Any]:
+    """GET ``url``: (status, parsed JSON or None). Status 0: no HTTP answer."""
+    try:
+        with _OPENER.open(url, timeout=timeout) as resp:
+            body = resp.read(1 << 20)
+            status = int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except (OSError, ValueError):
+        return 0, None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, None
+
+
+def _open_shared(path: Path, flags: int) -> int:
+    """Open (creating) a runtime file readable and writable by every user of the host."""
+    fd = os.open(path, flags | os.O_CREAT, 0o666)
+    with contextlib.suppress(OSError):
+        if os.fstat(fd).st_uid == os.getuid():
+            os.fchmod(fd, 0o666)
+    return fd
+
+
+@contextlib.contextmanager
+def _locked(path: Path, timeout: float) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``path``, waiting at most ``timeout`` seconds."""
+    fd = _open_shared(path, os.O_RDWR)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{path}: another process held the server lock for more than "
+                        f"{timeout:.0f} s"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 16384))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    tail = text.splitlines()[-lines:]
+    return "\n".join(tail) if tail else "(the log is empty)"
+
+
+class ManagedServer:
+    """The host's one server for a spec: start it, attach to it, detach, stop it.
+
+    Every method takes the spec's file lock, so concurrent processes (and threads) see one
+    consistent state. Typical use (what the ``llama-server`` backend does)::
+
+        server = ManagedServer.for_spec(spec)
+        info = server.attach()  # start or reuse; this process is now a client
+        ...                     # requests to info.url
+        server.detach()         # stops it if this package started it and no one else is attached
+    """
+
+    def __init__(self, spec: LoadSpec, directory: Path | None = None) -> None:
+        """Bind to ``spec``'s server in ``directory`` (default: :func:`runtime_dir`)."""
+        self.spec = spec
+        self.key = spec_key(spec)
+        self.directory = directory if directory is not None else runtime_dir()
+        self.lock_path = self.directory / f"{self.key}.lock"
+        self.state_path = self.directory / f"{self.key}.json"
+        self.log_path = self.directory / f"{self.key}.log"
+
+    @classmethod
+    def for_spec(cls, spec: LoadSpec) -> ManagedServer:
+        """The managed server of ``spec`` in the runtime directory."""
+        return cls(spec)
+
+    @classmethod
+    def for_key(cls, key: str, directory: Path | None = None) -> ManagedServer:
+        """The server recorded under ``key`` (for ``status``/``stop``/``sleep`` only: it
+        cannot start one).
+
+        Raises:
+            LookupError: No state file has that key.
+        """
+        directory = directory if directory is not None else runtime_dir()
+        state_path = directory / f"{key}.json"
+        lock_path = directory / f"{key}.lock"
+        state = None
+        if lock_path.exists():
+            with _locked(lock_path, 30.0):
+                try:
+                    state = json.loads(state_path.read_text(encoding="utf-8") or "null")
+                except (OSError, ValueError):
+                    state = None
+        if not isinstance(state, dict) or "model_path" not in state:
+            raise LookupError(f"no managed server {key!r} in {directory}")
+        server = cls(LoadSpec("llama-server", (str(state["model_path"]),)), directory)
+        server._set_key(key)
+        return server
+
+    def _set_key(self, key: str) -> None:
+        self.key = key
+        self.lock_path = self.directory / f"{key}.lock"
+        self.state_path = self.directory / f"{key}.json"
+        self.log_path = self.directory / f"{key}.log"
+
+    # -- options --------------------------------------------------------------------------
+
+    def server_args(self, port: int) -> ServerArgs:
+        """The llama-server arguments for this spec on ``port``."""
+        from langchain_setraf._cpu import physical_cores
+
+        opts = self.spec.options_dict
+        sleep = opts.get("sleep_idle_seconds")
+        return ServerArgs(
+            model_path=self.spec.path,
+            port=port,
+            n_ctx=int(opts.get("n_ctx") or DEFAULT_N_CTX),
+            n_parallel=int(opts.get("n_parallel") or DEFAULT_N_PARALLEL),
+            n_threads=int(opts.get("n_threads") or physical_cores()),
+            n_batch=None if opts.get("n_batch") is None else int(opts["n_batch"]),
+            n_gpu_layers=int(opts.get("n_gpu_layers") or 0),
+            use_mmap=opts.get("use_mmap") is not False,
+            use_mlock=bool(opts.get("use_mlock")),
+            repack=opts.get("repack") is not False,
+            sleep_idle_seconds=None if sleep is None else max(1, int(sleep)),
+            alias=Path(self.spec.path).stem,
+        )
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _read_state(self) -> dict[str, Any] | None:
+        """The state, or ``None`` (missing, or corrupt: warned about and discarded)."""
+        try:
+            text = self.state_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            warnings.warn(f"{self.state_path}: unreadable server state ({exc})", stacklevel=3)
+            return None
+        if not text.strip():
+            return None
+        try:
+            state = json.loads(text)
+            if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+                raise ValueError("not a langchain-setraf server state")
+            int(state["port"]), int(state["server_pid"]), str(state["launch_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            warnings.warn(
+                f"{self.state_path}: corrupt server state file ({exc}); it is replaced "
+                "(a server it described, if any, is left alone)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        return state
+
+    def _write_state(self, state: dict[str, Any] | None) -> None:
+        """Replace the state (in place: the sticky runtime directory forbids renames over
+        another user's file); ``None`` empties it."""
+        data = b"" if state is None else json.dumps(state, indent=1).encode()
+        fd = _open_shared(self.state_path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _exit_path(self, launch_id: str) -> Path:
+        return self.directory / f"{self.key}.{launch_id}.exit"
+
+    @staticmethod
+    def _info(state: dict[str, Any]) -> ServerInfo:
+        return ServerInfo(
+            url=f"http://127.0.0.1:{state['port']}",
+            pid=int(state["server_pid"]),
+            port=int(state["port"]),
+            engine=str(state.get("engine", "?")),
+            model_path=str(state.get("model_path", "")),
+            alias=str(state.get("alias", "")),
+            n_parallel=int(state.get("n_parallel", 0)),
+            key=str(state.get("key", "")),
+            launch_id=str(state["launch_id"]),
+        )
+
+    @staticmethod
+    def _server_alive(state: dict[str, Any]) -> bool:
+        return same_process(state.get("server_pid"), state.get("server_start"))
+
+    def _answers_for_us(self, state: dict[str, Any], timeout: float = 10.0) -> bool:
+        """Whether the state's port answers ``/health`` with 200 and serves this model."""
+        base = f"http://127.0.0.1:{state['port']}"
+        status, _ = _http_json(base + "/health", timeout)
+        if status != 200:
+            return False
+        status, props = _http_json(base + "/props", timeout)
+        return (
+            status == 200
+            and isinstance(props, dict)
+            and props.get("model_path") == self.spec.path
+            and props.get("total_slots") == state.get("n_parallel")
+        )
+
+    def _probe(self, state: dict[str, Any], start_timeout: float) -> bool:
+        """Whether a live server of ours answers for this model.
+
+        A server still starting (refusing connections, or 503 while it loads: its starter
+        died mid-start) is waited for up to ``start_timeout``; one that does not answer at
+        all is asked :data:`PROBE_ATTEMPTS` times (a busy server is slow, not gone); a
+        wrong answer is final.
+        """
+        base = f"http://127.0.0.1:{state['port']}"
+        silent = 0
+        deadline = time.monotonic() + start_timeout
+        while silent < PROBE_ATTEMPTS and self._server_alive(state):
+            asked = time.monotonic()
+            status, _ = _http_json(base + "/health", PROBE_TIMEOUT)
+            # 503: loading; refused at once: not listening yet (both: still starting)
+            starting = status == 503 or (status == 0 and time.monotonic() - asked < 1.0)
+            if starting and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            if status != 0:
+                return self._answers_for_us(state, PROBE_TIMEOUT)
+            silent += 1
+        return False
+
+    # -- public API -----------------------------------------------------------------------
+
+    def ensure(self, *, start_timeout: float | None = None) -> ServerInfo:
+        """The running server for this spec, started now if there is none.
+
+        Raises:
+            ServerStartError: The server exited, or did not answer ``/health``, before the
+                deadline (the message quotes the end of its log).
+            EngineNotFoundError: No engine is installed (see :mod:`~langchain_setraf.serve.engine`).
+        """
+        return self._ensure(None, start_timeout, count=False)
+
+    def attach(
+        self, pid: int | None = None, *, start_timeout: float | None = None, again: bool = False
+    ) -> ServerInfo:
+        """Like :meth:`ensure`, and record ``pid`` (default: this process) as a client.
+
+        Each attach of this process must be matched by one :meth:`detach`; ``again=True``
+        re-records an attachment already counted (a handle whose server was restarted).
+        """
+        return self._ensure(os.getpid() if pid is None else pid, start_timeout, count=not again)
+
+    def detach(self, pid: int | None = None, *, stop_if_last: bool = True) -> bool:
+        """Forget client ``pid`` (default: this process); stop the server when it was the
+        last live client and this package started the server.
+
+        Returns:
+            Whether the server was stopped.
+        """
+        pid = os.getpid() if pid is None else pid
+        if pid == os.getpid():
+            with _LOCAL_LOCK:
+                refs = _LOCAL_REFS.pop((pid, self.key), 0) - 1
+                if refs > 0:  # another handle of this process still uses the server
+                    _LOCAL_REFS[(pid, self.key)] = refs
+                    return False
+        with _locked(self.lock_path, self._lock_timeout(None)):
+            state = self._read_state()
+            if state is None:
+                return False
+            clients = [c for c in self._live_clients(state) if c["pid"] != pid]
+            state["clients"] = clients
+            if not self._server_alive(state):
+                self._write_state(state)
+                return False
+            if stop_if_last and not clients and state.get("started_by_package"):
+                self._stop_locked(state)
+                return True
+            self._write_state(state)
+            return False
+
+    def stop(self) -> bool:
+        """Stop the server (whoever is attached), if this package started it.
+
+        Returns:
+            Whether a running server was stopped.
+        """
+        with _locked(self.lock_path, self._lock_timeout(None)):
+            state = self._read_state()
+            if state is None or not self._server_alive(state):
+                return False
+            if not state.get("started_by_package"):
+                return False
+            self._stop_locked(state)
+            return True
+
+    def sleep(self) -> str:
+        """Free the model's memory if possible without disturbing other processes.
+
+        llama.cpp's server unloads its weights by itself after ``sleep_idle_seconds`` idle
+        (the spec's ``keep_alive``); it has no request that puts it to sleep at once.
+
+        Returns:
+            ``"not-running"``; ``"sleeping"`` (weights already unloaded); ``"idle-timer"``
+            (it will unload after its idle period); ``"stopped"`` (no idle timer and no
+            other client: stopped); ``"in-use"`` (no idle timer, other clients attached).
+        """
+        status = self.status()
+        if not status.running or status.info is None:
+            return "not-running"
+        if status.sleeping:
+            return "sleeping"
+        with _locked(self.lock_path, self._lock_timeout(None)):
+            state = self._read_state()
+        if state is not None and "--sleep-idle-seconds" in (state.get("argv") or ()):
+            return "idle-timer"
+        if [p for p in status.clients if p != os.getpid()]:
+            return "in-use"
+        return "stopped" if self.stop() else "not-running"
+
+    def status(self) -> ServerStatus:
+        """The server's state, health, clients and memory (does not start anything)."""
+        with _locked(self.lock_path, self._lock_timeout(None)):
+            state = self._read_state()
+        return _status_of(self.key, state, self.directory)
+
+    def exit_record(self, launch_id: str, wait: float = 2.0) -> dict[str, Any] | None:
+        """The supervisor's record of how launch ``launch_id`` ended, waiting up to ``wait``
+        seconds for it (``None``: no record)."""
+        path = self._exit_path(launch_id)
+        deadline = time.monotonic() + wait
+        record = read_exit(path)
+        while record is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            record = read_exit(path)
+        return record
+
+    def exit_description(self, launch_id: str, wait: float = 2.0) -> str:
+        """How launch ``launch_id`` ended, in words (see :meth:`exit_record`)."""
+        return describe_exit(self.exit_record(launch_id, wait))
+
+    def is_running(self) -> bool:
+        """Whether the spec's server process is alive (no request is made)."""
+        with _locked(self.lock_path, self._lock_timeout(None)):
+            state = self._read_state()
+        return state is not None and self._server_alive(state)
+
+    def is_current(self, info: ServerInfo) -> bool:
+        """Whether ``info``'s server is still alive (same process, not a restart)."""
+        with _locked(self.lock_path, self._lock_timeout(None)):
+            state = self._read_state()
+        return (
+            state is not None
+            and state.get("launch_id") == info.launch_id
+            and self._server_alive(state)
+        )
+
+    def memory(self) -> tuple[int, int | None]:
+        """(RSS, PSS) in bytes of the server and its supervisor; (0, None) when not running."""
+        status = self.status()
+        return status.rss, status.pss
+
+    # -- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _start_timeout(start_timeout: float | None) -> float:
+        if start_timeout is not None:
+            return start_timeout
+        raw = os.environ.get("SETRAF_SERVER_START_TIMEOUT")
+        if raw:
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError(
+                    f"SETRAF_SERVER_START_TIMEOUT={raw!r}: expected a number of seconds"
+                ) from None
+        return DEFAULT_START_TIMEOUT
+
+    def _lock_timeout(self, start_timeout: float | None) -> float:
+        # a holder may be starting a server: wait for its whole start, retries included
+        return self._start_timeout(start_timeout) * PORT_ATTEMPTS + STOP_TIMEOUT + 30.0
+
+    @staticmethod
+    def _live_clients(state: dict[str, Any]) -> list[dict[str, Any]]:
+        clients = state.get("clients")
+        if not isinstance(clients, list):
+            return []
+        return [
+            c for c in clients if isinstance(c, dict) and same_process(c.get("pid"), c.get("start"))
+        ]
+
+    def _ensure(
+        self, client: int | None, start_timeout: float | None, *, count: bool
+    ) -> ServerInfo:
+        timeout = self._start_timeout(start_timeout)
+        with _locked(self.lock_path, self._lock_timeout(start_timeout)):
+            state = self._read_state()
+            clients = [] if state is None else self._live_clients(state)
+            if state is not None and self._server_alive(state):
+                if self._probe(state, timeout):
+                    info = self._info(state)
+                    self._add_client(state, clients, client, count)
+                    return info
+                warnings.warn(
+                    f"managed server pid {state['server_pid']} on port {state['port']} for "
+                    f"{self.spec.path} does not answer as expected: restarting it",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                self._stop_locked(state)
+            state = self._start_locked(timeout, clients)
+            self._add_client(state, clients, client, count)
+            return self._info(state)
+
+    def _add_client(
+        self, state: dict[str, Any], clients: list[dict[str, Any]], pid: int | None, count: bool
+    ) -> None:
+        if pid == os.getpid() and count:
+            with _LOCAL_LOCK:
+                _LOCAL_REFS[(pid, self.key)] = _LOCAL_REFS.get((pid, self.key), 0) + 1
+        if pid is not None and all(c["pid"] != pid for c in clients):
+            start = process_start(pid)
+            if start is None:
+                raise ProcessLookupError(f"cannot attach client pid {pid}: no such process")
+            clients.append({"pid": pid, "start": start})
+        state["clients"] = clients
+        self._write_state(state)
+
+    def _start_locked(self, timeout: float, clients: list[dict[str, Any]]) -> dict[str, Any]:
+        from langchain_setraf.gguf_file import read_gguf_header
+
+        read_gguf_header(self.spec.path)  # a bad file fails here, named, not in the server
+        engine = resolve_engine()
+        for stale in self.directory.glob(f"{self.key}.*.exit"):
+            with contextlib.suppress(OSError):  # kept a while for clients still reading them
+                if time.time() - stale.stat().st_mtime > EXIT_RECORD_SECONDS:
+                    stale.unlink()
+        last_error: ServerStartError | None = None
+        for _ in range(PORT_ATTEMPTS):
+            try:
+                return self._launch(engine, free_port(), timeout, clients)
+            except _PortTakenError as exc:
+                last_error = ServerStartError(str(exc))
+        assert last_error is not None
+        raise last_error
+
+    def _launch(
+        self, engine: Engine, port: int, timeout: float, clients: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        args = self.server_args(port)
+        argv = server_argv(engine, args)
+        launch_id = uuid.uuid4().hex[:12]
+        exit_path = self._exit_path(launch_id)
+        log_fd = _open_shared(self.log_path, os.O_WRONLY | os.O_APPEND)
+        os.ftruncate(log_fd, 0)
+        os.write(log_fd, f"# {engine.describe()}: {' '.join(argv)}\n".encode())
+        try:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    _SUPERVISOR_MODULE,
+                    "--log",
+                    str(self.log_path),
+                    "--exit-file",
+                    str(exit_path),
+                    "--",
+                    *argv,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log_fd,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            os.close(log_fd)
+        try:
+            pids = _read_pids(proc, deadline=time.monotonic() + 30.0)
+        finally:
+            assert proc.stdout is not None
+            proc.stdout.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10.0)  # the intermediate parent exits at once
+        if pids is None or not isinstance(pids.get("server_pid"), int):
+            raise ServerStartError(
+                f"{engine.describe()} for {self.spec.path}: the supervisor did not start "
+                f"the server; last lines of {self.log_path}:\n{_log_tail(self.log_path)}"
+            )
+        server_pid = int(pids["server_pid"])
+        supervisor_pid = int(pids["supervisor_pid"])
+        state: dict[str, Any] = {
+            "version": _STATE_VERSION,
+            "key": self.key,
+            "spec": self.spec.describe(),
+            "model_path": self.spec.path,
+            "alias": args.alias,
+            "n_parallel": args.n_parallel,
+            "engine": engine.name,
+            "argv": argv,
+            "launch_id": launch_id,
+            "port": port,
+            "server_pid": server_pid,
+            "server_start": process_start(server_pid) or 0.0,
+            "supervisor_pid": supervisor_pid,
+            "supervisor_start": process_start(supervisor_pid) or 0.0,
+            "started_by_package": True,
+            "started_by": {"pid": os.getpid(), "uid": os.getuid()},
+            "started_at": time.time(),
+            "clients": clients,
+        }
+        self._write_state(state)
+        self._wait_healthy(state, engine, timeout)
+        return state
+
+    def _wait_healthy(self, state: dict[str, Any], engine: Engine, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        base = f"http://127.0.0.1:{state['port']}"
+        what = f"{engine.describe()} for {self.spec.path} (pid {state['server_pid']})"
+        while True:
+            if not self._server_alive(state):
+                how = self.exit_description(state["launch_id"])
+                tail = _log_tail(self.log_path)
+                self._write_state(None)
+                message = (
+                    f"{what} exited before it was ready ({how}); last lines of "
+                    f"{self.log_path}:\n{tail}"
+                )
+                if any(marker in tail.lower() for marker in _BIND_ERRORS):
+                    raise _PortTakenError(message)
+                raise ServerStartError(message)
+            status, _ = _http_json(base + "/health", timeout=5.0)
+            if status == 200:
+                if self._answers_for_us(state):
+                    return
+                self._stop_locked(state)
+                raise _PortTakenError(f"{what}: port {state['port']} answers for another server")
+            if time.monotonic() > deadline:
+                self._stop_locked(state)
+                raise ServerStartError(
+                    f"{what} did not answer {base}/health with 200 within {timeout:.0f} s; "
+                    f"last lines of {self.log_path}:\n{_log_tail(self.log_path)}"
+                )
+            time.sleep(0.1)
+
+    def _stop_locked(self, state: dict[str, Any]) -> None:
+        """Stop the state's server and supervisor (only processes this package started)."""
+        sup_pid, server_pid = int(state.get("supervisor_pid") or 0), int(state["server_pid"])
+        sup_ours = same_process(sup_pid, state.get("supervisor_start")) and any(
+            _SUPERVISOR_MODULE in part for part in _cmdline(sup_pid)
+        )
+        # a wrapper script may exec another program: check the model and port it serves
+        server_cmd = _cmdline(server_pid)
+        server_ours = (
+            self._server_alive(state)
+            and str(state.get("model_path")) in server_cmd
+            and str(state.get("port")) in server_cmd
+        )
+        target = sup_pid if sup_ours else server_pid if server_ours else None
+        if target is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(target, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while self._server_alive(state) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if server_ours and self._server_alive(state):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(server_pid, signal.SIGKILL)
+        state["clients"] = []
+        self._write_state(None)
+
+
+class _PortTakenError(ServerStartError):
+    """The chosen port was taken before the server could bind it (retried on another)."""
+
+
+def _read_pids(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, Any] | None:
+    """Read the supervisor's one JSON line, waiting until ``deadline``."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    try:
+        data = json.loads(buf.split(b"\n", 1)[0] or b"null")
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _status_of(key: str, state: dict[str, Any] | None, directory: Path) -> ServerStatus:
+    if state is None:
+        return ServerStatus(key=key, spec="", running=False)
+    running = ManagedServer._server_alive(state)
+    status = ServerStatus(key=key, spec=str(state.get("spec", "")), running=running)
+    status.clients = [c["pid"] for c in ManagedServer._live_clients(state)]
+    try:
+        status.info = ManagedServer._info(state)
+    except (KeyError, TypeError, ValueError):
+        return status
+    if not running:
+        record = read_exit(directory / f"{key}.{state.get('launch_id')}.exit")
+        status.last_exit = describe_exit(record)
+        return status
+    base = status.info.url
+    code, _ = _http_json(base + "/health", timeout=5.0)
+    status.healthy = code == 200
+    code, props = _http_json(base + "/props", timeout=5.0)
+    if code == 200 and isinstance(props, dict) and "is_sleeping" in props:
+        status.sleeping = bool(props["is_sleeping"])
+    rss, pss = 0, 0
+    pss_known = True
+    for pid_key, start_key in (
+        ("server_pid", "server_start"),
+        ("supervisor_pid", "supervisor_start"),
+    ):
+        if not same_process(state.get(pid_key), state.get(start_key)):
+            continue
+        try:
+            full = psutil.Process(int(state[pid_key])).memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pss_known = False
+            continue
+        rss += int(full.rss)
+        pss_value = getattr(full, "pss", None)
+        if pss_value is None:
+            pss_known = False
+        else:
+            pss += int(pss_value)
+    status.rss, status.pss = rss, (pss if pss_known else None)
+    return status
+
+
+def running_servers(directory: Path | None = None) -> list[ServerStatus]:
+    """Every managed server recorded in the runtime directory (running or not)."""
+    directory = directory if directory is not None else runtime_dir()
+    out = []
+    for path in sorted(directory.glob("*.json")):
+        key = path.stem
+        lock = directory / f"{key}.lock"
+        if not lock.exists():
+            continue
+        with _locked(lock, 30.0):
+            try:
+                state = json.loads(path.read_text(encoding="utf-8") or "null")
+            except (OSError, ValueError):
+                state = None
+        if isinstance(state, dict) and state.get("version") == _STATE_VERSION:
+            out.append(_status_of(key, state, directory))
+    return out

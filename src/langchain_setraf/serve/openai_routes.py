@@ -1,0 +1,720 @@
+"""OpenAI-compatible HTTP routes over the package's LangChain classes.
+
+One :class:`ModelService` holds one chat model and its ``LLM`` twin (one cache entry:
+one load) and translates:
+
+- ``POST /v1/chat/completions``: messages, tools, ``tool_choice``, ``response_format``
+  (``json_schema`` -> ``{"type": "json_schema", "schema": S}``, ``json_object`` ->
+  ``{"type": "json_mode"}``), sampling, ``stop``, streaming (SSE) with usage;
+- ``POST /v1/completions``: a raw prompt, streaming included;
+- ``GET /v1/models``, ``GET /health``;
+- ``POST /tokenize`` and ``POST /apply-template`` (llama.cpp's own routes, which the
+  attach client uses to count tokens and render prompts).
+
+Every response names the replica that answered: header ``x-setraf-replica``, and in the
+JSON ``system_fingerprint`` and a ``setraf`` object. A request field this module does not
+implement is refused (HTTP 400 naming it), never ignored.
+
+The routes are plain async functions of a service and a ``Request``: the Ray Serve
+ingress (:mod:`langchain_setraf.serve.ray_app`) calls them from its replica class, and
+:func:`standalone_app` mounts them on a plain FastAPI app (tests, one process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+
+__all__ = [
+    "REPLICA_HEADER",
+    "ModelService",
+    "ReplicaInfo",
+    "RequestError",
+    "apply_template",
+    "chat_completions",
+    "completions",
+    "health",
+    "models",
+    "standalone_app",
+    "tokenize",
+]
+
+REPLICA_HEADER = "x-setraf-replica"
+
+#: Sampling fields passed to the classes as per-call overrides (they refuse what their
+#: backend lacks, which becomes a 400).
+_SAMPLING = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "max_tokens",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+)
+_COMMON = {"model", "stream", "stream_options", "stop", "n", "user", "max_completion_tokens"}
+_CHAT_FIELDS = {"messages", "tools", "tool_choice", "response_format", "parallel_tool_calls"}
+_COMPLETION_FIELDS = {"prompt", "echo", "logprobs", "suffix", "best_of"}
+#: Completion fields accepted only at their neutral values.
+_COMPLETION_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "echo": (None, False),
+    "logprobs": (None,),
+    "suffix": (None, ""),
+    "best_of": (None, 1),
+}
+
+
+class RequestError(ValueError):
+    """A request this server cannot honour (HTTP ``status``, OpenAI error ``param``)."""
+
+    def __init__(self, message: str, *, param: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.param = param
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """Who answers: the Ray replica id (or ``local-<pid>`` outside Ray), node and pid."""
+
+    replica_id: str
+    node: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (the ``setraf`` field of every response)."""
+        return {"replica": self.replica_id, "node": self.node, "pid": self.pid}
+
+
+class ModelService:
+    """One model served over HTTP: a chat model and an ``LLM`` sharing one cache entry.
+
+    Args:
+        chat: A chat model of this package (``ChatGGUF``, ``ChatTransformers``…).
+        llm: The matching ``LLM`` (same model and load options), for ``/v1/completions``.
+        model_name: The name served at ``/v1/models`` and required in requests.
+        replica: Who answers (put in every response).
+        details: Extra JSON about the model for ``/v1/models`` (URI, backend, estimate).
+    """
+
+    def __init__(
+        self,
+        chat: Any,
+        llm: Any,
+        model_name: str,
+        replica: ReplicaInfo,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.chat = chat
+        self.llm = llm
+        self.model_name = model_name
+        self.replica = replica
+        self.details = dict(details or {})
+        self.created = int(time.time())
+
+    def meta(self, served_by: Any = None) -> dict[str, Any]:
+        """The ``setraf`` field: replica, node, pid (and the engine behind it, if any)."""
+        out = self.replica.as_dict()
+        if served_by:
+            out["served_by"] = served_by
+        return out
+
+    def headers(self) -> dict[str, str]:
+        """Headers of every response."""
+        return {REPLICA_HEADER: self.replica.replica_id}
+
+    def check_model(self, requested: Any) -> None:
+        """Refuse a request for another model (404, the served one named)."""
+        if requested is None:
+            return
+        if requested != self.model_name:
+            raise RequestError(
+                f"model {requested!r} is not served here; served: [{self.model_name!r}]",
+                param="model",
+                status=404,
+            )
+
+
+# -- request parsing ------------------------------------------------------------------------------
+def _check_fields(body: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise RequestError(
+            f"unsupported request field(s): {', '.join(unknown)} (supported: "
+            f"{', '.join(sorted(allowed))})",
+            param=unknown[0],
+        )
+
+
+def _overrides(body: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: body[k] for k in _SAMPLING if body.get(k) is not None}
+    mct = body.get("max_completion_tokens")
+    if mct is not None:
+        if "max_tokens" in out and out["max_tokens"] != mct:
+            raise RequestError(
+                "max_tokens and max_completion_tokens differ", param="max_completion_tokens"
+            )
+        out["max_tokens"] = mct
+    for k, v in out.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise RequestError(f"{k} must be a number, got {v!r}", param=k)
+    if "max_tokens" in out and (not isinstance(out["max_tokens"], int) or out["max_tokens"] < 1):
+        raise RequestError("max_tokens must be a positive integer", param="max_tokens")
+    return out
+
+
+def _stop(body: Mapping[str, Any]) -> list[str] | None:
+    stop = body.get("stop")
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return list(stop) or None
+    raise RequestError("stop must be a string or a list of strings", param="stop")
+
+
+def _common(body: Mapping[str, Any]) -> tuple[bool, bool]:
+    """Checks shared by both routes; returns (stream, include_usage)."""
+    n = body.get("n")
+    if n not in (None, 1):
+        raise RequestError("only n=1 is supported", param="n")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise RequestError("stream must be true or false", param="stream")
+    opts = body.get("stream_options")
+    include_usage = False
+    if opts is not None:
+        if not isinstance(opts, Mapping) or set(opts) - {"include_usage"}:
+            raise RequestError("stream_options supports only include_usage", param="stream_options")
+        include_usage = bool(opts.get("include_usage"))
+    return stream, include_usage
+
+
+def _text_content(content: Any, where: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for i, part in enumerate(content):
+            if not isinstance(part, Mapping) or part.get("type") != "text":
+                kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+                raise RequestError(
+                    f"{where}[{i}]: only text content parts are supported, got {kind!r}",
+                    param=where,
+                )
+            parts.append(str(part.get("text", "")))
+        return "".join(parts)
+    raise RequestError(f"{where}: content must be a string or a list of parts", param=where)
+
+
+def to_langchain_messages(raw: Any) -> list[BaseMessage]:
+    """OpenAI chat messages -> LangChain messages (400 naming the bad one)."""
+    if not isinstance(raw, list) or not raw:
+        raise RequestError("messages must be a non-empty list", param="messages")
+    out: list[BaseMessage] = []
+    for i, m in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(m, Mapping):
+            raise RequestError(f"{where} must be an object", param=where)
+        role = m.get("role")
+        content = _text_content(m.get("content"), f"{where}.content")
+        if role in ("system", "developer"):
+            out.append(SystemMessage(content=content))
+        elif role == "user":
+            out.append(HumanMessage(content=content))
+        elif role == "assistant":
+            calls = []
+            for j, tc in enumerate(m.get("tool_calls") or []):
+                fn = tc.get("function") if isinstance(tc, Mapping) else None
+                if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+                    raise RequestError(f"{where}.tool_calls[{j}] needs function.name", param=where)
+                try:
+                    args = json.loads(fn.get("arguments") or "{}")
+                except json.JSONDecodeError as exc:
+                    raise RequestError(
+                        f"{where}.tool_calls[{j}].function.arguments is not JSON ({exc.msg})",
+                        param=where,
+                    ) from None
+                calls.append({"name": fn["name"], "args": args, "id": tc.get("id")})
+            out.append(AIMessage(content=content, tool_calls=calls))
+        elif role == "tool":
+            out.append(_tool_message(m, content, where))
+        else:
+            raise RequestError(
+                f"{where}.role {role!r} is not one of system, developer, user, assistant, tool",
+                param=where,
+            )
+    return out
+
+
+#: How the chat classes write a tool result into the prompt (``_tools.messages_for_template``).
+_RESULT_TEXT = re.compile(r"Result of (?P<name>[^:\n]+?)(?P<error> \(error\))?: (?P<rest>.*)", re.S)
+
+
+def _tool_message(m: Mapping[str, Any], content: str, where: str) -> ToolMessage:
+    """A tool result. Without ``tool_call_id`` it comes from a client that writes results
+    as prompt text (this package's attach client, llama.cpp-style): ``Result of NAME: …``
+    is parsed back so the replica renders exactly the same prompt text."""
+    call_id = m.get("tool_call_id")
+    name = m.get("name")
+    if call_id is not None and not isinstance(call_id, str):
+        raise RequestError(f"{where}.tool_call_id must be a string", param=where)
+    if name is not None and not isinstance(name, str):
+        raise RequestError(f"{where}.name must be a string", param=where)
+    status = "success"
+    if call_id is None:
+        match = _RESULT_TEXT.fullmatch(content)
+        if match:
+            name, content = match["name"], match["rest"]
+            status = "error" if match["error"] else "success"
+    return ToolMessage(content=content, tool_call_id=call_id or "", name=name, status=status)
+
+
+def _response_format(raw: Any) -> dict[str, Any] | None:
+    """OpenAI ``response_format`` -> the format the chat classes accept."""
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, Mapping) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_mode"}
+    if kind == "json_schema":
+        spec = raw.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        if not isinstance(schema, Mapping):
+            raise RequestError(
+                "response_format json_schema needs json_schema.schema (an object)",
+                param="response_format",
+            )
+        return {"type": "json_schema", "schema": dict(schema)}
+    raise RequestError(
+        f"response_format type {kind!r} is not one of text, json_object, json_schema",
+        param="response_format",
+    )
+
+
+def _bound_chat(service: ModelService, body: Mapping[str, Any]) -> Any:
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    fmt = _response_format(body.get("response_format"))
+    if body.get("parallel_tool_calls") is False:
+        raise RequestError(
+            "parallel_tool_calls=false is not supported", param="parallel_tool_calls"
+        )
+    if tools:
+        if not isinstance(tools, list) or not all(
+            isinstance(t, Mapping) and t.get("type") == "function" for t in tools
+        ):
+            raise RequestError("tools must be a list of function tools", param="tools")
+        if fmt is not None and choice != "none":
+            raise RequestError(
+                "tools and response_format together need tool_choice 'none'",
+                param="response_format",
+            )
+        extra = {"response_format": fmt} if fmt is not None else {}
+        try:
+            return service.chat.bind_tools(tools, tool_choice=choice, **extra)
+        except ValueError as exc:
+            raise RequestError(str(exc), param="tool_choice") from None
+    if choice not in (None, "none", "auto"):
+        raise RequestError("tool_choice needs tools", param="tool_choice")
+    if fmt is not None:
+        return service.chat.bind(response_format=fmt)
+    return service.chat
+
+
+# -- response building ----------------------------------------------------------------------------
+def _usage(meta: Any) -> dict[str, int] | None:
+    if not meta:
+        return None
+    p = int(meta.get("input_tokens") or 0)
+    c = int(meta.get("output_tokens") or 0)
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def _openai_tool_calls(msg: AIMessage) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": tc.get("id") or f"call_{uuid.uuid4().hex[:12]}",
+            "type": "function",
+            "function": {"name": tc["name"], "arguments": json.dumps(tc["args"])},
+        }
+        for tc in msg.tool_calls
+    ]
+
+
+def _sse(obj: Mapping[str, Any]) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+def _error_body(message: str, kind: str, param: str | None, service: ModelService) -> Any:
+    return {
+        "error": {"message": message, "type": kind, "param": param, "code": None},
+        "setraf": service.meta(),
+    }
+
+
+def error_response(exc: Exception, service: ModelService) -> JSONResponse:
+    """An OpenAI-style error body (400/404 for bad requests, 500 otherwise)."""
+    if isinstance(exc, RequestError):
+        status, kind, param = exc.status, "invalid_request_error", exc.param
+    elif isinstance(exc, ValueError):  # the classes refuse bad arguments with ValueError
+        status, kind, param = 400, "invalid_request_error", None
+    else:
+        status, kind, param = 500, "server_error", None
+    message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    return JSONResponse(
+        _error_body(message, kind, param, service), status_code=status, headers=service.headers()
+    )
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(f"request body is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise RequestError("request body must be a JSON object")
+    return data
+
+
+async def _stream_response(
+    service: ModelService, events: AsyncIterator[str], first: str | None
+) -> StreamingResponse:
+    async def body() -> AsyncIterator[str]:
+        try:
+            if first is not None:
+                yield first
+            async for event in events:
+                yield event
+        except Exception as exc:  # after the 200: tell the client in-band, no [DONE]
+            msg = f"{type(exc).__name__}: {exc}"
+            yield _sse(_error_body(msg, "server_error", None, service))
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=service.headers())
+
+
+async def _start(events: AsyncIterator[str]) -> str | None:
+    """First event, so that errors before any text become a proper HTTP error."""
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+# -- routes ---------------------------------------------------------------------------------------
+async def chat_completions(service: ModelService, request: Request) -> Response:
+    """``POST /v1/chat/completions``."""
+    try:
+        body = await _body(request)
+        _check_fields(body, _COMMON | _CHAT_FIELDS | set(_SAMPLING))
+        service.check_model(body.get("model"))
+        stream, include_usage = _common(body)
+        messages = to_langchain_messages(body.get("messages"))
+        overrides = _overrides(body)
+        stop = _stop(body)
+        runnable = _bound_chat(service, body)
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        if not stream:
+            msg = await runnable.ainvoke(messages, stop=stop, **overrides)
+            return JSONResponse(_chat_json(service, cid, msg), headers=service.headers())
+        events = _chat_events(service, cid, runnable, messages, stop, overrides, include_usage)
+        first = await _start(events)
+    except Exception as exc:
+        return error_response(exc, service)
+    return await _stream_response(service, events, first)
+
+
+def _chat_json(service: ModelService, cid: str, msg: AIMessage) -> dict[str, Any]:
+    meta = msg.response_metadata or {}
+    message: dict[str, Any] = {"role": "assistant", "content": msg.content or None}
+    finish = meta.get("finish_reason") or "stop"
+    if msg.tool_calls:
+        message["tool_calls"] = _openai_tool_calls(msg)
+        message["content"] = None
+        finish = "tool_calls"
+    elif message["content"] is None:
+        message["content"] = ""
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": service.model_name,
+        "system_fingerprint": service.replica.replica_id,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": _usage(msg.usage_metadata),
+        "setraf": service.meta(meta.get("served_by")),
+    }
+
+
+async def _chat_events(
+    service: ModelService,
+    cid: str,
+    runnable: Any,
+    messages: list[BaseMessage],
+    stop: list[str] | None,
+    overrides: dict[str, Any],
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
+        return _sse(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": service.model_name,
+                "system_fingerprint": service.replica.replica_id,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+        )
+
+    usage = None
+    finish = "stop"
+    served_by = None
+    role_sent = False
+    agen = runnable.astream(messages, stop=stop, **overrides)
+    try:
+        async for piece in agen:
+            if not isinstance(piece, AIMessageChunk):
+                continue
+            meta = piece.response_metadata or {}
+            finish = meta.get("finish_reason") or finish
+            served_by = meta.get("served_by") or served_by
+            if piece.usage_metadata:
+                usage = _usage(piece.usage_metadata)
+            delta: dict[str, Any] = {}
+            if not role_sent:
+                delta["role"] = "assistant"
+            if isinstance(piece.content, str) and piece.content:
+                delta["content"] = piece.content
+            if piece.tool_call_chunks:
+                finish = "tool_calls"
+                delta["tool_calls"] = [
+                    {
+                        "index": tc.get("index") or i,
+                        "id": tc.get("id") or f"call_{uuid.uuid4().hex[:12]}",
+                        "type": "function",
+                        "function": {"name": tc.get("name"), "arguments": tc.get("args") or ""},
+                    }
+                    for i, tc in enumerate(piece.tool_call_chunks)
+                ]
+            if "content" in delta or "tool_calls" in delta:
+                role_sent = True
+                yield chunk(delta, None)
+    finally:
+        await agen.aclose()
+    if not role_sent:
+        yield chunk({"role": "assistant", "content": ""}, None)
+    yield chunk({}, finish, setraf=service.meta(served_by))
+    if include_usage:
+        yield _sse(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": service.model_name,
+                "system_fingerprint": service.replica.replica_id,
+                "choices": [],
+                "usage": usage,
+                "setraf": service.meta(served_by),
+            }
+        )
+    yield "data: [DONE]\n\n"
+
+
+async def completions(service: ModelService, request: Request) -> Response:
+    """``POST /v1/completions``."""
+    try:
+        body = await _body(request)
+        _check_fields(body, _COMMON | _COMPLETION_FIELDS | set(_SAMPLING))
+        service.check_model(body.get("model"))
+        stream, include_usage = _common(body)
+        for name, allowed in _COMPLETION_NEUTRAL.items():
+            if body.get(name) not in allowed:
+                raise RequestError(f"{name}={body.get(name)!r} is not supported", param=name)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise RequestError("prompt must be a string (or a list of one)", param="prompt")
+        overrides = _overrides(body)
+        stop = _stop(body)
+        cid = f"cmpl-{uuid.uuid4().hex}"
+        events = _completion_events(service, cid, prompt, stop, overrides, stream, include_usage)
+        first = await _start(events)
+        if not stream:
+            assert first is not None
+            return JSONResponse(json.loads(first), headers=service.headers())
+    except Exception as exc:
+        return error_response(exc, service)
+    return await _stream_response(service, events, first)
+
+
+async def _completion_events(
+    service: ModelService,
+    cid: str,
+    prompt: str,
+    stop: list[str] | None,
+    overrides: dict[str, Any],
+    stream: bool,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    """SSE events, or (``stream=False``) one JSON document."""
+    created = int(time.time())
+    base = {
+        "id": cid,
+        "object": "text_completion",
+        "created": created,
+        "model": service.model_name,
+        "system_fingerprint": service.replica.replica_id,
+    }
+    parts: list[str] = []
+    info: dict[str, Any] = {}
+    # the LLM's own chunk stream: its last chunk carries usage and finish reason
+    agen = service.llm._astream(prompt, stop, None, **overrides)
+    try:
+        async for piece in agen:
+            if piece.generation_info:
+                info.update(piece.generation_info)
+            if piece.text:
+                parts.append(piece.text)
+                if stream:
+                    choice = {"index": 0, "text": piece.text, "finish_reason": None}
+                    yield _sse({**base, "choices": [choice], "logprobs": None})
+    finally:
+        await agen.aclose()
+    p = int(info.get("prompt_tokens") or 0)
+    c = int(info.get("completion_tokens") or 0)
+    usage = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    finish = info.get("finish_reason") or "stop"
+    meta = service.meta(info.get("served_by"))
+    if not stream:
+        choice = {"index": 0, "text": "".join(parts), "finish_reason": finish, "logprobs": None}
+        yield json.dumps({**base, "choices": [choice], "usage": usage, "setraf": meta})
+        return
+    choice = {"index": 0, "text": "", "finish_reason": finish}
+    yield _sse({**base, "choices": [choice], "setraf": meta})
+    if include_usage:
+        yield _sse({**base, "choices": [], "usage": usage, "setraf": meta})
+    yield "data: [DONE]\n\n"
+
+
+async def models(service: ModelService) -> Response:
+    """``GET /v1/models``: the one model this deployment serves."""
+    body = {
+        "object": "list",
+        "data": [
+            {
+                "id": service.model_name,
+                "object": "model",
+                "created": service.created,
+                "owned_by": "setraf",
+                "setraf": {**service.details, **service.meta()},
+            }
+        ],
+    }
+    return JSONResponse(body, headers=service.headers())
+
+
+async def health(service: ModelService) -> Response:
+    """``GET /health``: 200 once the replica holds its model."""
+    body = {"status": "ok", "model": service.model_name, "setraf": service.meta()}
+    return JSONResponse(body, headers=service.headers())
+
+
+async def tokenize(service: ModelService, request: Request) -> Response:
+    """``POST /tokenize`` (llama.cpp's route): ``{"content", "add_special"}`` -> tokens."""
+    try:
+        body = await _body(request)
+        _check_fields(body, {"content", "add_special", "parse_special", "with_pieces"})
+        content = body.get("content")
+        if not isinstance(content, str):
+            raise RequestError("content must be a string", param="content")
+        if body.get("with_pieces") or body.get("parse_special") is False:
+            raise RequestError("with_pieces / parse_special=false are not supported")
+        if body.get("add_special"):
+            tokens = service.chat._prompt_token_ids(content)
+        else:
+            tokens = service.llm.get_token_ids(content)
+    except Exception as exc:
+        return error_response(exc, service)
+    return JSONResponse({"tokens": [int(t) for t in tokens]}, headers=service.headers())
+
+
+async def apply_template(service: ModelService, request: Request) -> Response:
+    """``POST /apply-template`` (llama.cpp's route): messages -> the rendered prompt."""
+    try:
+        body = await _body(request)
+        _check_fields(body, {"messages"})
+        messages = to_langchain_messages(body.get("messages"))
+        fmt = getattr(service.llm, "format_chat", None)
+        if fmt is None:
+            raise RequestError(
+                f"{type(service.llm).__name__} cannot render chat prompts", status=501
+            )
+        prompt = fmt(messages)
+    except Exception as exc:
+        return error_response(exc, service)
+    return JSONResponse({"prompt": prompt}, headers=service.headers())
+
+
+def standalone_app(service: ModelService) -> FastAPI:
+    """The same routes on a plain FastAPI app, without Ray (one process; for tests)."""
+    app = FastAPI(title="langchain-setraf OpenAI-compatible server")
+
+    @app.post("/v1/chat/completions")
+    async def _chat(request: Request) -> Response:
+        return await chat_completions(service, request)
+
+    @app.post("/v1/completions")
+    async def _completions(request: Request) -> Response:
+        return await completions(service, request)
+
+    @app.get("/v1/models")
+    async def _models() -> Response:
+        return await models(service)
+
+    @app.get("/health")
+    async def _health() -> Response:
+        return await health(service)
+
+    @app.post("/tokenize")
+    async def _tokenize(request: Request) -> Response:
+        return await tokenize(service, request)
+
+    @app.post("/apply-template")
+    async def _apply_template(request: Request) -> Response:
+        return await apply_template(service, request)
+
+    return app

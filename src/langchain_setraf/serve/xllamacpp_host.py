@@ -1,0 +1,155 @@
+"""Host xllamacpp's embedded llama.cpp server in this process, with llama-server's flags.
+
+``python -m langchain_setraf.serve.xllamacpp_host -m model.gguf --port 8080 ...`` serves
+the model like ``llama-server`` with the same flags would, for the subset in
+:data:`~langchain_setraf.serve.engine.SERVER_FLAGS`; any other flag is refused (exit 2).
+SIGTERM or SIGINT stops the server and exits 0. A model llama.cpp cannot load exits 1
+with a message naming the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+__all__ = ["build_params", "main", "parse_args"]
+
+#: llama-server's ``--load-mode`` values and xllamacpp's names for them.
+_LOAD_MODES = {
+    "auto": "LLAMA_LOAD_MODE_AUTO",
+    "none": "LLAMA_LOAD_MODE_NONE",
+    "mmap": "LLAMA_LOAD_MODE_MMAP",
+    "mlock": "LLAMA_LOAD_MODE_MLOCK",
+    "mmap+mlock": "LLAMA_LOAD_MODE_MMAP_MLOCK",
+    "dio": "LLAMA_LOAD_MODE_DIRECT_IO",
+}
+
+#: Seconds a stop may take before the process exits without waiting for the server.
+STOP_GRACE_SECONDS = 10.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m langchain_setraf.serve.xllamacpp_host",
+        description="Serve a GGUF model with xllamacpp (llama-server's flags, a subset).",
+        allow_abbrev=False,
+    )
+    parser.add_argument("-m", "--model", dest="model", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("-c", "--ctx-size", dest="ctx_size", type=int, default=0)
+    parser.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=None)
+    parser.add_argument("-t", "--threads", dest="threads", type=int, default=-1)
+    parser.add_argument("-ngl", "--n-gpu-layers", dest="n_gpu_layers", type=int, default=None)
+    parser.add_argument("-np", "--parallel", dest="parallel", type=int, default=1)
+    parser.add_argument(
+        "-lm", "--load-mode", choices=sorted(_LOAD_MODES), default="auto", dest="load_mode"
+    )
+    parser.add_argument("--no-repack", action="store_true")
+    parser.add_argument("--sleep-idle-seconds", type=int, default=None)
+    parser.add_argument("-a", "--alias", default=None)
+    parser.add_argument("--jinja", action="store_true")
+    parser.add_argument("--metrics", action="store_true")
+    parser.add_argument("--slots", action="store_true")
+    parser.add_argument("--cont-batching", action="store_true")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse llama-server flags; unknown flags exit with status 2 and name the flag."""
+    return _parser().parse_args(list(argv))
+
+
+def build_params(xllamacpp: Any, ns: argparse.Namespace) -> Any:
+    """The ``xllamacpp.CommonParams`` that match llama-server's meaning of the flags."""
+    params = xllamacpp.CommonParams()
+    params.model.path = ns.model
+    params.hostnames = [ns.host]
+    params.port = ns.port
+    params.n_ctx = ns.ctx_size
+    params.n_parallel = ns.parallel
+    if ns.batch_size is not None:
+        params.n_batch = ns.batch_size
+    params.cpuparams.n_threads = ns.threads
+    params.cpuparams_batch.n_threads = ns.threads
+    if ns.n_gpu_layers is not None:
+        params.n_gpu_layers = ns.n_gpu_layers
+    params.load_mode = getattr(xllamacpp.llama_load_mode, _LOAD_MODES[ns.load_mode])
+    params.no_extra_bufts = bool(ns.no_repack)
+    if ns.sleep_idle_seconds is not None:
+        params.sleep_idle_seconds = ns.sleep_idle_seconds
+    if ns.alias:
+        params.model_alias = {ns.alias}
+    params.use_jinja = bool(ns.jinja)
+    params.endpoint_metrics = bool(ns.metrics)
+    params.endpoint_slots = bool(ns.slots)
+    params.cont_batching = True if ns.cont_batching else params.cont_batching
+    return params
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; return the exit status."""
+    ns = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        import xllamacpp
+    except ImportError as exc:
+        print(f"xllamacpp is not installed: pip install 'langchain-setraf[server]' ({exc})")
+        return 1
+    params = build_params(xllamacpp, ns)
+    stop = threading.Event()
+    try:
+        server = xllamacpp.Server(params)
+    except Exception as exc:  # xllamacpp raises RuntimeError for any failure to start
+        # llama.cpp logs the cause from a thread that may not flush before this exit: say
+        # here when the cause is the port (the managed server retries on another one)
+        busy = _port_in_use(ns.host, ns.port)
+        cause = f"couldn't bind {ns.host}:{ns.port}: {busy}" if busy else f"cannot serve {ns.model}"
+        print(f"xllamacpp_host: {cause}: {exc}", flush=True)
+        return 1
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # xllamacpp installs its own SIGTERM/SIGINT handlers (they end its loop and leave this
+    # thread waiting): take them back so a stop also ends this process.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"xllamacpp_host: serving {ns.model} on {server.listening_address}", flush=True)
+    while not stop.wait(1.0):
+        pass
+    watchdog = threading.Timer(STOP_GRACE_SECONDS, _force_exit)
+    watchdog.daemon = True
+    watchdog.start()
+    started = time.monotonic()
+    del server  # terminates the loop and joins its thread
+    print(f"xllamacpp_host: stopped in {time.monotonic() - started:.1f} s", flush=True)
+    return 0
+
+
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound now (``None``: it can)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def _force_exit() -> None:
+    print("xllamacpp_host: the server did not stop in time; exiting", flush=True)
+    import os
+
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
