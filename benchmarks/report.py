@@ -370,6 +370,9 @@ def render(summary: dict[str, Any]) -> str:
     png = _scale_plot(r, scale)
     if png:
         lines += ["", f"![{png}](img/{png})"]
+    from benchmarks.server_bench import render_section  # results/server_*.json (#14)
+
+    lines += render_section()
     return "\n".join(lines) + "\n"
 
 

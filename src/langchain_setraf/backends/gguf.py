@@ -306,7 +306,29 @@ class GGUFHandle:
         finally:
             stream.close()
             stats.prompt_tokens = len(tokens)
-            stats.completion_tokens = self.count_tokens("".join(parts))
+            stats.completion_tokens = self._completion_tokens(
+                llama, len(tokens), stats.finish_reason, params.get("max_tokens"), parts
+            )
+
+    def _completion_tokens(
+        self,
+        llama: Any,
+        n_prompt: int,
+        finish_reason: str | None,
+        max_tokens: int | None,
+        parts: list[str],
+    ) -> int:
+        """Tokens generated, counted as llama.cpp generated them (re-tokenizing the text
+        can give another count): ``max_tokens`` when cut there; otherwise the tokens the
+        context holds after the prompt (every emitted token; not the end-of-text token, nor
+        the token that completed a stop sequence, which are sampled but never evaluated)."""
+        if finish_reason == "length" and max_tokens is not None and max_tokens > 0:
+            return int(max_tokens)
+        if finish_reason == "stop" and n_prompt:
+            evaluated = int(llama.n_tokens) - n_prompt
+            if evaluated >= 0:
+                return evaluated
+        return self.count_tokens("".join(parts))
 
     def chat(
         self, messages: list[dict[str, str]], request: GenerationRequest, stats: GenerationStats
@@ -326,6 +348,22 @@ class GGUFHandle:
         llama, self.llama = self.llama, None
         if llama is not None:
             llama.close()
+
+
+def gguf_file_identity(model_path: str | os.PathLike[str]) -> tuple[str, int, int, int, int]:
+    """The identity of a GGUF file for a spec (see :func:`file_identity`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        GGUFFormatError: the file cannot be opened (names the file and why).
+    """
+    path = Path(model_path)
+    if not path.exists() and not path.is_symlink():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        return file_identity(path)
+    except OSError as exc:
+        raise GGUFFormatError(f"{path}: cannot open model file ({exc.strerror})") from None
 
 
 class GGUFBackend:
@@ -369,14 +407,7 @@ class GGUFBackend:
         unknown = set(options) - set(GGUF_LOAD_OPTIONS)
         if unknown:
             raise TypeError(f"unknown GGUF load option(s): {sorted(unknown)}")
-        path = Path(model_path)
-        if not path.exists() and not path.is_symlink():
-            raise FileNotFoundError(f"model file not found: {path}")
-        try:
-            identity = file_identity(path)
-        except OSError as exc:
-            raise GGUFFormatError(f"{path}: cannot open model file ({exc.strerror})") from None
-        return LoadSpec.create(self.name, identity, options)
+        return LoadSpec.create(self.name, gguf_file_identity(model_path), options)
 
     def estimate_bytes(self, spec: LoadSpec) -> int:
         info = read_gguf_header_cached(spec.path)

@@ -20,18 +20,16 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from langchain_setraf.backends.base import (
     GenerationRequest,
     GenerationStats,
     LoadSpec,
-    file_identity,
 )
 from langchain_setraf.backends.openai_compat import HTTPHandle
 from langchain_setraf.backends.server_errors import ServerDiedError, ServerError
-from langchain_setraf.gguf_file import GGUFFormatError, read_gguf_header_cached
+from langchain_setraf.gguf_file import read_gguf_header_cached
 from langchain_setraf.serve.managed import (
     DEFAULT_N_CTX,
     DEFAULT_N_PARALLEL,
@@ -180,14 +178,9 @@ class LlamaServerBackend:
         sleep = options.get("sleep_idle_seconds")
         if sleep is not None and (not isinstance(sleep, int | float) or sleep < 0):
             raise ValueError(f"sleep_idle_seconds must be >= 0 seconds, got {sleep!r}")
-        path = Path(model_path)
-        if not path.exists() and not path.is_symlink():
-            raise FileNotFoundError(f"model file not found: {path}")
-        try:
-            identity = file_identity(path)
-        except OSError as exc:
-            raise GGUFFormatError(f"{path}: cannot open model file ({exc.strerror})") from None
-        return LoadSpec.create(self.name, identity, options)
+        from langchain_setraf.backends.gguf import gguf_file_identity
+
+        return LoadSpec.create(self.name, gguf_file_identity(model_path), options)
 
     def estimate_bytes(self, spec: LoadSpec) -> int:
         """Host memory a new server needs (weights + KV cache for every slot); 0 when the
