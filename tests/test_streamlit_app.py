@@ -173,7 +173,8 @@ def test_a_plugin_model_that_fails_is_an_error_not_silence(
     app.button(key="interpret").click().run()
     assert not app.exception, app.exception
     assert [e.value for e in app.error] == [
-        "Échec de l'interprétation (ngram): ValueError: No generation chunks were returned"
+        "Échec de l'interprétation (ngram): ValueError: NGramLLM generated no text for the "
+        "interpretation form (parsed decoding); nothing to interpret"
     ]
     assert [m.backend for m in cache.loaded()] == ["ngram"], "the plugin's model was not used"
     assert not app.table

@@ -157,6 +157,7 @@ class GGUFLoadOptions(RefuseUnknownArguments):
                 **self._load_options(),
                 n_parallel=self.n_parallel,
                 sleep_idle_seconds=None if keep is None else max(1, round(keep)),
+                request_timeout=self.request_timeout,
             )
             return managed, spec
         return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, **self._load_options())

@@ -486,6 +486,11 @@ def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[I
                 message=f"{int(done * 100)} % of the form",
                 raw_text=raw,
             )
+    if not raw.strip():
+        raise ValueError(
+            f"{type(llm).__name__} generated no text for the interpretation form "
+            f"({source} decoding); nothing to interpret"
+        )
     data = parse_answer(raw)
     if source != "parsed" and not data:
         warnings.append("the constrained answer did not parse; trivial values were used")
