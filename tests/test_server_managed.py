@@ -586,3 +586,30 @@ def test_a_real_llama_server_binary(
     finally:
         handle.close()
     assert _gone(handle.info.pid)
+
+
+@pytest.mark.slow
+def test_the_ert_interpretation_runs_unchanged_on_the_shared_server(
+    runtime: Path, smollm2_path: Path, cache: Any
+) -> None:
+    """The interpretation chain over ``GGUFLLM(server=True)``: the form is decoded under its
+    JSON schema by the server (``json_schema`` on /v1/completions), so every unit gets a
+    material from its own candidates, as in-process."""
+    from langchain_setraf import GGUFLLM
+    from langchain_setraf.ert import interpretation_chain, load_survey, summarize
+    from langchain_setraf.ert.interpretation import spec_of
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "two_layer_wenner.dat"
+    summary = summarize(load_survey(example), language="en")
+    llm = GGUFLLM(model_path=str(smollm2_path), server=True, temperature=0, n_parallel=1)
+    try:
+        result = interpretation_chain(llm, language="en").invoke({"survey": summary})
+        spec = spec_of(summary)
+        assert result.choices is not None and result.choices.source == "constrained"
+        for unit, unit_spec in zip(result.choices.units, spec.units, strict=True):
+            assert unit.material in unit_spec.candidates, (unit, unit_spec.candidates)
+        assert not any("did not parse" in w for w in result.warnings), result.warnings
+        [server] = running_servers()
+        assert server.running, "the chain did not use the shared server"
+    finally:
+        llm.release()

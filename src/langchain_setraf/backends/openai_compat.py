@@ -451,6 +451,10 @@ class HTTPHandle:
         response_format = _response_format(request.constraint)
         if response_format is not None:
             body["response_format"] = response_format
+            if path == "/completions" and request.constraint is not None:
+                # llama.cpp's server reads response_format on chat completions only; on
+                # text completions its own field is json_schema (compiled to a grammar)
+                body["json_schema"] = request.constraint.get("schema") or {"type": "object"}
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         return self._stream_events(self.base_url + path, body, stats, text_of)
