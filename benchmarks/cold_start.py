@@ -110,8 +110,7 @@ def measure(impl: str, model: Path, tokens: int) -> dict[str, Any]:
             temperature=0,
             use_mmap=impl == "gguf-mmap",
         )
-        with llm._lease(lock=False):
-            pass
+        llm.load()
     elif impl == "lc-llamacpp":
         import llama_cpp  # noqa: F401
         from langchain_community.llms import LlamaCpp
@@ -136,8 +135,7 @@ def measure(impl: str, model: Path, tokens: int) -> dict[str, Any]:
             max_new_tokens=tokens,
             repetition_penalty=1.0,
         )
-        with llm._lease(lock=False):
-            pass
+        llm.load()
     else:
         raise SystemExit(f"unknown implementation {impl!r}; one of {', '.join(IMPLS)}")
     load_s, load_faults, load_c = time.perf_counter() - t0, _majflt() - f0, _since(c0)

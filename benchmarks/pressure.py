@@ -93,8 +93,7 @@ def measure(impl: str, model: Path, tokens: int) -> dict[str, Any]:
                 temperature=0,
                 use_mmap=impl == "gguf-mmap",
             )
-            with llm._lease(lock=False):
-                pass
+            llm.load()
     except InsufficientMemoryError as exc:
         return {
             "outcome": "refused",
