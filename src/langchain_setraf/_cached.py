@@ -79,6 +79,21 @@ class CachedModelMixin:
             return released
         return cache.release(spec, wait=wait, timeout=timeout) or released
 
+    def _render(self, messages: list[dict[str, str]]) -> str:
+        """The prompt ``messages`` become under the model's chat template, as the backend
+        renders it without loading the weights."""
+        backend, spec = self._backend_and_spec()
+        render = getattr(backend, "render_chat", None)
+        if render is None:
+            raise NotImplementedError(f"backend {backend.name!r} cannot render chat prompts")
+        return str(render(spec, messages))
+
+    def _prompt_token_ids(self, prompt: str) -> list[int]:
+        """The tokens the engine is given for ``prompt`` (a chat-rendered prompt carries its
+        own special tokens; at most one BOS), without a load."""
+        backend, spec = self._backend_and_spec()
+        return [int(t) for t in backend.prompt_tokens(spec, prompt)]  # type: ignore[attr-defined]
+
     def eos_token_id(self) -> int | None:
         """The model's end-of-sequence token id, from its vocabulary (never loads the
         weights); ``None`` when it has none or the backend cannot tell (a remote server)."""

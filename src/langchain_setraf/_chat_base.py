@@ -69,18 +69,6 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
         """This object's sampling settings and a call's overrides, in the backend's names."""
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def _render(self, dicts: list[dict[str, str]]) -> str:
-        """The prompt ``dicts`` become (the backend renders it; no weights are loaded)."""
-        backend, spec = self._backend_and_spec()
-        render = getattr(backend, "render_chat", None)
-        if render is None:
-            raise NotImplementedError(f"backend {backend.name!r} cannot render chat prompts")
-        return str(render(spec, dicts))
-
-    def _prompt_token_ids(self, prompt: str) -> list[int]:
-        backend, spec = self._backend_and_spec()
-        return [int(t) for t in backend.prompt_tokens(spec, prompt)]  # type: ignore[attr-defined]
-
     def _run(
         self,
         dicts: list[dict[str, str]],

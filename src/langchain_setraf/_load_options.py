@@ -188,13 +188,6 @@ class GGUFLoadOptions(RefuseUnknownArguments):
             return None
         return read_gguf_header_cached(self.resolved_model_path()).chat_template
 
-    @staticmethod
-    def _render_chat(backend: Backend, spec: LoadSpec, messages: list[dict[str, str]]) -> str:
-        render = getattr(backend, "render_chat", None)
-        if render is None:
-            raise NotImplementedError(f"backend {backend.name!r} cannot render chat prompts")
-        return str(render(spec, messages))
-
     def get_token_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` by the model's own vocabulary (special-token text parsed,
         no BOS added). Reads the vocabulary only (or asks the server): never loads the
@@ -204,11 +197,6 @@ class GGUFLoadOptions(RefuseUnknownArguments):
             return [int(t) for t in custom(text)]
         backend, spec = self._gguf_backend_and_spec()
         return [int(t) for t in backend.tokenize(spec, text)]  # type: ignore[attr-defined]
-
-    def _prompt_token_ids(self, prompt: str) -> list[int]:
-        """The tokens the engine is given for ``prompt`` (one BOS at most), without a load."""
-        backend, spec = self._gguf_backend_and_spec()
-        return [int(t) for t in backend.prompt_tokens(spec, prompt)]  # type: ignore[attr-defined]
 
 
 class TransformersLoadOptions(RefuseUnknownArguments):
@@ -265,11 +253,6 @@ class TransformersLoadOptions(RefuseUnknownArguments):
             return [int(t) for t in custom(text)]
         backend, spec = self._hf_backend_and_spec()
         return backend.tokenize(spec, text)
-
-    def _prompt_token_ids(self, prompt: str) -> list[int]:
-        """The tokens a chat-rendered prompt becomes (it carries its own special tokens)."""
-        backend, spec = self._hf_backend_and_spec()
-        return backend.prompt_tokens(spec, prompt)
 
 
 def _custom_get_token_ids(model: object) -> Any:

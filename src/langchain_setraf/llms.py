@@ -303,8 +303,7 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
         back to a plain ``role: content`` transcript only when the file has no template
         (base models). Reads the header only: no weights are loaded.
         """
-        backend, spec = self._backend_and_spec()
-        return self._render_chat(backend, spec, messages_to_dicts(messages))
+        return self._render(messages_to_dicts(messages))
 
     # -- generation --------------------------------------------------------------------------
     def _model_name(self) -> str:
