@@ -14,23 +14,13 @@ from pydantic import ConfigDict, Field
 from langchain_setraf._cached import check_overrides
 from langchain_setraf._chat_base import LocalChatModel
 from langchain_setraf._load_options import GGUFLoadOptions, TransformersLoadOptions
-from langchain_setraf.backends.base import Backend, LoadSpec
+from langchain_setraf.backends.base import LLAMA_SAMPLING_PARAMS, Backend, LoadSpec
 from langchain_setraf.backends.gbnf import json_grammar
 from langchain_setraf.backends.transformers import TransformersBackend
 
 __all__ = ["ChatGGUF", "ChatTransformers", "json_grammar"]
 
-_GGUF_OVERRIDES = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "max_tokens",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-)
+_GGUF_OVERRIDES = LLAMA_SAMPLING_PARAMS
 _HF_OVERRIDES = ("temperature", "top_p", "top_k", "max_tokens", "repetition_penalty", "seed")
 
 

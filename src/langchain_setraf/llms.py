@@ -10,25 +10,18 @@ from pydantic import ConfigDict, Field
 from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf._load_options import GGUFLoadOptions
-from langchain_setraf.backends.base import Backend, GenerationRequest, LoadSpec
+from langchain_setraf.backends.base import (
+    LLAMA_SAMPLING_PARAMS,
+    Backend,
+    GenerationRequest,
+    LoadSpec,
+)
 from langchain_setraf.chat_template import messages_to_dicts
 
 __all__ = ["GGUFLLM"]
 
 #: Sampling options a call may override with ``llm.invoke(prompt, temperature=0, ...)``.
-_GGUF_SAMPLING = (
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-    "grammar",
-    "json_schema",
-)
+_GGUF_SAMPLING = (*LLAMA_SAMPLING_PARAMS, "grammar", "json_schema")
 _UNSET: Any = object()
 
 

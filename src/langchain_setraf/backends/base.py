@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "LLAMA_SAMPLING_PARAMS",
     "Backend",
     "GenerationHandle",
     "GenerationRequest",
@@ -33,6 +34,20 @@ __all__ = [
 #: ``None``: free text. Otherwise decoding is constrained to JSON: ``{"schema": dict | None}``
 #: (``None`` = any JSON object).
 JSONConstraint = dict[str, Any] | None
+
+#: Sampling parameters of llama.cpp-family handles (in-process llama.cpp and every HTTP
+#: handle), in llama.cpp's names.
+LLAMA_SAMPLING_PARAMS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+)
 
 
 def file_identity(path: str | os.PathLike[str]) -> tuple[str, int, int, int, int]:
@@ -141,9 +156,8 @@ class GenerationRequest:
     """One generation's settings, in the backend's own parameter names.
 
     Attributes:
-        params: Sampling options. llama.cpp and HTTP handles take ``max_tokens``,
-            ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``repeat_penalty``,
-            ``presence_penalty``, ``frequency_penalty``, ``seed``; transformers handles take
+        params: Sampling options. llama.cpp and HTTP handles take
+            :data:`LLAMA_SAMPLING_PARAMS`; transformers handles take
             ``generate`` keywords (``max_new_tokens``, ``repetition_penalty``, ``do_sample``…)
             plus ``seed``.
         stop: Stop sequences (the text ends before the first one).

@@ -30,7 +30,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from langchain_setraf.backends.base import GenerationRequest, GenerationStats, LoadSpec
+from langchain_setraf.backends.base import (
+    LLAMA_SAMPLING_PARAMS,
+    GenerationRequest,
+    GenerationStats,
+    LoadSpec,
+)
 from langchain_setraf.backends.server_errors import (
     ServerError,
     ServerResponseError,
@@ -48,17 +53,7 @@ __all__ = [
 
 #: Sampling parameters an HTTP handle sends (only those set; ``top_k``, ``min_p`` and
 #: ``repeat_penalty`` are llama.cpp's extensions of the OpenAI body).
-HTTP_PARAMS = (
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-)
+HTTP_PARAMS = LLAMA_SAMPLING_PARAMS
 
 #: Load options of the ``openai`` backend (the cache key, with the URL and model name).
 OPENAI_LOAD_OPTIONS = ("request_timeout", "api_key_env")
