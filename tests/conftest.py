@@ -12,7 +12,9 @@ from langchain_setraf.cache import ModelCache, get_model_cache
 from langchain_setraf.models import default_gguf_path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_ERT = Path(os.environ.get("SETRAF_SHARED_ERT", REPO.parent / "shared" / "data" / "ert"))
+#: The real third-party survey files the tests read, copied into the repository with their
+#: sources and licences (tests/data/ert/SOURCES.md), so a clone tests itself.
+ERT_DATA = REPO / "tests" / "data" / "ert"
 
 
 @pytest.fixture(scope="session")
@@ -23,10 +25,10 @@ def smollm2_path() -> Path:
 
 @pytest.fixture(scope="session")
 def ert_dir() -> Path:
-    """The real third-party survey files (../shared/data/ert)."""
-    if not SHARED_ERT.is_dir():
-        pytest.fail(f"real ERT data folder not found: {SHARED_ERT} (set SETRAF_SHARED_ERT)")
-    return SHARED_ERT
+    """The real third-party survey files (tests/data/ert, copied with their licences)."""
+    if not ERT_DATA.is_dir():
+        pytest.fail(f"real ERT data folder not found: {ERT_DATA}")
+    return ERT_DATA
 
 
 @pytest.fixture()

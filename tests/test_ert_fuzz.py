@@ -1,7 +1,7 @@
 """Property-based fuzzing of every ERT reader with mutations of real and sample files.
 
 Only two outcomes are allowed: a complete Survey, or ERTFormatError. The real files
-(../shared/data/ert, 8 × 250 examples) come through the ``ert_dir`` fixture, so a missing
+(tests/data/ert, 8 × 250 examples) come through the ``ert_dir`` fixture, so a missing
 data folder fails these tests instead of collecting zero examples; the format samples
 in tests/data/ert_formats add 100 examples each.
 """
@@ -21,7 +21,7 @@ from langchain_setraf.ert import ERTFormatError, Survey, load_survey
 # hypothesis keeps a constants cache: in the test cache, not in the repository root
 configuration.set_hypothesis_home_dir(cache_root() / "hypothesis")
 
-#: The files ../shared/data/ert/SOURCES.md lists (checked against the folder below).
+#: The files tests/data/ert/SOURCES.md lists (checked against the folder below).
 REAL_FILES = (
     "geoelectrics_p3_dipoledipole_model.xyz",
     "geoelectrics_p3_wenner_ip.dat",

@@ -1,4 +1,4 @@
-"""Readers against the real third-party files in ../shared/data/ert and malformed variants."""
+"""Readers against the real third-party files in tests/data/ert and malformed variants."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _close(value: float, printed: str) -> bool:
 
 def test_every_real_file_is_covered(ert_dir: Path) -> None:
     names = {p.name for p in ert_dir.iterdir() if p.suffix != ".md"}
-    assert names == set(EXPECTED), "a file in shared/data/ert has no expected counts here"
+    assert names == set(EXPECTED), "a file in tests/data/ert has no expected counts here"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -1,9 +1,9 @@
-"""Real third-party survey files (../shared/data/ert) with the faults real instruments write.
+"""Real third-party survey files (tests/data/ert) with the faults real instruments write.
 
 Each test edits one real file in memory the way field data goes wrong (a measurement row
 with coincident electrodes, an exporter's non-standard flag) and checks that the reader
 keeps every usable row, names the dropped line in a note, and refuses the file only when
-nothing usable is left. The files are read from the shared folder, never copied.
+nothing usable is left. The files are copied into tests/data/ert with their sources and licences.
 """
 
 from __future__ import annotations
