@@ -1,7 +1,7 @@
 """LangChain's own standard test suites, run against both chat models and the real models.
 
 Every ``xfail`` is about what a 135M-parameter model can do, never about a missing
-feature; each is listed with its reason in the README.
+feature; each is listed with its reason in docs/usage.md.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class TestChatTransformersUnit(_Capabilities, ChatModelUnitTests):
         return {"model": _checkpoint(), "quantization": "bf16", "temperature": 0}
 
 
-#: The only xfails: what a 135M model cannot do. Each is listed in the README.
+#: The only xfails: what a 135M model cannot do. Each is listed in docs/usage.md.
 JSON_MODE = (
     "json_mode constrains the answer to *a* JSON object, not to the joke's keys; a 135M model "
     "picks its own keys (e.g. title/description) instead of setup/punchline"

@@ -448,7 +448,7 @@ def _probe(ckpt: Path, mode: str, cycles: int, *flags: str) -> dict:  # type: ig
 def test_memory_comes_back_without_drift(
     request: pytest.FixtureRequest, hf_checkpoint: Path, mode: str, repack: str | None
 ) -> None:
-    """The README's transformers memory table, one row each, on any CPU: first release
+    """The transformers memory table of docs/usage.md, one row each, on any CPU: first release
     within 20 % of the footprint of the pre-load level; every later release ≤ first
     release + 5 MB; peak RSS while loading ≤ 1.5 × loaded RSS."""
     flags = [f"--cpu-repack={repack}"] if repack else []

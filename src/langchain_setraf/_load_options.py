@@ -70,7 +70,7 @@ class GGUFLoadOptions(RefuseUnknownArguments):
     """Let llama.cpp's CPU backend copy Q4_0/Q4_K/Q2_K/Q8_0/IQ4_NL weight matrices into an
     interleaved layout (llama.cpp's default; its ``--no-repack`` turns it off). Off here:
     the copy is anonymous memory about the size of those weights, in every process, on
-    top of the mapped file. See the README's "Weight repacking" for the measured trade-off.
+    top of the mapped file. See docs/memory.md, "Weight repacking", for the measured trade-off.
     Files in other types (e.g. Q4_1) are unaffected. With ``server=True`` the server
     holds the copy once for every process."""
     server: bool = False
@@ -218,7 +218,7 @@ class TransformersLoadOptions(RefuseUnknownArguments):
     """nf4/fp4 on the CPU: let bitsandbytes repack the 4-bit weights for its AVX512-BF16
     kernel (faster; the double-quantised statistics are expanded to bf16). ``None``: what
     bitsandbytes does on this CPU (on where AVX512-BF16 exists); ``False``: never; ``True``:
-    required (error on other CPUs). Settled at load. See the README."""
+    required (error on other CPUs). Settled at load. See docs/memory.md."""
     device_map: str | None = None
     """``"cpu"``, ``"cuda"``, ``"auto"``…; ``None``: CPU, except on CUDA: ``auto`` for
     bitsandbytes, ``cuda`` for ``quantization="auto"`` (its fp16 goes to the GPU)."""

@@ -152,7 +152,7 @@ def check_checkpoint(path: str | os.PathLike[str], *, allow_pickle: bool = False
 def resolve_mode(mode: str, *, cuda: bool, bnb_available: bool) -> str:
     """Turn ``quantization="auto"`` into a concrete mode from measured evidence.
 
-    Measured on this project's CPU machine (SmolLM2-135M, bitsandbytes 0.50, see README):
+    Measured on this project's CPU machine (SmolLM2-135M, bitsandbytes 0.50, see docs/usage.md):
     bf16 ran 19 tok/s with weights mapped straight from a bf16 checkpoint; fp32 17 tok/s with
     twice the anonymous memory; nf4 5 tok/s and *more* RSS than bf16, because on the CPU
     bitsandbytes dequantises every 4-bit weight to the compute dtype on each forward pass and
@@ -638,7 +638,7 @@ class TransformersBackend:
         try:
             # Model first, tokenizer second: the other order leaves ~1 MB of heap behind
             # on every load/release cycle (the tokenizer's many small blocks end up below
-            # the model's long-lived ones and cannot be trimmed); measured, see README.
+            # the model's long-lived ones and cannot be trimmed); measured, see docs/usage.md.
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 spec.path,
                 use_safetensors=None if allow_pickle else True,
