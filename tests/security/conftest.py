@@ -11,8 +11,11 @@
   private mount namespace with its own tmpfs ``/tmp`` and homes ``/tmp/home/<name>``
   (``0700``); ``userns.python(alice, code, env={...})`` runs a Python snippet as alice
   and returns the JSON of its last output line; ``userns.run(user, argv)`` runs a
-  command; ``userns.popen(user, argv)`` starts one. Every process of both users is killed
-  when the test ends.
+  command; ``userns.popen(user, argv)`` starts one; ``userns.run_root(argv)`` runs a
+  command as root inside the namespace (to prepare a directory). The virtualenv's
+  interpreter is made reachable in the namespace when it lives under a closed directory
+  (``/root/.pyenv``; see :meth:`helpers.users.Namespace.expose`). Every process of both
+  users is killed when the test ends.
 """
 
 from __future__ import annotations

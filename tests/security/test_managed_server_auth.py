@@ -65,7 +65,7 @@ def alice_server(
 
 
 def _request(
-    url: str, *, method: str = "GET", headers: dict[str, str] | None = None, body: Any = None
+    url: str, *, method: str | None = None, headers: dict[str, str] | None = None, body: Any = None
 ) -> tuple[int, dict[str, str], bytes]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
