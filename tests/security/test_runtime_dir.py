@@ -9,7 +9,6 @@ process of hers signalled, and answers within seconds.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -213,13 +212,13 @@ def test_a_state_naming_alices_own_process_never_signals_it(
                      "supervisor_start": start, "started_by_package": True,
                      "n_parallel": 1, "argv": ["sleep", "1000"],
                      "supervisor_argv": ["sleep", "1000"], "clients": []}
-            server._write_state(state)
+            server.state_path.write_text(json.dumps(state))
             out["stop"] = server.stop()
             out["detach"] = server.detach(stop_if_last=True)
             out["sleep"] = server.sleep()
             time.sleep(0.5)
             out["alive"] = bystander.poll() is None
-            out["state_kept"] = server._read_state() is not None
+            out["state_kept"] = json.loads(server.state_path.read_text())["server_pid"] == bystander.pid
             out["running"] = server.is_running()
         finally:
             bystander.kill()
@@ -245,9 +244,9 @@ def test_a_held_lock_does_not_block_status(
         import fcntl, subprocess
         server = ManagedServer.for_spec(spec)
         server.lock_path.touch()
-        server._write_state({"version": 1, "key": server.key, "spec": "held",
+        server.state_path.write_text(json.dumps({"version": 1, "key": server.key, "spec": "held",
                              "model_path": spec.path, "port": 9, "launch_id": "held",
-                             "server_pid": 999999, "server_start": 1.0, "clients": []})
+                             "server_pid": 999999, "server_start": 1.0, "clients": []}))
         holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(server.lock_path), "120"],
                                   stdout=subprocess.PIPE, text=True)
         try:
@@ -303,16 +302,21 @@ def test_a_held_lock_fails_a_start_naming_the_holder(
 def test_state_and_key_files_are_created_private(
     userns: Namespace, alice: LocalUser, smollm2_path: Path
 ) -> None:
-    """Files the package creates are 0600 whatever the umask, and the state is replaced
-    atomically (no temporary file left behind)."""
+    """Files the package creates are 0600 whatever the umask, a loose state file of hers
+    is tightened, and the state is replaced atomically (no temporary file left behind)."""
     body = """
         os.umask(0)
         server = ManagedServer.for_spec(spec)
-        server._write_state({"version": 1, "port": 9, "server_pid": 1, "launch_id": "u"})
-        server.status()  # creates the lock file
+        state = {"version": 1, "port": 9, "server_pid": 1, "server_start": 1.0,
+                 "launch_id": "u", "clients": [{"pid": 1, "start": 1.0}]}
+        server.state_path.write_text(json.dumps(state))  # 0666 under this umask
+        inode = server.state_path.stat().st_ino
+        server.detach(pid=1)  # locks, reads and rewrites the state
         out = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in server.directory.iterdir()}
+        out["replaced"] = server.state_path.stat().st_ino != inode
     """
     result = userns.python(alice, _snippet(smollm2_path, body))
-    assert result and all(mode == 0o600 for mode in result.values()), result
-    assert not [name for name in result if name.endswith(".tmp")]
-    assert json.dumps(result)
+    assert result.pop("replaced") is True
+    # the state and the lock, both 0600; no temporary file left behind
+    assert sorted(name.rsplit(".", 1)[1] for name in result) == ["json", "lock"], result
+    assert all(mode == 0o600 for mode in result.values()), result

@@ -211,8 +211,8 @@ def _check_file(runtime: RuntimeDir, path: Path, fd: int) -> None:
         and not st.st_mode & 0o002
     ):
         problem = f"is owned by {_user(st.st_uid)}"
-    elif st.st_mode & 0o002 or (runtime.shared_gid is None and st.st_mode & 0o020):
-        problem = "is writable by other users"
+    # a file of ours with loose bits was reachable by no one else (the directory is
+    # checked): it is tightened below
     if problem is not None:
         raise InsecureRuntimeDirError(
             f"server runtime file {_describe(path, st)} {problem}: refused; remove it "
