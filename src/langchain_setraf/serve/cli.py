@@ -11,7 +11,12 @@ import sys
 from typing import Any
 
 from langchain_setraf.memory import format_bytes
-from langchain_setraf.serve.managed import ManagedServer, ServerStatus, running_servers
+from langchain_setraf.serve.managed import (
+    LockBusyError,
+    ManagedServer,
+    ServerStatus,
+    running_servers,
+)
 
 __all__ = ["add_server_parser", "run_server_command"]
 
@@ -92,18 +97,24 @@ def run_server_command(args: argparse.Namespace) -> int:
         for status in [] if args.json else servers:
             print(_line(status))
         return 0
+    exit_status = 0
     for key in _targets(args):
         server = ManagedServer.for_key(key)
-        if args.server_command == "stop":
-            if server.stop():
-                print(f"{key}: stopped")
-            elif server.is_running():
-                print(f"{key}: not stopped (not a process this package started as you)")
+        try:
+            if args.server_command == "stop":
+                if server.stop():
+                    print(f"{key}: stopped")
+                elif server.is_running():
+                    print(f"{key}: not stopped (not a process this package started as you)")
+                    exit_status = 1
+                else:
+                    print(f"{key}: not running")
             else:
-                print(f"{key}: not running")
-        else:
-            print(f"{key}: {server.sleep()}")
-    return 0
+                print(f"{key}: {server.sleep()}")
+        except LockBusyError as exc:  # another process is starting or stopping it
+            print(f"{key}: busy: {exc}")
+            exit_status = 1
+    return exit_status
 
 
 if __name__ == "__main__":  # pragma: no cover - `setraf server` is the entry point
