@@ -159,3 +159,50 @@ def test_files_are_0600_and_replaced_atomically(tmp_path: Path, loose_umask: Non
 def test_a_missing_file_reads_as_none(tmp_path: Path) -> None:
     runtime = RuntimeDir(check_runtime_dir(tmp_path / "run", allow_shared=False).path)
     assert read_runtime_file(runtime, runtime.path / "nothing.json") is None
+
+
+def test_a_parent_others_can_write_is_refused(tmp_path: Path) -> None:
+    """Whoever can write a (non-sticky) parent could rename the runtime dir away and put
+    his own in its place."""
+    parent = tmp_path / "open"
+    parent.mkdir()
+    parent.chmod(0o777)
+    with pytest.raises(InsecureRuntimeDirError, match="its parent") as info:
+        check_runtime_dir(parent / "run", allow_shared=False)
+    assert str(parent) in str(info.value) and "0777" in str(info.value)
+    parent.chmod(0o1777)  # sticky, as /tmp: others cannot rename what is ours
+    assert check_runtime_dir(parent / "run", allow_shared=False).path == parent / "run"
+
+
+def test_an_xdg_runtime_dir_others_can_write_is_not_used(tmp_path: Path) -> None:
+    xdg = tmp_path / "xdg"
+    xdg.mkdir()
+    xdg.chmod(0o777)
+    env = {"XDG_RUNTIME_DIR": str(xdg), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    assert resolve_runtime_dir(env)[0] == tmp_path / "cache" / "langchain-setraf" / "run"
+
+
+def test_the_supervisor_does_not_follow_a_planted_log_link(tmp_path: Path) -> None:
+    """The supervisor opens its ``--log`` itself: a link there is refused (it starts
+    nothing, says so on stderr) and the link's target is untouched."""
+    import subprocess
+    import sys
+
+    runtime = check_runtime_dir(tmp_path / "run", allow_shared=False)
+    victim = tmp_path / "thesis.txt"
+    victim.write_text("chapter 3")
+    victim.chmod(0o600)
+    log = runtime.path / "k.log"
+    log.symlink_to(victim)
+    exit_file = runtime.path / "k.x.exit"
+    argv = ["--log", str(log), "--exit-file", str(exit_file), "--", "true"]
+    done = subprocess.run(  # the pipes close when the detached child is gone too
+        [sys.executable, "-m", "langchain_setraf.serve.supervisor", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "InsecureRuntimeDirError" in done.stderr and str(log) in done.stderr
+    assert done.stdout == ""  # no pids line: no server was started
+    assert victim.read_text() == "chapter 3" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert not (runtime.path / "k.x.exit").exists()

@@ -118,7 +118,7 @@ def resolve_runtime_dir(env: Mapping[str, str] | None = None) -> tuple[Path, boo
     """Where the runtime directory is, and whether it was chosen explicitly.
 
     ``$SETRAF_RUNTIME_DIR`` when set; else ``$XDG_RUNTIME_DIR/langchain-setraf`` when
-    ``$XDG_RUNTIME_DIR`` is a directory owned by the user; else
+    ``$XDG_RUNTIME_DIR`` is a directory owned by the user that no one else can write; else
     ``$XDG_CACHE_HOME/langchain-setraf/run`` (``~/.cache/langchain-setraf/run``).
 
     Returns:
@@ -133,11 +133,47 @@ def resolve_runtime_dir(env: Mapping[str, str] | None = None) -> tuple[Path, boo
     if xdg and os.path.isabs(xdg):
         with contextlib.suppress(OSError):
             st = os.lstat(xdg)
-            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022:
                 return Path(xdg) / "langchain-setraf", False
     cache = env.get("XDG_CACHE_HOME")
     base = Path(cache) if cache and os.path.isabs(cache) else Path.home() / ".cache"
     return base / "langchain-setraf" / "run", False
+
+
+def _private_group(gid: int) -> bool:
+    """Whether ``gid`` is the user's own group (its primary group, with no other member)."""
+    try:
+        entry = pwd.getpwuid(os.getuid())
+        members = set(grp.getgrgid(gid).gr_mem)
+    except KeyError:
+        return False
+    return entry.pw_gid == gid and members <= {entry.pw_name}
+
+
+def _check_ancestors(path: Path) -> None:
+    """Refuse a directory whose parents someone else could rename it out of.
+
+    Each parent (symbolic links resolved) must be owned by the user or root and writable by
+    no one else, unless it is sticky (``/tmp``: others cannot rename what is ours) or only
+    its owner's private group may write (``umask 002`` systems).
+    """
+    uid = os.getuid()
+    for parent in Path(os.path.realpath(path.parent)).joinpath("x").parents:
+        st = os.stat(parent)
+        mode = st.st_mode
+        problem = None
+        if st.st_uid not in (uid, 0):
+            problem = f"is owned by {_user(st.st_uid)}"
+        elif not mode & stat.S_ISVTX and (
+            mode & 0o002 or (mode & 0o020 and not _private_group(st.st_gid))
+        ):
+            problem = "is writable by other users (and not sticky)"
+        if problem is not None:
+            raise InsecureRuntimeDirError(
+                f"server runtime directory {path}: its parent {_describe(parent, st)} "
+                f"{problem}, who could replace the directory; set {RUNTIME_DIR_ENV} to a "
+                "directory under one of your own"
+            )
 
 
 def check_runtime_dir(path: Path, *, allow_shared: bool, create: bool = True) -> RuntimeDir:
@@ -150,20 +186,22 @@ def check_runtime_dir(path: Path, *, allow_shared: bool, create: bool = True) ->
 
     Raises:
         InsecureRuntimeDirError: A symbolic link, not a directory, owned by someone else,
-            or group/world-writable (outside the shared form).
+            or group/world-writable (outside the shared form); or a parent another user
+            could rename it out of.
         OSError: It cannot be created.
     """
     path = Path(os.path.abspath(path))
-    if create and not os.path.lexists(path):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            pass  # created meanwhile: checked below like any other
-        except OSError as exc:
-            raise OSError(f"cannot create the server runtime directory {path}: {exc}") from exc
-        else:
-            os.chmod(path, 0o700, follow_symlinks=False)  # whatever the umask
+    if create:
+        missing = [d for d in (path, *path.parents) if not os.path.lexists(d)]
+        for directory in reversed(missing):  # parents first, each 0700 whatever the umask
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                continue  # created meanwhile: checked below like any other
+            except OSError as exc:
+                raise OSError(f"cannot create the server runtime directory {path}: {exc}") from exc
+            os.chmod(directory, 0o700, follow_symlinks=False)
+    _check_ancestors(path)
     st = os.lstat(path)
     fix = f"remove it or set {RUNTIME_DIR_ENV} to a directory of your own (mode 0700)"
     if stat.S_ISLNK(st.st_mode):
