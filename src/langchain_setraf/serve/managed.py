@@ -266,6 +266,12 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
+def _option(argv: list[Any], flag: str) -> object:
+    """The value after ``flag`` in ``argv`` (before ``--``); ``None`` when absent."""
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    return head[head.index(flag) + 1] if flag in head[:-1] else None
+
+
 def _owned_by_me(pid: int) -> bool:
     try:
         return int(psutil.Process(pid).uids().real) == os.getuid()
@@ -960,7 +966,7 @@ class ManagedServer:
             isinstance(sup_pid, int)
             and isinstance(sup_argv, list)
             and sup_argv[1:3] == ["-m", _SUPERVISOR_MODULE]
-            and sup_argv[3:5] == ["--log", str(self.log_path)]
+            and _option(sup_argv, "--log") == str(self.log_path)
             and sup_argv[-len(argv) :] == argv
             and same_process(sup_pid, state.get("supervisor_start"))
             and _owned_by_me(sup_pid)
