@@ -802,6 +802,9 @@ class ManagedServer:
             with contextlib.suppress(OSError):  # kept a while for clients still reading them
                 if time.time() - stale.stat().st_mtime > EXIT_RECORD_SECONDS:
                     stale.unlink()
+        for stale in self.directory.glob(f"{self.key}.*.key"):
+            with contextlib.suppress(OSError):  # a starter killed mid-start left its key file
+                stale.unlink()  # (no other start can be under way: we hold the lock)
         last_error: ServerStartError | None = None
         for _ in range(PORT_ATTEMPTS):
             try:
