@@ -250,6 +250,7 @@ class Managed:
     runtime_dir: Path
     start_s: float
     options: dict[str, Any]
+    api_key: str | None = None  # the managed server's per-launch key (sent as Bearer)
 
     @property
     def base(self) -> str:
@@ -312,7 +313,7 @@ def managed(
         start = time.perf_counter() - t0
         m = Managed(llm, "", "", rt, start, options)
         st = m.status()
-        m.url, m.engine = st.info.url, st.info.engine
+        m.url, m.engine, m.api_key = st.info.url, st.info.engine, st.info.api_key
         try:
             yield m
         finally:
@@ -330,7 +331,14 @@ class Timed:
     text: str = ""
 
 
-def raw_completion(url: str, prompt: str, n: int, *, ignore_eos: bool = False) -> Timed:
+def _auth(key: str | None) -> dict[str, str]:
+    """The headers that carry a server's API key (a managed server has one per launch)."""
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def raw_completion(
+    url: str, prompt: str, n: int, *, ignore_eos: bool = False, key: str | None = None
+) -> Timed:
     """Stream ``/v1/completions`` with httpx: the raw HTTP client of the comparisons."""
     body: dict[str, Any] = {
         "model": ALIAS,
@@ -347,7 +355,9 @@ def raw_completion(url: str, prompt: str, n: int, *, ignore_eos: bool = False) -
     tokens = 0
     chunks = 0
     text: list[str] = []
-    with httpx.stream("POST", url + "/v1/completions", json=body, timeout=REQUEST_TIMEOUT_S) as r:
+    with httpx.stream(
+        "POST", url + "/v1/completions", json=body, headers=_auth(key), timeout=REQUEST_TIMEOUT_S
+    ) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -456,8 +466,8 @@ def alternate(cases: dict[str, Callable[[], dict[str, Any]]]) -> dict[str, dict[
     return {k: best(v) for k, v in seen.items()}
 
 
-def _warm(url: str, n: int) -> None:
-    raw_completion(url, PROMPT, n, ignore_eos=True)
+def _warm(url: str, n: int, key: str | None = None) -> None:
+    raw_completion(url, PROMPT, n, ignore_eos=True, key=key)
 
 
 # -- 1. engines ------------------------------------------------------------------------------
@@ -545,12 +555,12 @@ def _concurrency_one(eng: Engine, path: Path, n: int, threads: int) -> dict[str,
     class_completion(inproc, PROMPT, 4)  # load
     lc_call()
     with managed(path, n, threads=threads) as m:
-        _warm(m.url, n)
+        _warm(m.url, n, m.api_key)
         llm = m.llm
         chat = ChatGGUF(**m.options, temperature=0.0, max_tokens=n)  # same spec: same server
-        peer = _chat_openai(m.base, n)
+        peer = _chat_openai(m.base, n, m.api_key)
         calls: dict[str, Callable[[], Timed]] = {
-            "raw-httpx": lambda: raw_completion(m.url, PROMPT, n),
+            "raw-httpx": lambda: raw_completion(m.url, PROMPT, n, key=m.api_key),
             "GGUFLLM-server": lambda: class_completion(llm, PROMPT, n),
             "ChatGGUF-server": lambda: chat_completion(chat, PROMPT, n),
             "GGUFLLM-inprocess": lambda: class_completion(inproc, PROMPT, n),
@@ -576,7 +586,7 @@ def _case(fn: Callable[[], Timed], k: int) -> Callable[[], dict[str, Any]]:
     return lambda: concurrent(fn, k)
 
 
-def _chat_openai(base: str, n: int) -> Any:
+def _chat_openai(base: str, n: int, key: str | None = None) -> Any:
     try:
         from langchain_openai import ChatOpenAI
     except ImportError:
@@ -584,8 +594,8 @@ def _chat_openai(base: str, n: int) -> Any:
         return None
     from pydantic import SecretStr
 
-    return ChatOpenAI(base_url=base, api_key=SecretStr("unused"), model=ALIAS, temperature=0.0,
-                      max_completion_tokens=n, stream_usage=True)  # fmt: skip
+    return ChatOpenAI(base_url=base, api_key=SecretStr(key or "unused"), model=ALIAS,
+                      temperature=0.0, max_completion_tokens=n, stream_usage=True)  # fmt: skip
 
 
 # -- 3. single stream -----------------------------------------------------------------------
@@ -610,12 +620,12 @@ def _single_one(eng: Engine, path: Path, n: int, threads: int) -> dict[str, Any]
     class_completion(inproc, PROMPT, 4)  # load
     raw = _raw_llama(path, threads)
     with managed(path, n, threads=threads, n_parallel=1) as m:
-        _warm(m.url, n)
+        _warm(m.url, n, m.api_key)
         over = m.llm
         cases: dict[str, Callable[[], dict[str, Any]]] = {
-            "server-raw-httpx": _case(lambda: raw_completion(m.url, PROMPT, n), 1),
+            "server-raw-httpx": _case(lambda: raw_completion(m.url, PROMPT, n, key=m.api_key), 1),
             "server-GGUFLLM": _case(lambda: class_completion(over, PROMPT, n), 1),
-            "server-decode": lambda: _server_decode(m.url, n),
+            "server-decode": lambda: _server_decode(m.url, n, m.api_key),
             "GGUFLLM-inprocess": _case(lambda: class_completion(inproc, PROMPT, n), 1),
             "llama-cpp-python": _case(lambda: _raw_llama_completion(raw, n), 1),
             "binding-decode": lambda: _binding_decode(raw, n),
@@ -669,10 +679,12 @@ def _binding_decode(llama: Any, n: int) -> dict[str, Any]:
     return {"n": 1, "tokens": n, "wall_s": wall, "tokens_per_s": n / wall}
 
 
-def _server_decode(url: str, n: int) -> dict[str, Any]:
+def _server_decode(url: str, n: int, key: str | None = None) -> dict[str, Any]:
     """The server's own decode rate for one request (its ``timings.predicted_per_second``)."""
     body = {"prompt": PROMPT, "n_predict": n, "temperature": 0.0, "ignore_eos": True}
-    data = httpx.post(url + "/completion", json=body, timeout=REQUEST_TIMEOUT_S).json()
+    data = httpx.post(
+        url + "/completion", json=body, headers=_auth(key), timeout=REQUEST_TIMEOUT_S
+    ).json()
     t = data["timings"]
     return {"n": 1, "tokens": t["predicted_n"], "wall_s": t["predicted_ms"] / 1000,
             "tokens_per_s": t["predicted_per_second"]}  # fmt: skip
@@ -805,7 +817,7 @@ def _latency_one(eng: Engine, path: Path, n: int, threads: int) -> dict[str, Any
         slept = []
         for _ in range(rounds()):
             time.sleep(3.0)  # > --sleep-idle-seconds: the weights are unloaded
-            sleeping = _is_sleeping(m.url)
+            sleeping = _is_sleeping(m.url, m.api_key)
             t = class_completion(llm, PROMPT, n)
             slept.append({"ttft_s": t.ttft, "was_sleeping": sleeping})
         row["server/after_sleep"] = slept
@@ -823,9 +835,9 @@ def _latency_one(eng: Engine, path: Path, n: int, threads: int) -> dict[str, Any
     return row
 
 
-def _is_sleeping(url: str) -> bool | None:
+def _is_sleeping(url: str, key: str | None = None) -> bool | None:
     try:
-        props = httpx.get(url + "/props", timeout=5).json()
+        props = httpx.get(url + "/props", headers=_auth(key), timeout=5).json()
     except (httpx.HTTPError, ValueError):
         return None
     value = props.get("is_sleeping")

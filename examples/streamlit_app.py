@@ -220,7 +220,12 @@ def _server_memory(t: dict[str, Any]) -> None:
         from langchain_setraf.serve.managed import running_servers
     except ImportError:  # pragma: no cover - the package always has it
         return
-    for server in running_servers():
+    try:  # bounded: a held lock is reported as busy, never waited for
+        servers = running_servers()
+    except PermissionError as exc:  # InsecureRuntimeDirError: named, the app goes on
+        st.caption(str(exc))
+        return
+    for server in servers:
         if not server.running or server.info is None:
             continue
         state = t["sleeping"] if server.sleeping else t["serving"]

@@ -4,7 +4,8 @@ Every process that loads the same file with the same load options talks to the s
 (see :mod:`langchain_setraf.serve.managed`): one copy of the weights and KV cache on the
 host, and concurrent requests batched over ``n_parallel`` slots. A handle is an
 :class:`~langchain_setraf.backends.openai_compat.HTTPHandle` bound to the server that
-re-checks the server before each request: a server that died (or was stopped) is started
+re-checks the server before each request and sends its API key (a new one at each
+start, read from the private state): a server that died (or was stopped) is started
 again on the next call, and a request in flight when it died fails with a
 :class:`~langchain_setraf.backends.server_errors.ServerDiedError` naming the pid, port,
 model and exit status. Closing the handle detaches this process; the server stops only if
@@ -51,7 +52,13 @@ class ManagedServerHandle(HTTPHandle):
     """An :class:`HTTPHandle` on a managed server, restarted on demand."""
 
     def __init__(self, server: ManagedServer, info: ServerInfo, *, timeout: float) -> None:
-        super().__init__(info.url + "/v1", info.alias, timeout=timeout, name="llama-server")
+        super().__init__(
+            info.url + "/v1",
+            info.alias,
+            api_key=info.api_key,
+            timeout=timeout,
+            name="llama-server",
+        )
         self.server = server
         self.info = info
         self._ensure_lock = threading.Lock()
@@ -82,6 +89,8 @@ class ManagedServerHandle(HTTPHandle):
             if info.url != self.info.url:
                 self.base_url = info.url + "/v1"
                 self.root_url = info.url
+            if info.api_key != self.info.api_key:  # a new server has a new key
+                self.set_api_key(info.api_key)
             self.model = info.alias
             self.info = info
 

@@ -190,6 +190,14 @@ class HTTPHandle:
         self._closed = True
         self._client.close()
 
+    def set_api_key(self, api_key: str | None) -> None:
+        """Send ``api_key`` as ``Authorization: Bearer`` from the next request on (``None``:
+        no key); a managed server gets a new key at each restart."""
+        if api_key:
+            self._client.headers["Authorization"] = f"Bearer {api_key}"
+        else:
+            self._client.headers.pop("Authorization", None)
+
     # -- hooks for subclasses ----------------------------------------------------------------
     def _before_request(self) -> None:
         """Called before every request (the managed backend re-ensures its server here)."""

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from langchain_setraf.serve.managed import (
+        InsecureRuntimeDirError,
+        LockBusyError,
         ManagedServer,
         ServerInfo,
         ServerStartError,
@@ -19,7 +21,15 @@ if TYPE_CHECKING:
         running_servers,
     )
 
-__all__ = ["ManagedServer", "ServerInfo", "ServerStartError", "ServerStatus", "running_servers"]
+__all__ = [
+    "InsecureRuntimeDirError",
+    "LockBusyError",
+    "ManagedServer",
+    "ServerInfo",
+    "ServerStartError",
+    "ServerStatus",
+    "running_servers",
+]
 
 
 def __getattr__(name: str) -> Any:

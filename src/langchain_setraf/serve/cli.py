@@ -11,7 +11,12 @@ import sys
 from typing import Any
 
 from langchain_setraf.memory import format_bytes
-from langchain_setraf.serve.managed import ManagedServer, ServerStatus, running_servers
+from langchain_setraf.serve.managed import (
+    LockBusyError,
+    ManagedServer,
+    ServerStatus,
+    running_servers,
+)
 
 __all__ = ["add_server_parser", "run_server_command"]
 
@@ -50,19 +55,21 @@ def _as_dict(status: ServerStatus) -> dict[str, Any]:
         "rss": status.rss,
         "pss": status.pss,
         "last_exit": status.last_exit,
+        "busy": status.busy,
     }
 
 
 def _line(status: ServerStatus) -> str:
     info = status.info
+    busy = f"  (busy: lock held by {status.busy})" if status.busy else ""
     if not status.running or info is None:
         ended = f" ({status.last_exit})" if status.last_exit else ""
-        return f"{status.key}  not running{ended}  {status.spec}"
+        return f"{status.key}  not running{ended}  {status.spec}{busy}"
     state = "sleeping" if status.sleeping else "ready" if status.healthy else "not answering"
     return (
         f"{status.key}  {state}  {info.url}  pid {info.pid}  {info.engine}  "
         f"clients {len(status.clients)}  RSS {format_bytes(status.rss)}  "
-        f"PSS {format_bytes(status.pss)}  {status.spec}"
+        f"PSS {format_bytes(status.pss)}  {status.spec}{busy}"
     )
 
 
@@ -90,13 +97,24 @@ def run_server_command(args: argparse.Namespace) -> int:
         for status in [] if args.json else servers:
             print(_line(status))
         return 0
+    exit_status = 0
     for key in _targets(args):
         server = ManagedServer.for_key(key)
-        if args.server_command == "stop":
-            print(f"{key}: {'stopped' if server.stop() else 'not running'}")
-        else:
-            print(f"{key}: {server.sleep()}")
-    return 0
+        try:
+            if args.server_command == "stop":
+                if server.stop():
+                    print(f"{key}: stopped")
+                elif server.is_running():
+                    print(f"{key}: not stopped (not a process this package started as you)")
+                    exit_status = 1
+                else:
+                    print(f"{key}: not running")
+            else:
+                print(f"{key}: {server.sleep()}")
+        except LockBusyError as exc:  # another process is starting or stopping it
+            print(f"{key}: busy: {exc}")
+            exit_status = 1
+    return exit_status
 
 
 if __name__ == "__main__":  # pragma: no cover - `setraf server` is the entry point

@@ -60,6 +60,7 @@ SERVER_FLAGS: Final[Mapping[str, bool]] = {
     "--no-repack": False,
     "--sleep-idle-seconds": True,
     "--alias": True,
+    "--api-key-file": True,
     "--jinja": False,
     "--metrics": False,
     "--slots": False,
@@ -150,6 +151,9 @@ class ServerArgs:
         sleep_idle_seconds: Unload the weights after this many idle seconds
             (``--sleep-idle-seconds``); ``None``: never.
         alias: Model name the server reports (``--alias``).
+        api_key_file: A private file holding the API key every request must carry
+            (``--api-key-file``; the key itself never appears on a command line, which
+            every user of the host can read).
     """
 
     model_path: str
@@ -164,6 +168,7 @@ class ServerArgs:
     repack: bool = True
     sleep_idle_seconds: int | None = None
     alias: str | None = None
+    api_key_file: str | None = None
 
 
 def load_mode(use_mmap: bool, use_mlock: bool) -> str:
@@ -190,5 +195,7 @@ def server_argv(engine: Engine, args: ServerArgs) -> list[str]:
         argv += ["--sleep-idle-seconds", str(args.sleep_idle_seconds)]
     if args.alias:
         argv += ["--alias", args.alias]
+    if args.api_key_file:
+        argv += ["--api-key-file", args.api_key_file]
     argv += ["--jinja", "--metrics", "--slots", "--cont-batching"]
     return argv

@@ -2,31 +2,43 @@
 
 A :class:`ManagedServer` is named by a hash of its
 :class:`~langchain_setraf.backends.base.LoadSpec`. Its files live in the runtime
-directory (``$SETRAF_RUNTIME_DIR``, default ``/tmp/langchain-setraf``, sticky and
-world-writable like ``/tmp`` so every user of the package on the host shares the servers):
+directory, private to the user (:func:`runtime_dir`: ``$SETRAF_RUNTIME_DIR``, else
+``$XDG_RUNTIME_DIR/langchain-setraf``, else ``~/.cache/langchain-setraf/run``; a directory
+another user could change is refused with
+:class:`~langchain_setraf.serve.private_files.InsecureRuntimeDirError`; sharing servers
+with a group is an explicit setgid directory, see
+:mod:`~langchain_setraf.serve.private_files`):
 
-- ``<key>.lock``: an ``fcntl`` lock held while a process reads or changes the state;
+- ``<key>.lock``: an ``fcntl`` lock held while a process changes the state (it names
+  the holder, for the error of a process that waited too long);
 - ``<key>.json``: the state (pids and start times of the server and its supervisor, port,
-  engine, spec, attached client processes);
+  engine, spec, attached client processes, and the server's API key), replaced
+  atomically, so readers need no lock;
 - ``<key>.log``: the server's output (truncated at each start);
 - ``<key>.<launch>.exit``: how a server ended, written by its
   :mod:`~langchain_setraf.serve.supervisor`.
 
-The first process starts the server on a free port of 127.0.0.1 and waits for ``/health``
-with a deadline; later processes attach after a health check. Stale state (a dead or reused
+The first process starts the server on a free port of 127.0.0.1 with a new random API key
+(given to the server in a private file, never on its command line) and waits for
+``/health`` with a deadline; later processes attach after a health check, and every
+request carries the key as ``Authorization: Bearer``. The server grants no CORS
+origin. Stale state (a dead or reused
 pid, a port now answered by something else) is replaced by a new server; a corrupt state
 file is replaced with a warning. A server is stopped only by :meth:`ManagedServer.stop`
 or when the last attached process detaches, and only a process this package started
-(verified by pid, start time and command line).
+(verified by pid, start time, owner and the exact command line recorded at its start); a
+stop that cannot signal keeps the state and says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
+import secrets
 import select
 import signal
 import socket
@@ -47,13 +59,24 @@ import psutil
 
 from langchain_setraf.backends.base import LoadSpec
 from langchain_setraf.serve.engine import Engine, ServerArgs, resolve_engine, server_argv
+from langchain_setraf.serve.private_files import (
+    InsecureRuntimeDirError,
+    RuntimeDir,
+    check_runtime_dir,
+    open_runtime_file,
+    read_runtime_file,
+    resolve_runtime_dir,
+    write_runtime_file,
+)
 from langchain_setraf.serve.supervisor import describe_exit, read_exit
 
 __all__ = [
     "DEFAULT_N_CTX",
     "DEFAULT_N_PARALLEL",
-    "DEFAULT_RUNTIME_DIR",
     "SERVER_OPTIONS",
+    "STATUS_LOCK_WAIT",
+    "InsecureRuntimeDirError",
+    "LockBusyError",
     "ManagedServer",
     "ServerInfo",
     "ServerStartError",
@@ -79,8 +102,6 @@ SERVER_OPTIONS: Final = (
 DEFAULT_N_CTX: Final = 2048
 #: Slots when a spec leaves ``n_parallel`` unset.
 DEFAULT_N_PARALLEL: Final = 4
-#: Where servers' lock, state and log files live unless ``$SETRAF_RUNTIME_DIR`` says otherwise.
-DEFAULT_RUNTIME_DIR: Final = "/tmp/langchain-setraf"
 #: Seconds a new server may take to answer ``/health`` (``$SETRAF_SERVER_START_TIMEOUT``).
 DEFAULT_START_TIMEOUT: Final = 300.0
 #: Seconds a stop waits for the server to exit before killing it.
@@ -91,6 +112,10 @@ PROBE_ATTEMPTS: Final = 3
 PROBE_TIMEOUT: Final = 10.0
 #: Starts tried when the chosen port turns out to be taken.
 PORT_ATTEMPTS: Final = 3
+#: Seconds ``status``/``is_running`` wait for a held lock before reporting the server busy.
+STATUS_LOCK_WAIT: Final = 0.5
+#: Seconds a stop, a detach or an attach waits for another process's stop to finish.
+SHORT_LOCK_WAIT: Final = STOP_TIMEOUT + 15.0
 #: Seconds an old server's exit record is kept for clients that still need to name it.
 EXIT_RECORD_SECONDS: Final = 600.0
 #: Lines of the server's log quoted when it fails to start.
@@ -124,6 +149,8 @@ class ServerInfo:
         n_parallel: Its slots.
         key: The spec hash naming its runtime files.
         launch_id: Unique id of this start (a restart gets a new one).
+        api_key: The server's API key, sent as ``Authorization: Bearer`` (never shown
+            in a repr; ``None`` for a state written before servers had keys).
     """
 
     url: str
@@ -135,6 +162,7 @@ class ServerInfo:
     n_parallel: int
     key: str
     launch_id: str
+    api_key: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -152,6 +180,9 @@ class ServerStatus:
         rss: Resident memory of the server and its supervisor (bytes).
         pss: Proportional set size of both (``None`` if unreadable).
         last_exit: How the previous server of this spec ended, when known.
+        busy: Who held the server's lock for more than :data:`STATUS_LOCK_WAIT` seconds
+            (starting or stopping it); ``None``: nobody. The rest is the last state
+            written, read without the lock.
     """
 
     key: str
@@ -164,21 +195,42 @@ class ServerStatus:
     rss: int = 0
     pss: int | None = None
     last_exit: str | None = None
+    busy: str | None = None
 
 
 def runtime_dir() -> Path:
-    """The runtime directory, created when missing (the default one sticky and world-writable)."""
-    configured = os.environ.get("SETRAF_RUNTIME_DIR")
-    path = Path(configured or DEFAULT_RUNTIME_DIR)
+    """The runtime directory, created ``0700`` when missing, checked to be the user's own.
+
+    ``$SETRAF_RUNTIME_DIR`` when set (it may be a shared setgid group directory); else
+    ``$XDG_RUNTIME_DIR/langchain-setraf`` when ``$XDG_RUNTIME_DIR`` is the user's; else
+    ``$XDG_CACHE_HOME/langchain-setraf/run`` (``~/.cache/langchain-setraf/run``).
+
+    Raises:
+        InsecureRuntimeDirError: The directory is a symbolic link, is not owned by the
+            user, or is writable by other users (the message names path, owner, mode and
+            the fix).
+    """
+    path, explicit = resolve_runtime_dir()
+    return check_runtime_dir(path, allow_shared=explicit).path
+
+
+def _checked(directory: Path | None) -> RuntimeDir:
+    """``directory`` (default: :func:`runtime_dir`'s), created and checked."""
+    if directory is None:
+        path, explicit = resolve_runtime_dir()
+        return check_runtime_dir(path, allow_shared=explicit)
+    return check_runtime_dir(directory, allow_shared=True)
+
+
+def _load_json(runtime: RuntimeDir, path: Path) -> Any:
+    """The JSON in a runtime file (``None``: missing, empty or not JSON)."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(f"cannot create the server runtime directory {path}: {exc}") from exc
-    if not configured:
-        with contextlib.suppress(OSError):  # another user owns it: it is already shared
-            if path.stat().st_uid == os.getuid():
-                path.chmod(0o1777)
-    return path
+        data = read_runtime_file(runtime, path)
+        return json.loads(data) if data and data.strip() else None
+    except InsecureRuntimeDirError:
+        raise
+    except (OSError, ValueError):
+        return None
 
 
 def spec_key(spec: LoadSpec) -> str:
@@ -214,6 +266,32 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
+def _option(argv: list[Any], flag: str) -> object:
+    """The value after ``flag`` in ``argv`` (before ``--``); ``None`` when absent."""
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    return head[head.index(flag) + 1] if flag in head[:-1] else None
+
+
+def _owned_by_me(pid: int) -> bool:
+    try:
+        return int(psutil.Process(pid).uids().real) == os.getuid()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` listens on 127.0.0.1:``port`` (``True`` when its sockets are
+    not readable: another user's server in a shared runtime directory)."""
+    try:
+        proc = psutil.Process(pid)
+        conns = proc.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return True
+    except psutil.NoSuchProcess:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -225,10 +303,14 @@ def free_port() -> int:
 _OPENER: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _http_json(url: str, timeout: float) -> tuple[int, Any]:
-    """GET ``url``: (status, parsed JSON or None). Status 0: no HTTP answer."""
+def _http_json(url: str, timeout: float, api_key: str | None = None) -> tuple[int, Any]:
+    """GET ``url`` (with ``api_key`` as a Bearer token): (status, parsed JSON or None).
+    Status 0: no HTTP answer."""
+    request = urllib.request.Request(url)
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with _OPENER.open(url, timeout=timeout) as resp:
+        with _OPENER.open(request, timeout=timeout) as resp:
             body = resp.read(1 << 20)
             status = int(resp.status)
     except urllib.error.HTTPError as exc:
@@ -241,19 +323,40 @@ def _http_json(url: str, timeout: float) -> tuple[int, Any]:
         return status, None
 
 
-def _open_shared(path: Path, flags: int) -> int:
-    """Open (creating) a runtime file readable and writable by every user of the host."""
-    fd = os.open(path, flags | os.O_CREAT, 0o666)
-    with contextlib.suppress(OSError):
-        if os.fstat(fd).st_uid == os.getuid():
-            os.fchmod(fd, 0o666)
-    return fd
+class LockBusyError(TimeoutError):
+    """Another process held a server's lock longer than the caller would wait.
+
+    Attributes:
+        holder: Who holds it, in words (pid and command line when known).
+    """
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+def _lock_holder(fd: int) -> str:
+    """Who holds the lock of ``fd``, from what the holder wrote into the lock file."""
+    try:
+        text = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+        pid_text, start_text = text.split()[:2]
+        pid, start = int(pid_text), float(start_text)
+    except (OSError, ValueError):
+        return "an unknown process"
+    if not same_process(pid, start):
+        return f"pid {pid} (exited)"
+    command = " ".join(_cmdline(pid))[:200]
+    return f"pid {pid} ({command})" if command else f"pid {pid}"
 
 
 @contextlib.contextmanager
-def _locked(path: Path, timeout: float) -> Iterator[None]:
-    """Hold an exclusive ``fcntl`` lock on ``path``, waiting at most ``timeout`` seconds."""
-    fd = _open_shared(path, os.O_RDWR)
+def _locked(runtime: RuntimeDir, path: Path, timeout: float) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``path``, waiting at most ``timeout`` seconds.
+
+    Raises:
+        LockBusyError: Still held after ``timeout`` seconds (names the holder).
+    """
+    fd = open_runtime_file(runtime, path, os.O_RDWR)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -262,19 +365,38 @@ def _locked(path: Path, timeout: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{path}: another process held the server lock for more than "
-                        f"{timeout:.0f} s"
+                    holder = _lock_holder(fd)
+                    raise LockBusyError(
+                        f"{path}: {holder} has held the server lock for more than "
+                        f"{timeout:.0f} s (starting or stopping the server); try again, or "
+                        "stop that process",
+                        holder,
                     ) from None
                 time.sleep(0.05)
+        with contextlib.suppress(OSError):  # name the holder for processes that wait
+            me = f"{os.getpid()} {process_start(os.getpid()) or 0.0}\n".encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, me, 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def _lock_busy(runtime: RuntimeDir, path: Path, wait: float) -> str | None:
+    """Who holds ``path``'s lock after ``wait`` seconds (``None``: nobody, or no lock file)."""
+    try:
+        with _locked(runtime, path, wait):
+            return None
+    except FileNotFoundError:
+        return None
+    except LockBusyError as exc:
+        return exc.holder
+
+
 def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, "rb") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - 16384))
@@ -298,10 +420,15 @@ class ManagedServer:
     """
 
     def __init__(self, spec: LoadSpec, directory: Path | None = None) -> None:
-        """Bind to ``spec``'s server in ``directory`` (default: :func:`runtime_dir`)."""
+        """Bind to ``spec``'s server in ``directory`` (default: :func:`runtime_dir`).
+
+        Raises:
+            InsecureRuntimeDirError: Another user could change the directory's content.
+        """
         self.spec = spec
         self.key = spec_key(spec)
-        self.directory = directory if directory is not None else runtime_dir()
+        self.runtime = _checked(directory)
+        self.directory = self.runtime.path
         self.lock_path = self.directory / f"{self.key}.lock"
         self.state_path = self.directory / f"{self.key}.json"
         self.log_path = self.directory / f"{self.key}.log"
@@ -319,19 +446,13 @@ class ManagedServer:
         Raises:
             LookupError: No state file has that key.
         """
-        directory = directory if directory is not None else runtime_dir()
-        state_path = directory / f"{key}.json"
-        lock_path = directory / f"{key}.lock"
-        state = None
-        if lock_path.exists():
-            with _locked(lock_path, 30.0):
-                try:
-                    state = json.loads(state_path.read_text(encoding="utf-8") or "null")
-                except (OSError, ValueError):
-                    state = None
+        runtime = _checked(directory)
+        if not key or "/" in key or key.startswith("."):
+            raise LookupError(f"no managed server {key!r} in {runtime.path}")
+        state = _load_json(runtime, runtime.path / f"{key}.json")
         if not isinstance(state, dict) or "model_path" not in state:
-            raise LookupError(f"no managed server {key!r} in {directory}")
-        server = cls(LoadSpec("llama-server", (str(state["model_path"]),)), directory)
+            raise LookupError(f"no managed server {key!r} in {runtime.path}")
+        server = cls(LoadSpec("llama-server", (str(state["model_path"]),)), runtime.path)
         server._set_key(key)
         return server
 
@@ -367,18 +488,22 @@ class ManagedServer:
     # -- state ----------------------------------------------------------------------------
 
     def _read_state(self) -> dict[str, Any] | None:
-        """The state, or ``None`` (missing, or corrupt: warned about and discarded)."""
+        """The state, or ``None`` (missing, or corrupt: warned about and discarded).
+
+        Raises:
+            InsecureRuntimeDirError: The state file is a link or another user's file.
+        """
         try:
-            text = self.state_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
+            data = read_runtime_file(self.runtime, self.state_path)
+        except InsecureRuntimeDirError:
+            raise
         except OSError as exc:
             warnings.warn(f"{self.state_path}: unreadable server state ({exc})", stacklevel=3)
             return None
-        if not text.strip():
+        if data is None or not data.strip():
             return None
         try:
-            state = json.loads(text)
+            state = json.loads(data)
             if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
                 raise ValueError("not a langchain-setraf server state")
             int(state["port"]), int(state["server_pid"]), str(state["launch_id"])
@@ -393,16 +518,10 @@ class ManagedServer:
         return state
 
     def _write_state(self, state: dict[str, Any] | None) -> None:
-        """Replace the state (in place: the sticky runtime directory forbids renames over
-        another user's file); ``None`` empties it."""
+        """Replace the state atomically (readers see the old or the new one, whole);
+        ``None`` empties it."""
         data = b"" if state is None else json.dumps(state, indent=1).encode()
-        fd = _open_shared(self.state_path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_runtime_file(self.runtime, self.state_path, data)
 
     def _exit_path(self, launch_id: str) -> Path:
         return self.directory / f"{self.key}.{launch_id}.exit"
@@ -419,6 +538,7 @@ class ManagedServer:
             n_parallel=int(state.get("n_parallel", 0)),
             key=str(state.get("key", "")),
             launch_id=str(state["launch_id"]),
+            api_key=state.get("api_key") if isinstance(state.get("api_key"), str) else None,
         )
 
     @staticmethod
@@ -426,12 +546,15 @@ class ManagedServer:
         return same_process(state.get("server_pid"), state.get("server_start"))
 
     def _answers_for_us(self, state: dict[str, Any], timeout: float = 10.0) -> bool:
-        """Whether the state's port answers ``/health`` with 200 and serves this model."""
+        """Whether the state's port is listened on by the state's server process, answers
+        ``/health`` with 200 and serves this model to the state's key."""
+        if not _listens_on(int(state["server_pid"]), int(state["port"])):
+            return False
         base = f"http://127.0.0.1:{state['port']}"
         status, _ = _http_json(base + "/health", timeout)
         if status != 200:
             return False
-        status, props = _http_json(base + "/props", timeout)
+        status, props = _http_json(base + "/props", timeout, state.get("api_key"))
         return (
             status == 200
             and isinstance(props, dict)
@@ -499,7 +622,7 @@ class ManagedServer:
                 if refs > 0:  # another handle of this process still uses the server
                     _LOCAL_REFS[(pid, self.key)] = refs
                     return False
-        with _locked(self.lock_path, self._lock_timeout(None)):
+        with _locked(self.runtime, self.lock_path, self._lock_timeout(None)):
             state = self._read_state()
             if state is None:
                 return False
@@ -509,25 +632,27 @@ class ManagedServer:
                 self._write_state(state)
                 return False
             if stop_if_last and not clients and state.get("started_by_package"):
-                self._stop_locked(state)
-                return True
+                return self._stop_locked(state)
             self._write_state(state)
             return False
 
     def stop(self) -> bool:
         """Stop the server (whoever is attached), if this package started it.
 
+        Only a process whose pid, start time, owner and exact command line match the
+        state this package wrote at its start is signalled.
+
         Returns:
-            Whether a running server was stopped.
+            Whether a running server was stopped. ``False`` also when it runs but could
+            not be signalled (not a process of ours): its state is kept.
         """
-        with _locked(self.lock_path, self._lock_timeout(None)):
+        with _locked(self.runtime, self.lock_path, self._lock_timeout(None)):
             state = self._read_state()
             if state is None or not self._server_alive(state):
                 return False
             if not state.get("started_by_package"):
                 return False
-            self._stop_locked(state)
-            return True
+            return self._stop_locked(state)
 
     def sleep(self) -> str:
         """Free the model's memory if possible without disturbing other processes.
@@ -538,26 +663,34 @@ class ManagedServer:
         Returns:
             ``"not-running"``; ``"sleeping"`` (weights already unloaded); ``"idle-timer"``
             (it will unload after its idle period); ``"stopped"`` (no idle timer and no
-            other client: stopped); ``"in-use"`` (no idle timer, other clients attached).
+            other client: stopped); ``"in-use"`` (no idle timer, other clients attached);
+            ``"not-ours"`` (it could not be signalled: not a process of ours).
         """
         status = self.status()
         if not status.running or status.info is None:
             return "not-running"
         if status.sleeping:
             return "sleeping"
-        with _locked(self.lock_path, self._lock_timeout(None)):
-            state = self._read_state()
+        state = self._read_state()
         if state is not None and "--sleep-idle-seconds" in (state.get("argv") or ()):
             return "idle-timer"
         if [p for p in status.clients if p != os.getpid()]:
             return "in-use"
-        return "stopped" if self.stop() else "not-running"
+        if self.stop():
+            return "stopped"
+        return "not-ours" if self.is_running() else "not-running"
 
     def status(self) -> ServerStatus:
-        """The server's state, health, clients and memory (does not start anything)."""
-        with _locked(self.lock_path, self._lock_timeout(None)):
-            state = self._read_state()
-        return _status_of(self.key, state, self.directory)
+        """The server's state, health, clients and memory (does not start anything).
+
+        Waits at most :data:`STATUS_LOCK_WAIT` seconds for a held lock: the state is
+        replaced atomically, so it is read without the lock, and the holder is reported
+        in :attr:`ServerStatus.busy`.
+        """
+        busy = _lock_busy(self.runtime, self.lock_path, STATUS_LOCK_WAIT)
+        status = _status_of(self.key, self._read_state(), self.directory)
+        status.busy = busy
+        return status
 
     def exit_record(self, launch_id: str, wait: float = 2.0) -> dict[str, Any] | None:
         """The supervisor's record of how launch ``launch_id`` ended, waiting up to ``wait``
@@ -575,15 +708,13 @@ class ManagedServer:
         return describe_exit(self.exit_record(launch_id, wait))
 
     def is_running(self) -> bool:
-        """Whether the spec's server process is alive (no request is made)."""
-        with _locked(self.lock_path, self._lock_timeout(None)):
-            state = self._read_state()
+        """Whether the spec's server process is alive (no request is made, no lock taken)."""
+        state = self._read_state()
         return state is not None and self._server_alive(state)
 
     def is_current(self, info: ServerInfo) -> bool:
         """Whether ``info``'s server is still alive (same process, not a restart)."""
-        with _locked(self.lock_path, self._lock_timeout(None)):
-            state = self._read_state()
+        state = self._read_state()
         return (
             state is not None
             and state.get("launch_id") == info.launch_id
@@ -612,8 +743,9 @@ class ManagedServer:
         return DEFAULT_START_TIMEOUT
 
     def _lock_timeout(self, start_timeout: float | None) -> float:
-        # a holder may be starting a server: wait for its whole start, retries included
-        return self._start_timeout(start_timeout) * PORT_ATTEMPTS + STOP_TIMEOUT + 30.0
+        # a holder may be starting a server (a port retry fails at once: one start counts)
+        # or stopping one; past that, the error names the holder
+        return self._start_timeout(start_timeout) + STOP_TIMEOUT + 30.0
 
     @staticmethod
     def _live_clients(state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -628,7 +760,7 @@ class ManagedServer:
         self, client: int | None, start_timeout: float | None, *, count: bool
     ) -> ServerInfo:
         timeout = self._start_timeout(start_timeout)
-        with _locked(self.lock_path, self._lock_timeout(start_timeout)):
+        with _locked(self.runtime, self.lock_path, self._lock_timeout(start_timeout)):
             state = self._read_state()
             clients = [] if state is None else self._live_clients(state)
             if state is not None and self._server_alive(state):
@@ -670,6 +802,9 @@ class ManagedServer:
             with contextlib.suppress(OSError):  # kept a while for clients still reading them
                 if time.time() - stale.stat().st_mtime > EXIT_RECORD_SECONDS:
                     stale.unlink()
+        for stale in self.directory.glob(f"{self.key}.*.key"):
+            with contextlib.suppress(OSError):  # a starter killed mid-start left its key file
+                stale.unlink()  # (no other start can be under way: we hold the lock)
         last_error: ServerStartError | None = None
         for _ in range(PORT_ATTEMPTS):
             try:
@@ -682,26 +817,52 @@ class ManagedServer:
     def _launch(
         self, engine: Engine, port: int, timeout: float, clients: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        args = self.server_args(port)
-        argv = server_argv(engine, args)
         launch_id = uuid.uuid4().hex[:12]
+        # the server reads its API key from a private file, removed once it is up: a
+        # command line is readable by every user of the host
+        key_path = self.directory / f"{self.key}.{launch_id}.key"
+        api_key = secrets.token_urlsafe(32)
+        key_fd = open_runtime_file(self.runtime, key_path, os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(key_fd, f"{api_key}\n".encode())
+        finally:
+            os.close(key_fd)
+        try:
+            return self._launch_with_key(engine, port, timeout, clients, launch_id, api_key)
+        finally:
+            with contextlib.suppress(OSError):
+                key_path.unlink()
+
+    def _launch_with_key(
+        self,
+        engine: Engine,
+        port: int,
+        timeout: float,
+        clients: list[dict[str, Any]],
+        launch_id: str,
+        api_key: str,
+    ) -> dict[str, Any]:
+        key_path = self.directory / f"{self.key}.{launch_id}.key"
+        args = dataclasses.replace(self.server_args(port), api_key_file=str(key_path))
+        argv = server_argv(engine, args)
         exit_path = self._exit_path(launch_id)
-        log_fd = _open_shared(self.log_path, os.O_WRONLY | os.O_APPEND)
+        supervisor_argv = [
+            sys.executable,
+            "-m",
+            _SUPERVISOR_MODULE,
+            "--log",
+            str(self.log_path),
+            "--exit-file",
+            str(exit_path),
+            "--",
+            *argv,
+        ]
+        log_fd = open_runtime_file(self.runtime, self.log_path, os.O_WRONLY | os.O_APPEND)
         os.ftruncate(log_fd, 0)
         os.write(log_fd, f"# {engine.describe()}: {' '.join(argv)}\n".encode())
         try:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    _SUPERVISOR_MODULE,
-                    "--log",
-                    str(self.log_path),
-                    "--exit-file",
-                    str(exit_path),
-                    "--",
-                    *argv,
-                ],
+                supervisor_argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log_fd,
@@ -733,6 +894,8 @@ class ManagedServer:
             "n_parallel": args.n_parallel,
             "engine": engine.name,
             "argv": argv,
+            "supervisor_argv": supervisor_argv,
+            "api_key": api_key,
             "launch_id": launch_id,
             "port": port,
             "server_pid": server_pid,
@@ -778,31 +941,80 @@ class ManagedServer:
                 )
             time.sleep(0.1)
 
-    def _stop_locked(self, state: dict[str, Any]) -> None:
-        """Stop the state's server and supervisor (only processes this package started)."""
-        sup_pid, server_pid = int(state.get("supervisor_pid") or 0), int(state["server_pid"])
-        sup_ours = same_process(sup_pid, state.get("supervisor_start")) and any(
-            _SUPERVISOR_MODULE in part for part in _cmdline(sup_pid)
-        )
-        # a wrapper script may exec another program: check the model and port it serves
-        server_cmd = _cmdline(server_pid)
-        server_ours = (
-            self._server_alive(state)
-            and str(state.get("model_path")) in server_cmd
-            and str(state.get("port")) in server_cmd
-        )
-        target = sup_pid if sup_ours else server_pid if server_ours else None
+    def _signal_targets(self, state: dict[str, Any]) -> tuple[int | None, int | None]:
+        """(supervisor pid, server pid) of the state, each ``None`` unless it is a live
+        process of this user whose command line is exactly the one this package started
+        (a wrapper script may exec another program: the server's flags must match)."""
+        argv = state.get("argv")
+        if (
+            not isinstance(argv, list)
+            or "-m" not in argv
+            or not all(isinstance(a, str) for a in argv)
+        ):
+            return None, None
+        flags = argv[argv.index("-m") :]
+        server_pid = state.get("server_pid")
+        server = None
+        if (
+            isinstance(server_pid, int)
+            and self._server_alive(state)
+            and _owned_by_me(server_pid)
+            and _cmdline(server_pid)[-len(flags) :] == flags
+        ):
+            server = server_pid
+        sup_pid = state.get("supervisor_pid")
+        sup_argv = state.get("supervisor_argv")
+        supervisor = None
+        if (
+            isinstance(sup_pid, int)
+            and isinstance(sup_argv, list)
+            and sup_argv[1:3] == ["-m", _SUPERVISOR_MODULE]
+            and _option(sup_argv, "--log") == str(self.log_path)
+            and sup_argv[-len(argv) :] == argv
+            and same_process(sup_pid, state.get("supervisor_start"))
+            and _owned_by_me(sup_pid)
+            and _cmdline(sup_pid) == sup_argv
+        ):
+            supervisor = sup_pid
+        return supervisor, server
+
+    def _stop_locked(self, state: dict[str, Any]) -> bool:
+        """Stop the state's server and supervisor (only processes this package started).
+
+        Returns:
+            Whether the server is gone (its state is then emptied). ``False``: it could
+            not be signalled (not a process of ours) or did not exit; the state is kept.
+        """
+        sup_pid, server_pid = self._signal_targets(state)
+        target = sup_pid if sup_pid is not None else server_pid
         if target is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(target, signal.SIGTERM)
             deadline = time.monotonic() + STOP_TIMEOUT
             while self._server_alive(state) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if server_ours and self._server_alive(state):
+            if server_pid is not None and self._server_alive(state):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(server_pid, signal.SIGKILL)
+                deadline = time.monotonic() + 5.0
+                while self._server_alive(state) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        if self._server_alive(state):
+            warnings.warn(
+                f"managed server pid {state.get('server_pid')} ({self.state_path}) was not "
+                + (
+                    "stopped in time"
+                    if target is not None
+                    else "signalled: it is not a process this package started as you"
+                )
+                + "; its state is kept",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return False
         state["clients"] = []
         self._write_state(None)
+        return True
 
 
 class _PortTakenError(ServerStartError):
@@ -848,7 +1060,7 @@ def _status_of(key: str, state: dict[str, Any] | None, directory: Path) -> Serve
     base = status.info.url
     code, _ = _http_json(base + "/health", timeout=5.0)
     status.healthy = code == 200
-    code, props = _http_json(base + "/props", timeout=5.0)
+    code, props = _http_json(base + "/props", timeout=5.0, api_key=status.info.api_key)
     if code == 200 and isinstance(props, dict) and "is_sleeping" in props:
         status.sleeping = bool(props["is_sleeping"])
     rss, pss = 0, 0
@@ -875,19 +1087,29 @@ def _status_of(key: str, state: dict[str, Any] | None, directory: Path) -> Serve
 
 
 def running_servers(directory: Path | None = None) -> list[ServerStatus]:
-    """Every managed server recorded in the runtime directory (running or not)."""
-    directory = directory if directory is not None else runtime_dir()
+    """Every managed server recorded in the runtime directory (running or not).
+
+    Never waits more than :data:`STATUS_LOCK_WAIT` seconds per server for a held lock:
+    the state is read without it and the holder is named in :attr:`ServerStatus.busy`.
+
+    Raises:
+        InsecureRuntimeDirError: Another user could change the directory's content.
+    """
+    runtime = _checked(directory)
     out = []
-    for path in sorted(directory.glob("*.json")):
+    for path in sorted(runtime.path.glob("*.json")):
         key = path.stem
-        lock = directory / f"{key}.lock"
-        if not lock.exists():
+        lock = runtime.path / f"{key}.lock"
+        if key.startswith(".") or not lock.exists():
             continue
-        with _locked(lock, 30.0):
-            try:
-                state = json.loads(path.read_text(encoding="utf-8") or "null")
-            except (OSError, ValueError):
-                state = None
+        try:
+            state = _load_json(runtime, path)
+            busy = _lock_busy(runtime, lock, STATUS_LOCK_WAIT)
+        except InsecureRuntimeDirError as exc:
+            warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+            continue
         if isinstance(state, dict) and state.get("version") == _STATE_VERSION:
-            out.append(_status_of(key, state, directory))
+            status = _status_of(key, state, runtime.path)
+            status.busy = busy
+            out.append(status)
     return out

@@ -27,27 +27,36 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from langchain_setraf.serve.private_files import (
+    RuntimeDir,
+    check_runtime_dir,
+    open_runtime_file,
+    read_runtime_file,
+    write_runtime_file,
+)
+
 __all__ = ["STOP_GRACE_SECONDS", "describe_exit", "main", "read_exit", "write_json_atomic"]
 
 #: Seconds the server gets to stop after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 10.0
 
 
+def _runtime_of(path: Path) -> RuntimeDir:
+    """The checked runtime directory ``path`` is in (private, or a shared setgid one)."""
+    return check_runtime_dir(path.parent, allow_shared=True, create=False)
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` through a new private temporary file and a rename."""
+    write_runtime_file(_runtime_of(path), path, json.dumps(data).encode())
 
 
 def read_exit(path: Path) -> dict[str, Any] | None:
-    """The exit record at ``path``, or ``None`` when there is none (or it is unreadable)."""
+    """The exit record at ``path``, or ``None`` when there is none (or it is unreadable,
+    a link, or another user's file)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_runtime_file(_runtime_of(path), path)
+        data = json.loads(raw) if raw else None
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -90,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os._exit(0)
     stop_requested = False
 
-    with open(ns.log, "ab", buffering=0) as log:
+    # the log is private: no link followed, created 0600 (0660 in a shared directory)
+    log_fd = open_runtime_file(_runtime_of(ns.log), ns.log, os.O_WRONLY | os.O_APPEND)
+    with open(log_fd, "ab", buffering=0) as log:
         try:
             # idle OpenMP workers sleep instead of spinning: a spinning server starves its
             # own HTTP thread and its clients on shared cores (see backends.gguf)

@@ -5,6 +5,11 @@ the model like ``llama-server`` with the same flags would, for the subset in
 :data:`~langchain_setraf.serve.engine.SERVER_FLAGS`; any other flag is refused (exit 2).
 SIGTERM or SIGINT stops the server and exits 0. A model llama.cpp cannot load exits 1
 with a message naming the file.
+
+Unlike ``llama-server``'s defaults, the host serves no web UI and grants no CORS origin
+(:data:`NO_CORS_ORIGIN`, no credentials): a web page cannot read its answers.
+``--api-key-file`` (one key per line, ``#`` comments) makes every endpoint but
+``/health`` and ``/v1/models`` answer 401 without ``Authorization: Bearer KEY``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-__all__ = ["build_params", "main", "parse_args"]
+__all__ = ["NO_CORS_ORIGIN", "build_params", "main", "parse_args", "read_api_keys"]
 
 #: llama-server's ``--load-mode`` values and xllamacpp's names for them.
 _LOAD_MODES = {
@@ -30,6 +35,10 @@ _LOAD_MODES = {
     "mmap+mlock": "LLAMA_LOAD_MODE_MMAP_MLOCK",
     "dio": "LLAMA_LOAD_MODE_DIRECT_IO",
 }
+
+#: The one origin CORS is granted to: none a browser can send (llama.cpp reflects ``*``
+#: and allows credentials by default).
+NO_CORS_ORIGIN = "null.invalid"
 
 #: Seconds a stop may take before the process exits without waiting for the server.
 STOP_GRACE_SECONDS = 10.0
@@ -55,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-repack", action="store_true")
     parser.add_argument("--sleep-idle-seconds", type=int, default=None)
     parser.add_argument("-a", "--alias", default=None)
+    parser.add_argument("--api-key-file", default=None)
     parser.add_argument("--jinja", action="store_true")
     parser.add_argument("--metrics", action="store_true")
     parser.add_argument("--slots", action="store_true")
@@ -87,11 +97,32 @@ def build_params(xllamacpp: Any, ns: argparse.Namespace) -> Any:
         params.sleep_idle_seconds = ns.sleep_idle_seconds
     if ns.alias:
         params.model_alias = {ns.alias}
+    if ns.api_key_file:
+        params.api_keys = read_api_keys(ns.api_key_file)
+    params.cors_origins = NO_CORS_ORIGIN
+    params.cors_origins_explicit = True
+    params.cors_credentials = False
+    params.ui = False
     params.use_jinja = bool(ns.jinja)
     params.endpoint_metrics = bool(ns.metrics)
     params.endpoint_slots = bool(ns.slots)
     params.cont_batching = True if ns.cont_batching else params.cont_batching
     return params
+
+
+def read_api_keys(path: str) -> list[str]:
+    """The keys in ``path``, one per line (blank lines and ``#`` comments skipped), as
+    llama-server's ``--api-key-file`` reads them.
+
+    Raises:
+        ValueError: The file holds no key.
+    """
+    with open(path, encoding="utf-8") as fh:
+        keys = [line.strip() for line in fh]
+    keys = [k for k in keys if k and not k.startswith("#")]
+    if not keys:
+        raise ValueError(f"--api-key-file {path}: no API key in the file")
+    return keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,7 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         print(f"xllamacpp is not installed: pip install 'langchain-setraf[server]' ({exc})")
         return 1
-    params = build_params(xllamacpp, ns)
+    try:
+        params = build_params(xllamacpp, ns)
+    except (OSError, ValueError) as exc:
+        print(f"xllamacpp_host: {exc}", flush=True)
+        return 1
     stop = threading.Event()
     try:
         server = xllamacpp.Server(params)
