@@ -38,6 +38,7 @@ from langchain_setraf.backends.base import (
     file_identity,
 )
 from langchain_setraf.backends.gbnf import compile_constraint
+from langchain_setraf.backends.repack_probe import require_repack
 from langchain_setraf.chat_template import render_gguf_prompt
 from langchain_setraf.gguf_file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
 
@@ -426,6 +427,8 @@ class GGUFBackend:
         repack = opts.pop("repack", None)
         verbose = bool(os.environ.get("SETRAF_LLAMA_VERBOSE"))
         fields = {} if repack is None else {"use_extra_bufts": bool(repack)}
+        if repack is not False:  # llama.cpp's default is on: it may kill this process
+            require_repack(spec.path, what=f"{Path(spec.path).name}, in this process")
         mlock_need = _mlock_bytes(spec.path, info, opts)
         locked_before = locked_bytes()
         with model_params(llama_cpp, **fields):
