@@ -8,7 +8,10 @@ or other overrides that change the model's own metadata).
 the CPU backend copies K-quant/Q4_0/Q8_0 weight matrices into an interleaved layout: a
 little faster, but the copy is anonymous memory of about the size of those weights, in
 every process, on top of the mapped file. Left unset in a spec it keeps llama.cpp's
-default (on); :class:`~langchain_setraf.GGUFLLM` sets it off.
+default (on); :class:`~langchain_setraf.GGUFLLM` sets it off. On, or left unset, it is
+first checked by :func:`~langchain_setraf.backends.repack_probe.require_repack`: where
+llama.cpp's extra buffer types crash the process on this machine, the load raises
+:class:`~langchain_setraf.RepackUnsupportedError` instead.
 """
 
 from __future__ import annotations
