@@ -143,8 +143,6 @@ def test_targets_as_ratios_in_this_run(benchmark: Any, results: dict[str, Any]) 
         / r["workers1/setraf-gguf"]["pss_total"],
     }
     crashed = {k: v["outcome"] for k, v in r.items() if isinstance(v, dict) and "outcome" in v}
-    if crashed:
-        ratios["peer_outcomes"] = crashed
     ok = {k: v for k, v in r.items() if k not in crashed}
     if "four/lc-llamacpp" in ok and "one/lc-llamacpp" in ok:
         ratios["peer_lc_four_vs_one_rss"] = (
@@ -154,12 +152,15 @@ def test_targets_as_ratios_in_this_run(benchmark: Any, results: dict[str, Any]) 
         ratios["peer_lc_four_vs_one_load"] = ok["speed/lc-llamacpp"]["four_vs_one_load"]
         ratios["peer_lc_tokens_per_s_vs_raw"] = ok["speed/lc-llamacpp"]["tokens_per_s_vs_raw"]
     benchmark.extra_info.update(ratios)
+    if crashed:
+        benchmark.extra_info["peer_outcomes"] = crashed
     RESULTS.mkdir(parents=True, exist_ok=True)
     from benchmarks.machine import machine_info
 
     summary = {
         "ratios": ratios,
-        "results": r,
+        "peer_outcomes": crashed,
+        "results": ok,
         "benchmark_disabled": benchmark.disabled,
         "machine": machine_info(),
     }
