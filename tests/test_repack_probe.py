@@ -35,10 +35,13 @@ print(llm.create_completion("The resistivity of clay", max_tokens=8)["choices"][
 
 REFUSAL = """
 import json
-from langchain_setraf import ChatGGUF, GGUFLLM, RepackUnsupportedError
+from langchain_setraf import ChatGGUF, GGUFLLM, RepackUnsupportedError, default_gguf_path
+from langchain_setraf.backends.gguf import GGUFBackend
+unset = GGUFBackend().spec_for(default_gguf_path(), n_ctx=128)  # llama.cpp's default: on
 errors = []
 for make in (lambda: GGUFLLM(repack=True, max_tokens=4).invoke("Hi"),
-             lambda: ChatGGUF(repack=True, max_tokens=4).invoke("Hi")):
+             lambda: ChatGGUF(repack=True, max_tokens=4).invoke("Hi"),
+             lambda: GGUFBackend().load(unset)):
     try:
         make()
     except RepackUnsupportedError as exc:
@@ -81,8 +84,9 @@ def test_the_probe_predicts_what_raw_llama_cpp_does_on_this_cpu(
 
 def test_repack_true_is_refused_where_the_extra_buffer_types_crash(private_cache: Path) -> None:
     """On a CPU where the probe's child died (SIGILL on AMX Xeons with GCC 12 builds),
-    ``GGUFLLM`` and ``ChatGGUF`` with ``repack=True`` raise a named error in the caller's
-    process, which lives on and generates with ``repack=False``."""
+    ``GGUFLLM`` and ``ChatGGUF`` with ``repack=True`` (and a backend spec that leaves
+    llama.cpp's default on) raise a named error in the caller's process, which lives on and
+    generates with ``repack=False``."""
     verdict = repack_verdict()
     assert verdict is not None
     if verdict.supported:
@@ -95,7 +99,7 @@ def test_repack_true_is_refused_where_the_extra_buffer_types_crash(private_cache
     )
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(out["errors"]) == 2, out
+    assert len(out["errors"]) == 3, out
     for message in out["errors"]:
         assert verdict.cpu in message and "repack=False" in message
         assert signal.Signals(verdict.signal or 0).name in message
