@@ -213,3 +213,15 @@ def test_a_managed_server_spec_without_repack_starts_without_it(smollm2_path: Pa
     assert ManagedServer.for_spec(spec).server_args(9000).repack is False
     asked = LlamaServerBackend().spec_for(smollm2_path, n_ctx=256, repack=True)
     assert ManagedServer.for_spec(asked).server_args(9000).repack is True
+
+
+def test_a_cache_that_cannot_be_written_still_gives_the_verdict(
+    private_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(repack_probe, "run_probe", _fake_probe(calls))
+    probe_cache_path().mkdir(parents=True)  # a directory where the file should be
+    with pytest.warns(RuntimeWarning, match="cannot cache the repack probe"):
+        verdict = repack_verdict()
+    assert verdict is not None and verdict.supported and len(calls) == 1
+    assert probe_cache_path().is_dir() and list(private_cache.iterdir()) == [probe_cache_path()]

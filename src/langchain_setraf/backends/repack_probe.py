@@ -194,11 +194,15 @@ def _write_cached(path: Path, verdict: RepackVerdict) -> None:
         warnings.warn(f"{tmp}: cannot cache the repack probe ({exc})", RuntimeWarning, 4)
         return
     try:
-        os.write(fd, json.dumps(asdict(verdict)).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.write(fd, json.dumps(asdict(verdict)).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:  # e.g. a directory planted at the cache file's name
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"{path}: cannot cache the repack probe ({exc})", RuntimeWarning, 4)
 
 
 def run_probe(model_path: str | os.PathLike[str], key: str = "") -> RepackVerdict | None:
