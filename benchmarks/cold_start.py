@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.crash import child_outcome
 from benchmarks.memtools import drop_page_cache, machine_info, warm_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +174,9 @@ def _child(impl: str, model: Path, tokens: int) -> dict[str, Any]:
         cwd=ROOT,
         timeout=900,
     )
+    outcome = child_outcome(out.returncode, out.stderr)
+    if outcome is not None:  # a peer's crash (or our refusal) is the result on this CPU
+        return {"impl": impl, "model": str(model), "outcome": outcome}
     if out.returncode != 0:
         raise RuntimeError(f"{impl} {model}: exit {out.returncode}\n{out.stderr[-3000:]}")
     row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -265,7 +269,13 @@ def run(
                     row.update(size=size, state=state, repeat=i)
                     got.append(row)
                     result["rows"].append(row)
-                result["summary"][f"{size}/{impl}/{state}"] = _summary(got)
+                    if "outcome" in row:
+                        break
+                key = f"{size}/{impl}/{state}"
+                crashed = [r["outcome"] for r in got if "outcome" in r]
+                result["summary"][key] = (
+                    {"n": len(got), "outcome": crashed[0]} if crashed else _summary(got)
+                )
     return result
 
 
@@ -283,6 +293,9 @@ def table(result: dict[str, Any]) -> str:
     ]
     for key, m in result["summary"].items():
         size, impl, state = key.split("/")
+        if "outcome" in m:
+            lines.append(f"| {size} | {impl} | {state} | {m['outcome']} |" + " |" * 7)
+            continue
         lines.append(
             f"| {size} | {impl} | {state} | {f(m.get('read_mb_load_ttft1'), 0)} | "
             f"{f(m['load_s'])} | {f(m['ttft1_s'])} | {f(m.get('ttft1_cpu_s'))} | "

@@ -36,11 +36,15 @@ def _nll(logits_rows: Any, ids: list[int]) -> float:
 def gguf_ppl(ids: list[int]) -> float:
     import llama_cpp
 
+    from langchain_setraf.backends.gguf import model_params
     from langchain_setraf.models import default_gguf_path
 
-    llm = llama_cpp.Llama(
-        model_path=str(default_gguf_path()), n_ctx=len(ids) + 16, logits_all=True, verbose=False
-    )
+    # repack off (GGUFLLM's default; llama.cpp's default crashes on some CPUs): the same
+    # weights, so the same perplexity
+    with model_params(llama_cpp, use_extra_bufts=False):
+        llm = llama_cpp.Llama(
+            model_path=str(default_gguf_path()), n_ctx=len(ids) + 16, logits_all=True, verbose=False
+        )
     llm.eval(ids)
     nll = _nll(llm.scores[: len(ids)], ids)
     llm.close()

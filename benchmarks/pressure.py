@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.crash import child_outcome
 from benchmarks.memtools import drop_page_cache, machine_info, mem_cgroup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +177,9 @@ def _run_one(
         )
         row["reached"] = "loaded" if lines else "loading"
         row["at_kill"] = at_kill
+    elif (outcome := child_outcome(proc.returncode, err)) is not None:
+        row["outcome"] = outcome  # a peer's crash on this CPU is its result
+        row["reached"] = "loaded" if lines else "loading"
     elif proc.returncode == -signal.SIGKILL:
         row["outcome"] = "oom-killed" if (counters.get("oom_kill") or 0) > 0 else "killed"
         row["reached"] = "loaded" if lines else "loading"

@@ -44,6 +44,8 @@ def _scale_workers_ratio() -> str:
 
 def _row(run: dict[str, Any], quant: str, impl: str, repack: bool) -> dict[str, Any] | None:
     for m in run["measured"]:
+        if "outcome" in m:  # crashed on that CPU: no figures
+            continue
         if m["quant"] == quant and m["impl"] == impl and bool(m["repack"]) == repack:
             return m  # type: ignore[no-any-return]
     return None
@@ -123,6 +125,12 @@ def render_scale(scale: list[dict[str, Any]]) -> list[str]:
     ]
     for run in scale:
         for m in run["measured"]:
+            if "outcome" in m:  # a peer that crashed (or a refused repack) on that CPU
+                lines.append(
+                    f"| {run['size']} | {m['quant']} | | {m['impl']} | "
+                    f"{'on' if m['repack'] else 'off'} | {m['outcome']} |" + " |" * 5
+                )
+                continue
             lines.append(
                 f"| {run['size']} | {m['quant']} | {_gb(m['file_bytes'])} | {m['impl']} | "
                 f"{'on' if m['repack'] else 'off'} | {_gb(m['estimate'])} | {_gb(m['rss'])} | "
@@ -155,7 +163,11 @@ def render_scale(scale: list[dict[str, Any]]) -> list[str]:
         w = run.get("workers", {})
         for key, v in w.items():
             impl, n = key.split("/")
+            if "outcome" in v:  # a peer that crashed on that CPU
+                lines.append(f"| {run['size']} | {impl} | {n} | {v['outcome']} | | |")
+                continue
             one = w.get(f"{impl}/1")
+            one = None if one is None or "outcome" in one else one
             ratio = f"{v['pss_total'] / one['pss_total']:.2f}" if one and n == "4" else ""
             lines.append(
                 f"| {run['size']} | {impl} | {n} | {_gb(v['pss_total'])} | "
@@ -256,6 +268,17 @@ def render(summary: dict[str, Any]) -> str:
     }
     for k, v in summary["ratios"].items():
         lines.append(f"| {k} | {v:.3f} | {targets.get(k, '')} |")
+    crashed = summary.get("peer_outcomes") or {}
+    if crashed:
+        lines += [
+            "",
+            'Peers that crashed on this CPU (a result, not a failure: see "Repacking and the '
+            'CPU" below):',
+            "",
+            "| scenario | outcome |",
+            "|---|---|",
+            *(f"| {k} | {v} |" for k, v in crashed.items()),
+        ]
     lines += [
         "",
         "`workers4_vs_1_pss` misses its target at this size, for every implementation (LlamaCpp "

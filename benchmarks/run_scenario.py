@@ -24,6 +24,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from benchmarks.crash import child_outcome, default_peer_crash
+
 PROMPT = "List the numbers from 1 to 100, separated by commas: 1, 2, 3,"
 #: CI smoke runs (pytest --benchmark-disable) generate less and time once
 QUICK = os.environ.get("SETRAF_BENCH_QUICK") == "1"
@@ -65,6 +67,13 @@ class Impl:
             import llama_cpp
 
             return llama_cpp.Llama(model_path=_gguf_path(), n_ctx=2048, verbose=False)
+        if n == "raw-llama-norepack":  # the speed reference where llama.cpp's default crashes
+            import llama_cpp
+
+            from langchain_setraf.backends.gguf import model_params
+
+            with model_params(llama_cpp, use_extra_bufts=False):
+                return llama_cpp.Llama(model_path=_gguf_path(), n_ctx=2048, verbose=False)
         if n == "lc-llamacpp":
             from langchain_community.llms import LlamaCpp
 
@@ -99,7 +108,7 @@ class Impl:
         raise SystemExit(f"unknown impl {n}")
 
     def call(self, obj: Any, max_tokens: int | None = None) -> str:
-        if self.name == "raw-llama":
+        if self.name.startswith("raw-llama"):
             out = obj.create_completion(PROMPT, max_tokens=max_tokens or N_TOKENS, **SAMPLING)
             return str(out["choices"][0]["text"])
         if max_tokens is not None:
@@ -111,7 +120,7 @@ class Impl:
 
     def stream_first(self, obj: Any) -> float:
         t0 = time.perf_counter()
-        if self.name == "raw-llama":
+        if self.name.startswith("raw-llama"):
             it = obj.create_completion(PROMPT, max_tokens=4, temperature=0, stream=True)
         else:
             it = obj.stream(PROMPT)
@@ -126,7 +135,7 @@ class Impl:
     def drop(self, obj: Any) -> None:
         if self.name.startswith("setraf"):
             obj.release()
-        elif self.name == "raw-llama":
+        elif self.name.startswith("raw-llama"):
             obj.close()
         del obj
         gc.collect()
@@ -179,7 +188,10 @@ def _speed(impl: Impl) -> dict[str, Any]:
         for o in objs:
             impl.drop(o)
         objs.clear()
-    raw = Impl("raw-llama", None)
+    # raw llama-cpp-python with its defaults, or with its extra buffer types off where
+    # they crash on this CPU (GGUFLLM's own default is off: the same kernels either way)
+    crash = default_peer_crash()
+    raw = Impl("raw-llama-norepack" if crash else "raw-llama", None)
     sides = {"impl": (impl, impl.make()), "raw": (raw, raw.make())}
     for side, o in sides.values():
         side.call(o, max_tokens=1)  # warm both
@@ -200,6 +212,7 @@ def _speed(impl: Impl) -> dict[str, Any]:
         "tokens_per_s": tps["impl"],
         "raw_tokens_per_s": tps["raw"],
         "tokens_per_s_vs_raw": tps["impl"] / tps["raw"],
+        "raw_reference": raw.name if crash is None else f"{raw.name} (raw-llama {crash})",
     }
 
 
@@ -224,6 +237,9 @@ def run_workers(impl: str, n: int, env: dict[str, str] | None = None) -> dict[st
         for p in procs:
             line = p.stdout.readline()  # type: ignore[union-attr]
             if not line:
+                outcome = child_outcome(p.wait(timeout=120))
+                if outcome is not None:  # a peer's crash on this CPU is its result
+                    return {"workers": n, "outcome": outcome}
                 raise RuntimeError(f"worker {p.pid} ({impl}) exited without a report")
             reports.append(json.loads(line))
         time.sleep(0.2)

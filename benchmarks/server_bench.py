@@ -52,6 +52,7 @@ _LLAMA_CPP_LOADED_BEFORE = "llama_cpp" in sys.modules
 
 import httpx  # noqa: E402
 
+from benchmarks.crash import default_peer_crash  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 from langchain_setraf._cpu import physical_cores  # noqa: E402
 from langchain_setraf.serve.engine import Engine, ServerArgs, server_argv  # noqa: E402
@@ -541,11 +542,15 @@ def _concurrency_one(eng: Engine, path: Path, n: int, threads: int) -> dict[str,
 
     inproc = GGUFLLM(model_path=str(path), temperature=0.0, max_tokens=n, n_threads=threads,
                      streaming=True)  # fmt: skip
-    lc = LlamaCpp(model_path=str(path), temperature=0.0, max_tokens=n, n_threads=threads,
-                  n_ctx=512, verbose=False)  # fmt: skip
+    # LlamaCpp runs llama.cpp's defaults (extra buffer types on): where they crash on this
+    # CPU it is not run in this process, and its row records the crash
+    lc_crash = default_peer_crash()
+    lc = None if lc_crash else LlamaCpp(model_path=str(path), temperature=0.0, max_tokens=n,
+                                        n_threads=threads, n_ctx=512, verbose=False)  # fmt: skip
     lc_lock = threading.Lock()  # one llama.cpp context is not thread-safe: callers queue
 
     def lc_call() -> Timed:
+        assert lc is not None
         with lc_lock:
             t0 = time.perf_counter()
             text = lc.invoke(PROMPT)
@@ -553,7 +558,8 @@ def _concurrency_one(eng: Engine, path: Path, n: int, threads: int) -> dict[str,
         return Timed(len(lc.client.tokenize(text.encode(), add_bos=False)), wall, wall, text)
 
     class_completion(inproc, PROMPT, 4)  # load
-    lc_call()
+    if lc is not None:
+        lc_call()
     with managed(path, n, threads=threads) as m:
         _warm(m.url, n, m.api_key)
         llm = m.llm
@@ -564,8 +570,9 @@ def _concurrency_one(eng: Engine, path: Path, n: int, threads: int) -> dict[str,
             "GGUFLLM-server": lambda: class_completion(llm, PROMPT, n),
             "ChatGGUF-server": lambda: chat_completion(chat, PROMPT, n),
             "GGUFLLM-inprocess": lambda: class_completion(inproc, PROMPT, n),
-            "LlamaCpp": lc_call,
         }
+        if lc is not None:
+            calls["LlamaCpp"] = lc_call
         if peer is not None:
             calls["ChatOpenAI"] = lambda: chat_completion(peer, PROMPT, n)
         cases = {f"{name}/{k}": _case(fn, k) for k in (1, 4) for name, fn in calls.items()}
@@ -574,6 +581,8 @@ def _concurrency_one(eng: Engine, path: Path, n: int, threads: int) -> dict[str,
         chat.release()
     inproc.release()
     row: dict[str, Any] = {"n_tokens": n, "engine": engine, "runs": res}
+    if lc_crash:
+        row["LlamaCpp"] = lc_crash
     for impl in calls:
         row[f"{impl}_4_vs_1"] = res[f"{impl}/4"]["tokens_per_s"] / res[f"{impl}/1"]["tokens_per_s"]
     for k in (1, 4):
@@ -646,10 +655,16 @@ def _single_one(eng: Engine, path: Path, n: int, threads: int) -> dict[str, Any]
 
 
 def _raw_llama(path: Path, threads: int) -> Any:
-    from llama_cpp import Llama
+    """llama-cpp-python with its defaults, or with its CPU extra buffer types off where they
+    crash on this CPU (the managed server runs with ``--no-repack`` by default too)."""
+    import llama_cpp
 
-    return Llama(model_path=str(path), n_ctx=512, n_threads=threads, n_threads_batch=threads,
-                 verbose=False)  # fmt: skip
+    from langchain_setraf.backends.gguf import model_params
+
+    fields = {"use_extra_bufts": False} if default_peer_crash() else {}
+    with model_params(llama_cpp, **fields):
+        return llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=threads,
+                               n_threads_batch=threads, verbose=False)  # fmt: skip
 
 
 def _raw_llama_completion(llama: Any, n: int) -> Timed:
@@ -1003,6 +1018,8 @@ def _concurrency_table(d: dict[str, Any] | None) -> list[str]:
     for label, row in d["models"].items():
         for impl in impls:
             if f"{impl}/1" not in row["runs"]:
+                if isinstance(row.get(impl), str):  # a peer that crashes on this CPU
+                    out.append(f"| {label} | {impl} | {row[impl]} | | |")
                 continue
             out.append(
                 f"| {label} | {impl} | {_tps(row, f'{impl}/1')} | {_tps(row, f'{impl}/4')} | "

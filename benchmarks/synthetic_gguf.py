@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.crash import child_outcome
+
 SHAPES = {
     "7b": {"n_embd": 4096, "n_layer": 32, "n_ff": 14336, "n_head": 32, "n_head_kv": 8},
     "1b": {"n_embd": 2048, "n_layer": 16, "n_ff": 8192, "n_head": 32, "n_head_kv": 8},
@@ -361,6 +363,9 @@ def _child(*args: str, env: dict[str, str] | None = None, timeout: int = 3600) -
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+    outcome = child_outcome(out.returncode, out.stderr)
+    if outcome is not None:  # a peer's crash (or our refusal) is the result on this CPU
+        return {"outcome": outcome}
     if out.returncode != 0:
         raise RuntimeError(f"{args}: exit {out.returncode}\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -396,6 +401,8 @@ def run(size: str, outdir: Path, *, hf: bool = True) -> dict[str, Any]:
             _log(f"measure {quant} {args}")
             _warm_page_cache(q["path"])
             row = _child("measure", q["path"], *args)
+            row.setdefault("impl", "lc-llamacpp" if "--peer" in args else "setraf-gguf")
+            row.setdefault("repack", bool(args))  # the peer runs with llama.cpp's default
             row["quant"] = quant
             result["measured"].append(row)
     q4 = result["quantized"]["Q4_K_M"]["path"]

@@ -21,11 +21,14 @@ from typing import Any
 
 import pytest
 
+from benchmarks.crash import child_outcome
 from benchmarks.run_scenario import run_workers
 from langchain_setraf.models import default_gguf_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+#: Implementations that are not ours: their crash on a CPU is recorded as their result.
+PEERS = frozenset({"raw-llama", "lc-llamacpp", "lc-hf-pipeline-fp32", "lc-hf-pipeline-bf16"})
 GGUF_IMPLS = ["setraf-gguf", "setraf-gguf-nommap", "raw-llama", "lc-llamacpp"]
 HF_IMPLS = [
     "setraf-hf-fp32",
@@ -42,12 +45,17 @@ def _run(impl: str, scenario: str, ckpt: str | None = None) -> dict[str, Any]:
     if ckpt:
         args.append(ckpt)
     out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    outcome = child_outcome(out.returncode, out.stderr)
+    if outcome is not None and impl in PEERS:  # a peer's crash on this CPU is its result
+        return {"outcome": outcome}
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def _record(benchmark: Any, results: dict[str, Any], key: str, data: dict[str, Any]) -> None:
     results[key] = data
+    if "outcome" in data:
+        benchmark.extra_info["outcome"] = data["outcome"]
     mem = data.get("mem", {})
     benchmark.extra_info.update(
         {k: mem.get(k) for k in ("rss", "uss", "pss", "anon", "file", "peak_rss")}
@@ -94,6 +102,9 @@ def test_ab_speed_ratios_in_one_process(benchmark: Any, results: dict[str, Any],
     both sides alternating in one process (see ``run_scenario._speed``)."""
     data = benchmark.pedantic(_run, args=(impl, "speed"), rounds=1, iterations=1)
     results[f"speed/{impl}"] = data
+    if "outcome" in data:
+        benchmark.extra_info["outcome"] = data["outcome"]
+        return
     for k in ("one_object_four_calls_s", "four_objects_s", "four_vs_one_load"):
         benchmark.extra_info[k] = data[k]
     for k in ("tokens_per_s", "raw_tokens_per_s", "tokens_per_s_vs_raw"):
@@ -131,20 +142,25 @@ def test_targets_as_ratios_in_this_run(benchmark: Any, results: dict[str, Any]) 
         "workers4_vs_1_pss": r["workers4/setraf-gguf"]["pss_total"]
         / r["workers1/setraf-gguf"]["pss_total"],
     }
-    if "four/lc-llamacpp" in r and "one/lc-llamacpp" in r:
+    crashed = {k: v["outcome"] for k, v in r.items() if isinstance(v, dict) and "outcome" in v}
+    ok = {k: v for k, v in r.items() if k not in crashed}
+    if "four/lc-llamacpp" in ok and "one/lc-llamacpp" in ok:
         ratios["peer_lc_four_vs_one_rss"] = (
-            r["four/lc-llamacpp"]["mem"]["rss"] / r["one/lc-llamacpp"]["mem"]["rss"]
+            ok["four/lc-llamacpp"]["mem"]["rss"] / ok["one/lc-llamacpp"]["mem"]["rss"]
         )
-    if "speed/lc-llamacpp" in r:
-        ratios["peer_lc_four_vs_one_load"] = r["speed/lc-llamacpp"]["four_vs_one_load"]
-        ratios["peer_lc_tokens_per_s_vs_raw"] = r["speed/lc-llamacpp"]["tokens_per_s_vs_raw"]
+    if "speed/lc-llamacpp" in ok:
+        ratios["peer_lc_four_vs_one_load"] = ok["speed/lc-llamacpp"]["four_vs_one_load"]
+        ratios["peer_lc_tokens_per_s_vs_raw"] = ok["speed/lc-llamacpp"]["tokens_per_s_vs_raw"]
     benchmark.extra_info.update(ratios)
+    if crashed:
+        benchmark.extra_info["peer_outcomes"] = crashed
     RESULTS.mkdir(parents=True, exist_ok=True)
     from benchmarks.machine import machine_info
 
     summary = {
         "ratios": ratios,
-        "results": r,
+        "peer_outcomes": crashed,
+        "results": ok,
         "benchmark_disabled": benchmark.disabled,
         "machine": machine_info(),
     }

@@ -141,6 +141,10 @@ def _memory_probe(mode: str, cycles: int) -> dict:  # type: ignore[type-arg]
     proc = subprocess.run(
         [sys.executable, str(probe), mode, str(cycles)], capture_output=True, text=True, timeout=600
     )
+    if mode == "raw-llama":  # llama.cpp's defaults: its extra buffer types may crash here
+        from helpers.cpu_fault import skip_if_cpu_fault
+
+        skip_if_cpu_fault(proc, "raw llama_cpp.Llama (llama.cpp's default repack)")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -155,8 +159,8 @@ def test_release_returns_at_least_what_raw_llama_cpp_does(request: pytest.Fixtur
     ``del`` + ``gc.collect()``.
     """
     mb = 1024 * 1024
+    ours = _memory_probe("gguf", 1)  # first: ours must run on every CPU
     raw = _memory_probe("raw-llama", 3)
-    ours = _memory_probe("gguf", 1)
     raw_loaded = raw["cycles"][0]["loaded"] - raw["baseline"]
     raw_left = raw["cycles"][0]["released"] - raw["baseline"]
     ours_left = ours["cycles"][0]["released"] - ours["baseline"]

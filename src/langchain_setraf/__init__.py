@@ -18,6 +18,7 @@ from langchain_setraf._version import __version__
 
 if TYPE_CHECKING:
     from langchain_setraf._mlock import MemoryLockError
+    from langchain_setraf.backends.repack_probe import RepackUnsupportedError
     from langchain_setraf.backends.server_errors import (
         ServerDiedError,
         ServerError,
@@ -71,6 +72,7 @@ _EXPORTS = {
     "ServerUnavailableError": "langchain_setraf.backends.server_errors",
     "ServerResponseError": "langchain_setraf.backends.server_errors",
     "ServerDiedError": "langchain_setraf.backends.server_errors",
+    "RepackUnsupportedError": "langchain_setraf.backends.repack_probe",
 }
 
 __all__ = [
@@ -88,6 +90,7 @@ __all__ = [
     "ModelBusyError",
     "ModelCache",
     "PickleWeightsRefusedError",
+    "RepackUnsupportedError",
     "ServerDiedError",
     "ServerError",
     "ServerResponseError",

@@ -71,8 +71,11 @@ class GGUFLoadOptions(RefuseUnknownArguments):
     interleaved layout (llama.cpp's default; its ``--no-repack`` turns it off). Off here:
     the copy is anonymous memory about the size of those weights, in every process, on
     top of the mapped file. See docs/memory.md, "Weight repacking", for the measured trade-off.
-    Files in other types (e.g. Q4_1) are unaffected. With ``server=True`` the server
-    holds the copy once for every process."""
+    Files in other types (e.g. Q4_1) are unaffected, except on a CPU with AMX where a
+    native build copies them for its AMX kernels too. With ``server=True`` the server
+    holds the copy once for every process. Where llama.cpp's extra buffer types crash the
+    process (a probe in a child process finds out once per machine), ``repack=True`` raises
+    :class:`~langchain_setraf.RepackUnsupportedError` at load."""
     server: bool = False
     """Run the model in the host's one shared llama.cpp server instead of this process:
     every process on the host using this file and these load options shares one server

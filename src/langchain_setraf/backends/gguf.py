@@ -8,7 +8,10 @@ or other overrides that change the model's own metadata).
 the CPU backend copies K-quant/Q4_0/Q8_0 weight matrices into an interleaved layout: a
 little faster, but the copy is anonymous memory of about the size of those weights, in
 every process, on top of the mapped file. Left unset in a spec it keeps llama.cpp's
-default (on); :class:`~langchain_setraf.GGUFLLM` sets it off.
+default (on); :class:`~langchain_setraf.GGUFLLM` sets it off. On, or left unset, it is
+first checked by :func:`~langchain_setraf.backends.repack_probe.require_repack`: where
+llama.cpp's extra buffer types crash the process on this machine, the load raises
+:class:`~langchain_setraf.RepackUnsupportedError` instead.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from langchain_setraf.backends.base import (
     file_identity,
 )
 from langchain_setraf.backends.gbnf import compile_constraint
+from langchain_setraf.backends.repack_probe import require_repack
 from langchain_setraf.chat_template import render_gguf_prompt
 from langchain_setraf.gguf_file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
 
@@ -426,6 +430,8 @@ class GGUFBackend:
         repack = opts.pop("repack", None)
         verbose = bool(os.environ.get("SETRAF_LLAMA_VERBOSE"))
         fields = {} if repack is None else {"use_extra_bufts": bool(repack)}
+        if repack is not False:  # llama.cpp's default is on: it may kill this process
+            require_repack(spec.path, what=f"{Path(spec.path).name}, in this process")
         mlock_need = _mlock_bytes(spec.path, info, opts)
         locked_before = locked_bytes()
         with model_params(llama_cpp, **fields):

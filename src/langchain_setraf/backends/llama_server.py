@@ -205,7 +205,7 @@ class LlamaServerBackend:
         return estimate_gguf_bytes(
             info,
             n_ctx * n_parallel,
-            repack=opts.get("repack") is not False,
+            repack=bool(opts.get("repack")),
             n_gpu_layers=int(opts.get("n_gpu_layers") or 0),
         )
 

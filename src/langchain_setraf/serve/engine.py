@@ -147,7 +147,7 @@ class ServerArgs:
         n_gpu_layers: Layers offloaded to a GPU (``-ngl``); 0 keeps everything on the CPU.
         use_mmap: ``False``: ``--load-mode none`` (or ``mlock``).
         use_mlock: ``True``: ``--load-mode mmap+mlock`` (or ``mlock`` without mmap).
-        repack: ``False`` adds ``--no-repack``.
+        repack: ``False`` (the default, as ``GGUFLLM``'s) adds ``--no-repack``.
         sleep_idle_seconds: Unload the weights after this many idle seconds
             (``--sleep-idle-seconds``); ``None``: never.
         alias: Model name the server reports (``--alias``).
@@ -165,7 +165,7 @@ class ServerArgs:
     n_gpu_layers: int = 0
     use_mmap: bool = True
     use_mlock: bool = False
-    repack: bool = True
+    repack: bool = False
     sleep_idle_seconds: int | None = None
     alias: str | None = None
     api_key_file: str | None = None

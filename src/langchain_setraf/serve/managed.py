@@ -480,7 +480,7 @@ class ManagedServer:
             n_gpu_layers=int(opts.get("n_gpu_layers") or 0),
             use_mmap=opts.get("use_mmap") is not False,
             use_mlock=bool(opts.get("use_mlock")),
-            repack=opts.get("repack") is not False,
+            repack=bool(opts.get("repack")),  # off unless asked for, as in GGUFLLM
             sleep_idle_seconds=None if sleep is None else max(1, int(sleep)),
             alias=Path(self.spec.path).stem,
         )
