@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -391,3 +392,120 @@ def test_the_real_gguf_renders_and_chat_template_error_is_exported() -> None:
     assert prompt.endswith("<|im_start|>assistant\n") and "hi" in prompt
     assert langchain_setraf.ChatTemplateError is ChatTemplateError
     assert issubclass(ChatTemplateError, ValueError)
+
+
+# -- 4: the Streamlit app's uploads and typed URL ----------------------------------------------
+
+APP = TESTS.parent / "examples" / "streamlit_app.py"
+SURVEY = "gimli_slagdump.ohm"
+FLAT_SAMPLE = "two_layer_wenner.dat"
+
+
+@pytest.fixture()
+def temp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Python's temporary directory for the test: where the app makes its upload dirs."""
+    import tempfile
+
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def _app(monkeypatch: pytest.MonkeyPatch, ert_dir: Path) -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SETRAF_ERT_DIR", str(ert_dir))
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("hostile", ["absolute", "dotdot", "backslashes", "dots-only"])
+def test_an_upload_name_never_leaves_the_sessions_private_dir(
+    hostile: str,
+    tmp_path: Path,
+    temp_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ert_dir: Path,
+    cache: Any,
+) -> None:
+    outside = tmp_path / "victim"
+    outside.mkdir()
+    name, stored = {
+        "absolute": (str(outside / SURVEY), SURVEY),  # Path(dir) / "/abs" is "/abs"
+        "dotdot": (f"../../victim/{SURVEY}", SURVEY),
+        "backslashes": (f"..\\..\\victim\\{SURVEY}", SURVEY),
+        "dots-only": ("..", "upload"),
+    }[hostile]
+    app = _app(monkeypatch, ert_dir)
+    app.file_uploader(key="upload").upload(name, (ert_dir / SURVEY).read_bytes()).run()
+    assert not app.exception, app.exception
+    assert _files(outside) == [], "the upload was written outside the app's directory"
+    upload_dir = app.session_state["upload_dir"].path
+    assert upload_dir.parent == temp_root
+    assert stat.S_IMODE(upload_dir.stat().st_mode) == 0o700
+    assert _files(tmp_path) == [upload_dir / stored]
+    assert stat.S_IMODE((upload_dir / stored).stat().st_mode) == 0o600
+    if hostile != "dots-only":  # the stored file is the survey, read as such
+        assert app.code, "the uploaded survey was not read"
+
+
+def test_reruns_keep_one_copy_and_a_new_upload_replaces_it(
+    tmp_path: Path, temp_root: Path, monkeypatch: pytest.MonkeyPatch, ert_dir: Path, cache: Any
+) -> None:
+    import gc
+
+    app = _app(monkeypatch, ert_dir)
+    app.file_uploader(key="upload").upload(SURVEY, (ert_dir / SURVEY).read_bytes()).run()
+    for _ in range(4):
+        app.run()
+    [upload_dir] = list(temp_root.iterdir())
+    assert _files(temp_root) == [upload_dir / SURVEY]
+    app.file_uploader(key="upload").upload(
+        FLAT_SAMPLE, (APP.parent / FLAT_SAMPLE).read_bytes()
+    ).run()
+    app.run()
+    assert _files(temp_root) == [upload_dir / FLAT_SAMPLE], "the replaced upload was kept"
+    # the session ends: its state (and the directory with it) goes
+    del app
+    gc.collect()
+    assert list(temp_root.iterdir()) == [], "the session's upload dir outlived the session"
+
+
+def test_an_oversized_upload_is_refused_with_a_message(
+    temp_root: Path, monkeypatch: pytest.MonkeyPatch, ert_dir: Path, cache: Any
+) -> None:
+    app = _app(monkeypatch, ert_dir)
+    app.radio[0].set_value("en").run()
+    big = b"0" * (50 * 2**20 + 1)
+    app.file_uploader(key="upload").upload("huge.dat", big).run()
+    assert not app.exception, app.exception
+    assert [e.value for e in app.error] == [
+        "File 'huge.dat' refused: 52,428,801 bytes, over the 50 MB limit."
+    ]
+    assert _files(temp_root) == [], "a refused upload was written"
+    assert not app.code, "a refused upload was read"
+
+
+def test_a_url_typed_in_the_app_never_receives_the_key(
+    monkeypatch: pytest.MonkeyPatch, ert_dir: Path, cache: Any
+) -> None:
+    monkeypatch.setenv("SETRAF_API_KEY", "sk-for-the-gpu-box")
+    monkeypatch.setenv("SETRAF_API_KEY_ORIGIN", "https://gpu-box.example:8443")
+    with fs.FaultServer({"/v1/chat/completions": fs.good_stream}) as srv:
+        app = _app(monkeypatch, ert_dir)
+        app.selectbox(key="backend").set_value("openai").run()
+        app.text_input(key="model-openai").set_value(srv.base_url).run()
+        app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
+        app.button(key="interpret").click().run()
+        assert not app.exception, app.exception
+        assert srv.requests == [], "the typed URL was contacted"
+    [error] = [e.value for e in app.error]
+    assert "APIKeyOriginError" in error and "https://gpu-box.example:8443" in error
+    assert "sk-for-the-gpu-box" not in error
