@@ -73,6 +73,8 @@ TEMPLATE_DEADLINE_S = 10.0
 #: How often (in steps or iterations) the clock is read.
 _CLOCK_EVERY = 1024
 _WIDTH = re.compile(r"\d+")
+#: Filters whose result grows with an integer argument (a width, a count of items).
+_SIZED_BY_ARGUMENT = frozenset({"center", "batch", "slice"})
 
 
 class ChatTemplateError(ValueError):
@@ -239,7 +241,8 @@ def _check_filter(
 ) -> None:
     """Size checks, before the call, for filters whose output can outgrow their input."""
     what = f"the '{name}' filter's result"
-    _check_int_args(budget, [*args, *kwargs.values()], f"the '{name}' filter")
+    if name in _SIZED_BY_ARGUMENT:  # the value itself may be any number: only the widths
+        _check_int_args(budget, [*args[1:], *kwargs.values()], f"the '{name}' filter")
     predicted: int | None = None
     if name == "join":
         predicted = _predict_join(
@@ -371,7 +374,6 @@ def _environment() -> Any:
             budget.step()
             what = f"{getattr(__obj, '__name__', type(__obj).__name__)}()"
             if __obj is not guarded_iter and __obj is not _bounded_range:
-                _check_int_args(budget, [*args, *kwargs.values()], what)
                 _check_method(budget, __obj, args, kwargs, what)
             result = super().call(__context, __obj, *args, **kwargs)
             budget.check_value(result, f"the result of {what}")
@@ -396,6 +398,7 @@ def _check_method(
         receiver = getattr(getattr(obj, "__wrapped__", None), "__self__", None)
     if not isinstance(receiver, str):
         return
+    _check_int_args(budget, [*args, *kwargs.values()], what)  # ljust, center, zfill...
     predicted: int | None = None
     if name == "join" and args:
         predicted = _predict_join(receiver, args[0])
