@@ -72,7 +72,13 @@ TEMPLATE_DEADLINE_S = 10.0
 
 #: How often (in steps or iterations) the clock is read.
 _CLOCK_EVERY = 1024
-_WIDTH = re.compile(r"\d+")
+#: A ``%`` conversion's width and precision (``%-300000000.5s``).
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\d*)(?:\.(\d*))?")
+#: A ``str.format`` field's spec (``{:>300000000}``); its digit runs are the sizes.
+_BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
+_DIGITS = re.compile(r"\d+")
+#: A ``str.format`` spec that takes its width from an argument (``{:>{w}}``).
+_NESTED_SPEC = re.compile(r"\{[^{}]*:[^{}]*\{")
 #: Filters whose result grows with an integer argument (a width, a count of items).
 _SIZED_BY_ARGUMENT = frozenset({"center", "batch", "slice"})
 
@@ -184,13 +190,18 @@ def _sized(value: Any) -> int | None:
     return len(value) if isinstance(value, str | list | tuple) else None
 
 
-def _check_widths(budget: _Budget, fmt: Any, what: str) -> None:
-    """Refuse a ``%``/``str.format`` format string with a width or precision over the
-    size limit (``'%300000000s'``)."""
-    if isinstance(fmt, str):
-        for number in _WIDTH.findall(fmt):
-            if len(number) > 12 or int(number) > budget.size_limit:
-                budget.check_size(int(number[:13]), f"a field width in {what}")
+def _check_widths(budget: _Budget, fmt: Any, what: str, *, brace: bool = False) -> None:
+    """Refuse a ``%`` (or, with ``brace``, ``str.format``) format string with a field
+    width or precision over the size limit (``'%300000000s'``, ``'{:>300000000}'``)."""
+    if not isinstance(fmt, str):
+        return
+    if brace:
+        numbers = [n for spec in _BRACE_SPEC.findall(fmt) for n in _DIGITS.findall(spec)]
+    else:
+        numbers = [n for pair in _PERCENT_SPEC.findall(fmt) for n in pair if n]
+    for number in numbers:
+        if len(number) > 12 or int(number) > budget.size_limit:
+            budget.check_size(int(number[:13]), f"a field width in {what}")
 
 
 def _check_int_args(budget: _Budget, args: Iterable[Any], what: str) -> None:
@@ -261,6 +272,8 @@ def _check_filter(
         )
     elif name == "format" and args:
         _check_widths(budget, args[0], "the 'format' filter")
+        if isinstance(args[0], str) and "*" in args[0]:  # '%*s'|format(300000000, 'a')
+            _check_int_args(budget, args[1:], "the 'format' filter")
     if predicted is not None:
         budget.check_size(predicted, what)
 
@@ -351,6 +364,9 @@ def _environment() -> Any:
                     budget.check_size(a + b, "a concatenation ('+')")
             elif operator == "%":
                 _check_widths(budget, left, "a '%' format")
+                if isinstance(left, str) and "*" in left:  # '%*s' % (300000000, 'a')
+                    stars = right if isinstance(right, tuple) else (right,)
+                    _check_int_args(budget, stars, "a '%' format")
             result = super().call_binop(context, operator, left, right)
             budget.check_value(result, f"the result of '{operator}'")
             return result
@@ -398,7 +414,8 @@ def _check_method(
         receiver = getattr(getattr(obj, "__wrapped__", None), "__self__", None)
     if not isinstance(receiver, str):
         return
-    _check_int_args(budget, [*args, *kwargs.values()], what)  # ljust, center, zfill...
+    if name in ("ljust", "rjust", "center", "zfill"):  # the result is the width
+        _check_int_args(budget, [*args, *kwargs.values()], what)
     predicted: int | None = None
     if name == "join" and args:
         predicted = _predict_join(receiver, args[0])
@@ -407,7 +424,9 @@ def _check_method(
     elif name == "expandtabs":
         predicted = _predict_expandtabs(receiver, _arg(args, kwargs, 0, "tabsize", 8))
     elif name in ("format", "format_map"):
-        _check_widths(budget, receiver, what)
+        _check_widths(budget, receiver, what, brace=True)
+        if _NESTED_SPEC.search(receiver):  # '{:>{w}}'.format('a', w=300000000)
+            _check_int_args(budget, [*args, *kwargs.values()], what)
     if predicted is not None:
         budget.check_size(predicted, f"the result of {what}")
 

@@ -306,6 +306,9 @@ def test_a_hostile_gguf_template_fails_fast_in_bounded_memory(case: str, tmp_pat
         ("{{ '%300000000s' % 'a' }}", "field width"),
         ("{{ '{:>300000000}'.format('a') }}", "field width"),
         ("{{ '%300000000s'|format('a') }}", "field width"),
+        ("{{ '%*s' % (300000000, 'a') }}", "'%' format"),
+        ("{{ '{:>{w}}'.format('a', w=300000000) }}", "format()"),
+        ("{{ [1]|batch(100000000, 'x')|list }}", "'batch' filter"),
         ("{{ 2**(2**20) }}", "MAX_TEMPLATE_INT_BITS"),
         ("{{ range(10**9)|list }}", "MAX_TEMPLATE_RANGE"),
         (
@@ -326,6 +329,18 @@ def test_template_amplifications_are_refused(template: str, match: str) -> None:
     with pytest.raises(ChatTemplateError, match=match) as info:
         render_chat_template(template, [{"role": "user", "content": "hi"}], source="t.gguf")
     assert "t.gguf" in str(info.value)
+
+
+def test_large_numbers_in_text_and_values_are_not_sizes() -> None:
+    """Only widths and counts are checked: a timestamp is just a number."""
+    template = (
+        "{{ 1700000000|int }} {{ '%s at %d' % ('t', 1700000000) }} "
+        "{{ '{} tokens'.format(1700000000) }} {{ 'id 1700000000: %s'|format('x') }} "
+        "{{ 'at 1700000000 {}'.format('y') }}"
+    )
+    assert render_chat_template(template, []) == (
+        "1700000000 t at 1700000000 1700000000 tokens id 1700000000: x at 1700000000 y"
+    )
 
 
 GEMMA_TEMPLATE = (
