@@ -22,13 +22,25 @@ Run::
 
 ``SETRAF_ERT_DIR`` adds a folder of sample surveys to the picker (the tests point it at
 ``tests/data/ert``).
+
+Uploads are untrusted: a file is kept under a safe base name of its upload name (never a
+path: ``/etc/passwd`` or ``../../x`` become ``passwd`` and ``x``) in one private (0700)
+temporary directory per browser session, which holds only the current upload (the
+previous one is deleted when replaced; the directory when the session ends or the app
+exits). An upload over :data:`MAX_UPLOAD_MB` is refused with a message and never written.
+The model URL typed for "openai (URL)" never receives ``SETRAF_API_KEY`` unless it is the
+origin the key is bound to (``SETRAF_API_KEY_ORIGIN``; see
+:func:`langchain_setraf.backends.openai_compat.api_key_for`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+import unicodedata
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +61,8 @@ from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
 
 HERE = Path(__file__).resolve().parent
+#: Largest survey upload accepted (MB, as Streamlit counts them: 2**20 bytes).
+MAX_UPLOAD_MB = 50
 COLORMAP = "viridis"  # perceptually uniform, readable in greyscale and by colour-blind readers
 TEXT: dict[str, dict[str, Any]] = {
     "fr": {
@@ -64,6 +78,7 @@ TEXT: dict[str, dict[str, Any]] = {
         "memory": "Mémoire",
         "survey": "Relevé ERT",
         "upload": "Importer un fichier",
+        "too_big": "Fichier « {name} » refusé : {size:,} octets, plus que la limite de {limit} Mo.",
         "sample": "…ou choisir un exemple",
         "facts": "Faits du levé",
         "interpret": "Interpréter",
@@ -112,6 +127,7 @@ TEXT: dict[str, dict[str, Any]] = {
         "memory": "Memory",
         "survey": "ERT survey",
         "upload": "Upload a file",
+        "too_big": "File '{name}' refused: {size:,} bytes, over the {limit} MB limit.",
         "sample": "…or pick a sample",
         "facts": "Survey facts",
         "interpret": "Interpret",
@@ -400,6 +416,74 @@ def _invert(survey: Survey, t: dict[str, Any]) -> ModelSection | None:
     return section
 
 
+def safe_upload_name(name: str) -> str:
+    """The base name an upload is stored under: the last component of ``name`` (``/`` and
+    ``\\`` both separate), without control characters, at most 128 characters with its
+    suffix kept; ``"upload"`` when nothing usable is left (``""``, ``"."``, ``".."``)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip()
+    if base in ("", ".", ".."):
+        return "upload"
+    if len(base) > 128:
+        stem, dot, suffix = base.rpartition(".")
+        base = stem[: 120 - len(suffix)] + dot + suffix if dot and len(suffix) < 16 else base[:128]
+    return base
+
+
+class UploadDir:
+    """This session's private upload directory (0700, made by :func:`tempfile.mkdtemp`):
+    it holds the current upload only, and is removed when the session's state is dropped
+    or the process exits."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="setraf-upload-"))
+        self.file_id: str | None = None
+        self.file: Path | None = None
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
+
+    def store(self, file_id: str, name: str, data: bytes) -> Path:
+        """The upload's file in this directory, written once per upload (a rerun with the
+        same upload reuses it; a new upload replaces it)."""
+        if self.file_id == file_id and self.file is not None and self.file.is_file():
+            return self.file
+        self.clear()
+        target = self.path / safe_upload_name(name)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        self.file_id, self.file = file_id, target
+        return target
+
+    def clear(self) -> None:
+        """Delete the stored upload (the directory stays)."""
+        if self.file is not None:
+            self.file.unlink(missing_ok=True)
+        self.file_id = self.file = None
+
+    def remove(self) -> None:
+        """Delete the directory and everything in it."""
+        self._finalizer()
+
+
+def _upload_dir() -> UploadDir:
+    """This session's upload directory (made on first use; duck-typed, since every rerun
+    defines the class anew)."""
+    upload_dir: Any = st.session_state.get("upload_dir")
+    if upload_dir is None or not upload_dir.path.is_dir():
+        upload_dir = st.session_state["upload_dir"] = UploadDir()
+    return upload_dir  # type: ignore[no-any-return]
+
+
+def _uploaded_path(upload: Any, t: dict[str, Any]) -> Path | None:
+    """The upload stored in this session's private directory, or ``None`` (with a message)
+    when it is over :data:`MAX_UPLOAD_MB`."""
+    if upload.size > MAX_UPLOAD_MB * 2**20:
+        _upload_dir().clear()
+        st.error(t["too_big"].format(name=upload.name, size=upload.size, limit=MAX_UPLOAD_MB))
+        return None
+    return _upload_dir().store(upload.file_id, upload.name, upload.getvalue())
+
+
 def _survey_key(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -423,15 +507,15 @@ def main() -> None:
 
     st.title(t["title"])
     st.subheader(t["survey"])
-    upload = st.file_uploader(t["upload"], key="upload")
+    upload = st.file_uploader(t["upload"], key="upload", max_upload_size=MAX_UPLOAD_MB)
     samples = _samples()
     sample = st.selectbox(t["sample"], ["—", *samples], key="sample")
     path: Path | None = None
     if upload is not None:
-        tmp = Path(tempfile.mkdtemp()) / upload.name
-        tmp.write_bytes(upload.getvalue())
-        path = tmp
-    elif sample != "—":
+        path = _uploaded_path(upload, t)
+    elif "upload_dir" in st.session_state:
+        st.session_state["upload_dir"].clear()  # the upload was removed: so is its copy
+    if upload is None and sample != "—":
         path = samples[sample]
 
     survey: Survey | None = None

@@ -19,7 +19,9 @@ from langchain_setraf._version import __version__
 if TYPE_CHECKING:
     from langchain_setraf._mlock import MemoryLockError
     from langchain_setraf.backends.repack_probe import RepackUnsupportedError
+    from langchain_setraf.backends.openai_compat import APIKeyOriginError
     from langchain_setraf.backends.server_errors import (
+        ResponseTooLargeError,
         ServerDiedError,
         ServerError,
         ServerResponseError,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
         release_all,
     )
     from langchain_setraf.chat_models import ChatGGUF, ChatTransformers
+    from langchain_setraf.chat_template import ChatTemplateError
     from langchain_setraf.factory import get_backend, init_chat_model, init_llm, list_backends
     from langchain_setraf.gguf_file import GGUFFormatError
     from langchain_setraf.llms import GGUFLLM
@@ -73,12 +76,17 @@ _EXPORTS = {
     "ServerResponseError": "langchain_setraf.backends.server_errors",
     "ServerDiedError": "langchain_setraf.backends.server_errors",
     "RepackUnsupportedError": "langchain_setraf.backends.repack_probe",
+    "ResponseTooLargeError": "langchain_setraf.backends.server_errors",
+    "APIKeyOriginError": "langchain_setraf.backends.openai_compat",
+    "ChatTemplateError": "langchain_setraf.chat_template",
 }
 
 __all__ = [
     "GGUFLLM",
+    "APIKeyOriginError",
     "BackendInfo",
     "ChatGGUF",
+    "ChatTemplateError",
     "ChatTransformers",
     "CheckpointError",
     "DefaultModelNotInstalledError",
@@ -91,6 +99,7 @@ __all__ = [
     "ModelCache",
     "PickleWeightsRefusedError",
     "RepackUnsupportedError",
+    "ResponseTooLargeError",
     "ServerDiedError",
     "ServerError",
     "ServerResponseError",

@@ -92,9 +92,12 @@ class GGUFLoadOptions(RefuseUnknownArguments):
     """Model name sent to ``server_url`` (``None``: the server's only model)."""
     api_key_env: str = "SETRAF_API_KEY"
     """Name of the environment variable holding the API key for ``server_url`` (sent as a
-    bearer token when set). The key itself is never a field, so never logged."""
+    bearer token when set, only to the origin named by ``<api_key_env>_ORIGIN``, else only
+    to loopback servers; another origin is refused with ``APIKeyOriginError``). The key
+    itself is never a field, so never logged."""
     request_timeout: float = 600.0
-    """Seconds to wait for a server's next bytes before failing (connecting: 10 s)."""
+    """Seconds one request to a server may take in total, streaming included (connecting:
+    at most 10 s of them)."""
 
     @model_validator(mode="after")
     def _check_where(self) -> GGUFLoadOptions:

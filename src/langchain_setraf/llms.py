@@ -116,9 +116,12 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
             Model name sent to ``server_url`` (``None``: the server's only model).
         api_key_env: str
             Name of the environment variable holding the server's API key
-            (``"SETRAF_API_KEY"``); the key itself is never a field, so never logged.
+            (``"SETRAF_API_KEY"``); the key itself is never a field, so never logged. It
+            is sent only to the origin in ``<api_key_env>_ORIGIN`` (else loopback servers
+            only); another ``server_url`` is refused with ``APIKeyOriginError``.
         request_timeout: float
-            Seconds to wait for the server's next bytes (600; connecting: 10).
+            Seconds one request may take in total, streaming included (600; connecting:
+            at most 10 of them).
 
     See the fields below for every init arg.
 

@@ -357,3 +357,39 @@ def multiline_events(req: Request, sock: socket.socket, stop: threading.Event) -
     lines = json.dumps(_text_event(req, "Hi", "stop"), indent=1).splitlines()
     split = "".join(f"data: {line}\n" for line in lines) + "\n"
     sock.sendall(SSE_HEAD_CLOSE + split.encode() + b"data: [DONE]\n")
+
+
+def pinging_stream(req: Request, sock: socket.socket, stop: threading.Event) -> None:
+    """Start a stream, send one piece, then a ``: ping`` comment every second (each read
+    succeeds, no event ever finishes) until the client leaves or :data:`MAX_HANG`."""
+    sock.sendall(SSE_HEAD_CHUNKED + chunk(event(_text_event(req, "Hello"))))
+    for _ in range(int(MAX_HANG)):
+        if stop.wait(1.0):
+            return
+        sock.sendall(chunk(b": ping\n\n"))
+
+
+#: Bytes of the line :func:`giant_line` sends (400 MB) and of each block it is sent in.
+GIANT_LINE_BYTES = 400 * 10**6
+_BLOCK = b"A" * (1 << 20)
+
+
+def _send_giant(sock: socket.socket, stop: threading.Event, head: bytes) -> None:
+    sock.sendall(head)
+    sent = 0
+    while sent < GIANT_LINE_BYTES and not stop.is_set():
+        sock.sendall(_BLOCK)  # one shared block: the server's memory stays small
+        sent += len(_BLOCK)
+    sock.sendall(b"\n\n")
+
+
+def giant_line(req: Request, sock: socket.socket, stop: threading.Event) -> None:
+    """A close-delimited event stream whose first line is 400 MB long (``data: AAAA…``)."""
+    _send_giant(sock, stop, SSE_HEAD_CLOSE + b"data: ")
+
+
+def giant_body(req: Request, sock: socket.socket, stop: threading.Event) -> None:
+    """A close-delimited 200 JSON answer of 400 MB (no Content-Length, so only reading it
+    tells its size)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+    _send_giant(sock, stop, head + b'{"tokens": "')

@@ -161,6 +161,18 @@ def make_cases(directory: Path, real_gguf: Path) -> list[tuple[str, Path]]:
     return cases
 
 
+def gguf_with_chat_template(template: str) -> bytes:
+    """A tiny valid GGUF whose ``tokenizer.chat_template`` is ``template`` (a hostile
+    model file for the chat-template limits)."""
+    return write_gguf(
+        kvs=[
+            _kv(b"general.architecture", STRING, _str(b"llama")),
+            _kv(b"general.alignment", UINT32, struct.pack("<I", 32)),
+            _kv(b"tokenizer.chat_template", STRING, _str(template.encode())),
+        ]
+    )
+
+
 if __name__ == "__main__":
     from importlib.metadata import distribution
 

@@ -8,11 +8,20 @@ chat rendering use llama.cpp's native ``/tokenize`` and ``/apply-template`` at t
 root; other servers have none, and those calls fail with a :class:`ServerResponseError`
 naming the URL.
 
-Every request ends within its timeout: the connect timeout (10 s) and the read timeout
-(``request_timeout``, seconds between two reads) bound it, and every failure is a
-:class:`~langchain_setraf.backends.server_errors.ServerError`. The API key is read from the
-environment variable named by ``api_key_env`` at load time and sent as
-``Authorization: Bearer``; it is never part of a spec, a repr or a message.
+Every request ends within ``request_timeout``: a total deadline for the whole request
+(connecting, at most 10 s of it, the headers and the whole streamed answer; a server that
+sends a keep-alive comment every second does not extend it). What a server sends is
+bounded too: one event-stream line at most
+:data:`~langchain_setraf.backends.http_limits.MAX_SSE_LINE_BYTES`, a JSON answer at most
+:data:`~langchain_setraf.backends.http_limits.MAX_BODY_BYTES`; more is refused, as soon as
+the limit is passed, with a :class:`ResponseTooLargeError` naming the URL and the limit.
+Every failure is a :class:`~langchain_setraf.backends.server_errors.ServerError`.
+
+The API key is read from the environment variable named by ``api_key_env`` at load time
+and sent as ``Authorization: Bearer``, only to the origin it is bound to (see
+:func:`api_key_for`: the origin in ``<api_key_env>_ORIGIN``, else loopback servers only);
+a request to another origin is refused with :class:`APIKeyOriginError` before anything is
+sent. The key is never part of a spec, a repr or a message.
 
 :class:`HTTPHandle` is also the handle of the managed ``llama-server`` backend, which
 overrides :meth:`HTTPHandle._before_request` (to re-ensure its server) and
@@ -21,10 +30,11 @@ overrides :meth:`HTTPHandle._before_request` (to re-ensure its server) and
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -36,7 +46,15 @@ from langchain_setraf.backends.base import (
     GenerationStats,
     LoadSpec,
 )
+from langchain_setraf.backends.http_limits import (
+    MAX_BODY_BYTES,
+    MAX_SSE_LINE_BYTES,
+    Deadline,
+    bounded_lines,
+    read_bounded,
+)
 from langchain_setraf.backends.server_errors import (
+    ResponseTooLargeError,
     ServerError,
     ServerResponseError,
     ServerUnavailableError,
@@ -44,11 +62,15 @@ from langchain_setraf.backends.server_errors import (
 )
 
 __all__ = [
+    "API_KEY_ORIGIN_SUFFIX",
     "HTTP_PARAMS",
     "OPENAI_LOAD_OPTIONS",
+    "APIKeyOriginError",
     "HTTPHandle",
     "OpenAICompatBackend",
+    "api_key_for",
     "normalize_base_url",
+    "origin_of",
 ]
 
 #: Sampling parameters an HTTP handle sends (only those set; ``top_k``, ``min_p`` and
@@ -58,12 +80,88 @@ HTTP_PARAMS = LLAMA_SAMPLING_PARAMS
 #: Load options of the ``openai`` backend (the cache key, with the URL and model name).
 OPENAI_LOAD_OPTIONS = ("request_timeout", "api_key_env")
 
-#: Seconds to wait for a TCP connection (the read timeout is the handle's ``timeout``).
+#: Seconds to wait for a TCP connection (within the request's total deadline).
 CONNECT_TIMEOUT = 10.0
 #: Bytes of an error body read to quote it (the rest is never read).
 _ERROR_BODY_LIMIT = 4096
 #: Header a Ray Serve replica sets to say which replica answered.
 REPLICA_HEADER = "x-setraf-replica"
+#: ``<api_key_env>_ORIGIN`` names the one origin the key may be sent to.
+API_KEY_ORIGIN_SUFFIX = "_ORIGIN"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class APIKeyOriginError(ValueError):
+    """An API key from the environment would go to an origin it is not bound to (the
+    request is refused before anything is sent)."""
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of an http(s) URL (host lower-cased, the default port made
+    explicit), what an API key is bound to.
+
+    Raises:
+        ValueError: Not an http(s) URL with a host.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL with a host")
+    port = parts.port or _DEFAULT_PORTS[parts.scheme]
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def api_key_for(
+    base_url: str, api_key_env: str | None, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The API key to send to ``base_url``, by the binding rule.
+
+    The key is the value of the variable named ``api_key_env``. It is bound to an origin
+    (``scheme://host:port``) by the variable ``<api_key_env>_ORIGIN`` (e.g.
+    ``SETRAF_API_KEY_ORIGIN=https://gpu-box:8443``; a path in it is ignored) and then sent
+    to that origin only. A key without an origin variable is sent to loopback servers only
+    (127.0.0.0/8, ``::1``, ``localhost``), never to a typed remote URL. No key set: ``None``.
+
+    Raises:
+        APIKeyOriginError: A key is set and ``base_url`` is not the origin it may go to,
+            or the origin variable is not an http(s) URL. Nothing is sent then: a server
+            that needs no key is reached with ``api_key_env`` naming an unset variable.
+    """
+    env = os.environ if environ is None else environ
+    if not api_key_env:
+        return None
+    key = env.get(api_key_env)
+    if not key:
+        return None
+    target = origin_of(base_url)
+    bind_var = api_key_env + API_KEY_ORIGIN_SUFFIX
+    bound = env.get(bind_var)
+    fix = (
+        f"to attach to {target} without that key, set api_key_env to the name of a "
+        f"variable that holds {target}'s own key (or that is unset)"
+    )
+    if bound:
+        try:
+            allowed = origin_of(bound)
+        except ValueError:
+            raise APIKeyOriginError(
+                f"{bind_var}={bound!r} is not an http(s) origin such as 'https://host:8443'"
+            ) from None
+        if allowed != target:
+            raise APIKeyOriginError(
+                f"the API key in {api_key_env} is bound to {allowed} ({bind_var}); refusing "
+                f"to send it to {target}: {fix}"
+            )
+        return key
+    if _is_loopback(base_url):
+        return key
+    raise APIKeyOriginError(
+        f"the API key in {api_key_env} is bound to no origin, so it goes to loopback servers "
+        f"only; refusing to send it to {target}: set {bind_var}={target} if the key is "
+        f"for that server, or {fix}"
+    )
 
 
 def normalize_base_url(url: str) -> str:
@@ -134,9 +232,18 @@ class HTTPHandle:
         base_url: The OpenAI base URL (``/v1`` is appended when missing).
         model: The model name sent with each request; ``None``: the first one the server
             lists at ``/v1/models`` (asked once, on the first generation).
-        api_key: Sent as ``Authorization: Bearer``; never shown in a repr or message.
-        timeout: Seconds to wait for each read (the connect timeout is 10 s).
+        api_key: Sent as ``Authorization: Bearer`` to ``base_url``'s server, the only
+            origin a handle ever sends to (redirects are not followed); never shown in a
+            repr or message. Whoever passes it decides it belongs to that server (the
+            ``openai`` backend asks :func:`api_key_for`).
+        timeout: Seconds one request may take in total: connecting (at most 10 s),
+            the headers and the whole body, streamed or not.
         name: What messages call the server (``"server"``, ``"llama-server"``).
+
+    Every answer is read within bounds: an event-stream line over
+    :data:`~langchain_setraf.backends.http_limits.MAX_SSE_LINE_BYTES` or a JSON body over
+    :data:`~langchain_setraf.backends.http_limits.MAX_BODY_BYTES` raises
+    :class:`ResponseTooLargeError` as soon as that much arrived.
     """
 
     def __init__(
@@ -155,7 +262,10 @@ class HTTPHandle:
         self.model = model
         self.timeout = float(timeout)
         self.name = name
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # no compressed answers: the size limits count the bytes that are kept
+        headers = {"Accept-Encoding": "identity"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout)),
@@ -347,12 +457,7 @@ class HTTPHandle:
                 timeout=t,
             )
         elif isinstance(exc, httpx.TimeoutException):
-            err = ServerUnavailableError(
-                f"{self.name} at {url} sent nothing for {self.timeout:g} s "
-                "(request_timeout); it is stuck or overloaded",
-                url=url,
-                timeout=self.timeout,
-            )
+            err = self._deadline_error(url)
         elif isinstance(exc, httpx.ConnectError):
             err = ServerUnavailableError(
                 f"cannot connect to {self.name} at {url}: {exc or type(exc).__name__}",
@@ -366,6 +471,31 @@ class HTTPHandle:
             )
         err.__cause__ = exc
         return self._on_transport_error(err)
+
+    def _deadline_error(self, url: str, streaming: bool = False) -> ServerUnavailableError:
+        where = (
+            "it stalled in the middle of a stream"
+            if streaming
+            else "it sent nothing in time: stuck or overloaded"
+        )
+        return ServerUnavailableError(
+            f"{self.name} at {url} did not finish the request within request_timeout="
+            f"{self.timeout:g} s (a total deadline: connecting, waiting and streaming "
+            f"together); {where}",
+            url=url,
+            timeout=self.timeout,
+        )
+
+    def _too_large(self, url: str, what: str) -> Callable[[int], ResponseTooLargeError]:
+        def error(limit: int) -> ResponseTooLargeError:
+            return ResponseTooLargeError(
+                f"{self.name} at {url} sent {what} over the client's limit of {limit:,} "
+                "bytes; refused without reading the rest",
+                url=url,
+                limit=limit,
+            )
+
+        return error
 
     def _status_error(
         self, response: httpx.Response, url: str, *, check_model: bool = False
@@ -410,19 +540,36 @@ class HTTPHandle:
     def _request_json(self, method: str, url: str, body: Any, *, what: str) -> Any:
         self._check_open()
         self._before_request()
-        response = self._send_stream(url, body, method)
+        deadline = Deadline(self.timeout)
+        response = self._send_stream(url, body, method, deadline=deadline)
+
+        def check() -> None:
+            if deadline.expired:
+                raise self._on_transport_error(self._deadline_error(url))
+
         try:
-            if response.status_code != 200:
-                error = self._status_error(response, url)
-                if response.status_code == 404:
-                    raise ServerResponseError(
-                        f"{self.name} at {self.root_url} has no {what}: {error}",
-                        url=url,
-                        status=404,
-                    )
-                raise error
-            raw = response.read()
+            with deadline.watching(response):
+                if response.status_code != 200:
+                    error = self._status_error(response, url)
+                    if response.status_code == 404:
+                        raise ServerResponseError(
+                            f"{self.name} at {self.root_url} has no {what}: {error}",
+                            url=url,
+                            status=404,
+                        )
+                    raise error
+                too_large = self._too_large(url, "a JSON answer")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                    raise too_large(MAX_BODY_BYTES)
+                raw = read_bounded(
+                    response.iter_bytes(), limit=MAX_BODY_BYTES, too_long=too_large, check=check
+                )
+            if deadline.fired:  # the timer ended the body: it may be cut short
+                raise self._on_transport_error(self._deadline_error(url))
         except httpx.HTTPError as exc:
+            if deadline.expired:
+                raise self._on_transport_error(self._deadline_error(url)) from exc
             raise self._unavailable(exc, url) from exc
         finally:
             response.close()
@@ -468,52 +615,77 @@ class HTTPHandle:
         self._before_request()
         body["model"] = stats.model = self._model_for_request()
         finished = done = started = False
-        response = self._send_stream(url, body)
+        deadline = Deadline(self.timeout)
+        response = self._send_stream(url, body, deadline=deadline)
+
+        def check() -> None:
+            if deadline.expired:
+                raise self._on_transport_error(self._deadline_error(url, started))
+
         try:
-            if response.status_code != 200:
-                raise self._status_error(response, url, check_model=True)
-            started = True
-            stats.served_by = response.headers.get(REPLICA_HEADER) or self.base_url
-            for data in _sse_data(response.iter_lines(), url, self.name):
-                if data == "[DONE]":
-                    done = True
-                    break
-                chunk = _parse_chunk(data, url, self.name)
-                _take_usage(chunk, stats)
-                for choice in chunk.get("choices") or ():
-                    text = text_of(choice)
-                    reason = choice.get("finish_reason")
-                    if reason:
-                        stats.finish_reason = str(reason)
-                        finished = True
-                    if text:
-                        yield text
+            with deadline.watching(response):
+                if response.status_code != 200:
+                    raise self._status_error(response, url, check_model=True)
+                started = True
+                stats.served_by = response.headers.get(REPLICA_HEADER) or self.base_url
+                lines = bounded_lines(
+                    response.iter_bytes(),
+                    limit=MAX_SSE_LINE_BYTES,
+                    too_long=self._too_large(url, "an event-stream line"),
+                    check=check,
+                )
+                for data in _sse_data(lines, url, self.name):
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    chunk = _parse_chunk(data, url, self.name)
+                    _take_usage(chunk, stats)
+                    for choice in chunk.get("choices") or ():
+                        text = text_of(choice)
+                        reason = choice.get("finish_reason")
+                        if reason:
+                            stats.finish_reason = str(reason)
+                            finished = True
+                        if text:
+                            yield text
+                    check()
         except httpx.HTTPError as exc:
+            if deadline.expired and not (done or finished):
+                raise self._on_transport_error(self._deadline_error(url, started)) from exc
             if not started:
                 raise self._unavailable(exc, url) from exc
             if finished and isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
                 return  # the answer was complete; only the end of the body was lost
             err: ServerError = self._truncated(url, f"{type(exc).__name__}: {exc}")
             if isinstance(exc, httpx.TimeoutException):
-                err = ServerUnavailableError(
-                    f"{self.name} at {url} stopped sending for {self.timeout:g} s "
-                    "(request_timeout) in the middle of a stream",
-                    url=url,
-                    timeout=self.timeout,
-                )
+                err = self._deadline_error(url, started)
             err.__cause__ = exc
             raise self._on_transport_error(err) from exc
         finally:
             response.close()  # also when the caller closes the generator early
+        if deadline.fired and not (done or finished):  # the timer ended the body cleanly
+            raise self._on_transport_error(self._deadline_error(url, started))
         if not (done or finished):
             raise self._on_transport_error(self._truncated(url, "the connection was closed"))
 
-    def _send_stream(self, url: str, body: Any, method: str = "POST") -> httpx.Response:
+    def _send_stream(
+        self, url: str, body: Any, method: str = "POST", *, deadline: Deadline | None = None
+    ) -> httpx.Response:
         """Send a request and return the response once its headers are in (the body is
-        streamed). A pooled keep-alive connection the server closed just before the request
-        fails without any answer: that one case is retried, once."""
-        request = self._client.build_request(method, url, json=body)
+        streamed), within the time ``deadline`` leaves. A pooled keep-alive connection the
+        server closed just before the request fails without any answer: that one case is
+        retried, once."""
+        deadline = deadline or Deadline(self.timeout)
         for attempt in range(2):
+            left = deadline.remaining()
+            if left <= 0:
+                raise self._on_transport_error(self._deadline_error(url))
+            request = self._client.build_request(
+                method,
+                url,
+                json=body,
+                timeout=httpx.Timeout(left, connect=min(CONNECT_TIMEOUT, left)),
+            )
             try:
                 return self._client.send(request, stream=True)
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
@@ -639,7 +811,14 @@ class OpenAICompatBackend:
     """The built-in ``openai`` backend: a model on a server, by URL.
 
     The spec's identity is ``(base_url, server_model or "")``; its options are
-    ``request_timeout`` and ``api_key_env`` (the NAME of the variable holding the key).
+    ``request_timeout`` (the total deadline of each request) and ``api_key_env`` (the NAME
+    of the variable holding the key).
+
+    The key goes only to the origin it is bound to (:func:`api_key_for`): the one named by
+    ``<api_key_env>_ORIGIN`` (``SETRAF_API_KEY_ORIGIN=https://gpu-box:8443``), else
+    loopback servers only. Loading a spec for any other origin while the key is set raises
+    :class:`APIKeyOriginError` before anything is sent, so a URL typed by a user (the
+    Streamlit app's model field) never receives the key.
     """
 
     name = "openai"
@@ -686,15 +865,19 @@ class OpenAICompatBackend:
         return 0
 
     def load(self, spec: LoadSpec) -> HTTPHandle:
-        """A handle on the server (no request is made until the first generation)."""
+        """A handle on the server (no request is made until the first generation).
+
+        Raises:
+            APIKeyOriginError: The key in ``api_key_env`` is set and not bound to this
+                server's origin (see :func:`api_key_for`).
+        """
         base, model = spec.identity[0], spec.identity[1] or None
         opts = spec.options_dict
-        env = opts.get("api_key_env")
-        api_key = os.environ.get(env) if env else None
+        api_key = api_key_for(base, opts.get("api_key_env"))
         return HTTPHandle(
             base,
             model,
-            api_key=api_key or None,
+            api_key=api_key,
             timeout=float(opts.get("request_timeout") or 600.0),
             name="server",
         )
@@ -718,9 +901,6 @@ class OpenAICompatBackend:
 
 def _is_loopback(url: str) -> bool:
     """Whether ``url`` names this machine (127.0.0.0/8, ``::1`` or ``localhost``)."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
     host = (urlsplit(url).hostname or "").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True

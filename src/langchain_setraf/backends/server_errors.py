@@ -10,6 +10,8 @@ timeout, never in a hang:
   error status with the server's own message, a wrong model name with the models it
   serves, a malformed JSON line with a snippet of it, a stream that ended before its
   ``finish_reason`` / ``[DONE]``).
+- :class:`ResponseTooLargeError`: a :class:`ServerResponseError` for an answer over the
+  client's size limits (an event-stream line or a JSON body); names the URL and the limit.
 - :class:`ServerDiedError`: a managed server's process exited while a request was in
   flight (names its pid, port, model and exit status).
 
@@ -20,6 +22,7 @@ catches any of them.
 from __future__ import annotations
 
 __all__ = [
+    "ResponseTooLargeError",
     "ServerDiedError",
     "ServerError",
     "ServerResponseError",
@@ -85,6 +88,20 @@ class ServerResponseError(ServerError):
         super().__init__(message, url=url)
         self.status = status
         self.server_message = server_message
+
+
+class ResponseTooLargeError(ServerResponseError):
+    """The server's answer exceeded a size limit of the client (it was refused as soon as
+    the limit was passed, so the client's memory stays bounded).
+
+    Attributes:
+        url: The URL the request went to.
+        limit: The limit in bytes.
+    """
+
+    def __init__(self, message: str, *, url: str, limit: int, status: int | None = 200) -> None:
+        super().__init__(message, url=url, status=status)
+        self.limit = limit
 
 
 class ServerDiedError(ServerUnavailableError):

@@ -313,6 +313,7 @@ class TransformersHandle:
             messages,
             bos=getattr(tok, "bos_token", None) or "",
             eos=getattr(tok, "eos_token", None) or "",
+            source=f"the tokenizer of {getattr(tok, 'name_or_path', None) or 'the model'}",
         )
 
     def count_tokens(self, text: str) -> int:
@@ -705,7 +706,13 @@ class TransformersBackend:
     def render_chat(self, spec: LoadSpec, messages: list[dict[str, str]]) -> str:
         """``messages`` rendered with the tokenizer's chat template (tokenizer only)."""
         tok = self._tokenizer(spec)
-        return render_prompt(tok.chat_template, messages, bos=tok.bos_token, eos=tok.eos_token)
+        return render_prompt(
+            tok.chat_template,
+            messages,
+            bos=tok.bos_token,
+            eos=tok.eos_token,
+            source=f"the tokenizer of {spec.path}",
+        )
 
     def eos_token_id(self, spec: LoadSpec) -> int | None:
         """The tokenizer's end-of-sequence id (``None``: none). Tokenizer only."""
