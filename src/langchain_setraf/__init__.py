@@ -18,8 +18,8 @@ from langchain_setraf._version import __version__
 
 if TYPE_CHECKING:
     from langchain_setraf._mlock import MemoryLockError
-    from langchain_setraf.backends.repack_probe import RepackUnsupportedError
     from langchain_setraf.backends.openai_compat import APIKeyOriginError
+    from langchain_setraf.backends.repack_probe import RepackUnsupportedError
     from langchain_setraf.backends.server_errors import (
         ResponseTooLargeError,
         ServerDiedError,
