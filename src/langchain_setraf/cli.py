@@ -144,7 +144,7 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         raise ValueError("--json goes with --list")
     entry = get_entry(args.name, catalog)
     try:
-        result = pull(entry, args.dir, show_progress=not args.quiet)
+        result = pull(entry, args.dir, show_progress=not args.quiet, lock_timeout=args.wait)
     except OSError as exc:  # network, offline mode, a different file in the way, disk
         print(f"setraf: error: {exc}", file=sys.stderr)
         return 2
@@ -209,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pull.add_argument("--catalog", default=None, help="JSON catalogue to use instead")
     pull.add_argument("--quiet", action="store_true", help="no progress bars")
+    pull.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long to wait for another pull of the same model (default 600)",
+    )
     pull.add_argument("--json", action="store_true", help="with --list: print JSON")
     pull.set_defaults(func=_cmd_pull)
 
