@@ -461,7 +461,8 @@ def pull(
         lock_timeout: Seconds to wait for another pull of the same model.
 
     Raises:
-        ValueError: The entry is refused by :func:`check_entry` (names entry and field).
+        ValueError: The entry is refused by :func:`check_entry` (names entry and field),
+            or ``lock_timeout`` is negative.
         ImportError: huggingface_hub is missing (names the extra).
         ChecksumMismatchError: Size or SHA-256 differ from the catalogue's.
         FileExistsError: A different file already sits at the destination path.
@@ -475,6 +476,8 @@ def pull(
         GGUFFormatError: The verified file is not a valid GGUF.
     """
     check_entry(entry)
+    if not lock_timeout >= 0:  # NaN included
+        raise ValueError(f"lock_timeout must be >= 0 seconds, got {lock_timeout!r}")
     dest = Path(dest_dir) if dest_dir is not None else default_models_dir()
     target = dest / entry.file
     if target.exists() or target.is_symlink():

@@ -102,6 +102,13 @@ def test_the_staging_rmtree_of_the_old_pull_cannot_reach_a_sibling(tmp_path: Pat
     assert not models.exists()
 
 
+def test_a_negative_wait_is_refused(tmp_path: Path) -> None:
+    entry = CatalogEntry("m", REPO_ID, "m.gguf", "0" * 40, 10, "0" * 64, "MIT", "Q4_0", "")
+    with pytest.raises(ValueError, match=r"lock_timeout must be >= 0 seconds, got -1"):
+        pull(entry, tmp_path / "models", lock_timeout=-1)
+    assert not (tmp_path / "models").exists()
+
+
 @pytest.mark.parametrize(
     "revision", ["main", "v1.0", "refs/pr/1", "21EF23001F314D0895BD8439B08157C2D4CD9BB7"]
 )
@@ -309,3 +316,50 @@ def test_a_disk_that_fills_up_during_the_download_leaves_nothing_behind(
     assert "free now. The partial download was deleted, nothing was installed" in proc.stderr
     assert left == ["./other-program.bin"], f"the pull left files behind: {left}"
     assert [r for r in fake_hub.requests if r[0] == "GET"], "the download never started"
+
+
+def test_the_model_lock_admits_one_holder_at_a_time_and_leaves_nothing(tmp_path: Path) -> None:
+    """Threads open the lock file separately (own open file descriptions, as processes do)
+    while each holder deletes it on release: never two holders, no file left."""
+    import threading
+
+    from langchain_setraf.pull_lock import model_lock
+
+    inside: list[int] = []
+    overlaps: list[tuple[int, ...]] = []
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            for _ in range(20):
+                with model_lock(tmp_path, "m.gguf", timeout=60):
+                    inside.append(i)
+                    if len(inside) > 1:
+                        overlaps.append(tuple(inside))
+                    time.sleep(0.001)
+                    inside.remove(i)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert not overlaps, f"two holders at once: {overlaps[:3]}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_file_of_another_user_is_refused(tmp_path: Path) -> None:
+    from langchain_setraf.pull_lock import model_lock
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a file owned by another uid")
+    lock = lock_path(tmp_path, "m.gguf")
+    lock.write_text("", encoding="ascii")
+    os.chown(lock, 65534, 65534)  # nobody
+    with pytest.raises(PermissionError, match=r"is owned by uid 65534, not by you"):
+        with model_lock(tmp_path, "m.gguf", timeout=1):
+            pytest.fail("the lock was taken through a stranger's file")
+    assert lock.stat().st_uid == 65534
