@@ -1,187 +1,61 @@
 """``setraf pull``: the real huggingface_hub client against a loopback Hub serving SmolLM2.
 
-The server below implements just enough of the Hub's file-resolve API
-(``HEAD``/``GET /{repo}/resolve/{revision}/{file}`` with ``ETag``, ``X-Repo-Commit``,
-``X-Linked-Etag``, ``X-Linked-Size`` and ``Range``) for ``hf_hub_download``'s own code
-path to run. The CLI runs in a subprocess with ``HF_ENDPOINT`` pointing at it, ``HF_HOME``
-in ``tmp_path`` and ``HF_HUB_OFFLINE=0``: nothing leaves 127.0.0.1.
+The loopback Hub (:mod:`helpers.fake_hub`) implements just enough of the Hub's
+file-resolve API for ``hf_hub_download``'s own code path to run. The CLI runs in a
+subprocess with ``HF_ENDPOINT`` pointing at it, ``HF_HOME`` in ``tmp_path`` and
+``HF_HUB_OFFLINE=0``: nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from helpers.fake_hub import (
+    COMMIT,
+    REPO_ID,
+    FakeHub,
+    architecture,
+    catalog_entry,
+    run_pull,
+    serve_fake_hub,
+    write_catalog,
+)
 from langchain_setraf.backends.gguf import estimate_gguf_bytes
 from langchain_setraf.cli import main
-from langchain_setraf.gguf_file import GGUFInfo, read_gguf_header
+from langchain_setraf.gguf_file import read_gguf_header
 from langchain_setraf.pull import (
     CATALOG,
-    Architecture,
     CatalogEntry,
     get_entry,
     load_catalog,
     pull,
 )
 
-REPO_ID = "setraf-test/SmolLM2-135M-Instruct-GGUF"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-@dataclass
-class FakeHub:
-    """State of the loopback Hub: what it serves and what it was asked."""
-
-    path: Path
-    payload: bytes
-    filename: str
-    drop_first_get_at: int | None = None
-    requests: list[tuple[str, str, str | None]] = field(default_factory=list)
-    url: str = ""
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.payload).hexdigest()
-
-
-def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # quiet
-            pass
-
-        def _route(self) -> bool:
-            m = re.fullmatch(
-                r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)", self.path
-            )
-            if not m or m["repo"] != REPO_ID or m["file"] != hub.filename:
-                self.send_response(404)
-                self.send_header("X-Error-Code", "EntryNotFound")
-                self.send_header("X-Repo-Commit", COMMIT)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return False
-            return True
-
-        def _headers(self, status: int, start: int) -> None:
-            size = len(hub.payload)
-            self.send_response(status)
-            self.send_header("ETag", f'"{hub.sha256}"')
-            self.send_header("X-Linked-Etag", f'"{hub.sha256}"')
-            self.send_header("X-Linked-Size", str(size))
-            self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(size - start))
-            if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
-            self.end_headers()
-
-        def do_HEAD(self) -> None:
-            hub.requests.append(("HEAD", self.path, None))
-            if self._route():
-                self._headers(200, 0)
-
-        def do_GET(self) -> None:
-            rng = self.headers.get("Range")
-            hub.requests.append(("GET", self.path, rng))
-            if not self._route():
-                return
-            start = 0
-            if rng:
-                m = re.fullmatch(r"bytes=(\d+)-", rng)
-                assert m, rng
-                start = int(m[1])
-            self._headers(206 if start else 200, start)
-            body = hub.payload[start:]
-            gets = sum(1 for r in hub.requests if r[0] == "GET")
-            if hub.drop_first_get_at is not None and gets == 1:
-                self.wfile.write(body[: hub.drop_first_get_at])
-                self.wfile.flush()
-                self.close_connection = True  # drop mid-body: the client sees a short read
-                return
-            self.wfile.write(body)
-
-    return Handler
-
 
 @pytest.fixture()
 def fake_hub(smollm2_path: Path) -> Iterator[FakeHub]:
-    hub = FakeHub(path=smollm2_path, payload=smollm2_path.read_bytes(), filename=smollm2_path.name)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
-    hub.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_fake_hub(smollm2_path) as hub:
         yield hub
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def _catalog(tmp_path: Path, hub: FakeHub, *, sha256: str | None = None) -> Path:
-    path = tmp_path / "catalog.json"
-    entry = {
-        "name": "smollm2-test",
-        "repo": REPO_ID,
-        "file": hub.filename,
-        "revision": "main",
-        "size": len(hub.payload),
-        "sha256": sha256 or hub.sha256,
-        "license": "Apache-2.0",
-        "quant": "Q4_1",
-        "description": "the embedded model, served from 127.0.0.1",
-        "architecture": _architecture(read_gguf_header(hub.path)).__dict__,
-    }
-    path.write_text(json.dumps({"models": [entry]}), encoding="utf-8")
-    return path
-
-
-def _architecture(info: GGUFInfo) -> Architecture:
-    return Architecture(
-        name=str(info.architecture),
-        block_count=int(info.arch_value("block_count")),
-        embedding_length=int(info.arch_value("embedding_length")),
-        head_count=int(info.arch_value("attention.head_count")),
-        head_count_kv=int(info.arch_value("attention.head_count_kv")),
-        vocab_size=int(info.metadata["tokenizer.ggml.tokens"].length),
-    )
+    entry = catalog_entry(hub, **({"sha256": sha256} if sha256 else {}))
+    return write_catalog(tmp_path / "catalog.json", entry)
 
 
 def _run_pull(
     tmp_path: Path, hub: FakeHub, *args: str, offline: str = "0"
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "HF_ENDPOINT": hub.url,
-        "HF_HOME": str(tmp_path / "hf-home"),
-        "HF_HUB_OFFLINE": offline,
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_XET": "1",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
-    env.pop("HF_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-m", "langchain_setraf.cli", "pull", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_pull(hub, tmp_path / "hf-home", args, offline=offline)
 
 
 def _leftovers(dest: Path) -> list[Path]:
@@ -200,7 +74,7 @@ def test_pull_downloads_verifies_and_prints_the_model_line(
     assert f"--model {target}" in proc.stdout
     assert "downloaded and verified" in proc.stdout
     assert _leftovers(dest) == [target], "staging files were left behind"
-    assert ("HEAD", f"/{REPO_ID}/resolve/main/{fake_hub.filename}", None) in fake_hub.requests
+    assert ("HEAD", f"/{REPO_ID}/resolve/{COMMIT}/{fake_hub.filename}", None) in fake_hub.requests
     gets = [r for r in fake_hub.requests if r[0] == "GET"]
     assert len(gets) == 1
 
@@ -278,10 +152,10 @@ def test_list_shows_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_catalogue_estimate_matches_the_estimate_from_the_real_header(smollm2_path: Path) -> None:
     info = read_gguf_header(smollm2_path)
-    arch = _architecture(info)
+    arch = architecture(info)
     size = smollm2_path.stat().st_size
     entry = CatalogEntry(
-        "s", "r/r", smollm2_path.name, "main", size, "0" * 64, "x", "Q4_1", "", arch
+        "s", "r/r", smollm2_path.name, COMMIT, size, "0" * 64, "x", "Q4_1", "", arch
     )
     real = estimate_gguf_bytes(info, 2048, repack=False)
     approx = entry.min_memory_bytes(2048)
@@ -322,7 +196,7 @@ def test_a_missing_file_and_an_unreachable_hub_are_clear_errors(
     cat.write_text(json.dumps(data), encoding="utf-8")
     proc = _run_pull(tmp_path, fake_hub, "smollm2-test", "--catalog", str(cat), "--dir", str(dest))
     assert proc.returncode == 2
-    where = f"cannot download {REPO_ID}@main/not-there.gguf from {fake_hub.url}"
+    where = f"cannot download {REPO_ID}@{COMMIT}/not-there.gguf from {fake_hub.url}"
     assert f"{where}: no such file" in proc.stderr
     assert _leftovers(dest) == []
 
@@ -338,7 +212,7 @@ def test_a_missing_file_and_an_unreachable_hub_are_clear_errors(
     fake_hub.url = closed
     proc = _run_pull(tmp_path, fake_hub, "smollm2-test", "--catalog", str(cat), "--dir", str(dest))
     assert proc.returncode == 2
-    assert f"setraf: error: cannot download {REPO_ID}@main/not-there.gguf from {closed}" in (
+    assert f"setraf: error: cannot download {REPO_ID}@{COMMIT}/not-there.gguf from {closed}" in (
         proc.stderr
     )
     assert "Traceback" not in proc.stderr

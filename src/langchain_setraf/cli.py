@@ -123,8 +123,8 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
     catalog = load_catalog(args.catalog) if args.catalog else CATALOG
     if args.list:
-        if args.name or args.dir or args.quiet:
-            raise ValueError("--list takes no model name, --dir or --quiet")
+        if args.name or args.dir or args.quiet or args.wait is not None:
+            raise ValueError("--list takes no model name, --dir, --quiet or --wait")
         rows = catalog_as_dicts(catalog)
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -144,7 +144,8 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         raise ValueError("--json goes with --list")
     entry = get_entry(args.name, catalog)
     try:
-        result = pull(entry, args.dir, show_progress=not args.quiet)
+        wait = {} if args.wait is None else {"lock_timeout": args.wait}
+        result = pull(entry, args.dir, show_progress=not args.quiet, **wait)
     except OSError as exc:  # network, offline mode, a different file in the way, disk
         print(f"setraf: error: {exc}", file=sys.stderr)
         return 2
@@ -209,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pull.add_argument("--catalog", default=None, help="JSON catalogue to use instead")
     pull.add_argument("--quiet", action="store_true", help="no progress bars")
+    pull.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait for another pull of the same model (default 600)",
+    )
     pull.add_argument("--json", action="store_true", help="with --list: print JSON")
     pull.set_defaults(func=_cmd_pull)
 

@@ -4,10 +4,20 @@ A small catalogue (:data:`CATALOG`) names each model's Hub repository, file, pin
 revision, exact size, SHA-256, licence and an estimate of the memory it needs.
 :func:`pull` downloads through :func:`huggingface_hub.hf_hub_download` (its progress bar,
 its ``HF_ENDPOINT`` / ``HF_TOKEN`` / proxy settings, and its resume: a transfer cut
-mid-way is retried with an HTTP ``Range`` request from where it stopped) into a staging
-folder beside the destination, then checks size, SHA-256 and the GGUF header, and only
-then renames the file into place (``os.replace``: atomic on one filesystem). The path a
-model is expected at never holds a partial or unverified file.
+mid-way is retried with an HTTP ``Range`` request from where it stopped) into a fresh
+private staging folder inside the destination (``mkdtemp``, mode 0700), then checks size,
+SHA-256 and the GGUF header, and only then renames the file into place (``os.replace``:
+atomic on one filesystem). The path a model is expected at never holds a partial or
+unverified file, and the staging folder is the only thing a pull ever deletes.
+
+Hostile catalogues are refused before anything on disk is touched (:func:`check_entry`):
+names and files must be plain file names (no ``/``, ``\\``, ``..``, NUL or control
+characters, no leading ``.``, not absolute), repositories ``owner/name``, and revisions
+40-hex commit hashes (a branch or tag can move under a pinned SHA-256). Two pulls of one
+model take turns on a lock file beside it (:mod:`langchain_setraf.pull_lock`): the second
+waits (``lock_timeout``, default :data:`DEFAULT_LOCK_TIMEOUT`) and then finds the model
+installed. A download that does not fit (checked before, and ``ENOSPC`` during it) leaves
+nothing behind and raises :class:`DiskFullError` naming the folder and its free space.
 
 The download needs the ``pull`` extra: ``pip install 'langchain-setraf[pull]'``.
 
@@ -29,27 +39,36 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import json
 import os
 import re
 import shutil
+import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from langchain_setraf.backends.gguf import estimate_gguf_bytes
 from langchain_setraf.gguf_file import ArrayInfo, GGUFInfo, GGUFTensor, read_gguf_header
+from langchain_setraf.memory import format_bytes
+from langchain_setraf.pull_lock import model_lock
 
 __all__ = [
     "CATALOG",
+    "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_N_CTX",
+    "STAGING_PREFIX",
     "Architecture",
     "CatalogEntry",
     "ChecksumMismatchError",
+    "DiskFullError",
     "PullResult",
+    "check_entry",
     "default_models_dir",
     "get_entry",
     "load_catalog",
@@ -59,14 +78,28 @@ __all__ = [
 
 #: Context length the catalogue's memory figures are computed for (GGUFLLM's default).
 DEFAULT_N_CTX = 2048
-_STAGING = ".setraf-pull"
+#: Seconds a pull waits for another pull of the same model before giving up.
+DEFAULT_LOCK_TIMEOUT = 600.0
+#: Prefix of the private staging folder a pull creates inside the models folder.
+STAGING_PREFIX = ".setraf-pull-"
 _HASH_CHUNK = 8 * 1024 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_MAX_NAME_BYTES = 255
 _EXTRA_HINT = "pip install 'langchain-setraf[pull]' (or pip install 'huggingface_hub>=0.25')"
 
 
 class ChecksumMismatchError(ValueError):
     """A downloaded file's size or SHA-256 differs from the catalogue's."""
+
+
+class DiskFullError(OSError):
+    """The models folder has no room for the download (``errno`` is ``ENOSPC``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOSPC
 
 
 @dataclass(frozen=True)
@@ -98,7 +131,8 @@ class CatalogEntry:
         name: Short name given to ``setraf pull``.
         repo: Hub repository (``owner/name``).
         file: File name inside the repository.
-        revision: Commit hash or branch the file is fetched at.
+        revision: The 40-hex commit the file is fetched at (branches and tags are
+            refused: they can move).
         size: Exact size in bytes.
         sha256: SHA-256 of the file (the Hub's LFS ``oid``), lower-case hex.
         license: SPDX identifier of the weights' licence.
@@ -165,7 +199,7 @@ CATALOG: dict[str, CatalogEntry] = {
             name="mistral-7b-instruct-v0.2",
             repo="TheBloke/Mistral-7B-Instruct-v0.2-GGUF",
             file="mistral-7b-instruct-v0.2.Q4_K_M.gguf",
-            revision="main",
+            revision="3a6fbf4a41a1d52e415a4958cde6856d34b2db93",
             size=4_368_439_584,
             sha256="3e0039fd0273fcbebb49228943b17831aadd55cbcbf56f0af00499be2040ccf9",
             license="Apache-2.0",
@@ -211,6 +245,68 @@ def get_entry(name: str, catalog: Mapping[str, CatalogEntry] | None = None) -> C
         raise LookupError(
             f"unknown model {name!r}; available: {', '.join(sorted(cat))} (setraf pull --list)"
         ) from None
+
+
+def _file_name_problem(value: str) -> str | None:
+    """Why ``value`` is not a plain file name, or ``None`` if it is one."""
+    if "\x00" in value:
+        return "contains a NUL byte"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "contains a control character"
+    if value.startswith("/") or PureWindowsPath(value).is_absolute() or value[1:2] == ":":
+        return "is an absolute path"
+    for bad in ("..", "/", "\\"):
+        if bad in value:
+            return f"contains {bad!r}"
+    if value.startswith("."):
+        return "starts with '.' (a hidden or relative path)"
+    if value.strip() != value or not value:
+        return "is empty or has leading/trailing blanks"
+    if len(value.encode("utf-8")) > _MAX_NAME_BYTES:
+        return f"is longer than {_MAX_NAME_BYTES} bytes"
+    return None
+
+
+def check_entry(entry: CatalogEntry, where: str | None = None) -> None:
+    """Refuse an entry whose names could reach outside the models folder, or could move.
+
+    :func:`pull` calls it before touching the disk, and :func:`load_catalog` for every
+    entry of a catalogue file.
+
+    Args:
+        entry: The entry to check.
+        where: How to name the entry in the error (default ``catalogue entry 'name'``).
+
+    Raises:
+        ValueError: ``name`` or ``file`` is not a plain file name (``/``, ``\\``, ``..``,
+            NUL, control characters, leading ``.``, absolute), ``repo`` is not
+            ``owner/name``, ``revision`` is not a 40-hex commit, ``sha256`` not 64 hex
+            digits or ``size`` not positive. The message names the entry and the field.
+    """
+    at = where or f"catalogue entry {entry.name!r}"
+    for key in ("name", "file"):
+        value = getattr(entry, key)
+        problem = _file_name_problem(value) if isinstance(value, str) else "is not a string"
+        if problem is not None:
+            raise ValueError(
+                f"{at}: {key!r} {value!r} {problem}; it must be a plain file name "
+                "(refused before anything was written or deleted)"
+            )
+    parts = entry.repo.split("/") if isinstance(entry.repo, str) else []
+    if len(parts) != 2 or not all(_REPO_PART.fullmatch(x) and ".." not in x for x in parts):
+        raise ValueError(
+            f"{at}: 'repo' {entry.repo!r} must be a Hub repository 'owner/name' (letters, "
+            "digits, '.', '_', '-'; no '..')"
+        )
+    if not (isinstance(entry.revision, str) and _COMMIT.fullmatch(entry.revision)):
+        raise ValueError(
+            f"{at}: 'revision' {entry.revision!r} must be a 40-hex commit hash (lower case); "
+            "branches and tags such as 'main' are refused because they can move"
+        )
+    if not (isinstance(entry.sha256, str) and _SHA256.fullmatch(entry.sha256)):
+        raise ValueError(f"{at}: 'sha256' must be 64 lower-case hex digits")
+    if isinstance(entry.size, bool) or not isinstance(entry.size, int) or entry.size <= 0:
+        raise ValueError(f"{at}: 'size' must be a positive integer, got {entry.size!r}")
 
 
 _FIELDS: dict[str, type] = {
@@ -276,19 +372,17 @@ def load_catalog(path: str | os.PathLike[str]) -> dict[str, CatalogEntry]:
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: expected an object, got {type(raw).__name__}")
         fields = _typed(where, raw, _FIELDS)
-        if not _SHA256.fullmatch(fields["sha256"]):
-            raise ValueError(f"{where}: 'sha256' must be 64 lower-case hex digits")
-        if fields["size"] <= 0:
-            raise ValueError(f"{where}: 'size' must be positive")
         arch = None
         if raw.get("architecture") is not None:
             if not isinstance(raw["architecture"], dict):
                 raise ValueError(f"{where}: 'architecture' must be an object")
             arch_fields = _typed(f"{where}.architecture", raw["architecture"], _ARCH_FIELDS)
             arch = Architecture(**arch_fields)
-        if fields["name"] in catalog:
-            raise ValueError(f"{where}: duplicate name {fields['name']!r}")
-        catalog[fields["name"]] = CatalogEntry(**fields, architecture=arch)
+        entry = CatalogEntry(**fields, architecture=arch)
+        check_entry(entry, f"{where} ({entry.name!r})")
+        if entry.name in catalog:
+            raise ValueError(f"{where}: duplicate name {entry.name!r}")
+        catalog[entry.name] = entry
     return catalog
 
 
@@ -344,64 +438,123 @@ def pull(
     *,
     show_progress: bool = True,
     n_ctx: int = DEFAULT_N_CTX,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> PullResult:
     """Download ``entry`` into ``dest_dir``, verified, and return where it is.
 
-    A file already at ``dest_dir / entry.file`` is hashed: kept if it matches, an error
-    if it does not (it is never overwritten silently). Otherwise the file is fetched with
-    :func:`huggingface_hub.hf_hub_download` into ``dest_dir/.setraf-pull/<name>/``, its
-    size, SHA-256 and GGUF header are checked, and it is renamed into place. A failed
-    check deletes the staged file.
+    The entry is checked first (:func:`check_entry`): nothing on disk is touched for a
+    refused one. A file already at ``dest_dir / entry.file`` is hashed: kept if it
+    matches, an error if it does not (it is never overwritten silently). Otherwise the
+    model's lock is taken (a concurrent pull of the same file waits up to
+    ``lock_timeout`` seconds, then finds it installed), the free space is checked, and the
+    file is fetched with :func:`huggingface_hub.hf_hub_download` at the pinned commit into
+    a fresh ``dest_dir/.setraf-pull-XXXXXXXX/`` (0700); its size, SHA-256 and GGUF header
+    are checked, and it is renamed into place. Whatever happens, the staging folder (and
+    only it) is deleted.
 
     Args:
         entry: What to download (see :data:`CATALOG`, :func:`get_entry`).
         dest_dir: Destination folder (default :func:`default_models_dir`).
-        show_progress: Show download and hashing progress bars on stderr.
+        show_progress: Show download and hashing progress bars on stderr (and a line
+            when waiting for another pull).
         n_ctx: Context length for the memory estimate of the result.
+        lock_timeout: Seconds to wait for another pull of the same model.
 
     Raises:
+        ValueError: The entry is refused by :func:`check_entry` (names entry and field),
+            or ``lock_timeout`` is negative.
         ImportError: huggingface_hub is missing (names the extra).
         ChecksumMismatchError: Size or SHA-256 differ from the catalogue's.
         FileExistsError: A different file already sits at the destination path.
+        DiskFullError: Not enough free space in ``dest_dir`` (before or during the
+            download); names the folder, the space needed and the space free.
+        PullLockTimeout: Another pull of the same model held its lock for
+            ``lock_timeout`` seconds (a :class:`TimeoutError`).
+        PermissionError: The lock file is a link or belongs to another user.
         ConnectionError: The Hub (or ``HF_ENDPOINT``) could not be reached, or offline mode.
         LookupError: The repository, revision or file does not exist there.
         GGUFFormatError: The verified file is not a valid GGUF.
     """
+    check_entry(entry)
+    if not lock_timeout >= 0:  # NaN included
+        raise ValueError(f"lock_timeout must be >= 0 seconds, got {lock_timeout!r}")
     dest = Path(dest_dir) if dest_dir is not None else default_models_dir()
     target = dest / entry.file
     if target.exists() or target.is_symlink():
-        same_size = target.is_file() and target.stat().st_size == entry.size
-        found = _verified_sha256(target, entry, show_progress) if same_size else "?"
-        if found != entry.sha256:
-            what = f"sha256 {found}" if same_size else "another size or not a file"
-            raise FileExistsError(
-                f"{target} already exists but is not {entry.name} ({what}; expected "
-                f"{entry.size} bytes, sha256 {entry.sha256}); move it away or pass another --dir"
-            )
-        info = read_gguf_header(target)
-        return PullResult(target, False, estimate_gguf_bytes(info, n_ctx, repack=False))
+        return _already_there(target, entry, show_progress, n_ctx)
 
     hf_hub_download = _import_hf_hub_download()
-    staging = dest / _STAGING / entry.name
-    staging.mkdir(parents=True, exist_ok=True)
-    try:  # whatever happens (errors, Ctrl-C), nothing partial or unverified stays behind
-        staged = Path(_download(hf_hub_download, entry, staging, show_progress))
-        found = _verified_sha256(staged, entry, show_progress)
-        if found != entry.sha256:
-            raise ChecksumMismatchError(
-                f"{entry.name}: SHA-256 of the download is {found}, the catalogue expects "
-                f"{entry.sha256} ({entry.repo}@{entry.revision}/{entry.file}); the file was "
-                "deleted, nothing was installed"
-            )
-        info = read_gguf_header(staged)  # a verified file that llama.cpp could not load: say so
-        os.replace(staged, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
-            (dest / _STAGING).rmdir()
-        except OSError:
-            pass  # another pull is staging there, or it is already gone
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def waiting(holder: str) -> None:
+        if show_progress:
+            print(f"waiting for another setraf pull ({holder}) of {entry.file}…", file=sys.stderr)
+
+    with model_lock(dest, entry.file, timeout=lock_timeout, on_wait=waiting):
+        if target.exists() or target.is_symlink():  # the other pull installed it meanwhile
+            return _already_there(target, entry, show_progress, n_ctx)
+        _check_free_space(dest, entry)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))  # 0700, ours alone
+        try:  # whatever happens (errors, Ctrl-C), nothing partial or unverified stays behind
+            staged = Path(_download(hf_hub_download, entry, staging, show_progress))
+            if staged.parent.resolve() != staging.resolve():
+                raise OSError(f"{entry.name}: the download landed outside {staging}: {staged}")
+            found = _verified_sha256(staged, entry, show_progress)
+            if found != entry.sha256:
+                raise ChecksumMismatchError(
+                    f"{entry.name}: SHA-256 of the download is {found}, the catalogue expects "
+                    f"{entry.sha256} ({entry.repo}@{entry.revision}/{entry.file}); the file was "
+                    "deleted, nothing was installed"
+                )
+            info = read_gguf_header(staged)  # a verified file llama.cpp could not load: say so
+            os.replace(staged, target)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or isinstance(exc, DiskFullError):
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+            raise DiskFullError(
+                f"{dest} is full: {entry.name} needs {format_bytes(entry.size)} "
+                f"({entry.size} bytes) and the download stopped with "
+                f"{os.strerror(exc.errno)}; {format_bytes(_free_bytes(dest))} free now. The "
+                "partial download was deleted, nothing was installed; free some space or "
+                "pass another --dir"
+            ) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return PullResult(target, True, estimate_gguf_bytes(info, n_ctx, repack=False))
+
+
+def _already_there(
+    target: Path, entry: CatalogEntry, show_progress: bool, n_ctx: int
+) -> PullResult:
+    """The verified model already at ``target``, or FileExistsError for another file."""
+    same_size = target.is_file() and target.stat().st_size == entry.size
+    found = _verified_sha256(target, entry, show_progress) if same_size else "?"
+    if found != entry.sha256:
+        what = f"sha256 {found}" if same_size else "another size or not a file"
+        raise FileExistsError(
+            f"{target} already exists but is not {entry.name} ({what}; expected "
+            f"{entry.size} bytes, sha256 {entry.sha256}); move it away or pass another --dir"
+        )
+    info = read_gguf_header(target)
+    return PullResult(target, False, estimate_gguf_bytes(info, n_ctx, repack=False))
+
+
+def _free_bytes(path: Path) -> int:
+    """Bytes an unprivileged user may still write on ``path``'s filesystem."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _check_free_space(dest: Path, entry: CatalogEntry) -> None:
+    """Refuse, before downloading, a model that cannot fit in ``dest``."""
+    free = _free_bytes(dest)
+    if free < entry.size:
+        raise DiskFullError(
+            f"not enough space in {dest}: {entry.name} needs {format_bytes(entry.size)} "
+            f"({entry.size} bytes), {format_bytes(free)} ({free} bytes) free; nothing was "
+            "downloaded. Free some space or pass another --dir"
+        )
 
 
 def _download(
@@ -438,7 +591,9 @@ def _download(
     except errors.HfHubHTTPError as exc:
         raise ConnectionError(f"cannot download {where}: {exc}") from exc
     except OSError as exc:  # size consistency check after retries, disk full, permissions
-        raise OSError(f"cannot download {where}: {exc}") from exc
+        wrapped = OSError(f"cannot download {where}: {exc}")
+        wrapped.errno = exc.errno  # keep ENOSPC visible to the caller
+        raise wrapped from exc
     finally:
         if not show_progress and not was_disabled:
             bars.enable_progress_bars()

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 
 __all__ = ["edwards_median_depth", "electrode_pairs", "geometric_factor"]
@@ -60,7 +61,16 @@ def edwards_median_depth(
     it reaches half its total at the median depth. Reproduces Loke's table (Wenner α
     0.519a, dipole-dipole n=1 0.416a, …) as recomputed in the ERT reference §5.2.
     """
-    pairs = electrode_pairs(a, b, m, n)
+    return _median_depth(tuple(electrode_pairs(a, b, m, n)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _median_depth(pairs: tuple[tuple[float, float], ...]) -> float:
+    """The bisection of :func:`edwards_median_depth`, cached by signed pair distances.
+
+    The depth depends only on the pairs (not on where the quadrupole sits along the
+    line), and a survey repeats a few hundred geometries over thousands of readings.
+    """
     total = sum(sign / r for sign, r in pairs)
     if abs(total) < 1e-12:
         raise ValueError("degenerate electrode geometry: zero total sensitivity")

@@ -11,7 +11,14 @@ One module per format family (``../shared/docs/ert-reference.md`` §1):
 
 The format is sniffed here, from the content, in one place. Every reader either returns
 a complete :class:`Survey` or raises :class:`ERTFormatError` naming the file, the line and
-what was expected: never a partial result of a malformed file. A well-formed measurement
+what was expected: never a partial result of a malformed file.
+
+Size limits keep a read within a stated memory bound: a file over :data:`MAX_FILE_BYTES`
+is refused from its ``stat``; one over :data:`MAX_LINES` lines or with a line over
+:data:`MAX_LINE_CHARS` characters before any reader runs (the lines are counted without
+building them); a survey over :data:`MAX_READINGS` readings as soon as it gets there. Any
+read grows peak RSS by at most :func:`read_memory_bound` (8 bytes per byte of the file,
+512 per line and per reading, plus 16 MiB: at most about 370 MiB). A well-formed measurement
 row that no reader can use (a current and a potential electrode at one position, an
 infinite geometric factor, a zero current) is dropped and named, with its line and the
 reason, in :attr:`Survey.notes`; a file with no usable row left is refused.
@@ -30,7 +37,16 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from langchain_setraf.ert.readers._lines import fields, read_text
+from langchain_setraf.ert.readers._lines import (
+    MAX_FILE_BYTES,
+    MAX_LINE_CHARS,
+    MAX_LINES,
+    MAX_READINGS,
+    fields,
+    line_count,
+    read_memory_bound,
+    read_text,
+)
 from langchain_setraf.ert.readers.res2dinv import read_res2dinv
 from langchain_setraf.ert.readers.setraf import read_setraf_csv, read_setraf_dat, read_setraf_freq
 from langchain_setraf.ert.readers.syscal import is_syscal_header, read_syscal
@@ -39,7 +55,17 @@ from langchain_setraf.ert.readers.unified import read_unified
 from langchain_setraf.ert.readers.xyz import read_xyz
 from langchain_setraf.ert.survey import ERTFormatError, Survey
 
-__all__ = ["FORMATS", "load_survey", "sniff_format"]
+__all__ = [
+    "FORMATS",
+    "MAX_FILE_BYTES",
+    "MAX_LINES",
+    "MAX_LINE_CHARS",
+    "MAX_READINGS",
+    "line_count",
+    "load_survey",
+    "read_memory_bound",
+    "sniff_format",
+]
 
 #: Format name → reader ``(path, text) -> Survey``.
 FORMATS: dict[str, Callable[[Path, str], Survey]] = {
@@ -139,7 +165,9 @@ def load_survey(path: str | os.PathLike[str], format: str | None = None) -> Surv
         FileNotFoundError: The file does not exist.
         ValueError: ``format`` is not a key of :data:`FORMATS`.
         ERTFormatError: The content does not match the format (names file, line and what
-            was expected).
+            was expected), or the file is over a size limit (names the file, its size and
+            the limit: :data:`MAX_FILE_BYTES`, :data:`MAX_LINES`, :data:`MAX_LINE_CHARS`,
+            :data:`MAX_READINGS`).
 
     Example:
         >>> s = load_survey("examples/two_layer_wenner.dat")

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import csv
-import io
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from langchain_setraf.ert.survey import ERTFormatError
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "MAX_LINES",
+    "MAX_LINE_CHARS",
+    "MAX_READINGS",
     "NOT_FINITE",
+    "READ_MEMORY_BASE",
+    "READ_MEMORY_PER_BYTE",
+    "READ_MEMORY_PER_ITEM",
     "Lines",
+    "check_readings",
+    "check_size",
     "csv_rows",
     "fields",
+    "line_count",
     "min_step",
     "positive",
+    "read_memory_bound",
     "read_text",
     "sniff_delimiter",
     "to_float",
@@ -26,8 +35,32 @@ __all__ = [
     "to_int",
 ]
 
-#: Largest survey file the readers accept (a field line is a few MB at most).
-MAX_FILE_BYTES = 200 * 1024 * 1024
+#: Largest survey file the readers accept, in bytes. A real field line is a few MB at most
+#: (a Syscal export of 20,000 readings with 30 columns is about 6 MB). Checked with
+#: ``stat`` before anything is read.
+MAX_FILE_BYTES = 32 * 1024 * 1024
+#: Most lines (readings, electrodes, headers) a survey file may hold. Real 2-D lines have
+#: at most tens of thousands of readings; every line read costs a few hundred bytes of
+#: Python objects, so this bounds what a line-based reader builds. Counted on the text
+#: with :meth:`str.count` (no per-line object) before any reader runs.
+MAX_LINES = 100_000
+#: Most readings (data and cells) one survey may hold; bounds the readers that make many
+#: values of one line (SETRAF CSV and ``freq.dat``: one column per reading).
+MAX_READINGS = 100_000
+#: Longest line a survey file may hold, in characters (the widest real rows, SETRAF CSV
+#: with 50 ρa columns or a Syscal export, are a few hundred).
+MAX_LINE_CHARS = 64 * 1024
+#: The memory bound :func:`~langchain_setraf.ert.load_survey` keeps to: reading a file
+#: grows the process's peak RSS by at most ``READ_MEMORY_PER_BYTE`` bytes per byte of the
+#: file, plus ``READ_MEMORY_PER_ITEM`` bytes per line and per reading, plus
+#: ``READ_MEMORY_BASE`` (see :func:`read_memory_bound`). With the limits above that is at
+#: most ``read_memory_bound(MAX_FILE_BYTES, MAX_LINES, MAX_READINGS)`` (about 370 MiB) for
+#: any file; a file refused for its line count costs its text alone.
+READ_MEMORY_PER_BYTE = 8
+READ_MEMORY_PER_ITEM = 512
+READ_MEMORY_BASE = 16 * 1024 * 1024
+#: Characters :meth:`str.splitlines` ends a line at (besides ``\n`` and ``\r``).
+_OTHER_LINE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -102,12 +135,85 @@ def min_step(xs: Iterable[float]) -> float | None:
     return min(steps) if steps else None
 
 
+def read_memory_bound(size: int, lines: int, readings: int) -> int:
+    """The most a survey read may grow peak RSS by, in bytes (the stated bound).
+
+    Args:
+        size: The file's size in bytes.
+        lines: Its number of lines.
+        readings: The readings (data + cells) of the survey read from it.
+    """
+    return (
+        READ_MEMORY_PER_BYTE * size + READ_MEMORY_PER_ITEM * (lines + readings) + (READ_MEMORY_BASE)
+    )
+
+
+def check_readings(path: Path, lineno: int | None, count: int) -> None:
+    """Refuse a survey once it would hold more than :data:`MAX_READINGS` readings."""
+    if count > MAX_READINGS:
+        raise ERTFormatError(
+            path,
+            lineno,
+            f"more than {MAX_READINGS} readings (MAX_READINGS), the most one survey may "
+            "hold; a real 2-D line has at most tens of thousands: split the file",
+        )
+
+
+def line_count(text: str) -> int:
+    """How many lines :meth:`str.splitlines` would give, counted without building them."""
+    if not text:
+        return 0
+    breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
+    breaks += sum(text.count(c) for c in _OTHER_LINE_BREAKS)
+    ends_with_break = text.endswith(("\n", "\r", *_OTHER_LINE_BREAKS))
+    return breaks + (0 if ends_with_break else 1)
+
+
+def check_size(path: Path, text: str, size: int) -> None:
+    """Refuse text over :data:`MAX_LINES` lines or with a line over :data:`MAX_LINE_CHARS`.
+
+    The line count is taken with :meth:`str.count` (no per-line object), so a file of
+    millions of short rows is refused at the cost of its text alone.
+
+    Args:
+        path: The file (for the message).
+        text: Its decoded content.
+        size: Its size in bytes (for the message).
+
+    Raises:
+        ERTFormatError: Names the file, its size, its line count (or the long line) and
+            the limit.
+    """
+    lines = line_count(text)
+    if lines > MAX_LINES:
+        raise ERTFormatError(
+            path,
+            None,
+            f"file of {size} bytes has {lines} lines, over the limit of {MAX_LINES} lines "
+            f"(MAX_LINES) a survey file may hold; a real 2-D line has at most tens of "
+            "thousands of readings: split the file",
+        )
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise ERTFormatError(
+                path,
+                lineno,
+                f"line of {len(line)} characters, over the limit of {MAX_LINE_CHARS} "
+                "(MAX_LINE_CHARS) for one line of a survey file",
+            )
+
+
 def read_text(path: Path) -> str:
-    """The file's text (UTF-8, with or without BOM, else cp1252/latin-1).
+    """The file's text (UTF-8, with or without BOM, else cp1252/latin-1), within the limits.
+
+    The size is checked before reading (:data:`MAX_FILE_BYTES`), the line count and line
+    length before any reader builds anything (:func:`check_size`).
 
     Raises:
         FileNotFoundError: No such file.
-        ERTFormatError: A directory, a file over :data:`MAX_FILE_BYTES`, or binary data.
+        ERTFormatError: A directory, a file over :data:`MAX_FILE_BYTES`,
+            :data:`MAX_LINES` or :data:`MAX_LINE_CHARS`, or binary data; names the file,
+            its size and the limit.
     """
     try:
         size = path.stat().st_size
@@ -116,10 +222,27 @@ def read_text(path: Path) -> str:
     if path.is_dir():
         raise ERTFormatError(path, None, "expected a survey file, found a directory")
     if size > MAX_FILE_BYTES:
-        raise ERTFormatError(path, None, f"file of {size} bytes is too large for a survey")
-    raw = path.read_bytes()
+        raise ERTFormatError(
+            path,
+            None,
+            f"file of {size} bytes is over the limit of {MAX_FILE_BYTES} bytes "
+            f"(MAX_FILE_BYTES, {MAX_FILE_BYTES // 2**20} MiB) for a survey file",
+        )
+    with path.open("rb") as fh:
+        raw = fh.read(MAX_FILE_BYTES + 1)  # a file that grew since stat is still bounded
+    if len(raw) > MAX_FILE_BYTES:
+        raise ERTFormatError(
+            path, None, f"file grew over the limit of {MAX_FILE_BYTES} bytes while being read"
+        )
     if b"\x00" in raw[:4096]:
         raise ERTFormatError(path, 1, "expected a text file, found binary data (NUL bytes)")
+    text, n_bytes = _decode(raw), len(raw)
+    del raw
+    check_size(path, text, n_bytes)
+    return text
+
+
+def _decode(raw: bytes) -> str:
     for enc in ("utf-8-sig", "cp1252"):
         try:
             return raw.decode(enc)
@@ -135,12 +258,33 @@ def sniff_delimiter(text: str) -> str:
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
-def csv_rows(path: Path, text: str) -> list[tuple[int, list[str]]]:
-    """Non-empty CSV rows with their line numbers (delimiter from :func:`sniff_delimiter`)."""
+def _physical_lines(text: str) -> Iterator[str]:
+    """``text`` split after each ``\\n`` (ends kept), one line at a time (no list, no copy)."""
+    start, end = 0, len(text)
+    while start < end:
+        stop = text.find("\n", start)
+        if stop < 0:
+            yield text[start:]
+            return
+        yield text[start : stop + 1]
+        start = stop + 1
+
+
+def csv_rows(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """Non-empty CSV rows with their line numbers (delimiter from :func:`sniff_delimiter`).
+
+    Rows come one at a time, so a reader that keeps only what it needs of each row holds
+    no per-cell string of the whole file at once.
+
+    Raises:
+        ERTFormatError: Malformed CSV (while iterating).
+    """
     delimiter = sniff_delimiter(text)
+    reader = csv.reader(_physical_lines(text), delimiter=delimiter)
     try:
-        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-        return [(reader.line_num, [c.strip() for c in row]) for row in reader if any(row)]
+        for row in reader:
+            if any(row):
+                yield reader.line_num, [c.strip() for c in row]
     except csv.Error as exc:
         raise ERTFormatError(path, None, f"expected CSV: {exc}") from None
 

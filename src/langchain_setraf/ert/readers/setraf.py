@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from langchain_setraf.ert.readers._lines import Lines, csv_rows, to_float
+from langchain_setraf.ert.readers._lines import Lines, check_readings, csv_rows, to_float
 from langchain_setraf.ert.readers._quadrupoles import Dropped
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Survey
 
@@ -19,7 +19,10 @@ __all__ = ["read_setraf_csv", "read_setraf_dat", "read_setraf_freq"]
 def read_setraf_csv(path: Path, text: str) -> Survey:
     """Read the SETRAF CSV (one row per test, one column per reading)."""
     rows = csv_rows(path, text)
-    ln, header = rows[0]
+    first = next(rows, None)
+    if first is None:
+        raise ERTFormatError(path, 1, "expected the header 'Projet,Essai,ρ_a1,…'")
+    ln, header = first
     if len(header) < 3 or header[0].lower() != "projet" or header[1].lower() != "essai":
         raise ERTFormatError(path, ln, "expected the header 'Projet,Essai,ρ_a1,…'")
     n_read = len(header) - 2
@@ -30,10 +33,9 @@ def read_setraf_csv(path: Path, text: str) -> Survey:
     survey.depth_kind = "setraf"
     survey.spacing = 1.0
     projects = []
-    if len(rows) < 2:
-        raise ERTFormatError(path, ln, "expected at least one data row after the header")
+    header_ln = ln
     dropped = Dropped(what="reading(s)")
-    for t, (ln, row) in enumerate(rows[1:]):
+    for t, (ln, row) in enumerate(rows):
         if len(row) != len(header):
             raise ERTFormatError(
                 path,
@@ -47,12 +49,15 @@ def read_setraf_csv(path: Path, text: str) -> Survey:
             if rho <= 0:
                 dropped.add(ln, f"expected a positive resistivity for ρ_a{j}, found {rho:g}")
                 continue
+            check_readings(path, ln, len(survey.cells) + 1)
             survey.cells.append(Cell(x=float(t), depth=0.5 * j, rho=rho))
+    if not projects:
+        raise ERTFormatError(path, header_ln, "expected at least one data row after the header")
     dropped.check(survey, len(survey.cells))
     survey.title = ", ".join(dict.fromkeys(projects))
     survey.electrodes = [(float(i), 0.0) for i in range(n_read)]
     survey.notes.append(
-        f"{len(rows) - 1} test(s) × {n_read} readings; depth = 0.5 × reading index "
+        f"{len(projects)} test(s) × {n_read} readings; depth = 0.5 × reading index "
         "(the SETRAF app's convention, not a computed depth of investigation); "
         "x = test number"
     )
@@ -96,7 +101,10 @@ def read_setraf_freq(path: Path, text: str) -> Survey:
     Depth = 1000 / f m (the app's convention); values are resistivities in Ω·m.
     """
     rows = csv_rows(path, text)
-    ln, header = rows[0]
+    first = next(rows, None)
+    if first is None:
+        raise ERTFormatError(path, 1, "expected columns project, survey point, frequencies…")
+    ln, header = first
     if len(header) < 3:
         raise ERTFormatError(path, ln, "expected columns project, survey point, frequencies…")
     freqs = []
@@ -107,19 +115,23 @@ def read_setraf_freq(path: Path, text: str) -> Survey:
         freqs.append(float(m.group()))
     survey = Survey(path=path, format="setraf-freq", value_kind="resistivity", depth_kind="setraf")
     dropped = Dropped(what="reading(s)")
-    for ln, row in rows[1:]:
+    title: str | None = None
+    for ln, row in rows:
         if len(row) != len(header):
             raise ERTFormatError(path, ln, f"expected {len(header)} fields, found {len(row)}")
+        if title is None:
+            title = row[0]
         x = to_float(path, ln, row[1], "survey point")
         for f, token in zip(freqs, row[2:], strict=True):
             rho = to_float(path, ln, token, f"value at {f} MHz")
             if rho <= 0:
                 dropped.add(ln, f"expected a positive resistivity at {f:g} MHz, found {rho:g}")
                 continue
+            check_readings(path, ln, len(survey.cells) + 1)
             survey.cells.append(Cell(x=x, depth=1000.0 / f, rho=rho))
     if not survey.cells and not dropped.rows:
         raise ERTFormatError(path, ln, "expected at least one data row")
     dropped.check(survey, len(survey.cells))
-    survey.title = rows[1][1][0] if len(rows) > 1 and rows[1][1] else path.stem
+    survey.title = title or path.stem
     survey.notes.append("depth = 1000 / frequency (MHz), the SETRAF app's convention")
     return survey

@@ -110,9 +110,10 @@ def read_syscal(path: Path, text: str) -> Survey:
     """Read a Syscal Pro CSV/text export."""
     decimal_comma = sniff_delimiter(text) != ","
     rows = csv_rows(path, text)
-    if not rows:
+    first = next(rows, None)
+    if first is None:
         raise ERTFormatError(path, 1, "expected a Syscal header, found an empty file")
-    ln, header = rows[0]
+    ln, header = first
     names = [_key(h) for h in header]
     pos_cols = next(
         ([names.index(v) for v in variant] for variant in _POSITIONS if set(variant) <= set(names)),
@@ -154,7 +155,9 @@ def read_syscal(path: Path, text: str) -> Survey:
     northings: set[float] = set()
     dropped = Dropped()
     sign_flips: list[int] = []
-    for ln, row in rows[1:]:
+    n_rows = 0
+    for ln, row in rows:
+        n_rows += 1
         if len(row) <= max(needed):
             raise ERTFormatError(
                 path, ln, f"expected at least {max(needed) + 1} fields, found {len(row)}"
@@ -205,7 +208,7 @@ def read_syscal(path: Path, text: str) -> Survey:
         dev = optional(ln, dev_col, row, "Dev.")
         positions.append((pos[0], pos[1], pos[2], pos[3]))
         readings.append(Reading(ln, value, ip, None if dev is None else abs(dev) / 100.0))
-    if len(rows) < 2:
+    if n_rows == 0:
         raise ERTFormatError(path, ln, "expected at least one data row after the header")
     if not positions:
         dropped.check(survey, 0)  # raises: no usable row
