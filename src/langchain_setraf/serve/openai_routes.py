@@ -399,7 +399,8 @@ def _bound_chat(service: ModelService, body: Mapping[str, Any]) -> Any:
         ):
             raise RequestError("tools must be a list of function tools", param="tools")
         for i, tool in enumerate(tools):
-            params = tool.get("function", {}).get("parameters")
+            fn = tool.get("function")
+            params = fn.get("parameters") if isinstance(fn, Mapping) else None
             if params is not None:
                 _check_schema(params, f"tools[{i}].function.parameters", "tools")
         if fmt is not None and choice != "none":
