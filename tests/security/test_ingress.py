@@ -220,8 +220,11 @@ def test_chunked_body_over_the_limit_is_refused_before_it_ends(base_service: Mod
 
 
 @pytest.mark.slow
-def test_deeply_nested_body_is_a_400_not_a_500(client: TestClient) -> None:
+def test_malformed_bodies_are_400_not_500(client: TestClient) -> None:
     r = client.post("/v1/chat/completions", content=b"[" * 200_000, headers=AUTH)
+    assert r.status_code == 400 and "nested too deeply" in r.text, r.text
+    odd_tool = [{"type": "function", "function": "not an object"}]
+    r = client.post("/v1/chat/completions", json=_chat(tools=odd_tool), headers=AUTH)
     assert r.status_code == 400, r.text
 
 

@@ -395,12 +395,19 @@ def _bound_chat(service: ModelService, body: Mapping[str, Any]) -> Any:
         )
     if tools:
         if not isinstance(tools, list) or not all(
-            isinstance(t, Mapping) and t.get("type") == "function" for t in tools
+            isinstance(t, Mapping)
+            and t.get("type") == "function"
+            and isinstance(t.get("function"), Mapping)
+            and isinstance(t["function"].get("name"), str)
+            for t in tools
         ):
-            raise RequestError("tools must be a list of function tools", param="tools")
+            raise RequestError(
+                "tools must be a list of function tools ({'type': 'function', 'function': "
+                "{'name': …, 'parameters': …}})",
+                param="tools",
+            )
         for i, tool in enumerate(tools):
-            fn = tool.get("function")
-            params = fn.get("parameters") if isinstance(fn, Mapping) else None
+            params = tool["function"].get("parameters")
             if params is not None:
                 _check_schema(params, f"tools[{i}].function.parameters", "tools")
         if fmt is not None and choice != "none":

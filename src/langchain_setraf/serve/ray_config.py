@@ -204,7 +204,9 @@ class DeploymentConfig(_Strict):
     num_gpus: float = Field(default=0.0, ge=0)
     health_check_period_s: float = Field(default=5.0, gt=0)
     health_check_timeout_s: float = Field(default=30.0, gt=0)
-    graceful_shutdown_timeout_s: float = Field(default=5.0, ge=0)
+    graceful_shutdown_timeout_s: float = Field(default=30.0, ge=0)
+    """How long a stopping replica (``setraf serve --ray`` got SIGTERM/SIGINT, a redeploy,
+    a downscale) lets its in-flight requests and streams finish before Ray kills it."""
 
     @model_validator(mode="after")
     def _one_of(self) -> DeploymentConfig:
