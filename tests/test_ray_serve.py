@@ -488,6 +488,44 @@ def test_guarded_ingress_through_the_proxy(
 
 
 @pytest.mark.slow
+def test_deleting_the_app_drains_an_in_flight_stream(
+    cluster: LocalCluster, serve_port: int
+) -> None:
+    """What ``setraf serve --ray`` does on SIGTERM (``serve.delete``) lets a stream that
+    is being written finish, with ``[DONE]``, within ``graceful_shutdown_timeout_s``."""
+    from ray import serve
+
+    url = _deploy("drain", "/drain", serve_port, {"num_replicas": 1})
+    _poll(lambda: _running("drain") == 1, 120, "1 running replica to drain")
+    schema = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "minLength": 200, "maxLength": 220}},
+        "required": ["text"],
+    }
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": "Describe clay."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": schema}},
+        "max_tokens": 400,
+        "stream": True,
+    }
+    lines: list[str] = []
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=HTTP_TIMEOUT) as r:
+        assert r.status_code == 200
+        it = r.iter_lines()
+        lines.append(next(it))  # the stream is under way: now stop the application
+        deleting = ThreadPoolExecutor(max_workers=1)
+        done = deleting.submit(serve.delete, "drain")
+        lines += list(it)
+        done.result(timeout=120)
+        deleting.shutdown()
+    events = _sse_events("\n".join(lines))
+    assert events[-1] == "[DONE]", lines[-3:]
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e["choices"])
+    assert len(json.loads(text)["text"]) >= 200
+
+
+@pytest.mark.slow
 def test_autoscaling_up_on_burst_and_back_down(cluster: LocalCluster, serve_port: int) -> None:
     auto = {
         "autoscaling": {
