@@ -275,14 +275,25 @@ def _poll(cond: Callable[[], bool], timeout: float, what: str, every: float = 0.
     raise AssertionError(f"not reached within {timeout:.0f} s: {what}")
 
 
-def _deploy(name: str, prefix: str, port: int, deployment: dict[str, Any]) -> str:
+def _deploy(
+    name: str,
+    prefix: str,
+    port: int,
+    deployment: dict[str, Any],
+    http: dict[str, Any] | None = None,
+) -> str:
     from langchain_setraf.serve.ray_app import deploy
 
     cfg = RayServeConfig.model_validate(
         {
             "model": {"uri": "default", "load": LOAD, "name": "smollm2"},
             "deployment": {"num_cpus": 0.5, "health_check_period_s": 2, **deployment},
-            "http": {"host": "127.0.0.1", "port": port, "proxy_location": "HeadOnly"},
+            "http": {
+                "host": "127.0.0.1",
+                "port": port,
+                "proxy_location": "HeadOnly",
+                **(http or {}),
+            },
             "app_name": name,
             "route_prefix": prefix,
             "ray_address": None,
@@ -418,6 +429,100 @@ def test_killed_replica_restarts_and_no_request_hangs(two_replicas: str) -> None
     after = [_chat(two_replicas, f"After {i}") for i in range(6)]
     assert [r.status_code for r in after] == [200] * 6, [r.text for r in after]
     assert victim_id not in {r.headers[REPLICA_HEADER] for r in after}
+
+
+@pytest.mark.slow
+def test_guarded_ingress_through_the_proxy(
+    cluster: LocalCluster, serve_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API key, body limit, schema bound and timeout hold through Ray's proxy, and the
+    package's own attach client works with the key (issue 21, attack 7)."""
+    key = "ray-ingress-test-key-0123456789"
+    monkeypatch.setenv("SETRAF_TEST_RAY_KEY", key)
+    guard = {"api_key_env": "SETRAF_TEST_RAY_KEY", "max_body_bytes": 4096, "request_timeout_s": 3}
+    url = _deploy("guarded", "/guarded", serve_port, {"num_replicas": 1}, guard)
+    _poll(lambda: _running("guarded") == 1, 120, "1 running guarded replica")
+    auth = {"Authorization": f"Bearer {key}"}
+
+    def post(body: Any, headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(
+            f"{url}/v1/chat/completions", json=body, headers=headers, timeout=HTTP_TIMEOUT
+        )
+
+    try:
+        hi = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+        assert post(hi, {}).status_code == 401
+        assert post(hi, {"Authorization": "Bearer " + key[::-1]}).status_code == 401
+        assert httpx.get(f"{url}/v1/models", timeout=HTTP_TIMEOUT).status_code == 401
+        models = httpx.get(f"{url}/v1/models", headers=auth, timeout=HTTP_TIMEOUT).json()
+        assert models["data"][0]["id"] == "smollm2" and "/" not in json.dumps(models["data"][0])
+        assert post(hi, auth).status_code == 200
+
+        big = {**hi, "messages": [{"role": "user", "content": "x" * 8000}]}
+        assert post(big, auth).status_code == 413
+
+        schema = {"type": "array", "items": {"type": "string"}, "minItems": 1e8}
+        fmt = {"type": "json_schema", "json_schema": {"name": "l", "schema": schema}}
+        t0 = time.monotonic()
+        r = post({**hi, "response_format": fmt}, auth)
+        print(f"\n[ray] attack 7 refused in {time.monotonic() - t0:.2f} s: {r.status_code}")
+        assert r.status_code == 400 and "minItems" in r.json()["error"]["message"]
+
+        long_schema = {
+            "type": "object",
+            "properties": {"text": {"type": "string", "minLength": 3000}},
+            "required": ["text"],
+        }
+        fmt = {"type": "json_schema", "json_schema": {"name": "l", "schema": long_schema}}
+        r = post({**hi, "response_format": fmt, "max_tokens": 3000}, auth)
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout", r.text
+
+        from langchain_setraf import ChatGGUF
+
+        chat = ChatGGUF(server_url=f"{url}/v1", api_key_env="SETRAF_TEST_RAY_KEY", max_tokens=8)
+        assert chat.invoke("Name a rock.").content
+    finally:
+        from ray import serve
+
+        serve.delete("guarded")
+
+
+@pytest.mark.slow
+def test_deleting_the_app_drains_an_in_flight_stream(
+    cluster: LocalCluster, serve_port: int
+) -> None:
+    """What ``setraf serve --ray`` does on SIGTERM (``serve.delete``) lets a stream that
+    is being written finish, with ``[DONE]``, within ``graceful_shutdown_timeout_s``."""
+    from ray import serve
+
+    url = _deploy("drain", "/drain", serve_port, {"num_replicas": 1})
+    _poll(lambda: _running("drain") == 1, 120, "1 running replica to drain")
+    schema = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "minLength": 200, "maxLength": 220}},
+        "required": ["text"],
+    }
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": "Describe clay."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "d", "schema": schema}},
+        "max_tokens": 400,
+        "stream": True,
+    }
+    lines: list[str] = []
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=HTTP_TIMEOUT) as r:
+        assert r.status_code == 200
+        it = r.iter_lines()
+        lines.append(next(it))  # the stream is under way: now stop the application
+        deleting = ThreadPoolExecutor(max_workers=1)
+        done = deleting.submit(serve.delete, "drain")
+        lines += list(it)
+        done.result(timeout=120)
+        deleting.shutdown()
+    events = _sse_events("\n".join(lines))
+    assert events[-1] == "[DONE]", lines[-3:]
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e["choices"])
+    assert len(json.loads(text)["text"]) >= 200
 
 
 @pytest.mark.slow

@@ -40,6 +40,7 @@ from langchain_setraf._tools import (
     tools_system_prompt,
 )
 from langchain_setraf.backends.base import GenerationRequest, GenerationStats, JSONConstraint
+from langchain_setraf.schema_limits import check_schema
 
 __all__ = ["JSONConstraint", "LocalChatModel"]
 
@@ -236,6 +237,9 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
                 system_extra = "Answer with only a JSON object."
             else:
                 raise ValueError(f"unsupported response_format: {response_format!r}")
+        if constraint is not None and constraint["schema"] is not None:
+            # before any grammar is built: a hostile schema costs nothing but this walk
+            check_schema(constraint["schema"], what="tool-call schema" if names else "JSON schema")
         return messages_for_template(messages, system_extra), constraint, names, kwargs
 
     def _message(

@@ -17,6 +17,7 @@ from langchain_setraf.backends.base import (
     LoadSpec,
 )
 from langchain_setraf.chat_template import messages_to_dicts
+from langchain_setraf.schema_limits import check_schema
 
 __all__ = ["GGUFLLM"]
 
@@ -313,4 +314,6 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
         params = self._sampling_params(stop, overrides)
         stops = params.pop("stop")
         constraint = None if schema is _UNSET else {"schema": schema}
+        if schema is not _UNSET and schema is not None:
+            check_schema(schema, what="json_schema")  # before any grammar is built
         return GenerationRequest(params=params, stop=stops, constraint=constraint)

@@ -15,6 +15,14 @@ Every response names the replica that answered: header ``x-setraf-replica``, and
 JSON ``system_fingerprint`` and a ``setraf`` object. A request field this module does not
 implement is refused (HTTP 400 naming it), never ignored.
 
+Every route but ``/health`` applies the service's
+:class:`~langchain_setraf.serve.ingress_policy.IngressPolicy` first (API key: 401; body
+size: 413), bounds the JSON schemas of ``response_format`` and tools
+(:func:`~langchain_setraf.schema_limits.check_schema`: 400, before any grammar is built),
+and runs the generation under the request timeout (504) and until the client goes away
+(the generation is cancelled: its slot is free by the next token). A server error (500)
+says only ``internal error`` and a request id; the exception is logged with that id.
+
 The routes are plain async functions of a service and a ``Request``: the Ray Serve
 ingress (:mod:`langchain_setraf.serve.ray_app`) calls them from its replica class, and
 :func:`standalone_app` mounts them on a plain FastAPI app (tests, one process).
@@ -22,15 +30,18 @@ ingress (:mod:`langchain_setraf.serve.ray_app`) calls them from its replica clas
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import logging
 import os
 import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -43,8 +54,12 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
+from langchain_setraf.schema_limits import check_schema
+from langchain_setraf.serve.ingress_policy import IngressPolicy, RequestError
+
 __all__ = [
     "REPLICA_HEADER",
+    "REQUEST_ID_HEADER",
     "ModelService",
     "ReplicaInfo",
     "RequestError",
@@ -58,6 +73,13 @@ __all__ = [
 ]
 
 REPLICA_HEADER = "x-setraf-replica"
+#: Header naming the request id that a server error's log record carries.
+REQUEST_ID_HEADER = "x-request-id"
+#: Seconds past its timeout after which a request still running means a wedged replica.
+WEDGE_GRACE_S = 30.0
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: Sampling fields passed to the classes as per-call overrides (they refuse what their
 #: backend lacks, which becomes a 400).
@@ -84,13 +106,8 @@ _COMPLETION_NEUTRAL: dict[str, tuple[Any, ...]] = {
 }
 
 
-class RequestError(ValueError):
-    """A request this server cannot honour (HTTP ``status``, OpenAI error ``param``)."""
-
-    def __init__(self, message: str, *, param: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.param = param
-        self.status = status
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready (the generation is cancelled)."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +131,10 @@ class ModelService:
         llm: The matching ``LLM`` (same model and load options), for ``/v1/completions``.
         model_name: The name served at ``/v1/models`` and required in requests.
         replica: Who answers (put in every response).
-        details: Extra JSON about the model for ``/v1/models`` (URI, backend, estimate).
+        details: Extra JSON about the model for ``/v1/models`` (backend, estimate; no
+            paths: every authenticated client sees it).
+        policy: API key, body size limit and request timeout (default: no key, 1 MiB,
+            300 s).
     """
 
     def __init__(
@@ -124,13 +144,52 @@ class ModelService:
         model_name: str,
         replica: ReplicaInfo,
         details: Mapping[str, Any] | None = None,
+        policy: IngressPolicy | None = None,
     ) -> None:
         self.chat = chat
         self.llm = llm
         self.model_name = model_name
         self.replica = replica
         self.details = dict(details or {})
+        self.policy = policy or IngressPolicy()
         self.created = int(time.time())
+        self._slots: dict[int, float] = {}  # in-flight generations: id -> start (monotonic)
+        self._slot_ids = itertools.count()
+
+    # -- in-flight generations --------------------------------------------------------------
+    @property
+    def inflight(self) -> int:
+        """Generations running now (a cancelled one counts until it has really stopped)."""
+        return len(self._slots)
+
+    def begin(self) -> int:
+        """Count a generation as running; returns its slot id for :meth:`end`."""
+        slot = next(self._slot_ids)
+        self._slots[slot] = time.monotonic()
+        return slot
+
+    def end(self, slot: int) -> None:
+        """The generation of ``slot`` has stopped."""
+        self._slots.pop(slot, None)
+
+    def wedged(self) -> str | None:
+        """Why this replica is stuck (a generation running :data:`WEDGE_GRACE_S` past the
+        request timeout: its cancellation did not take), or ``None``."""
+        timeout = self.policy.request_timeout_s
+        if timeout is None or not self._slots:
+            return None
+        age = time.monotonic() - min(self._slots.values())
+        if age > timeout + WEDGE_GRACE_S:
+            return (
+                f"a generation has run {age:.0f} s, past the request timeout of {timeout:.0f} s "
+                f"by more than {WEDGE_GRACE_S:.0f} s"
+            )
+        return None
+
+    def deadline(self) -> float | None:
+        """The event-loop time by which a request starting now must end."""
+        timeout = self.policy.request_timeout_s
+        return None if timeout is None else asyncio.get_running_loop().time() + timeout
 
     def meta(self, served_by: Any = None) -> dict[str, Any]:
         """The ``setraf`` field: replica, node, pid (and the engine behind it, if any)."""
@@ -310,11 +369,20 @@ def _response_format(raw: Any) -> dict[str, Any] | None:
                 "response_format json_schema needs json_schema.schema (an object)",
                 param="response_format",
             )
+        _check_schema(schema, "response_format.json_schema.schema", "response_format")
         return {"type": "json_schema", "schema": dict(schema)}
     raise RequestError(
         f"response_format type {kind!r} is not one of text, json_object, json_schema",
         param="response_format",
     )
+
+
+def _check_schema(schema: Any, what: str, param: str) -> None:
+    """400 for a schema beyond the limits (before any grammar is built)."""
+    try:
+        check_schema(schema, what=what)
+    except ValueError as exc:
+        raise RequestError(str(exc), param=param) from None
 
 
 def _bound_chat(service: ModelService, body: Mapping[str, Any]) -> Any:
@@ -327,9 +395,21 @@ def _bound_chat(service: ModelService, body: Mapping[str, Any]) -> Any:
         )
     if tools:
         if not isinstance(tools, list) or not all(
-            isinstance(t, Mapping) and t.get("type") == "function" for t in tools
+            isinstance(t, Mapping)
+            and t.get("type") == "function"
+            and isinstance(t.get("function"), Mapping)
+            and isinstance(t["function"].get("name"), str)
+            for t in tools
         ):
-            raise RequestError("tools must be a list of function tools", param="tools")
+            raise RequestError(
+                "tools must be a list of function tools ({'type': 'function', 'function': "
+                "{'name': …, 'parameters': …}})",
+                param="tools",
+            )
+        for i, tool in enumerate(tools):
+            params = tool["function"].get("parameters")
+            if params is not None:
+                _check_schema(params, f"tools[{i}].function.parameters", "tools")
         if fmt is not None and choice != "none":
             raise RequestError(
                 "tools and response_format together need tool_choice 'none'",
@@ -371,55 +451,121 @@ def _sse(obj: Mapping[str, Any]) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
-def _error_body(message: str, kind: str, param: str | None, service: ModelService) -> Any:
-    return {
-        "error": {"message": message, "type": kind, "param": param, "code": None},
-        "setraf": service.meta(),
-    }
+def _request_id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
-def error_response(exc: Exception, service: ModelService) -> JSONResponse:
-    """An OpenAI-style error body (400/404 for bad requests, 500 otherwise)."""
+def _error_parts(exc: BaseException, service: ModelService, rid: str) -> tuple[int, Any]:
+    """HTTP status and OpenAI-style body of a failure; a server error is logged with the
+    request id, and its body carries the id, never the exception's text."""
     if isinstance(exc, RequestError):
-        status, kind, param = exc.status, "invalid_request_error", exc.param
+        status, kind, param, code = exc.status, "invalid_request_error", exc.param, exc.code
+        if status == 401:
+            kind = "authentication_error"
+        elif status == 504:
+            kind = "timeout"
+        message = str(exc)
     elif isinstance(exc, ValueError):  # the classes refuse bad arguments with ValueError
-        status, kind, param = 400, "invalid_request_error", None
+        status, kind, param, code, message = 400, "invalid_request_error", None, None, str(exc)
     else:
-        status, kind, param = 500, "server_error", None
-    message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-    return JSONResponse(
-        _error_body(message, kind, param, service), status_code=status, headers=service.headers()
+        log.error("request %s failed", rid, exc_info=exc)
+        status, kind, param, code = 500, "server_error", None, None
+        message = f"internal error (request id {rid}; the server's log has the details)"
+    body = {
+        "error": {"message": message, "type": kind, "param": param, "code": code},
+        "setraf": {**service.meta(), "request_id": rid},
+    }
+    return status, body
+
+
+def error_response(exc: BaseException, service: ModelService, rid: str | None = None) -> Response:
+    """An OpenAI-style error (400/401/404/413/504 for bad requests, 500 otherwise)."""
+    rid = rid or _request_id()
+    headers = {**service.headers(), REQUEST_ID_HEADER: rid}
+    if isinstance(exc, ClientGone):  # nobody reads it: nginx's "client closed request"
+        return Response(status_code=499, headers=headers)
+    status, body = _error_parts(exc, service, rid)
+    if status == 401:
+        headers["www-authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _timeout_error(service: ModelService) -> RequestError:
+    return RequestError(
+        f"the request did not finish within the server's timeout of "
+        f"{service.policy.request_timeout_s:g} s",
+        status=504,
+        code="timeout",
     )
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone (``http.disconnect``); never when it cannot tell."""
     try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(f"request body is not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise RequestError("request body must be a JSON object")
-    return data
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a server without disconnect messages: wait forever (cancelled)
+        await asyncio.Event().wait()
+
+
+async def _bounded(
+    service: ModelService, request: Request, work: Awaitable[_T], deadline: float | None
+) -> _T:
+    """Await ``work`` until it is done, the deadline passes (504) or the client goes
+    (:class:`ClientGone`); in the last two cases it is cancelled, which stops the
+    generation at its next token, and this returns once it has stopped."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+    try:
+        done, _ = await asyncio.wait(
+            {task, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:  # also when this request is cancelled (Ray cancels it when the client goes)
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # the worker thread has seen the stop flag
+    if task in done:
+        return task.result()
+    if watcher in done:
+        raise ClientGone()
+    raise _timeout_error(service)
 
 
 async def _stream_response(
-    service: ModelService, events: AsyncIterator[str], first: str | None
+    service: ModelService,
+    events: AsyncIterator[str],
+    first: str | None,
+    deadline: float | None,
+    rid: str,
+    slot: int,
 ) -> StreamingResponse:
     async def body() -> AsyncIterator[str]:
         try:
             if first is not None:
                 yield first
-            async for event in events:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    break
                 yield event
-        except Exception as exc:  # after the 200: tell the client in-band, no [DONE]
-            msg = f"{type(exc).__name__}: {exc}"
-            yield _sse(_error_body(msg, "server_error", None, service))
+        except TimeoutError:  # after the 200: tell the client in-band, no [DONE]
+            yield _sse(_error_parts(_timeout_error(service), service, rid)[1])
+        except Exception as exc:
+            yield _sse(_error_parts(exc, service, rid)[1])
         finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            try:
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                service.end(slot)
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=service.headers())
+    headers = {**service.headers(), REQUEST_ID_HEADER: rid}
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
 
 async def _start(events: AsyncIterator[str]) -> str | None:
@@ -430,11 +576,46 @@ async def _start(events: AsyncIterator[str]) -> str | None:
         return None
 
 
+async def _first_event(
+    service: ModelService,
+    request: Request,
+    events: AsyncIterator[str],
+    deadline: float | None,
+    slot: int,
+) -> str | None:
+    """:func:`_start` under the deadline and the client's presence; on failure the
+    generation is closed and its slot freed."""
+    try:
+        return await _bounded(service, request, _start(events), deadline)
+    except BaseException:
+        try:
+            await events.aclose()  # type: ignore[attr-defined]
+        finally:
+            service.end(slot)
+        raise
+
+
 # -- routes ---------------------------------------------------------------------------------------
+async def _admit(service: ModelService, request: Request, deadline: float | None) -> dict[str, Any]:
+    """API key, then the body: size-limited, read within the deadline, a JSON object."""
+    service.policy.authorize(request)
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await service.policy.read_json(request)
+    except TimeoutError:
+        raise _timeout_error(service) from None
+
+
+def _headers(service: ModelService, rid: str) -> dict[str, str]:
+    return {**service.headers(), REQUEST_ID_HEADER: rid}
+
+
 async def chat_completions(service: ModelService, request: Request) -> Response:
     """``POST /v1/chat/completions``."""
+    rid = _request_id()
+    deadline = service.deadline()
     try:
-        body = await _body(request)
+        body = await _admit(service, request, deadline)
         _check_fields(body, _COMMON | _CHAT_FIELDS | set(_SAMPLING))
         service.check_model(body.get("model"))
         stream, include_usage = _common(body)
@@ -443,14 +624,19 @@ async def chat_completions(service: ModelService, request: Request) -> Response:
         stop = _stop(body)
         runnable = _bound_chat(service, body)
         cid = f"chatcmpl-{uuid.uuid4().hex}"
+        slot = service.begin()
         if not stream:
-            msg = await runnable.ainvoke(messages, stop=stop, **overrides)
-            return JSONResponse(_chat_json(service, cid, msg), headers=service.headers())
+            try:
+                work = runnable.ainvoke(messages, stop=stop, **overrides)
+                msg = await _bounded(service, request, work, deadline)
+            finally:
+                service.end(slot)
+            return JSONResponse(_chat_json(service, cid, msg), headers=_headers(service, rid))
         events = _chat_events(service, cid, runnable, messages, stop, overrides, include_usage)
-        first = await _start(events)
+        first = await _first_event(service, request, events, deadline, slot)
     except Exception as exc:
-        return error_response(exc, service)
-    return await _stream_response(service, events, first)
+        return error_response(exc, service, rid)
+    return await _stream_response(service, events, first, deadline, rid, slot)
 
 
 def _chat_json(service: ModelService, cid: str, msg: AIMessage) -> dict[str, Any]:
@@ -555,8 +741,10 @@ async def _chat_events(
 
 async def completions(service: ModelService, request: Request) -> Response:
     """``POST /v1/completions``."""
+    rid = _request_id()
+    deadline = service.deadline()
     try:
-        body = await _body(request)
+        body = await _admit(service, request, deadline)
         _check_fields(body, _COMMON | _COMPLETION_FIELDS | set(_SAMPLING))
         service.check_model(body.get("model"))
         stream, include_usage = _common(body)
@@ -572,13 +760,18 @@ async def completions(service: ModelService, request: Request) -> Response:
         stop = _stop(body)
         cid = f"cmpl-{uuid.uuid4().hex}"
         events = _completion_events(service, cid, prompt, stop, overrides, stream, include_usage)
-        first = await _start(events)
+        slot = service.begin()
+        first = await _first_event(service, request, events, deadline, slot)
         if not stream:
+            try:
+                await events.aclose()  # type: ignore[attr-defined]
+            finally:
+                service.end(slot)
             assert first is not None
-            return JSONResponse(json.loads(first), headers=service.headers())
+            return JSONResponse(json.loads(first), headers=_headers(service, rid))
     except Exception as exc:
-        return error_response(exc, service)
-    return await _stream_response(service, events, first)
+        return error_response(exc, service, rid)
+    return await _stream_response(service, events, first, deadline, rid, slot)
 
 
 async def _completion_events(
@@ -630,8 +823,13 @@ async def _completion_events(
     yield "data: [DONE]\n\n"
 
 
-async def models(service: ModelService) -> Response:
-    """``GET /v1/models``: the one model this deployment serves."""
+async def models(service: ModelService, request: Request) -> Response:
+    """``GET /v1/models``: the one model this deployment serves (its name, no path)."""
+    rid = _request_id()
+    try:
+        service.policy.authorize(request)
+    except RequestError as exc:
+        return error_response(exc, service, rid)
     body = {
         "object": "list",
         "data": [
@@ -644,19 +842,25 @@ async def models(service: ModelService) -> Response:
             }
         ],
     }
-    return JSONResponse(body, headers=service.headers())
+    return JSONResponse(body, headers=_headers(service, rid))
 
 
 async def health(service: ModelService) -> Response:
-    """``GET /health``: 200 once the replica holds its model."""
+    """``GET /health`` (no key needed): 200 once the replica holds its model, 503 while
+    it is wedged (a generation that outlived its timeout)."""
+    wedged = service.wedged()
+    if wedged is not None:
+        stuck = {"status": "wedged", "reason": wedged, "model": service.model_name}
+        return JSONResponse(stuck, status_code=503, headers=service.headers())
     body = {"status": "ok", "model": service.model_name, "setraf": service.meta()}
     return JSONResponse(body, headers=service.headers())
 
 
 async def tokenize(service: ModelService, request: Request) -> Response:
     """``POST /tokenize`` (llama.cpp's route): ``{"content", "add_special"}`` -> tokens."""
+    rid = _request_id()
     try:
-        body = await _body(request)
+        body = await _admit(service, request, service.deadline())
         _check_fields(body, {"content", "add_special", "parse_special", "with_pieces"})
         content = body.get("content")
         if not isinstance(content, str):
@@ -668,14 +872,15 @@ async def tokenize(service: ModelService, request: Request) -> Response:
         else:
             tokens = service.llm.get_token_ids(content)
     except Exception as exc:
-        return error_response(exc, service)
-    return JSONResponse({"tokens": [int(t) for t in tokens]}, headers=service.headers())
+        return error_response(exc, service, rid)
+    return JSONResponse({"tokens": [int(t) for t in tokens]}, headers=_headers(service, rid))
 
 
 async def apply_template(service: ModelService, request: Request) -> Response:
     """``POST /apply-template`` (llama.cpp's route): messages -> the rendered prompt."""
+    rid = _request_id()
     try:
-        body = await _body(request)
+        body = await _admit(service, request, service.deadline())
         _check_fields(body, {"messages"})
         messages = to_langchain_messages(body.get("messages"))
         fmt = getattr(service.llm, "format_chat", None)
@@ -685,8 +890,8 @@ async def apply_template(service: ModelService, request: Request) -> Response:
             )
         prompt = fmt(messages)
     except Exception as exc:
-        return error_response(exc, service)
-    return JSONResponse({"prompt": prompt}, headers=service.headers())
+        return error_response(exc, service, rid)
+    return JSONResponse({"prompt": prompt}, headers=_headers(service, rid))
 
 
 def standalone_app(service: ModelService) -> FastAPI:
@@ -702,8 +907,8 @@ def standalone_app(service: ModelService) -> FastAPI:
         return await completions(service, request)
 
     @app.get("/v1/models")
-    async def _models() -> Response:
-        return await models(service)
+    async def _models(request: Request) -> Response:
+        return await models(service, request)
 
     @app.get("/health")
     async def _health() -> Response:

@@ -12,11 +12,16 @@ other nodes)::
     setraf serve --ray examples/ray_serve.yaml      # or: python -m langchain_setraf.serve.ray_app
 
 Clients change one line: ``init_chat_model("openai:http://head:8000/v1", model="…")``.
+
+The ingress takes an API key (``http.api_key_env``: required when the proxies bind
+anything but loopback), a body size limit and a request timeout; see
+:mod:`langchain_setraf.serve.ingress_policy`. Only the key's SHA-256 reaches the cluster.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI must see the real ``Request``
 # class in the route signatures that Ray Serve's ingress rewrites (else: HTTP 422).
 import contextlib
+import dataclasses
 import signal
 import sys
 import threading
@@ -29,7 +34,13 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from langchain_setraf.serve import openai_routes as routes
-from langchain_setraf.serve.ray_config import ModelConfig, RayServeConfig, load_config
+from langchain_setraf.serve.ingress_policy import IngressPolicy
+from langchain_setraf.serve.ray_config import (
+    ModelConfig,
+    RayServeConfig,
+    RayServeConfigError,
+    load_config,
+)
 
 __all__ = ["DEPLOYMENT_NAME", "SetrafReplica", "build_app", "deploy", "serve_ray"]
 
@@ -38,8 +49,17 @@ DEPLOYMENT_NAME = "SetrafModel"
 app = FastAPI(title="langchain-setraf on Ray Serve")
 
 
-def build_service(model: ModelConfig, replica_id: str, node: str | None = None) -> Any:
+def build_service(
+    model: ModelConfig,
+    replica_id: str,
+    node: str | None = None,
+    policy: IngressPolicy | None = None,
+) -> Any:
     """Check the model file's identity, then build the chat/LLM pair and load the weights.
+
+    ``policy`` is the ingress's API key, body limit and timeout (default: none, 1 MiB,
+    300 s). What ``/v1/models`` shows of the model is its backend and memory estimate:
+    never its path.
 
     Raises:
         ModelIdentityError: the file differs from the config's ``size``/``sha256``.
@@ -51,16 +71,16 @@ def build_service(model: ModelConfig, replica_id: str, node: str | None = None) 
     uri = model.resolved_uri()
     chat = init_chat_model(uri, **model.load)
     llm = init_llm(uri, **model.load)
-    details: dict[str, Any] = {"uri": uri, "backend": model.backend_name}
+    details: dict[str, Any] = {"backend": model.backend_name}
     try:
         details["estimated_bytes"] = int(chat.estimate_memory())
     except Exception as exc:  # an estimate is informative only; say why it is missing
-        details["estimated_bytes_error"] = f"{type(exc).__name__}: {exc}"
+        details["estimated_bytes_error"] = type(exc).__name__  # its text may hold paths
     _warm_up(chat)
     info = routes.ReplicaInfo(replica_id=replica_id)
     if node:
         info = routes.ReplicaInfo(replica_id=replica_id, node=node)
-    return routes.ModelService(chat, llm, model.served_name(), info, details)
+    return routes.ModelService(chat, llm, model.served_name(), info, details, policy)
 
 
 def _warm_up(chat: Any) -> None:
@@ -78,13 +98,14 @@ def _warm_up(chat: Any) -> None:
 class SetrafReplica:
     """One replica: one model, the OpenAI-compatible routes, the replica id in answers."""
 
-    def __init__(self, model: dict[str, Any]) -> None:
+    def __init__(self, model: dict[str, Any], ingress: dict[str, Any] | None = None) -> None:
         import ray
 
         cfg = ModelConfig.model_validate(model)
+        policy = IngressPolicy(**(ingress or {}))
         ctx = serve.get_replica_context()
         node = str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
-        self.service = build_service(cfg, ctx.replica_tag, node)
+        self.service = build_service(cfg, ctx.replica_tag, node, policy)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
@@ -97,9 +118,9 @@ class SetrafReplica:
         return await routes.completions(self.service, request)
 
     @app.get("/v1/models")
-    async def models(self) -> Response:
+    async def models(self, request: Request) -> Response:
         """The served model."""
-        return await routes.models(self.service)
+        return await routes.models(self.service, request)
 
     @app.get("/health")
     async def health(self) -> Response:
@@ -117,9 +138,13 @@ class SetrafReplica:
         return await routes.apply_template(self.service, request)
 
     def check_health(self) -> None:
-        """Ray Serve's periodic health check: the model must still be usable."""
+        """Ray Serve's periodic health check: the model must still be usable, and no
+        generation may have outlived its timeout (Ray then replaces the replica)."""
         if self.service.chat is None:  # pragma: no cover - defensive
             raise RuntimeError("replica has no model")
+        wedged = self.service.wedged()
+        if wedged is not None:
+            raise RuntimeError(f"replica is wedged: {wedged}")
 
     def __del__(self) -> None:
         service = getattr(self, "service", None)
@@ -129,10 +154,17 @@ class SetrafReplica:
                 service.chat.release(wait=False)
 
 
-def build_app(cfg: RayServeConfig) -> Any:
-    """The Serve application for a config (replica count / autoscaling from it)."""
+def build_app(cfg: RayServeConfig, policy: IngressPolicy | None = None) -> Any:
+    """The Serve application for a config (replica count / autoscaling from it).
+
+    Args:
+        cfg: The config.
+        policy: The ingress policy (default: ``cfg.http.policy()``, which reads the API
+            key from the environment). Only the key's digest is passed to the replicas.
+    """
+    policy = policy or cfg.http.policy()
     return SetrafReplica.options(**cfg.deployment.to_ray_options()).bind(  # type: ignore[attr-defined]
-        cfg.model.model_dump()
+        cfg.model.model_dump(), dataclasses.asdict(policy)
     )
 
 
@@ -141,16 +173,21 @@ def deploy(cfg: RayServeConfig) -> DeploymentHandle[Any]:
 
     The application lives in the cluster (Serve's controller is detached): it keeps
     running after this process exits, until ``serve shutdown`` or ``ray stop``.
+
+    Raises:
+        RayServeConfigError: ``http.api_key_env`` names an unset variable or a short key
+            (checked before anything is started).
     """
     import ray
 
+    policy = cfg.http.policy()
     if not ray.is_initialized():
         ray.init(address=cfg.ray_address, log_to_driver=False)
     serve.start(
         proxy_location=cfg.http.proxy_location,
         http_options={"host": cfg.http.host, "port": cfg.http.port},
     )
-    return serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix)
+    return serve.run(build_app(cfg, policy), name=cfg.app_name, route_prefix=cfg.route_prefix)
 
 
 def serve_ray(config_path: str | Path, *, block: bool = True) -> int:
@@ -168,6 +205,10 @@ def serve_ray(config_path: str | Path, *, block: bool = True) -> int:
         RayServeConfigError: the config file is invalid (file and key named).
     """
     cfg = load_config(config_path)
+    try:
+        cfg.http.policy()  # the key's variable, before the cluster is touched
+    except RayServeConfigError as exc:
+        raise RayServeConfigError(f"{config_path}: {exc}") from None
     deploy(cfg)
     url = f"http://{cfg.http.host}:{cfg.http.port}{cfg.route_prefix.rstrip('/')}/v1"
     print(

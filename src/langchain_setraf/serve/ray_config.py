@@ -13,18 +13,31 @@ the key's path named, never ignored. Example (``examples/ray_serve.yaml``):
     deployment:
       num_replicas: 2      # or autoscaling: {min_replicas: 1, max_replicas: 4, …}
       num_cpus: 1
-    http: {host: 127.0.0.1, port: 8000}
+    http:
+      host: 127.0.0.1
+      port: 8000
+      api_key_env: SETRAF_INGRESS_KEY   # required when host is not a loopback address
+      max_body_bytes: 1048576           # 413 beyond
+      request_timeout_s: 300            # 504 beyond
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from langchain_setraf.serve.ingress_policy import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    IngressPolicy,
+)
 
 __all__ = [
     "AutoscalingConfig",
@@ -34,8 +47,12 @@ __all__ = [
     "ModelIdentityError",
     "RayServeConfig",
     "RayServeConfigError",
+    "is_loopback",
     "load_config",
 ]
+
+#: Shortest API key accepted (a key is a secret, not a password to remember).
+MIN_API_KEY_LENGTH = 16
 
 #: Backends whose model is a local file or directory (its identity can be checked).
 _FILE_BACKENDS = ("auto", "gguf", "transformers", "llama-server")
@@ -187,7 +204,9 @@ class DeploymentConfig(_Strict):
     num_gpus: float = Field(default=0.0, ge=0)
     health_check_period_s: float = Field(default=5.0, gt=0)
     health_check_timeout_s: float = Field(default=30.0, gt=0)
-    graceful_shutdown_timeout_s: float = Field(default=5.0, ge=0)
+    graceful_shutdown_timeout_s: float = Field(default=30.0, ge=0)
+    """How long a stopping replica (``setraf serve --ray`` got SIGTERM/SIGINT, a redeploy,
+    a downscale) lets its in-flight requests and streams finish before Ray kills it."""
 
     @model_validator(mode="after")
     def _one_of(self) -> DeploymentConfig:
@@ -220,6 +239,57 @@ class HTTPConfig(_Strict):
     proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = "EveryNode"
     """One proxy per node (each node is an entry point), or only on the head. Several
     nodes on one host (tests) need ``HeadOnly``: their proxies would share the port."""
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Name of the environment variable holding the API key clients must send as
+    ``Authorization: Bearer KEY`` (read by ``setraf serve --ray`` when it deploys; at
+    least 16 characters). Required when :attr:`host` is not a loopback address."""
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    """Largest request body accepted (413 beyond)."""
+    request_timeout_s: float = Field(default=DEFAULT_REQUEST_TIMEOUT_S, gt=0)
+    """Longest a request may run, generation included (504 beyond)."""
+
+    @model_validator(mode="after")
+    def _key_off_loopback(self) -> HTTPConfig:
+        if self.api_key_env is None and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address: anyone who can reach it could "
+                "use the model. Set http.api_key_env to the name of an environment variable "
+                "holding an API key (or bind 127.0.0.1)"
+            )
+        return self
+
+    def policy(self) -> IngressPolicy:
+        """The ingress policy, with the key read from :attr:`api_key_env` now.
+
+        Raises:
+            RayServeConfigError: the variable is unset, or holds a key shorter than 16
+                characters or with whitespace.
+        """
+        key = None
+        if self.api_key_env is not None:
+            key = os.environ.get(self.api_key_env)
+            if key is None:
+                raise RayServeConfigError(
+                    f"http.api_key_env: the environment variable {self.api_key_env} is not set"
+                )
+            if len(key) < MIN_API_KEY_LENGTH or re.search(r"\s", key):
+                raise RayServeConfigError(
+                    f"http.api_key_env: the key in {self.api_key_env} must be at least "
+                    f"{MIN_API_KEY_LENGTH} characters without whitespace"
+                )
+        return IngressPolicy.with_key(
+            key, max_body_bytes=self.max_body_bytes, request_timeout_s=self.request_timeout_s
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, or ``localhost``) is reachable only from this machine."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 class RayServeConfig(_Strict):
