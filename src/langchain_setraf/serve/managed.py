@@ -8,16 +8,23 @@ world-writable like ``/tmp`` so every user of the package on the host shares the
 - ``<key>.lock``: an ``fcntl`` lock held while a process reads or changes the state;
 - ``<key>.json``: the state (pids and start times of the server and its supervisor, port,
   engine, spec, attached client processes);
-- ``<key>.log``: the server's output (truncated at each start);
+- ``<key>.log``: the server's output (truncated at each start; rotated to ``<key>.log.1``
+  at ``$SETRAF_SERVER_LOG_MAX_BYTES``, default 1 MiB, so both hold at most twice that);
 - ``<key>.<launch>.exit``: how a server ended, written by its
-  :mod:`~langchain_setraf.serve.supervisor`.
+  :mod:`~langchain_setraf.serve.supervisor`;
+- ``<key>.<launch>.watch``: since when a server has had no live client, and when it
+  sleeps and exits (written by the supervisor while it has none).
 
 The first process starts the server on a free port of 127.0.0.1 and waits for ``/health``
 with a deadline; later processes attach after a health check. Stale state (a dead or reused
 pid, a port now answered by something else) is replaced by a new server; a corrupt state
-file is replaced with a warning. A server is stopped only by :meth:`ManagedServer.stop`
-or when the last attached process detaches, and only a process this package started
-(verified by pid, start time and command line).
+file is replaced with a warning. A server is stopped by :meth:`ManagedServer.stop`, when the
+last attached process detaches, or by its supervisor once no attached process is alive
+(they exited or were killed without detaching): it unloads its weights after
+``keep_alive`` idle seconds (the spec's ``sleep_idle_seconds``, default
+:data:`DEFAULT_KEEP_ALIVE`, Ollama's 5 minutes) and exits ``$SETRAF_SERVER_EXIT_GRACE``
+seconds later (default :data:`~langchain_setraf.serve.supervisor.DEFAULT_EXIT_GRACE`). Only
+a process this package started is stopped (verified by pid, start time and command line).
 """
 
 from __future__ import annotations
@@ -47,9 +54,16 @@ import psutil
 
 from langchain_setraf.backends.base import LoadSpec
 from langchain_setraf.serve.engine import Engine, ServerArgs, resolve_engine, server_argv
-from langchain_setraf.serve.supervisor import describe_exit, read_exit
+from langchain_setraf.serve.server_memory import DEFAULT_CTX_CHECKPOINTS, default_cache_ram_mib
+from langchain_setraf.serve.supervisor import (
+    DEFAULT_EXIT_GRACE,
+    LOG_MAX_BYTES,
+    describe_exit,
+    read_exit,
+)
 
 __all__ = [
+    "DEFAULT_KEEP_ALIVE",
     "DEFAULT_N_CTX",
     "DEFAULT_N_PARALLEL",
     "DEFAULT_RUNTIME_DIR",
@@ -74,11 +88,21 @@ SERVER_OPTIONS: Final = (
     "repack",
     "n_parallel",
     "sleep_idle_seconds",
+    "cache_ram_mib",
 )
 #: Context tokens per slot when a spec leaves ``n_ctx`` unset.
 DEFAULT_N_CTX: Final = 2048
 #: Slots when a spec leaves ``n_parallel`` unset.
 DEFAULT_N_PARALLEL: Final = 4
+#: Idle seconds before a server unloads its weights when a spec leaves
+#: ``sleep_idle_seconds`` (``keep_alive``) unset: Ollama's default, 5 minutes.
+DEFAULT_KEEP_ALIVE: Final = 300
+#: Environment variable: seconds a server with no live client stays up after its
+#: ``keep_alive`` before its supervisor stops it (default ``DEFAULT_EXIT_GRACE``).
+EXIT_GRACE_ENV: Final = "SETRAF_SERVER_EXIT_GRACE"
+#: Environment variable: bytes a server's log may reach before it is rotated (default
+#: ``LOG_MAX_BYTES``, 1 MiB; at least 4096).
+LOG_MAX_BYTES_ENV: Final = "SETRAF_SERVER_LOG_MAX_BYTES"
 #: Where servers' lock, state and log files live unless ``$SETRAF_RUNTIME_DIR`` says otherwise.
 DEFAULT_RUNTIME_DIR: Final = "/tmp/langchain-setraf"
 #: Seconds a new server may take to answer ``/health`` (``$SETRAF_SERVER_START_TIMEOUT``).
@@ -152,6 +176,10 @@ class ServerStatus:
         rss: Resident memory of the server and its supervisor (bytes).
         pss: Proportional set size of both (``None`` if unreadable).
         last_exit: How the previous server of this spec ended, when known.
+        idle_since: Since when it has had no live client (epoch seconds; ``None``: it has
+            one, or its supervisor has not looked yet).
+        sleeps_by: When it unloads its weights at the latest, if no client attaches.
+        exits_at: When its supervisor stops it, if no client attaches.
     """
 
     key: str
@@ -164,6 +192,69 @@ class ServerStatus:
     rss: int = 0
     pss: int | None = None
     last_exit: str | None = None
+    idle_since: float | None = None
+    sleeps_by: float | None = None
+    exits_at: float | None = None
+
+    def why_up(self) -> str:
+        """Why the server is still running, in words (``""`` when it is not): ``2 live
+        clients``; ``no client since 14:02:07, sleeps by 14:07:07, exits at 14:08:07``;
+        ``sleeping, no client since ..., exits at ...``."""
+        if not self.running:
+            return ""
+        parts = ["sleeping"] if self.sleeping else []
+        if self.clients:
+            n = len(self.clients)
+            parts.append(f"{n} live client{'s' if n != 1 else ''}")
+        elif self.idle_since is not None:
+            parts.append(f"no client since {_clock(self.idle_since)}")
+            if not self.sleeping and self.sleeps_by is not None:
+                parts.append(f"sleeps by {_clock(self.sleeps_by)}")
+            if self.exits_at is not None:
+                parts.append(f"exits at {_clock(self.exits_at)}")
+        else:
+            parts.append("no live client")
+        return ", ".join(parts)
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A number of seconds (>= 0) from environment variable ``name``, else ``default``.
+
+    Raises:
+        ValueError: The variable is set to something else (names it and its value).
+    """
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(f"{name}={raw!r}: expected a number of seconds >= 0")
+    return value
+
+
+def log_max_bytes() -> int:
+    """The log rotation bound (``$SETRAF_SERVER_LOG_MAX_BYTES``, default 1 MiB).
+
+    Raises:
+        ValueError: The variable is not an integer >= 4096.
+    """
+    raw = os.environ.get(LOG_MAX_BYTES_ENV)
+    if not raw:
+        return LOG_MAX_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 4096:
+        raise ValueError(f"{LOG_MAX_BYTES_ENV}={raw!r}: expected a number of bytes >= 4096")
+    return value
 
 
 def runtime_dir() -> Path:
@@ -346,13 +437,18 @@ class ManagedServer:
     def server_args(self, port: int) -> ServerArgs:
         """The llama-server arguments for this spec on ``port``."""
         from langchain_setraf._cpu import physical_cores
+        from langchain_setraf.gguf_file import read_gguf_header_cached
 
         opts = self.spec.options_dict
         sleep = opts.get("sleep_idle_seconds")
+        n_ctx = int(opts.get("n_ctx") or DEFAULT_N_CTX)
+        cache_ram = opts.get("cache_ram_mib")
+        if cache_ram is None:
+            cache_ram = default_cache_ram_mib(read_gguf_header_cached(self.spec.path), n_ctx)
         return ServerArgs(
             model_path=self.spec.path,
             port=port,
-            n_ctx=int(opts.get("n_ctx") or DEFAULT_N_CTX),
+            n_ctx=n_ctx,
             n_parallel=int(opts.get("n_parallel") or DEFAULT_N_PARALLEL),
             n_threads=int(opts.get("n_threads") or physical_cores()),
             n_batch=None if opts.get("n_batch") is None else int(opts["n_batch"]),
@@ -360,7 +456,9 @@ class ManagedServer:
             use_mmap=opts.get("use_mmap") is not False,
             use_mlock=bool(opts.get("use_mlock")),
             repack=opts.get("repack") is not False,
-            sleep_idle_seconds=None if sleep is None else max(1, int(sleep)),
+            sleep_idle_seconds=DEFAULT_KEEP_ALIVE if sleep is None else max(1, int(sleep)),
+            cache_ram_mib=int(cache_ram),
+            ctx_checkpoints=DEFAULT_CTX_CHECKPOINTS,
             alias=Path(self.spec.path).stem,
         )
 
@@ -406,6 +504,9 @@ class ManagedServer:
 
     def _exit_path(self, launch_id: str) -> Path:
         return self.directory / f"{self.key}.{launch_id}.exit"
+
+    def _watch_path(self, launch_id: str) -> Path:
+        return self.directory / f"{self.key}.{launch_id}.watch"
 
     @staticmethod
     def _info(state: dict[str, Any]) -> ServerInfo:
@@ -670,6 +771,9 @@ class ManagedServer:
             with contextlib.suppress(OSError):  # kept a while for clients still reading them
                 if time.time() - stale.stat().st_mtime > EXIT_RECORD_SECONDS:
                     stale.unlink()
+        for stale in self.directory.glob(f"{self.key}.*.watch"):
+            with contextlib.suppress(OSError):  # left by a supervisor that was killed
+                stale.unlink()
         last_error: ServerStartError | None = None
         for _ in range(PORT_ATTEMPTS):
             try:
@@ -686,6 +790,9 @@ class ManagedServer:
         argv = server_argv(engine, args)
         launch_id = uuid.uuid4().hex[:12]
         exit_path = self._exit_path(launch_id)
+        keep_alive = args.sleep_idle_seconds or DEFAULT_KEEP_ALIVE
+        grace = env_seconds(EXIT_GRACE_ENV, DEFAULT_EXIT_GRACE)
+        max_log = log_max_bytes()
         log_fd = _open_shared(self.log_path, os.O_WRONLY | os.O_APPEND)
         os.ftruncate(log_fd, 0)
         os.write(log_fd, f"# {engine.describe()}: {' '.join(argv)}\n".encode())
@@ -697,8 +804,24 @@ class ManagedServer:
                     _SUPERVISOR_MODULE,
                     "--log",
                     str(self.log_path),
+                    "--log-max-bytes",
+                    str(max_log),
                     "--exit-file",
                     str(exit_path),
+                    "--state",
+                    str(self.state_path),
+                    "--lock",
+                    str(self.lock_path),
+                    "--launch-id",
+                    launch_id,
+                    "--port",
+                    str(port),
+                    "--keep-alive",
+                    str(keep_alive),
+                    "--exit-grace",
+                    str(grace),
+                    "--watch-file",
+                    str(self._watch_path(launch_id)),
                     "--",
                     *argv,
                 ],
@@ -851,6 +974,12 @@ def _status_of(key: str, state: dict[str, Any] | None, directory: Path) -> Serve
     code, props = _http_json(base + "/props", timeout=5.0)
     if code == 200 and isinstance(props, dict) and "is_sleeping" in props:
         status.sleeping = bool(props["is_sleeping"])
+    watch = read_exit(directory / f"{key}.{state.get('launch_id')}.watch")
+    if watch is not None and not status.clients:
+        for name in ("idle_since", "sleeps_by", "exits_at"):
+            value = watch.get(name)
+            if isinstance(value, int | float):
+                setattr(status, name, float(value))
     rss, pss = 0, 0
     pss_known = True
     for pid_key, start_key in (

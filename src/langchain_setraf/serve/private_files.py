@@ -1,0 +1,124 @@
+"""Files only their owner can read or write, opened without following links.
+
+Every file a managed server writes in its runtime directory (its log, its supervisor's
+records) is opened through :func:`open_private`: ``O_NOFOLLOW`` (a symlink planted at the
+path is refused, not followed), created ``0600``, and refused when it exists but is not a
+regular file owned by this user. :class:`RotatingLog` keeps a log within a byte bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import threading
+from pathlib import Path
+
+__all__ = ["PRIVATE_MODE", "PrivateFileError", "RotatingLog", "open_private"]
+
+#: Mode of every file created: read and write for the owner only.
+PRIVATE_MODE = 0o600
+
+
+class PrivateFileError(PermissionError):
+    """A path that must be this user's own regular file is not (names path, owner, mode)."""
+
+
+def open_private(path: Path, flags: int) -> int:
+    """Open ``path`` (created ``0600`` when missing) as this user's own regular file.
+
+    Args:
+        path: The file.
+        flags: ``os.O_*`` access flags (``O_WRONLY | O_APPEND``, ``O_RDWR``, ...);
+            ``O_CREAT``, ``O_NOFOLLOW`` and ``O_CLOEXEC`` are added.
+
+    Returns:
+        The file descriptor (the caller closes it).
+
+    Raises:
+        PrivateFileError: ``path`` is a symlink, not a regular file, or owned by another
+            user.
+        OSError: It cannot be opened otherwise.
+    """
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_MODE)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise PrivateFileError(f"{path}: is a symbolic link; refusing to follow it") from exc
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PrivateFileError(f"{path}: not a regular file (mode {st.st_mode:o})")
+        if st.st_uid != os.getuid():
+            raise PrivateFileError(
+                f"{path}: owned by uid {st.st_uid}, not by this user (uid {os.getuid()}); "
+                "refusing to write it"
+            )
+        if stat.S_IMODE(st.st_mode) != PRIVATE_MODE:
+            os.fchmod(fd, PRIVATE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class RotatingLog:
+    """An append-only log kept under ``max_bytes``: when the next write would pass it, the
+    file becomes ``<path>.1`` (``.1`` becomes ``.2``, up to ``backups`` old files; with 0
+    backups the file is emptied) and a new one is started.
+
+    Each file holds at most ``max_bytes`` (a single write larger than that is cut to its
+    last ``max_bytes``), so the log and its backups never hold more than
+    ``max_bytes * (backups + 1)``. Thread-safe.
+    """
+
+    def __init__(self, path: Path, max_bytes: int, backups: int = 1) -> None:
+        """Open ``path`` for appending (see :func:`open_private`).
+
+        Raises:
+            ValueError: ``max_bytes`` < 1 or ``backups`` < 0.
+        """
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+        if backups < 0:
+            raise ValueError(f"backups must be >= 0, got {backups}")
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._lock = threading.Lock()
+        self._fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+        self._size = os.fstat(self._fd).st_size
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``, rotating first when it would not fit."""
+        if len(data) > self.max_bytes:
+            data = data[-self.max_bytes :]
+        with self._lock:
+            if self._fd < 0:
+                return
+            if self._size + len(data) > self.max_bytes and self._size > 0:
+                self._rotate()
+            os.write(self._fd, data)
+            self._size += len(data)
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        self._fd = -1
+        if self.backups == 0:
+            fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
+            os.ftruncate(fd, 0)
+        else:
+            for i in range(self.backups, 0, -1):
+                older = self.path if i == 1 else self.path.with_name(f"{self.path.name}.{i - 1}")
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{i}"))
+            fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
+        self._fd, self._size = fd, 0
+
+    def close(self) -> None:
+        """Close the file (later writes are dropped)."""
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
