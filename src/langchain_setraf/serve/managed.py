@@ -198,22 +198,20 @@ class ServerStatus:
 
     def why_up(self) -> str:
         """Why the server is still running, in words (``""`` when it is not): ``2 live
-        clients``; ``no client since 14:02:07, sleeps by 14:07:07, exits at 14:08:07``;
-        ``sleeping, no client since ..., exits at ...``."""
+        clients``; ``no client since 14:02:07, sleeps by 14:07:07, exits at 14:08:07``
+        (``sleeps by`` left out once it sleeps, see :attr:`sleeping`)."""
         if not self.running:
             return ""
-        parts = ["sleeping"] if self.sleeping else []
         if self.clients:
             n = len(self.clients)
-            parts.append(f"{n} live client{'s' if n != 1 else ''}")
-        elif self.idle_since is not None:
-            parts.append(f"no client since {_clock(self.idle_since)}")
-            if not self.sleeping and self.sleeps_by is not None:
-                parts.append(f"sleeps by {_clock(self.sleeps_by)}")
-            if self.exits_at is not None:
-                parts.append(f"exits at {_clock(self.exits_at)}")
-        else:
-            parts.append("no live client")
+            return f"{n} live client{'s' if n != 1 else ''}"
+        if self.idle_since is None:
+            return "no live client"
+        parts = [f"no client since {_clock(self.idle_since)}"]
+        if not self.sleeping and self.sleeps_by is not None:
+            parts.append(f"sleeps by {_clock(self.sleeps_by)}")
+        if self.exits_at is not None:
+            parts.append(f"exits at {_clock(self.exits_at)}")
         return ", ".join(parts)
 
 
