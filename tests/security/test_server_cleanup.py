@@ -35,7 +35,7 @@ from langchain_setraf.serve.managed import (
     ServerStatus,
     running_servers,
 )
-from langchain_setraf.serve.private_files import PrivateFileError, RotatingLog
+from langchain_setraf.serve.rotating_log import PrivateFileError, RotatingLog
 from langchain_setraf.serve.server_memory import MIB, default_cache_ram_mib
 from langchain_setraf.serve.supervisor import STOP_GRACE_SECONDS, WATCH_INTERVAL
 

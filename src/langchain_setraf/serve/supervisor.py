@@ -48,7 +48,7 @@ from typing import Any, Final
 
 import psutil
 
-from langchain_setraf.serve.private_files import RotatingLog
+from langchain_setraf.serve.rotating_log import RotatingLog
 
 __all__ = [
     "DEFAULT_EXIT_GRACE",

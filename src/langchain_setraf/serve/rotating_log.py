@@ -1,9 +1,9 @@
-"""Files only their owner can read or write, opened without following links.
+"""A server log kept within a byte bound, private to its owner.
 
-Every file a managed server writes in its runtime directory (its log, its supervisor's
-records) is opened through :func:`open_private`: ``O_NOFOLLOW`` (a symlink planted at the
-path is refused, not followed), created ``0600``, and refused when it exists but is not a
-regular file owned by this user. :class:`RotatingLog` keeps a log within a byte bound.
+:class:`RotatingLog` appends a managed server's output to its log and rotates it before it
+passes its bound. The files are opened through :func:`open_private`: ``O_NOFOLLOW`` (a
+symlink planted at the path is refused, not followed), created ``0600``, and refused when
+they exist but are not a regular file owned by this user.
 """
 
 from __future__ import annotations
