@@ -11,6 +11,7 @@ it started, even on failure.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import stat
 import subprocess
@@ -362,3 +363,105 @@ def test_bad_timing_settings_are_named(
     with pytest.raises(ValueError, match=f"{LOG_MAX_BYTES_ENV}='100'"):
         backend.load(spec)
     assert _ours(runtime) == []  # refused before anything was started
+
+
+# -- the supervisor's watch, on real files and processes (no model) ----------------------------
+
+
+@pytest.fixture()
+def health_port() -> Iterator[int]:
+    """A loopback HTTP server answering ``/health`` with 200, as a ready llama.cpp does."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(httpd.server_address[1])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _watch(tmp_path: Path, port: int, keep_alive: float, grace: float) -> Any:
+    from langchain_setraf.serve.supervisor import IdleWatch
+
+    lock = tmp_path / "k.lock"
+    lock.touch(mode=0o600)
+    return IdleWatch(
+        state_path=tmp_path / "k.json",
+        lock_path=lock,
+        launch_id="L1",
+        port=port,
+        keep_alive=keep_alive,
+        exit_grace=grace,
+        watch_path=tmp_path / "k.L1.watch",
+    )
+
+
+def _write_state(path: Path, launch_id: str, clients: list[dict[str, Any]]) -> None:
+    path.write_text(json.dumps({"launch_id": launch_id, "clients": clients}))
+
+
+def test_the_watch_counts_only_live_clients_of_its_own_launch(
+    tmp_path: Path, health_port: int
+) -> None:
+    watch = _watch(tmp_path, health_port, keep_alive=0, grace=0)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        start = psutil.Process(holder.pid).create_time()
+        live = {"pid": holder.pid, "start": start}
+        _write_state(watch.state_path, "L1", [live])
+        assert watch.live_clients() == 1 and not watch.tick()
+        assert watch.idle_since is None
+        # the same pid with another start time is a reused pid, not the client
+        _write_state(watch.state_path, "L1", [{"pid": holder.pid, "start": start - 100}])
+        assert watch.live_clients() == 0
+        # a state naming another launch has no client for this server
+        _write_state(watch.state_path, "L2", [live])
+        assert watch.live_clients() == 0
+        # a state being rewritten is no news: nothing decided on it
+        watch.state_path.write_text('{"launch_id": "L1", "cli')
+        assert watch.live_clients() is None and not watch.tick()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    _write_state(watch.state_path, "L1", [live])  # its only client is dead now
+    assert watch.tick()  # keep_alive 0 + grace 0: due at once
+    published = json.loads(watch.watch_path.read_text())
+    assert published["exits_at"] == published["idle_since"] == watch.idle_since
+    assert stat.S_IMODE(watch.watch_path.stat().st_mode) == 0o600
+    assert "no live client" in watch.reason()
+
+
+def test_the_watch_never_stops_a_server_while_a_client_holds_the_lock(
+    tmp_path: Path, health_port: int
+) -> None:
+    import fcntl
+
+    watch = _watch(tmp_path, health_port, keep_alive=0, grace=0)
+    _write_state(watch.state_path, "L1", [])
+    assert watch.tick()
+    with open(watch.lock_path) as held:  # a client attaching holds the lock
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert watch.confirm() is None
+    fd = watch.confirm()
+    assert fd is not None  # free again, still no client: the stop may go ahead
+    os.close(fd)
+
+
+def test_a_server_that_is_still_loading_is_not_idle(tmp_path: Path) -> None:
+    from langchain_setraf.serve.managed import free_port
+
+    watch = _watch(tmp_path, free_port(), keep_alive=0, grace=0)  # nothing answers
+    _write_state(watch.state_path, "L1", [])
+    assert not watch.tick() and not watch.ready and watch.idle_since is None

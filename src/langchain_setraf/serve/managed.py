@@ -632,7 +632,9 @@ class ManagedServer:
         """Free the model's memory if possible without disturbing other processes.
 
         llama.cpp's server unloads its weights by itself after ``sleep_idle_seconds`` idle
-        (the spec's ``keep_alive``); it has no request that puts it to sleep at once.
+        (the spec's ``keep_alive``, :data:`DEFAULT_KEEP_ALIVE` when unset, so every server
+        this version starts has an idle timer); it has no request that puts it to sleep at
+        once.
 
         Returns:
             ``"not-running"``; ``"sleeping"`` (weights already unloaded); ``"idle-timer"``
