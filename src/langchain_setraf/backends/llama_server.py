@@ -40,6 +40,7 @@ from langchain_setraf.serve.managed import (
 from langchain_setraf.serve.server_memory import (
     DEFAULT_CTX_CHECKPOINTS,
     MIB,
+    SERVER_PROCESS_BYTES,
     checkpoint_bytes,
     default_cache_ram_mib,
 )
@@ -210,7 +211,8 @@ class LlamaServerBackend:
     def server_bytes(self, spec: LoadSpec) -> int:
         """Host memory the spec's server holds at most, running or not: weights + KV cache
         for every slot + compute buffers (as in-process) + its prompt cache at its cap +
-        its context checkpoints at theirs (see :mod:`~langchain_setraf.serve.server_memory`)."""
+        its context checkpoints at theirs + the server's and its supervisor's own
+        processes (see :mod:`~langchain_setraf.serve.server_memory`)."""
         from langchain_setraf.backends.gguf import estimate_gguf_bytes
 
         info = read_gguf_header_cached(spec.path)
@@ -227,7 +229,7 @@ class LlamaServerBackend:
         if cache_ram is None:
             cache_ram = default_cache_ram_mib(info, n_ctx)
         checkpoints = n_parallel * DEFAULT_CTX_CHECKPOINTS * checkpoint_bytes(info, n_ctx)
-        return base + int(cache_ram) * MIB + checkpoints
+        return base + int(cache_ram) * MIB + checkpoints + SERVER_PROCESS_BYTES
 
     def load(self, spec: LoadSpec) -> ManagedServerHandle:
         """Start or reuse the spec's server, attach this process, and return a handle."""

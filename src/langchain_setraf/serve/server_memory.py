@@ -3,7 +3,8 @@
 llama.cpp's server allocates its weights, its KV cache (``-c`` tokens) and its compute
 buffers at start. Two more buffers grow with use; a managed server caps both, and the
 budget (:meth:`~langchain_setraf.backends.llama_server.LlamaServerBackend.estimate_bytes`)
-counts both at their cap:
+counts both at their cap, and the server's processes themselves
+(:data:`SERVER_PROCESS_BYTES`):
 
 - **The prompt cache** (``--cache-ram`` MiB; llama.cpp's default is 8,192 MiB): the KV
   state of earlier prompts, kept in RAM so a conversation that comes back to a slot is not
@@ -28,6 +29,7 @@ from langchain_setraf.gguf_file import GGUFInfo
 __all__ = [
     "DEFAULT_CTX_CHECKPOINTS",
     "MIB",
+    "SERVER_PROCESS_BYTES",
     "checkpoint_bytes",
     "default_cache_ram_mib",
     "kv_bytes_per_token",
@@ -36,6 +38,10 @@ __all__ = [
 MIB: Final = 1 << 20
 #: Context checkpoints a managed server keeps per slot (``--ctx-checkpoints``).
 DEFAULT_CTX_CHECKPOINTS: Final = 4
+#: The server's processes before any model memory: the xllamacpp host (Python and the
+#: engine library's touched pages; measured 25 MiB after import) and its supervisor
+#: (17 MiB), rounded up. A ``llama-server`` binary needs less.
+SERVER_PROCESS_BYTES: Final = 48 * MIB
 #: Tokens llama.cpp evaluates at once (``-ub``, its default): a sliding-window cache holds
 #: the window plus one such batch.
 _N_UBATCH: Final = 512
