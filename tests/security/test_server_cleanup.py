@@ -290,6 +290,14 @@ def test_rotation_keeps_each_file_within_the_bound(tmp_path: Path) -> None:
     assert (tmp_path / "server.log.1").stat().st_size <= 1000
     assert not (tmp_path / "server.log.2").exists()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    single = RotatingLog(tmp_path / "single.log", 1000, backups=0)
+    try:
+        for i in range(50):
+            single.write(f"line {i:03d} ".encode() * 10)
+            assert (tmp_path / "single.log").stat().st_size <= 1000
+    finally:
+        single.close()
+    assert not (tmp_path / "single.log.1").exists()
 
 
 @pytest.mark.slow  # a real server on 2 busy cores

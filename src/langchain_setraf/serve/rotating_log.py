@@ -103,17 +103,29 @@ class RotatingLog:
             self._size += len(data)
 
     def _rotate(self) -> None:
-        os.close(self._fd)
-        self._fd = -1
+        """Start a new file; ``path`` names a file at every instant (readers never miss it):
+        the old file gets its backup name by a hard link, the new one takes ``path`` by an
+        atomic rename."""
         if self.backups == 0:
-            fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
-            os.ftruncate(fd, 0)
-        else:
-            for i in range(self.backups, 0, -1):
-                older = self.path if i == 1 else self.path.with_name(f"{self.path.name}.{i - 1}")
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(older, self.path.with_name(f"{self.path.name}.{i}"))
-            fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
+            os.ftruncate(self._fd, 0)
+            self._size = 0
+            return
+        name = self.path.name
+        for i in range(self.backups, 1, -1):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(
+                    self.path.with_name(f"{name}.{i - 1}"), self.path.with_name(f"{name}.{i}")
+                )
+        first = self.path.with_name(f"{name}.1")
+        with contextlib.suppress(FileNotFoundError):
+            first.unlink()
+        os.link(self.path, first, follow_symlinks=False)
+        fresh = self.path.with_name(f".{name}.{os.getpid()}.new")
+        with contextlib.suppress(FileNotFoundError):
+            fresh.unlink()
+        fd = open_private(fresh, os.O_WRONLY | os.O_APPEND | os.O_EXCL)
+        os.replace(fresh, self.path)
+        os.close(self._fd)
         self._fd, self._size = fd, 0
 
     def close(self) -> None:
