@@ -342,7 +342,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.fork() != 0:  # the client reaps this parent at once; the child is reparented
         os._exit(0)
     stop_requested = False
-    log = RotatingLog(ns.log, ns.log_max_bytes, LOG_BACKUPS)
+    try:
+        log = RotatingLog(ns.log, ns.log_max_bytes, LOG_BACKUPS)
+    except OSError as exc:  # e.g. a link planted at the log's path: refused, named
+        print(f"supervisor: cannot open the log: {exc}", file=sys.stderr, flush=True)
+        _report({"supervisor_pid": os.getpid(), "server_pid": None, "error": str(exc)})
+        return 1
     try:
         # idle OpenMP workers sleep instead of spinning: a spinning server starves its
         # own HTTP thread and its clients on shared cores (see backends.gguf)
