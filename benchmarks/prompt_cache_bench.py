@@ -97,9 +97,18 @@ def _server_rss(pid: int) -> dict[str, int]:
     }
 
 
-def run(n: int, every: int, *, uncapped: bool = False, on_point: Any = None) -> dict[str, Any]:
+def run(
+    n: int,
+    every: int,
+    *,
+    uncapped: bool = False,
+    on_point: Any = None,
+    max_seconds: float | None = None,
+) -> dict[str, Any]:
     """Send ``n`` prompts, read the server's RSS every ``every`` prompts; the results
-    (``on_point(points)`` is called after each reading, e.g. to save progress)."""
+    (``on_point(points)`` is called after each reading, e.g. to save progress). With
+    ``max_seconds``, the run ends at the first reading after that many seconds of prompts
+    (``prompts_sent`` says how many went)."""
     from langchain_setraf import GGUFLLM
     from langchain_setraf.serve.managed import running_servers
 
@@ -140,6 +149,8 @@ def run(n: int, every: int, *, uncapped: bool = False, on_point: Any = None) -> 
                     )
                     if on_point is not None:
                         on_point(points)
+                    if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                        break
                 if i < n:
                     llm.invoke(texts[i])
         finally:
@@ -151,6 +162,7 @@ def run(n: int, every: int, *, uncapped: bool = False, on_point: Any = None) -> 
         "n_parallel": info.n_parallel,
         "cache_ram_mib": int(argv_cache) if argv_cache else None,
         "prompts": n,
+        "prompts_sent": points[-1]["prompts"],
         "prompt_tokens": {"min": min(tokens, default=0), "max": max(tokens, default=0)},
         "estimate": estimate,
         "points": points,
@@ -170,7 +182,9 @@ def _flag(proc: psutil.Process, name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv else None
 
 
-def run_and_save(n: int, every: int, *, uncapped: bool = False) -> dict[str, Any]:
+def run_and_save(
+    n: int, every: int, *, uncapped: bool = False, max_seconds: float | None = None
+) -> dict[str, Any]:
     """:func:`run`, with the machine, saved under ``benchmarks/results``."""
     machine = {**machine_info(), "loadavg_at_start": os.getloadavg()}
     suffix = ("_uncapped" if uncapped else "") + ("_smoke" if quick() else "")
@@ -181,7 +195,7 @@ def run_and_save(n: int, every: int, *, uncapped: bool = False) -> dict[str, Any
     def progress(points: list[dict[str, Any]]) -> None:
         partial.write_text(json.dumps({"prompts": n, "points": points, "machine": machine}))
 
-    data = run(n, every, uncapped=uncapped, on_point=progress)
+    data = run(n, every, uncapped=uncapped, on_point=progress, max_seconds=max_seconds)
     data["machine"] = {**machine, "loadavg_at_end": os.getloadavg()}
     out.write_text(json.dumps(data, indent=1))
     partial.unlink(missing_ok=True)
@@ -198,10 +212,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"llama.cpp's own prompt cache cap ({LLAMA_CPP_DEFAULT_CACHE_RAM} MiB)",
     )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="end at the first reading after this many minutes (a slow machine)",
+    )
     ns = p.parse_args(argv)
     if ns.prompts < 1 or ns.every < 1:
         p.error("--prompts and --every must be >= 1")
-    data = run_and_save(ns.prompts, ns.every, uncapped=ns.uncapped)
+    limit = None if ns.max_minutes is None else ns.max_minutes * 60.0
+    data = run_and_save(ns.prompts, ns.every, uncapped=ns.uncapped, max_seconds=limit)
     print(json.dumps({k: v for k, v in data.items() if k != "machine"}, indent=1))
     return 0
 
