@@ -80,10 +80,17 @@ class GGUFLoadOptions(RefuseUnknownArguments):
     """Run the model in the host's one shared llama.cpp server instead of this process:
     every process on the host using this file and these load options shares one server
     (started on 127.0.0.1 by the first, stopped by ``release()`` when no other process is
-    attached). ``keep_alive`` becomes the server's ``--sleep-idle-seconds``."""
+    attached). ``keep_alive`` becomes the server's ``--sleep-idle-seconds`` (``None``:
+    300 s, Ollama's default); a server whose clients are all gone (exited or killed) also
+    exits ``$SETRAF_SERVER_EXIT_GRACE`` seconds (default 60) after that."""
     n_parallel: int = 4
     """Slots of the managed server (``--parallel``): requests decoded together by
     continuous batching, each with an ``n_ctx`` context. Only with ``server=True``."""
+    cache_ram_mib: int | None = None
+    """Cap of the managed server's prompt cache in MiB (``--cache-ram``; 0: none). The
+    cache keeps earlier prompts' KV state so a returning conversation is not evaluated
+    again; the memory budget counts it at its cap. ``None``: the KV state of one full slot
+    (``n_ctx`` tokens), where llama.cpp's own default is 8 GiB. Only with ``server=True``."""
     server_url: str | None = None
     """Attach to a running server instead of loading a file: any URL speaking the
     OpenAI-compatible API (llama-server, Ollama, vLLM, a Ray Serve ingress), e.g.
@@ -103,7 +110,7 @@ class GGUFLoadOptions(RefuseUnknownArguments):
     def _check_where(self) -> GGUFLoadOptions:
         given = self.model_fields_set
         if self.server_url is not None:
-            clash = [f for f in (*_FILE_OPTIONS, "n_parallel") if f in given]
+            clash = [f for f in (*_FILE_OPTIONS, "n_parallel", "cache_ram_mib") if f in given]
             if self.server:
                 clash.insert(0, "server")
             if clash:
@@ -117,8 +124,14 @@ class GGUFLoadOptions(RefuseUnknownArguments):
                 raise ValueError(f"{', '.join(stray)} needs server_url")
             if not self.server and "n_parallel" in given:
                 raise ValueError("n_parallel sets the managed server's slots: it needs server=True")
+            if not self.server and "cache_ram_mib" in given:
+                raise ValueError(
+                    "cache_ram_mib caps the managed server's prompt cache: it needs server=True"
+                )
         if self.n_parallel < 1:
             raise ValueError(f"n_parallel must be >= 1, got {self.n_parallel}")
+        if self.cache_ram_mib is not None and self.cache_ram_mib < 0:
+            raise ValueError(f"cache_ram_mib must be >= 0 MiB, got {self.cache_ram_mib}")
         if self.request_timeout <= 0:
             raise ValueError(f"request_timeout must be > 0, got {self.request_timeout}")
         return self
@@ -163,6 +176,7 @@ class GGUFLoadOptions(RefuseUnknownArguments):
                 **self._load_options(),
                 n_parallel=self.n_parallel,
                 sleep_idle_seconds=None if keep is None else max(1, round(keep)),
+                cache_ram_mib=self.cache_ram_mib,
                 request_timeout=self.request_timeout,
             )
             return managed, spec

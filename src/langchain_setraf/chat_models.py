@@ -99,11 +99,17 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
         n_parallel: int
             The shared server's slots (4): requests decoded together by continuous
             batching, each with ``n_ctx`` tokens of context. Only with ``server=True``.
+        cache_ram_mib: int | None
+            Cap of the shared server's prompt cache in MiB (``--cache-ram``; 0: none;
+            ``None``: one slot's KV state), counted by the memory budget. Only with
+            ``server=True``.
         keep_alive: float | None
             Release the model after this many idle seconds (``None``: keep it; ``0``: after
             each call). With ``server=True`` it is the server's ``--sleep-idle-seconds``
-            (at least 1): the server unloads the weights when idle and reloads them on the
-            next request.
+            (at least 1; ``None``: 300, Ollama's default): the server unloads the weights
+            when idle and reloads them on the next request; once none of its client
+            processes is alive it also exits ``$SETRAF_SERVER_EXIT_GRACE`` seconds (60)
+            later.
         server_url: str | None
             Attach to a running server that speaks the OpenAI-compatible API
             (llama-server, Ollama, vLLM, a Ray Serve ingress), e.g.

@@ -38,6 +38,13 @@ from langchain_setraf.serve.managed import (
     ManagedServer,
     ServerInfo,
 )
+from langchain_setraf.serve.server_memory import (
+    DEFAULT_CTX_CHECKPOINTS,
+    MIB,
+    SERVER_PROCESS_BYTES,
+    checkpoint_bytes,
+    default_cache_ram_mib,
+)
 
 __all__ = ["LLAMA_SERVER_OPTIONS", "LlamaServerBackend", "ManagedServerHandle"]
 
@@ -171,8 +178,11 @@ class LlamaServerBackend:
 
         Options: ``n_ctx`` (tokens per slot), ``n_parallel`` (slots), ``n_batch``,
         ``n_threads``, ``n_gpu_layers``, ``use_mmap``, ``use_mlock``, ``repack``,
-        ``sleep_idle_seconds`` (``None``: never unload; at least 1) and ``request_timeout``
-        (seconds per HTTP read; not part of the server's identity).
+        ``sleep_idle_seconds`` (``keep_alive``: idle seconds before the server unloads its
+        weights, at least 1; ``None``: 300, Ollama's default), ``cache_ram_mib`` (cap of
+        the server's prompt cache in MiB, 0: none; ``None``: one slot's KV state, see
+        :mod:`~langchain_setraf.serve.server_memory`) and ``request_timeout`` (seconds per
+        HTTP read; not part of the server's identity).
         """
         unknown = set(options) - set(LLAMA_SERVER_OPTIONS)
         if unknown:
@@ -187,27 +197,48 @@ class LlamaServerBackend:
         sleep = options.get("sleep_idle_seconds")
         if sleep is not None and (not isinstance(sleep, int | float) or sleep < 0):
             raise ValueError(f"sleep_idle_seconds must be >= 0 seconds, got {sleep!r}")
+        cache_ram = options.get("cache_ram_mib")
+        if cache_ram is not None and (
+            isinstance(cache_ram, bool) or not isinstance(cache_ram, int) or cache_ram < 0
+        ):
+            raise ValueError(
+                f"cache_ram_mib must be an integer >= 0 (MiB; 0: no prompt cache), got "
+                f"{cache_ram!r}: an unbounded prompt cache is not offered, the memory "
+                "budget could not count it"
+            )
         from langchain_setraf.backends.gguf import gguf_file_identity
 
         return LoadSpec.create(self.name, gguf_file_identity(model_path), options)
 
     def estimate_bytes(self, spec: LoadSpec) -> int:
-        """Host memory a new server needs (weights + KV cache for every slot); 0 when the
-        spec's server is already running (its memory is already in use)."""
+        """Host memory a new server needs at most; 0 when the spec's server is already
+        running (its memory is already in use). See :meth:`server_bytes`."""
         if ManagedServer.for_spec(spec).is_running():
             return 0
+        return self.server_bytes(spec)
+
+    def server_bytes(self, spec: LoadSpec) -> int:
+        """Host memory the spec's server holds at most, running or not: weights + KV cache
+        for every slot + compute buffers (as in-process) + its prompt cache at its cap +
+        its context checkpoints at theirs + the server's and its supervisor's own
+        processes (see :mod:`~langchain_setraf.serve.server_memory`)."""
         from langchain_setraf.backends.gguf import estimate_gguf_bytes
 
         info = read_gguf_header_cached(spec.path)
         opts = spec.options_dict
         n_ctx = int(opts.get("n_ctx") or DEFAULT_N_CTX)
         n_parallel = int(opts.get("n_parallel") or DEFAULT_N_PARALLEL)
-        return estimate_gguf_bytes(
+        base = estimate_gguf_bytes(
             info,
             n_ctx * n_parallel,
             repack=bool(opts.get("repack")),
             n_gpu_layers=int(opts.get("n_gpu_layers") or 0),
         )
+        cache_ram = opts.get("cache_ram_mib")
+        if cache_ram is None:
+            cache_ram = default_cache_ram_mib(info, n_ctx)
+        checkpoints = n_parallel * DEFAULT_CTX_CHECKPOINTS * checkpoint_bytes(info, n_ctx)
+        return base + int(cache_ram) * MIB + checkpoints + SERVER_PROCESS_BYTES
 
     def load(self, spec: LoadSpec) -> ManagedServerHandle:
         """Start or reuse the spec's server, attach this process, and return a handle."""

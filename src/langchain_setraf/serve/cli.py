@@ -1,5 +1,9 @@
 """``setraf server status|stop|sleep``: the host's managed llama.cpp servers.
 
+``status`` says why each running server is still up: its live clients, or since when it
+has had none and when it sleeps and exits (see
+:meth:`~langchain_setraf.serve.managed.ServerStatus.why_up`).
+
 Wire into the ``setraf`` parser with :func:`add_server_parser`.
 """
 
@@ -52,6 +56,10 @@ def _as_dict(status: ServerStatus) -> dict[str, Any]:
         "pid": info.pid if info else None,
         "engine": info.engine if info else None,
         "clients": status.clients,
+        "why_up": status.why_up(),
+        "idle_since": status.idle_since,
+        "sleeps_by": status.sleeps_by,
+        "exits_at": status.exits_at,
         "rss": status.rss,
         "pss": status.pss,
         "last_exit": status.last_exit,
@@ -68,7 +76,7 @@ def _line(status: ServerStatus) -> str:
     state = "sleeping" if status.sleeping else "ready" if status.healthy else "not answering"
     return (
         f"{status.key}  {state}  {info.url}  pid {info.pid}  {info.engine}  "
-        f"clients {len(status.clients)}  RSS {format_bytes(status.rss)}  "
+        f"{status.why_up()}  RSS {format_bytes(status.rss)}  "
         f"PSS {format_bytes(status.pss)}  {status.spec}{busy}"
     )
 

@@ -59,6 +59,8 @@ SERVER_FLAGS: Final[Mapping[str, bool]] = {
     "--load-mode": True,
     "--no-repack": False,
     "--sleep-idle-seconds": True,
+    "--cache-ram": True,
+    "--ctx-checkpoints": True,
     "--alias": True,
     "--api-key-file": True,
     "--jinja": False,
@@ -150,6 +152,10 @@ class ServerArgs:
         repack: ``False`` (the default, as ``GGUFLLM``'s) adds ``--no-repack``.
         sleep_idle_seconds: Unload the weights after this many idle seconds
             (``--sleep-idle-seconds``); ``None``: never.
+        cache_ram_mib: Cap of the prompt cache in MiB (``--cache-ram``; 0: no prompt
+            cache); ``None``: llama.cpp's default (8,192 MiB).
+        ctx_checkpoints: Context checkpoints kept per slot (``--ctx-checkpoints``);
+            ``None``: llama.cpp's default (32).
         alias: Model name the server reports (``--alias``).
         api_key_file: A private file holding the API key every request must carry
             (``--api-key-file``; the key itself never appears on a command line, which
@@ -167,6 +173,8 @@ class ServerArgs:
     use_mlock: bool = False
     repack: bool = False
     sleep_idle_seconds: int | None = None
+    cache_ram_mib: int | None = None
+    ctx_checkpoints: int | None = None
     alias: str | None = None
     api_key_file: str | None = None
 
@@ -193,6 +201,10 @@ def server_argv(engine: Engine, args: ServerArgs) -> list[str]:
         argv.append("--no-repack")
     if args.sleep_idle_seconds is not None:
         argv += ["--sleep-idle-seconds", str(args.sleep_idle_seconds)]
+    if args.cache_ram_mib is not None:
+        argv += ["--cache-ram", str(args.cache_ram_mib)]
+    if args.ctx_checkpoints is not None:
+        argv += ["--ctx-checkpoints", str(args.ctx_checkpoints)]
     if args.alias:
         argv += ["--alias", args.alias]
     if args.api_key_file:

@@ -14,9 +14,12 @@ with a group is an explicit setgid directory, see
 - ``<key>.json``: the state (pids and start times of the server and its supervisor, port,
   engine, spec, attached client processes, and the server's API key), replaced
   atomically, so readers need no lock;
-- ``<key>.log``: the server's output (truncated at each start);
+- ``<key>.log``: the server's output (truncated at each start; rotated to ``<key>.log.1``
+  at ``$SETRAF_SERVER_LOG_MAX_BYTES``, default 1 MiB, so both hold at most twice that);
 - ``<key>.<launch>.exit``: how a server ended, written by its
-  :mod:`~langchain_setraf.serve.supervisor`.
+  :mod:`~langchain_setraf.serve.supervisor`;
+- ``<key>.<launch>.watch``: since when a server has had no live client, and when it
+  sleeps and exits (written by the supervisor while it has none).
 
 The first process starts the server on a free port of 127.0.0.1 with a new random API key
 (given to the server in a private file, never on its command line) and waits for
@@ -24,10 +27,15 @@ The first process starts the server on a free port of 127.0.0.1 with a new rando
 request carries the key as ``Authorization: Bearer``. The server grants no CORS
 origin. Stale state (a dead or reused
 pid, a port now answered by something else) is replaced by a new server; a corrupt state
-file is replaced with a warning. A server is stopped only by :meth:`ManagedServer.stop`
-or when the last attached process detaches, and only a process this package started
-(verified by pid, start time, owner and the exact command line recorded at its start); a
-stop that cannot signal keeps the state and says so.
+file is replaced with a warning. A server is stopped by :meth:`ManagedServer.stop`, when the
+last attached process detaches, or by its supervisor once no attached process is alive
+(they exited or were killed without detaching): it unloads its weights after
+``keep_alive`` idle seconds (the spec's ``sleep_idle_seconds``, default
+:data:`DEFAULT_KEEP_ALIVE`, Ollama's 5 minutes) and exits ``$SETRAF_SERVER_EXIT_GRACE``
+seconds later (default :data:`~langchain_setraf.serve.supervisor.DEFAULT_EXIT_GRACE`).
+Only a process this package started is signalled (verified by pid, start time, owner and
+the exact command line recorded at its start); a stop that cannot signal keeps the state
+and says so.
 """
 
 from __future__ import annotations
@@ -68,9 +76,16 @@ from langchain_setraf.serve.private_files import (
     resolve_runtime_dir,
     write_runtime_file,
 )
-from langchain_setraf.serve.supervisor import describe_exit, read_exit
+from langchain_setraf.serve.server_memory import DEFAULT_CTX_CHECKPOINTS, default_cache_ram_mib
+from langchain_setraf.serve.supervisor import (
+    DEFAULT_EXIT_GRACE,
+    LOG_MAX_BYTES,
+    describe_exit,
+    read_exit,
+)
 
 __all__ = [
+    "DEFAULT_KEEP_ALIVE",
     "DEFAULT_N_CTX",
     "DEFAULT_N_PARALLEL",
     "SERVER_OPTIONS",
@@ -97,11 +112,21 @@ SERVER_OPTIONS: Final = (
     "repack",
     "n_parallel",
     "sleep_idle_seconds",
+    "cache_ram_mib",
 )
 #: Context tokens per slot when a spec leaves ``n_ctx`` unset.
 DEFAULT_N_CTX: Final = 2048
 #: Slots when a spec leaves ``n_parallel`` unset.
 DEFAULT_N_PARALLEL: Final = 4
+#: Idle seconds before a server unloads its weights when a spec leaves
+#: ``sleep_idle_seconds`` (``keep_alive``) unset: Ollama's default, 5 minutes.
+DEFAULT_KEEP_ALIVE: Final = 300
+#: Environment variable: seconds a server with no live client stays up after its
+#: ``keep_alive`` before its supervisor stops it (default ``DEFAULT_EXIT_GRACE``).
+EXIT_GRACE_ENV: Final = "SETRAF_SERVER_EXIT_GRACE"
+#: Environment variable: bytes a server's log may reach before it is rotated (default
+#: ``LOG_MAX_BYTES``, 1 MiB; at least 4096).
+LOG_MAX_BYTES_ENV: Final = "SETRAF_SERVER_LOG_MAX_BYTES"
 #: Seconds a new server may take to answer ``/health`` (``$SETRAF_SERVER_START_TIMEOUT``).
 DEFAULT_START_TIMEOUT: Final = 300.0
 #: Seconds a stop waits for the server to exit before killing it.
@@ -183,6 +208,10 @@ class ServerStatus:
         busy: Who held the server's lock for more than :data:`STATUS_LOCK_WAIT` seconds
             (starting or stopping it); ``None``: nobody. The rest is the last state
             written, read without the lock.
+        idle_since: Since when it has had no live client (epoch seconds; ``None``: it has
+            one, or its supervisor has not looked yet).
+        sleeps_by: When it unloads its weights at the latest, if no client attaches.
+        exits_at: When its supervisor stops it, if no client attaches.
     """
 
     key: str
@@ -196,6 +225,67 @@ class ServerStatus:
     pss: int | None = None
     last_exit: str | None = None
     busy: str | None = None
+    idle_since: float | None = None
+    sleeps_by: float | None = None
+    exits_at: float | None = None
+
+    def why_up(self) -> str:
+        """Why the server is still running, in words (``""`` when it is not): ``2 live
+        clients``; ``no client since 14:02:07, sleeps by 14:07:07, exits at 14:08:07``
+        (``sleeps by`` left out once it sleeps, see :attr:`sleeping`)."""
+        if not self.running:
+            return ""
+        if self.clients:
+            n = len(self.clients)
+            return f"{n} live client{'s' if n != 1 else ''}"
+        if self.idle_since is None:
+            return "no live client"
+        parts = [f"no client since {_clock(self.idle_since)}"]
+        if not self.sleeping and self.sleeps_by is not None:
+            parts.append(f"sleeps by {_clock(self.sleeps_by)}")
+        if self.exits_at is not None:
+            parts.append(f"exits at {_clock(self.exits_at)}")
+        return ", ".join(parts)
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A number of seconds (>= 0) from environment variable ``name``, else ``default``.
+
+    Raises:
+        ValueError: The variable is set to something else (names it and its value).
+    """
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(f"{name}={raw!r}: expected a number of seconds >= 0")
+    return value
+
+
+def log_max_bytes() -> int:
+    """The log rotation bound (``$SETRAF_SERVER_LOG_MAX_BYTES``, default 1 MiB).
+
+    Raises:
+        ValueError: The variable is not an integer >= 4096.
+    """
+    raw = os.environ.get(LOG_MAX_BYTES_ENV)
+    if not raw:
+        return LOG_MAX_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 4096:
+        raise ValueError(f"{LOG_MAX_BYTES_ENV}={raw!r}: expected a number of bytes >= 4096")
+    return value
 
 
 def runtime_dir() -> Path:
@@ -467,13 +557,18 @@ class ManagedServer:
     def server_args(self, port: int) -> ServerArgs:
         """The llama-server arguments for this spec on ``port``."""
         from langchain_setraf._cpu import physical_cores
+        from langchain_setraf.gguf_file import read_gguf_header_cached
 
         opts = self.spec.options_dict
         sleep = opts.get("sleep_idle_seconds")
+        n_ctx = int(opts.get("n_ctx") or DEFAULT_N_CTX)
+        cache_ram = opts.get("cache_ram_mib")
+        if cache_ram is None:
+            cache_ram = default_cache_ram_mib(read_gguf_header_cached(self.spec.path), n_ctx)
         return ServerArgs(
             model_path=self.spec.path,
             port=port,
-            n_ctx=int(opts.get("n_ctx") or DEFAULT_N_CTX),
+            n_ctx=n_ctx,
             n_parallel=int(opts.get("n_parallel") or DEFAULT_N_PARALLEL),
             n_threads=int(opts.get("n_threads") or physical_cores()),
             n_batch=None if opts.get("n_batch") is None else int(opts["n_batch"]),
@@ -481,7 +576,9 @@ class ManagedServer:
             use_mmap=opts.get("use_mmap") is not False,
             use_mlock=bool(opts.get("use_mlock")),
             repack=bool(opts.get("repack")),  # off unless asked for, as in GGUFLLM
-            sleep_idle_seconds=None if sleep is None else max(1, int(sleep)),
+            sleep_idle_seconds=DEFAULT_KEEP_ALIVE if sleep is None else max(1, int(sleep)),
+            cache_ram_mib=int(cache_ram),
+            ctx_checkpoints=DEFAULT_CTX_CHECKPOINTS,
             alias=Path(self.spec.path).stem,
         )
 
@@ -525,6 +622,9 @@ class ManagedServer:
 
     def _exit_path(self, launch_id: str) -> Path:
         return self.directory / f"{self.key}.{launch_id}.exit"
+
+    def _watch_path(self, launch_id: str) -> Path:
+        return self.directory / f"{self.key}.{launch_id}.watch"
 
     @staticmethod
     def _info(state: dict[str, Any]) -> ServerInfo:
@@ -658,7 +758,9 @@ class ManagedServer:
         """Free the model's memory if possible without disturbing other processes.
 
         llama.cpp's server unloads its weights by itself after ``sleep_idle_seconds`` idle
-        (the spec's ``keep_alive``); it has no request that puts it to sleep at once.
+        (the spec's ``keep_alive``, :data:`DEFAULT_KEEP_ALIVE` when unset, so every server
+        this version starts has an idle timer); it has no request that puts it to sleep at
+        once.
 
         Returns:
             ``"not-running"``; ``"sleeping"`` (weights already unloaded); ``"idle-timer"``
@@ -805,6 +907,9 @@ class ManagedServer:
         for stale in self.directory.glob(f"{self.key}.*.key"):
             with contextlib.suppress(OSError):  # a starter killed mid-start left its key file
                 stale.unlink()  # (no other start can be under way: we hold the lock)
+        for stale in self.directory.glob(f"{self.key}.*.watch"):
+            with contextlib.suppress(OSError):  # left by a supervisor that was killed
+                stale.unlink()
         last_error: ServerStartError | None = None
         for _ in range(PORT_ATTEMPTS):
             try:
@@ -846,14 +951,33 @@ class ManagedServer:
         args = dataclasses.replace(self.server_args(port), api_key_file=str(key_path))
         argv = server_argv(engine, args)
         exit_path = self._exit_path(launch_id)
+        keep_alive = args.sleep_idle_seconds or DEFAULT_KEEP_ALIVE
+        grace = env_seconds(EXIT_GRACE_ENV, DEFAULT_EXIT_GRACE)
+        max_log = log_max_bytes()
         supervisor_argv = [
             sys.executable,
             "-m",
             _SUPERVISOR_MODULE,
             "--log",
             str(self.log_path),
+            "--log-max-bytes",
+            str(max_log),
             "--exit-file",
             str(exit_path),
+            "--state",
+            str(self.state_path),
+            "--lock",
+            str(self.lock_path),
+            "--launch-id",
+            launch_id,
+            "--port",
+            str(port),
+            "--keep-alive",
+            str(keep_alive),
+            "--exit-grace",
+            str(grace),
+            "--watch-file",
+            str(self._watch_path(launch_id)),
             "--",
             *argv,
         ]
@@ -1063,6 +1187,12 @@ def _status_of(key: str, state: dict[str, Any] | None, directory: Path) -> Serve
     code, props = _http_json(base + "/props", timeout=5.0, api_key=status.info.api_key)
     if code == 200 and isinstance(props, dict) and "is_sleeping" in props:
         status.sleeping = bool(props["is_sleeping"])
+    watch = read_exit(directory / f"{key}.{state.get('launch_id')}.watch")
+    if watch is not None and not status.clients:
+        for name in ("idle_since", "sleeps_by", "exits_at"):
+            value = watch.get(name)
+            if isinstance(value, int | float):
+                setattr(status, name, float(value))
     rss, pss = 0, 0
     pss_known = True
     for pid_key, start_key in (

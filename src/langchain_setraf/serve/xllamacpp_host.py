@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-repack", action="store_true")
     parser.add_argument("--sleep-idle-seconds", type=int, default=None)
+    parser.add_argument("-cram", "--cache-ram", dest="cache_ram", type=int, default=None)
+    parser.add_argument("--ctx-checkpoints", dest="ctx_checkpoints", type=int, default=None)
     parser.add_argument("-a", "--alias", default=None)
     parser.add_argument("--api-key-file", default=None)
     parser.add_argument("--jinja", action="store_true")
@@ -95,6 +97,10 @@ def build_params(xllamacpp: Any, ns: argparse.Namespace) -> Any:
     params.no_extra_bufts = bool(ns.no_repack)
     if ns.sleep_idle_seconds is not None:
         params.sleep_idle_seconds = ns.sleep_idle_seconds
+    if ns.cache_ram is not None:
+        params.cache_ram_mib = ns.cache_ram
+    if ns.ctx_checkpoints is not None:
+        params.n_ctx_checkpoints = ns.ctx_checkpoints
     if ns.alias:
         params.model_alias = {ns.alias}
     if ns.api_key_file:

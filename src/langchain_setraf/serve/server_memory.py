@@ -1,0 +1,92 @@
+"""The memory a llama.cpp server grows with use, beyond its weights and KV cache.
+
+llama.cpp's server allocates its weights, its KV cache (``-c`` tokens) and its compute
+buffers at start. Two more buffers grow with use; a managed server caps both, and the
+budget (:meth:`~langchain_setraf.backends.llama_server.LlamaServerBackend.estimate_bytes`)
+counts both at their cap, and the server's processes themselves
+(:data:`SERVER_PROCESS_BYTES`):
+
+- **The prompt cache** (``--cache-ram`` MiB; llama.cpp's default is 8,192 MiB): the KV
+  state of earlier prompts, kept in RAM so a conversation that comes back to a slot is not
+  evaluated again (idle slots are saved into it too, ``--cache-idle-slots``). Uncapped,
+  40 distinct 1,500-token prompts grew a 135M-parameter server from 337 to 1,521 MiB
+  (issue 21). Default here: :func:`default_cache_ram_mib`, the KV state of one full
+  slot (``n_ctx`` tokens): room to park one whole conversation beyond the ones the slots
+  hold, whatever the model, at a cost of ``1 / n_parallel`` of the KV cache.
+- **Context checkpoints** (``--ctx-checkpoints`` per slot; llama.cpp's default is 32):
+  copies of a slot's sliding-window cache or recurrent state, made only for models with
+  sliding-window attention or a recurrent state (a full-attention model such as Llama
+  makes none). Capped at :data:`DEFAULT_CTX_CHECKPOINTS` per slot and counted by
+  :func:`checkpoint_bytes`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from langchain_setraf.gguf_file import GGUFInfo
+
+__all__ = [
+    "DEFAULT_CTX_CHECKPOINTS",
+    "MIB",
+    "SERVER_PROCESS_BYTES",
+    "checkpoint_bytes",
+    "default_cache_ram_mib",
+    "kv_bytes_per_token",
+]
+
+MIB: Final = 1 << 20
+#: Context checkpoints a managed server keeps per slot (``--ctx-checkpoints``).
+DEFAULT_CTX_CHECKPOINTS: Final = 4
+#: The server's processes before any model memory: the xllamacpp host (Python and the
+#: engine library's touched pages; measured 25 MiB after import) and its supervisor
+#: (17 MiB), rounded up. A ``llama-server`` binary needs less.
+SERVER_PROCESS_BYTES: Final = 48 * MIB
+#: Tokens llama.cpp evaluates at once (``-ub``, its default): a sliding-window cache holds
+#: the window plus one such batch.
+_N_UBATCH: Final = 512
+
+
+def _kv_dims(info: GGUFInfo) -> tuple[int, int, int]:
+    """(layers, KV heads, K + V width per head) from the header."""
+    n_layer = int(info.arch_value("block_count", 0) or 0)
+    n_embd = int(info.arch_value("embedding_length", 0) or 0)
+    n_head = int(info.arch_value("attention.head_count", 1) or 1)
+    n_head_kv = int(info.arch_value("attention.head_count_kv", n_head) or n_head)
+    head_dim = n_embd // max(n_head, 1)
+    k_len = int(info.arch_value("attention.key_length", head_dim) or head_dim)
+    v_len = int(info.arch_value("attention.value_length", head_dim) or head_dim)
+    return n_layer, n_head_kv, k_len + v_len
+
+
+def kv_bytes_per_token(info: GGUFInfo, n_layer: int | None = None) -> int:
+    """Bytes of f16 KV cache one token takes in ``n_layer`` layers (default: all)."""
+    layers, n_head_kv, width = _kv_dims(info)
+    return (layers if n_layer is None else n_layer) * n_head_kv * width * 2
+
+
+def default_cache_ram_mib(info: GGUFInfo, n_ctx: int) -> int:
+    """The prompt cache cap (MiB) of a server with ``n_ctx`` tokens per slot: one full
+    slot's KV state, rounded up, plus 1 MiB for the state's own header."""
+    return -(-kv_bytes_per_token(info) * n_ctx // MIB) + 1
+
+
+def checkpoint_bytes(info: GGUFInfo, n_ctx: int) -> int:
+    """Bytes of one context checkpoint of a slot (0: the model makes none).
+
+    Sliding-window attention: every layer's cache for the window plus one batch (an upper
+    bound: the full-attention layers of an interleaved model are not copied). Recurrent
+    (``ssm.*`` keys): the convolution and SSM states of every layer, f32.
+    """
+    window = int(info.arch_value("attention.sliding_window", 0) or 0)
+    if window > 0:
+        return min(n_ctx, window + _N_UBATCH) * kv_bytes_per_token(info)
+    d_state = int(info.arch_value("ssm.state_size", 0) or 0)
+    if d_state > 0:
+        n_layer = int(info.arch_value("block_count", 0) or 0)
+        d_inner = int(info.arch_value("ssm.inner_size", 0) or 0)
+        d_conv = int(info.arch_value("ssm.conv_kernel", 0) or 0)
+        groups = int(info.arch_value("ssm.group_count", 1) or 1)
+        conv = max(d_conv - 1, 0) * (d_inner + 2 * groups * d_state)
+        return n_layer * (conv + d_state * d_inner) * 4
+    return 0
