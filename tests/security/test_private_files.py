@@ -7,6 +7,7 @@ name; files are created 0600 whatever the umask; the state is replaced atomicall
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -184,7 +185,8 @@ def test_an_xdg_runtime_dir_others_can_write_is_not_used(tmp_path: Path) -> None
 
 def test_the_supervisor_does_not_follow_a_planted_log_link(tmp_path: Path) -> None:
     """The supervisor opens its ``--log`` itself: a link there is refused (it starts
-    nothing, says so on stderr) and the link's target is untouched."""
+    nothing, reports the refusal to its starter at once) and the link's target is
+    untouched."""
     import subprocess
     import sys
 
@@ -202,7 +204,8 @@ def test_the_supervisor_does_not_follow_a_planted_log_link(tmp_path: Path) -> No
         text=True,
         timeout=60,
     )
-    assert "InsecureRuntimeDirError" in done.stderr and str(log) in done.stderr
-    assert done.stdout == ""  # no pids line: no server was started
+    assert "symbolic link: refused" in done.stderr and str(log) in done.stderr
+    report = json.loads(done.stdout.splitlines()[0])  # its starter learns it at once
+    assert report["server_pid"] is None and "symbolic link" in report["error"]
     assert victim.read_text() == "chapter 3" and stat.S_IMODE(victim.stat().st_mode) == 0o600
     assert not (runtime.path / "k.x.exit").exists()
