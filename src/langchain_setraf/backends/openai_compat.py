@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ from langchain_setraf.backends.base import (
     GenerationRequest,
     GenerationStats,
     LoadSpec,
+    backoff_seconds,
 )
 from langchain_setraf.backends.server_errors import (
     ServerError,
@@ -460,15 +462,23 @@ class HTTPHandle:
                 body["json_schema"] = request.constraint.get("schema") or {"type": "object"}
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-        return self._stream_events(self.base_url + path, body, stats, text_of)
+        return self._stream_events(
+            self.base_url + path, body, stats, text_of, retries=request.max_retries
+        )
 
     def _stream_events(
-        self, url: str, body: dict[str, Any], stats: GenerationStats, text_of: Any
+        self,
+        url: str,
+        body: dict[str, Any],
+        stats: GenerationStats,
+        text_of: Any,
+        *,
+        retries: int = 0,
     ) -> Iterator[str]:
         self._before_request()
         body["model"] = stats.model = self._model_for_request()
         finished = done = started = False
-        response = self._send_stream(url, body)
+        response = self._send_stream(url, body, retries=retries)
         try:
             if response.status_code != 200:
                 raise self._status_error(response, url, check_model=True)
@@ -508,21 +518,37 @@ class HTTPHandle:
         if not (done or finished):
             raise self._on_transport_error(self._truncated(url, "the connection was closed"))
 
-    def _send_stream(self, url: str, body: Any, method: str = "POST") -> httpx.Response:
+    def _send_stream(
+        self, url: str, body: Any, method: str = "POST", *, retries: int = 0
+    ) -> httpx.Response:
         """Send a request and return the response once its headers are in (the body is
         streamed). A pooled keep-alive connection the server closed just before the request
-        fails without any answer: that one case is retried, once."""
+        fails without any answer: that one case is retried, once. Up to ``retries`` more
+        tries (the caller's ``max_retries``), after a short backoff, when the server cannot
+        be reached or answers 5xx before the first byte of its answer."""
         request = self._client.build_request(method, url, json=body)
-        for attempt in range(2):
+        stale_retried = False
+        attempt = 0
+        while True:
             try:
-                return self._client.send(request, stream=True)
+                response = self._client.send(request, stream=True)
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                if attempt == 0:
+                if not stale_retried:
+                    stale_retried = True
                     continue
-                raise self._unavailable(exc, url) from exc
+                if attempt >= retries:
+                    raise self._unavailable(exc, url) from exc
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt >= retries:
+                    raise self._unavailable(exc, url) from exc
             except httpx.HTTPError as exc:
                 raise self._unavailable(exc, url) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+            else:
+                if response.status_code < 500 or attempt >= retries:
+                    return response
+                response.close()
+            time.sleep(backoff_seconds(attempt))
+            attempt += 1
 
     def _truncated(self, url: str, why: str) -> ServerResponseError:
         return ServerResponseError(
