@@ -27,12 +27,6 @@ def _checkpoint() -> str:
 
 class _Capabilities:
     @property
-    def standard_chat_model_params(self) -> dict[str, Any]:
-        # LangChain's default adds timeout and max_retries, options of network clients that
-        # a model in this process does not have; the classes refuse unknown arguments
-        return {"temperature": 0, "max_tokens": 100, "stop": []}
-
-    @property
     def has_tool_calling(self) -> bool:
         return True
 

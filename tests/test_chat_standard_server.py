@@ -45,12 +45,6 @@ class _Capabilities:
         return ChatGGUF
 
     @property
-    def standard_chat_model_params(self) -> dict[str, Any]:
-        # LangChain's default adds timeout and max_retries; the classes refuse unknown
-        # arguments (the read timeout is request_timeout)
-        return {"temperature": 0, "max_tokens": 100, "stop": []}
-
-    @property
     def has_tool_calling(self) -> bool:
         return True
 

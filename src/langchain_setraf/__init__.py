@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     )
     from langchain_setraf.backends.transformers import CheckpointError, PickleWeightsRefusedError
     from langchain_setraf.cache import (
+        CallTimeoutError,
         InsufficientMemoryError,
         LoadedModel,
         ModelBusyError,
@@ -52,6 +53,7 @@ _EXPORTS = {
     "ModelCache": "langchain_setraf.cache",
     "InsufficientMemoryError": "langchain_setraf.cache",
     "ModelBusyError": "langchain_setraf.cache",
+    "CallTimeoutError": "langchain_setraf.cache",
     "MemoryLockError": "langchain_setraf._mlock",
     "init_llm": "langchain_setraf.factory",
     "init_chat_model": "langchain_setraf.factory",
@@ -76,6 +78,7 @@ _EXPORTS = {
 __all__ = [
     "GGUFLLM",
     "BackendInfo",
+    "CallTimeoutError",
     "ChatGGUF",
     "ChatTransformers",
     "CheckpointError",

@@ -357,3 +357,22 @@ def multiline_events(req: Request, sock: socket.socket, stop: threading.Event) -
     lines = json.dumps(_text_event(req, "Hi", "stop"), indent=1).splitlines()
     split = "".join(f"data: {line}\n" for line in lines) + "\n"
     sock.sendall(SSE_HEAD_CLOSE + split.encode() + b"data: [DONE]\n")
+
+
+def fail_first(times: int, status: int = 503) -> Route:
+    """A route that answers HTTP ``status`` (a JSON error) to its first ``times`` requests,
+    then a well-formed stream (:func:`good_stream`): a server that is briefly overloaded."""
+    lock = threading.Lock()
+    seen = [0]
+
+    def route(req: Request, sock: socket.socket, stop: threading.Event) -> None:
+        with lock:
+            seen[0] += 1
+            failing = seen[0] <= times
+        if failing:
+            body = {"error": {"message": "loading model (injected)", "type": "unavailable_error"}}
+            sock.sendall(response(status, json.dumps(body).encode()))
+            return
+        good_stream(req, sock, stop)
+
+    return route
