@@ -27,6 +27,15 @@ def _checkpoint() -> str:
 
 class _Capabilities:
     @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # LangChain's defaults (timeout and max_retries included) except the unit suite's
+        # api_key="test": a key is never a field here (it is read from the environment
+        # variable named by api_key_env, so it is never logged or serialised)
+        params: dict[str, Any] = super().standard_chat_model_params  # type: ignore[misc]
+        params.pop("api_key", None)
+        return params
+
+    @property
     def has_tool_calling(self) -> bool:
         return True
 
