@@ -264,3 +264,20 @@ def test_timeout_bounds_the_wait_for_a_busy_model(cache: ModelCache) -> None:
     assert model.active == 0
     free = ChatGGUF(temperature=0, max_tokens=2, n_ctx=2048, max_retries=0)
     assert isinstance(free.invoke("Hi").content, str)  # the model is free again
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "request_timeout"),
+    [({"timeout": 5.0, "max_retries": 0}, 5.0), ({"request_timeout": 7.0}, 7.0)],
+)
+def test_the_chat_twin_of_an_attached_llm_keeps_its_limits(
+    kwargs: dict[str, Any], request_timeout: float
+) -> None:
+    from langchain_setraf.ert.chains import _gguf_chat_twin
+
+    llm = GGUFLLM(server_url="http://127.0.0.1:9/v1", **kwargs)
+    twin = _gguf_chat_twin(llm)
+    assert isinstance(twin, ChatGGUF)
+    assert (twin.timeout, twin.max_retries) == (llm.timeout, llm.max_retries)
+    assert twin._backend_and_spec()[1] == llm._backend_and_spec()[1]  # the same handle
+    assert twin._backend_and_spec()[1].options_dict["request_timeout"] == request_timeout
