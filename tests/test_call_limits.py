@@ -142,6 +142,24 @@ def test_a_4xx_is_never_retried(cache: ModelCache) -> None:
         llm.release()
 
 
+@pytest.mark.parametrize(("max_retries", "succeeds"), [(0, False), (1, True)])
+def test_connections_closed_without_an_answer_are_retried(
+    cache: ModelCache, max_retries: int, succeeds: bool
+) -> None:
+    # two answerless closes: the first is the pooled-connection case, always tried again
+    # once; the second needs a retry of max_retries
+    with fs.FaultServer({"/v1/completions": fs.fail_first(2, status=None)}) as srv:
+        llm = GGUFLLM(server_url=srv.base_url, server_model="m", max_retries=max_retries)
+        if succeeds:
+            assert llm.invoke("hi") == "Hello world"
+            assert _tries(srv) == 3
+        else:
+            with pytest.raises(ServerUnavailableError, match="without an answer"):
+                llm.invoke("hi")
+            assert _tries(srv) == 2
+        llm.release()
+
+
 def test_a_refused_connection_is_retried_then_reported(cache: ModelCache) -> None:
     # a port nothing listens on: every try is refused; the error names the URL
     with fs.FaultServer({}) as srv:

@@ -359,9 +359,10 @@ def multiline_events(req: Request, sock: socket.socket, stop: threading.Event) -
     sock.sendall(SSE_HEAD_CLOSE + split.encode() + b"data: [DONE]\n")
 
 
-def fail_first(times: int, status: int = 503) -> Route:
+def fail_first(times: int, status: int | None = 503) -> Route:
     """A route that answers HTTP ``status`` (a JSON error) to its first ``times`` requests,
-    then a well-formed stream (:func:`good_stream`): a server that is briefly overloaded."""
+    then a well-formed stream (:func:`good_stream`): a server that is briefly overloaded.
+    ``status=None``: those requests are read and the connection closed without an answer."""
     lock = threading.Lock()
     seen = [0]
 
@@ -369,6 +370,8 @@ def fail_first(times: int, status: int = 503) -> Route:
         with lock:
             seen[0] += 1
             failing = seen[0] <= times
+        if failing and status is None:
+            return  # the handler closes the connection: no answer at all
         if failing:
             body = {"error": {"message": "loading model (injected)", "type": "unavailable_error"}}
             sock.sendall(response(status, json.dumps(body).encode()))

@@ -17,6 +17,11 @@ environment variable named by ``api_key_env`` at load time and sent as
 :class:`HTTPHandle` is also the handle of the managed ``llama-server`` backend, which
 overrides :meth:`HTTPHandle._before_request` (to re-ensure its server) and
 :meth:`HTTPHandle._on_transport_error` (to name the server's pid and exit status).
+
+A generation request the server could not take (no connection, or a 5xx before the first
+byte of its answer) is sent again, after a short backoff, up to the request's
+``max_retries`` times (the caller's ``max_retries``); a 4xx, a timeout or a stream cut
+after it began is not.
 """
 
 from __future__ import annotations
