@@ -219,8 +219,8 @@ class CallTimeoutError(TimeoutError):
 
     Attributes:
         timeout: The call's ``timeout`` in seconds.
-        phase: What the call was doing when the deadline passed (``"waiting for the
-            model"``, ``"generating"``...).
+        phase: What the call was doing when the deadline passed: ``"waiting for the busy
+            model"``, ``"waiting for another call's load"`` or ``"generating"``.
     """
 
     def __init__(self, what: str, timeout: float, phase: str) -> None:
