@@ -28,9 +28,12 @@ def _checkpoint() -> str:
 class _Capabilities:
     @property
     def standard_chat_model_params(self) -> dict[str, Any]:
-        # LangChain's default adds timeout and max_retries, options of network clients that
-        # a model in this process does not have; the classes refuse unknown arguments
-        return {"temperature": 0, "max_tokens": 100, "stop": []}
+        # LangChain's defaults (timeout and max_retries included) except the unit suite's
+        # api_key="test": a key is never a field here (it is read from the environment
+        # variable named by api_key_env, so it is never logged or serialised)
+        params: dict[str, Any] = super().standard_chat_model_params  # type: ignore[misc]
+        params.pop("api_key", None)
+        return params
 
     @property
     def has_tool_calling(self) -> bool:

@@ -41,14 +41,17 @@ def _server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 class _Capabilities:
     @property
-    def chat_model_class(self) -> type[BaseChatModel]:
-        return ChatGGUF
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # LangChain's defaults (timeout and max_retries included) except the unit suite's
+        # api_key="test": a key is never a field here (it is read from the environment
+        # variable named by api_key_env, so it is never logged or serialised)
+        params: dict[str, Any] = super().standard_chat_model_params  # type: ignore[misc]
+        params.pop("api_key", None)
+        return params
 
     @property
-    def standard_chat_model_params(self) -> dict[str, Any]:
-        # LangChain's default adds timeout and max_retries; the classes refuse unknown
-        # arguments (the read timeout is request_timeout)
-        return {"temperature": 0, "max_tokens": 100, "stop": []}
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatGGUF
 
     @property
     def has_tool_calling(self) -> bool:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
     from langchain_setraf.backends.transformers import CheckpointError, PickleWeightsRefusedError
     from langchain_setraf.cache import (
+        CallTimeoutError,
         InsufficientMemoryError,
         LoadedModel,
         ModelBusyError,
@@ -56,6 +57,7 @@ _EXPORTS = {
     "ModelCache": "langchain_setraf.cache",
     "InsufficientMemoryError": "langchain_setraf.cache",
     "ModelBusyError": "langchain_setraf.cache",
+    "CallTimeoutError": "langchain_setraf.cache",
     "MemoryLockError": "langchain_setraf._mlock",
     "init_llm": "langchain_setraf.factory",
     "init_chat_model": "langchain_setraf.factory",
@@ -85,6 +87,7 @@ __all__ = [
     "GGUFLLM",
     "APIKeyOriginError",
     "BackendInfo",
+    "CallTimeoutError",
     "ChatGGUF",
     "ChatTemplateError",
     "ChatTransformers",

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from langchain_setraf.backends.base import Backend, LoadSpec
-from langchain_setraf.cache import LoadedModel, ModelCache, get_model_cache
+from langchain_setraf._call_limits import CallLimits
+from langchain_setraf.backends.base import Backend, GenerationRequest, LoadSpec, backoff_seconds
+from langchain_setraf.cache import (
+    CallTimeoutError,
+    LoadedModel,
+    ModelBusyError,
+    ModelCache,
+    get_model_cache,
+)
+
+_LOG = logging.getLogger(__name__)
 
 
-class CachedModelMixin:
-    """Mixin: build a :class:`LoadSpec`, lease the shared model, release it.
+class CachedModelMixin(CallLimits):
+    """Mixin: build a :class:`LoadSpec`, lease the shared model, release it, within the
+    call's ``timeout`` and ``max_retries``.
 
     Subclasses implement :meth:`_backend_and_spec`. Constructors never load weights: the
     first lease (or :meth:`load`) does.
@@ -31,13 +44,80 @@ class CachedModelMixin:
         return keep
 
     @contextmanager
-    def _lease(self, *, lock: bool = True) -> Iterator[Any]:
+    def _lease(self, *, lock: bool = True, deadline: float | None = None) -> Iterator[Any]:
         backend, spec = self._backend_and_spec()
         keep = self._keep_alive_for_cache(backend)
         # a server batches concurrent requests itself: no per-model lock on this side
         lock = lock and not getattr(backend, "concurrent", False)
-        with self._cache().lease(backend, spec, user=self, lock=lock, keep_alive=keep) as handle:
+        with self._cache().lease(
+            backend,
+            spec,
+            user=self,
+            lock=lock,
+            keep_alive=keep,
+            deadline=deadline,
+            timeout=self.timeout,
+        ) as handle:
             yield handle
+
+    def _generate_pieces(
+        self,
+        request: GenerationRequest,
+        start: Callable[[Any, GenerationRequest], Generator[str, None, None]],
+    ) -> Generator[str, None, None]:
+        """Lease the model and yield the text pieces of ``start(handle, request)``, within
+        the call's limits.
+
+        ``request`` carries ``max_retries`` to the handle (an HTTP handle retries the
+        request itself); a lease refused with :class:`ModelBusyError` is tried again up
+        to ``max_retries`` times after a short backoff. Past ``timeout`` (the wait for the
+        model included) the generation is closed, the lease ends and
+        :class:`CallTimeoutError` is raised.
+        """
+        deadline = self._call_deadline()
+        request = dataclasses.replace(request, max_retries=self.max_retries)
+        attempt = 0
+        while True:
+            lease = ExitStack()
+            try:
+                handle = lease.enter_context(self._lease(deadline=deadline))
+            except ModelBusyError as exc:
+                if attempt >= self.max_retries:
+                    raise
+                pause = backoff_seconds(attempt)
+                attempt += 1
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise CallTimeoutError(
+                        str(exc), self.timeout or 0.0, "waiting for the busy model"
+                    ) from exc
+                _LOG.warning(
+                    "%s; trying again in %.1f s (retry %d of %d)",
+                    exc,
+                    pause,
+                    attempt,
+                    self.max_retries,
+                )
+                time.sleep(pause)
+                continue
+            break
+        with lease:
+            it = start(handle, request)
+            try:
+                for piece in it:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise CallTimeoutError(
+                            self._cache_description(), self.timeout or 0.0, "generating"
+                        )
+                    yield piece
+            finally:
+                it.close()
+
+    def _cache_description(self) -> str:
+        """The model this object uses, for messages."""
+        try:
+            return self._backend_and_spec()[1].describe()
+        except (OSError, ValueError):
+            return type(self).__name__
 
     def load(self) -> LoadedModel:
         """Load the model now (or attach to its server) instead of at the first call.

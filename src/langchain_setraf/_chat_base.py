@@ -84,12 +84,11 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
             stop=merge_stops(self.stop, stop),
             constraint=constraint,
         )
-        with self._lease() as handle:
-            it = handle.chat(dicts, request, stats)
-            try:
-                yield from it
-            finally:
-                it.close()
+        it = self._generate_pieces(request, lambda h, r: h.chat(dicts, r, stats))
+        try:
+            yield from it
+        finally:
+            it.close()
 
     def _model_name(self) -> str:
         raise NotImplementedError  # pragma: no cover - abstract

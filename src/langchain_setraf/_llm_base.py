@@ -68,16 +68,15 @@ class CachedLLM(CachedModelMixin, LLM):
     ) -> Iterator[GenerationChunk]:
         request = self._generation_request(stop, kwargs)
         stats = GenerationStats()
-        with self._lease() as handle:
-            it = handle.generate(prompt, request, stats)
-            try:
-                for text in it:
-                    chunk = GenerationChunk(text=text)
-                    if run_manager is not None:
-                        run_manager.on_llm_new_token(text, chunk=chunk)
-                    yield chunk
-            finally:
-                it.close()
+        it = self._generate_pieces(request, lambda h, r: h.generate(prompt, r, stats))
+        try:
+            for text in it:
+                chunk = GenerationChunk(text=text)
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
+        finally:
+            it.close()
         yield GenerationChunk(text="", generation_info=self._info(stats))
 
     def _generate(

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from langchain_core.language_models import BaseLanguageModel
 from pydantic import ConfigDict, model_validator
 
-from langchain_setraf._arguments import RefuseUnknownArguments
+from langchain_setraf._call_limits import CallLimits
 from langchain_setraf._cpu import physical_cores
 from langchain_setraf.backends.base import Backend, LoadSpec
 from langchain_setraf.backends.gguf import GGUFBackend
@@ -48,7 +48,7 @@ _FILE_OPTIONS = (
 )
 
 
-class GGUFLoadOptions(RefuseUnknownArguments):
+class GGUFLoadOptions(CallLimits):
     """How a GGUF model is loaded and where it runs (memory-first defaults)."""
 
     model_path: str | None = None
@@ -104,7 +104,8 @@ class GGUFLoadOptions(RefuseUnknownArguments):
     itself is never a field, so never logged."""
     request_timeout: float = 600.0
     """Seconds one request to a server may take in total, streaming included (connecting:
-    at most 10 s of them)."""
+    at most 10 s of them).
+    ``timeout`` (LangChain's name) is another name for it: when given, it is used."""
 
     @model_validator(mode="after")
     def _check_where(self) -> GGUFLoadOptions:
@@ -134,7 +135,20 @@ class GGUFLoadOptions(RefuseUnknownArguments):
             raise ValueError(f"cache_ram_mib must be >= 0 MiB, got {self.cache_ram_mib}")
         if self.request_timeout <= 0:
             raise ValueError(f"request_timeout must be > 0, got {self.request_timeout}")
+        if (
+            self.timeout is not None
+            and "request_timeout" in given
+            and self.request_timeout != self.timeout
+        ):
+            raise ValueError(
+                f"timeout={self.timeout!r} and request_timeout={self.request_timeout!r} "
+                "name one limit (timeout is LangChain's name for request_timeout): give one"
+            )
         return self
+
+    def _request_timeout(self) -> float:
+        """The server request's timeout: ``timeout`` when given, else ``request_timeout``."""
+        return self.request_timeout if self.timeout is None else self.timeout
 
     def resolved_model_path(self) -> Path:
         """The model file this object uses (the embedded default when unset).
@@ -163,7 +177,7 @@ class GGUFLoadOptions(RefuseUnknownArguments):
             spec = attach.spec_for(
                 self.server_url,
                 server_model=self.server_model,
-                request_timeout=self.request_timeout,
+                request_timeout=self._request_timeout(),
                 api_key_env=self.api_key_env,
             )
             return attach, spec
@@ -177,7 +191,7 @@ class GGUFLoadOptions(RefuseUnknownArguments):
                 n_parallel=self.n_parallel,
                 sleep_idle_seconds=None if keep is None else max(1, round(keep)),
                 cache_ram_mib=self.cache_ram_mib,
-                request_timeout=self.request_timeout,
+                request_timeout=self._request_timeout(),
             )
             return managed, spec
         return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, **self._load_options())
@@ -219,7 +233,7 @@ class GGUFLoadOptions(RefuseUnknownArguments):
         return [int(t) for t in backend.tokenize(spec, text)]  # type: ignore[attr-defined]
 
 
-class TransformersLoadOptions(RefuseUnknownArguments):
+class TransformersLoadOptions(CallLimits):
     """How a transformers checkpoint is loaded (safe, offline defaults)."""
 
     model_config = ConfigDict(protected_namespaces=())

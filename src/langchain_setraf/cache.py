@@ -55,6 +55,7 @@ from langchain_setraf.memory import available_memory, format_bytes, give_back_me
 from langchain_setraf.plugins import BackendRegistry
 
 __all__ = [
+    "CallTimeoutError",
     "InsufficientMemoryError",
     "LoadedModel",
     "ModelBusyError",
@@ -67,6 +68,11 @@ _LOADING, _READY, _CLOSING = "loading", "ready", "closing"
 
 #: Seconds one generation may hold a model before others waiting for it give up.
 DEFAULT_LOCK_TIMEOUT = 600.0
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (a ``time.monotonic()`` value; ``None``: no limit)."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _lock_timeout_from_env() -> float | None:
@@ -205,6 +211,26 @@ class ModelBusyError(TimeoutError):
         )
 
 
+class CallTimeoutError(TimeoutError):
+    """A call ran past its ``timeout``: waiting for a busy model, or generating.
+
+    Nothing stays held: the lease (and the model's generation lock) is released and a
+    generation in progress is stopped.
+
+    Attributes:
+        timeout: The call's ``timeout`` in seconds.
+        phase: What the call was doing when the deadline passed: ``"waiting for the busy
+            model"``, ``"waiting for another call's load"`` or ``"generating"``.
+    """
+
+    def __init__(self, what: str, timeout: float, phase: str) -> None:
+        self.timeout, self.phase = timeout, phase
+        super().__init__(
+            f"{what}: the call's timeout of {timeout:g} s passed while {phase}; "
+            "raise timeout (None: no limit)"
+        )
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A model currently held by the cache (what :meth:`ModelCache.loaded` returns).
@@ -321,6 +347,8 @@ class ModelCache:
         user: object | None = None,
         lock: bool = True,
         keep_alive: float | None = None,
+        deadline: float | None = None,
+        timeout: float | None = None,
     ) -> Iterator[Any]:
         """Borrow the model for ``spec``, loading it first if no one has.
 
@@ -338,6 +366,11 @@ class ModelCache:
             keep_alive: This request's idle time before release (``0``: as soon as no lease
                 is open; ``None``: the cache's ``keep_alive``). Ollama's rule: the last
                 lease to end sets the model's expiry, whoever opened the others.
+            deadline: ``time.monotonic()`` value past which the caller stops waiting for
+                another caller's load or for the generation lock (``None``: no limit of
+                its own; ``lock_timeout`` still applies). A load this lease performs
+                itself is not interrupted.
+            timeout: The call's ``timeout`` the deadline came from (named in the error).
 
         Yields:
             The backend's model handle.
@@ -345,6 +378,7 @@ class ModelCache:
         Raises:
             ModelBusyError: ``lock=True`` and another lease held the generation lock for
                 longer than :attr:`lock_timeout`.
+            CallTimeoutError: ``deadline`` passed while waiting for the model.
             InsufficientMemoryError: The model would not fit the budget or the RAM.
             Exception: Whatever the backend's load raised; nothing stays half-loaded and
                 the next lease tries again.
@@ -357,7 +391,10 @@ class ModelCache:
             if must_load:
                 self._load(entry)
             else:
-                entry.ready.wait()
+                if not entry.ready.wait(_remaining(deadline)):
+                    raise CallTimeoutError(
+                        spec.describe(), timeout or 0.0, "waiting for another call's load"
+                    )
                 if entry.error is not None:
                     raise entry.error
             if user is not None:
@@ -367,7 +404,7 @@ class ModelCache:
                     except TypeError:  # object without weakref support: not counted
                         pass
             if lock:
-                self._acquire_generation(entry, token)
+                self._acquire_generation(entry, token, deadline, timeout)
                 try:
                     yield entry.handle
                 finally:
@@ -402,19 +439,30 @@ class ModelCache:
             ]
             return entry, must_load, stale
 
-    def _acquire_generation(self, entry: _Entry, token: _Lease) -> None:
+    def _acquire_generation(
+        self,
+        entry: _Entry,
+        token: _Lease,
+        deadline: float | None = None,
+        timeout: float | None = None,
+    ) -> None:
         """Take ``entry``'s generation lock for ``token``, waiting for one holder at most
-        :attr:`lock_timeout` seconds (counted from when that holder took it)."""
+        :attr:`lock_timeout` seconds (counted from when that holder took it) and never
+        past ``deadline``."""
         with self._cond:
             while entry.gen_holder is not None:
                 limit = self.lock_timeout
-                if limit is None:
-                    self._cond.wait()
-                    continue
                 held = time.monotonic() - entry.gen_since
-                if held >= limit:
+                if limit is not None and held >= limit:
                     raise ModelBusyError(entry.spec, held, limit)
-                self._cond.wait(limit - held)
+                left = _remaining(deadline)
+                if left is not None and left <= 0:
+                    raise CallTimeoutError(
+                        entry.spec.describe(), timeout or 0.0, "waiting for the busy model"
+                    )
+                lock_left = None if limit is None else limit - held
+                waits = [w for w in (lock_left, left) if w is not None]
+                self._cond.wait(min(waits) if waits else None)
             entry.gen_holder = token
             entry.gen_since = time.monotonic()
 

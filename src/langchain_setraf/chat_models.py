@@ -125,6 +125,18 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
         request_timeout: float
             Seconds one request may take in total, streaming included (600; connecting:
             at most 10 of them).
+        timeout: float | None
+            LangChain's limit of a call, in every placement (``None``: none of its own).
+            Over a server (``server=True``, ``server_url``) it is ``request_timeout``
+            (giving both with different values is refused). In this process it bounds
+            the whole call, the wait for a model busy with another generation included:
+            the generation is stopped at the deadline (checked between tokens), the
+            model released, and ``CallTimeoutError`` (a ``TimeoutError``) raised.
+        max_retries: int
+            Tries after the first (2). Over a server: when it cannot be reached or
+            answers 5xx before the first byte of its answer (never after text arrived,
+            never on 4xx or a timeout). In this process: when the model is refused as
+            busy (``ModelBusyError``). Tries are 0.5 s apart, doubling (at most 4 s).
 
     See the fields below for every init arg.
 
@@ -367,6 +379,15 @@ class ChatTransformers(TransformersLoadOptions, LocalChatModel):
             each call).
         streaming: bool
             Stream internally on ``invoke`` so callbacks get every token (False).
+        timeout: float | None
+            Seconds the whole call may take (``None``: no limit of its own), the wait for
+            a model busy with another generation included: the generation is stopped at
+            the deadline (checked between tokens), the model released, and
+            ``CallTimeoutError`` (a ``TimeoutError``) raised.
+        max_retries: int
+            Tries after the first when the model is refused as busy (``ModelBusyError``:
+            another generation held it past the cache's ``lock_timeout``); 0.5 s apart,
+            doubling (at most 4 s). 2 by default.
 
     See the fields below for every init arg.
 

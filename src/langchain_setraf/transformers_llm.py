@@ -91,6 +91,15 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
             each call).
         streaming: bool
             Stream internally on ``invoke`` so callbacks get every token (False).
+        timeout: float | None
+            Seconds the whole call may take (``None``: no limit of its own), the wait for
+            a model busy with another generation included: the generation is stopped at
+            the deadline (checked between tokens), the model released, and
+            ``CallTimeoutError`` (a ``TimeoutError``) raised.
+        max_retries: int
+            Tries after the first when the model is refused as busy (``ModelBusyError``:
+            another generation held it past the cache's ``lock_timeout``); 0.5 s apart,
+            doubling (at most 4 s). 2 by default.
 
     See the fields below for every init arg.
 

@@ -393,3 +393,25 @@ def giant_body(req: Request, sock: socket.socket, stop: threading.Event) -> None
     tells its size)."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
     _send_giant(sock, stop, head + b'{"tokens": "')
+
+
+def fail_first(times: int, status: int | None = 503) -> Route:
+    """A route that answers HTTP ``status`` (a JSON error) to its first ``times`` requests,
+    then a well-formed stream (:func:`good_stream`): a server that is briefly overloaded.
+    ``status=None``: those requests are read and the connection closed without an answer."""
+    lock = threading.Lock()
+    seen = [0]
+
+    def route(req: Request, sock: socket.socket, stop: threading.Event) -> None:
+        with lock:
+            seen[0] += 1
+            failing = seen[0] <= times
+        if failing and status is None:
+            return  # the handler closes the connection: no answer at all
+        if failing:
+            body = {"error": {"message": "loading model (injected)", "type": "unavailable_error"}}
+            sock.sendall(response(status, json.dumps(body).encode()))
+            return
+        good_stream(req, sock, stop)
+
+    return route

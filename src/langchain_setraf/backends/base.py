@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "LLAMA_SAMPLING_PARAMS",
+    "MAX_BACKOFF",
     "Backend",
     "GenerationHandle",
     "GenerationRequest",
@@ -28,6 +29,7 @@ __all__ = [
     "JSONConstraint",
     "LoadSpec",
     "ModelHandle",
+    "backoff_seconds",
     "file_identity",
 ]
 
@@ -151,6 +153,15 @@ class GenerationStats:
     errors: list[BaseException] = field(default_factory=list)
 
 
+#: Longest pause (seconds) between two tries of a call (``max_retries``).
+MAX_BACKOFF = 4.0
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Pause before try ``attempt + 2`` of a call: 0.5 s, 1 s, 2 s, then :data:`MAX_BACKOFF`."""
+    return float(min(MAX_BACKOFF, 0.5 * 2**attempt))
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """One generation's settings, in the backend's own parameter names.
@@ -164,11 +175,16 @@ class GenerationRequest:
         constraint: A JSON constraint (:data:`JSONConstraint`): the handle compiles it for
             its engine (GBNF for llama.cpp, llguidance for transformers, the server's
             ``response_format`` over HTTP).
+        max_retries: How many times an HTTP handle sends the request again when the
+            server cannot be reached or answers 5xx before the first byte of its answer
+            (a handle in this process has no such failure: the caller retries a model
+            refused as busy).
     """
 
     params: Mapping[str, Any] = field(default_factory=dict)
     stop: list[str] | None = None
     constraint: JSONConstraint = None
+    max_retries: int = 0
 
 
 @runtime_checkable

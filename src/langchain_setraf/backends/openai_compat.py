@@ -26,6 +26,11 @@ sent. The key is never part of a spec, a repr or a message.
 :class:`HTTPHandle` is also the handle of the managed ``llama-server`` backend, which
 overrides :meth:`HTTPHandle._before_request` (to re-ensure its server) and
 :meth:`HTTPHandle._on_transport_error` (to name the server's pid and exit status).
+
+A generation request the server could not take (no connection, or a 5xx before the first
+byte of its answer) is sent again, after a short backoff, up to the request's
+``max_retries`` times (the caller's ``max_retries``); a 4xx, a timeout or a stream cut
+after it began is not.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import ipaddress
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -45,6 +51,7 @@ from langchain_setraf.backends.base import (
     GenerationRequest,
     GenerationStats,
     LoadSpec,
+    backoff_seconds,
 )
 from langchain_setraf.backends.http_limits import (
     MAX_BODY_BYTES,
@@ -607,16 +614,24 @@ class HTTPHandle:
                 body["json_schema"] = request.constraint.get("schema") or {"type": "object"}
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-        return self._stream_events(self.base_url + path, body, stats, text_of)
+        return self._stream_events(
+            self.base_url + path, body, stats, text_of, retries=request.max_retries
+        )
 
     def _stream_events(
-        self, url: str, body: dict[str, Any], stats: GenerationStats, text_of: Any
+        self,
+        url: str,
+        body: dict[str, Any],
+        stats: GenerationStats,
+        text_of: Any,
+        *,
+        retries: int = 0,
     ) -> Iterator[str]:
         self._before_request()
         body["model"] = stats.model = self._model_for_request()
         finished = done = started = False
         deadline = Deadline(self.timeout)
-        response = self._send_stream(url, body, deadline=deadline)
+        response = self._send_stream(url, body, deadline=deadline, retries=retries)
 
         def check() -> None:
             if deadline.expired:
@@ -669,14 +684,24 @@ class HTTPHandle:
             raise self._on_transport_error(self._truncated(url, "the connection was closed"))
 
     def _send_stream(
-        self, url: str, body: Any, method: str = "POST", *, deadline: Deadline | None = None
+        self,
+        url: str,
+        body: Any,
+        method: str = "POST",
+        *,
+        deadline: Deadline | None = None,
+        retries: int = 0,
     ) -> httpx.Response:
         """Send a request and return the response once its headers are in (the body is
         streamed), within the time ``deadline`` leaves. A pooled keep-alive connection the
         server closed just before the request fails without any answer: that one case is
-        retried, once."""
+        retried, once. Up to ``retries`` more tries (the caller's ``max_retries``), after a
+        short backoff that never passes the deadline, when the server cannot be reached or
+        answers 5xx before the first byte of its answer."""
         deadline = deadline or Deadline(self.timeout)
-        for attempt in range(2):
+        stale_retried = False
+        attempt = 0
+        while True:
             left = deadline.remaining()
             if left <= 0:
                 raise self._on_transport_error(self._deadline_error(url))
@@ -687,14 +712,24 @@ class HTTPHandle:
                 timeout=httpx.Timeout(left, connect=min(CONNECT_TIMEOUT, left)),
             )
             try:
-                return self._client.send(request, stream=True)
+                response = self._client.send(request, stream=True)
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                if attempt == 0:
+                if not stale_retried:
+                    stale_retried = True
                     continue
-                raise self._unavailable(exc, url) from exc
+                if attempt >= retries:
+                    raise self._unavailable(exc, url) from exc
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt >= retries:
+                    raise self._unavailable(exc, url) from exc
             except httpx.HTTPError as exc:
                 raise self._unavailable(exc, url) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+            else:
+                if response.status_code < 500 or attempt >= retries:
+                    return response
+                response.close()
+            time.sleep(min(backoff_seconds(attempt), max(0.0, deadline.remaining())))
+            attempt += 1
 
     def _truncated(self, url: str, why: str) -> ServerResponseError:
         return ServerResponseError(

@@ -273,7 +273,10 @@ def _gguf_chat_twin(llm: Any) -> BaseLanguageModel[Any]:
         server_url=llm.server_url,
         server_model=llm.server_model,
         api_key_env=llm.api_key_env,
-        request_timeout=llm.request_timeout,
+        # timeout is request_timeout's other name: pass the one given (both are refused)
+        **({"request_timeout": llm.request_timeout} if llm.timeout is None else {}),
+        timeout=llm.timeout,
+        max_retries=llm.max_retries,
         temperature=llm.temperature,
         top_p=llm.top_p,
         top_k=llm.top_k,
