@@ -64,13 +64,13 @@ class LocalUser:
         return Path("/tmp/home") / self.name
 
 
-def why_unavailable() -> str | None:
-    """Why real users cannot be used here (``None``: they can)."""
+def why_no_mount_namespace() -> str | None:
+    """Why a private mount namespace (``unshare --mount``) cannot be made here (``None``:
+    it can)."""
     if os.geteuid() != 0:
-        return "creating users and mount namespaces needs root"
-    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
-    if missing:
-        return f"missing programs: {', '.join(missing)}"
+        return "needs root to mount a tmpfs in a private mount namespace"
+    if shutil.which("unshare") is None:
+        return "unshare(1) is not installed"
     probe = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "true"],
         capture_output=True,
@@ -80,6 +80,16 @@ def why_unavailable() -> str | None:
     if probe.returncode != 0:
         return f"cannot create a mount namespace: {probe.stderr.strip()}"
     return None
+
+
+def why_unavailable() -> str | None:
+    """Why real users cannot be used here (``None``: they can)."""
+    if os.geteuid() != 0:
+        return "creating users and mount namespaces needs root"
+    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"missing programs: {', '.join(missing)}"
+    return why_no_mount_namespace()
 
 
 def create_user(name: str, *, groups: Sequence[str] = ()) -> LocalUser:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from helpers.fake_hub import (
     serve_fake_hub,
     write_catalog,
 )
+from helpers.users import why_no_mount_namespace
 from langchain_setraf.pull import CATALOG, STAGING_PREFIX, CatalogEntry, check_entry, pull
 from langchain_setraf.pull_lock import lock_path
 
@@ -222,22 +222,6 @@ def test_a_lock_file_planted_as_a_link_is_not_followed(tmp_path: Path, fake_hub:
     assert not [r for r in fake_hub.requests if r[0] == "GET"]
 
 
-def _unshare_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to mount a tmpfs in a private mount namespace"
-    if shutil.which("unshare") is None:
-        return "unshare(1) is not installed"
-    probe = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "true"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.returncode != 0:
-        return f"unshare --mount is not permitted here: {probe.stderr.strip()}"
-    return None
-
-
 def _pull_on_tmpfs(
     tmp_path: Path, hub: FakeHub, size: str, filler_bytes: int = 0
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
@@ -286,7 +270,7 @@ def _pull_on_tmpfs(
 def test_a_model_that_cannot_fit_is_refused_before_downloading(
     tmp_path: Path, fake_hub: FakeHub
 ) -> None:
-    reason = _unshare_reason()
+    reason = why_no_mount_namespace()
     if reason:
         pytest.skip(reason)
     proc, left = _pull_on_tmpfs(tmp_path, fake_hub, "1m")
@@ -303,7 +287,7 @@ def test_a_model_that_cannot_fit_is_refused_before_downloading(
 def test_a_disk_that_fills_up_during_the_download_leaves_nothing_behind(
     tmp_path: Path, fake_hub: FakeHub
 ) -> None:
-    reason = _unshare_reason()
+    reason = why_no_mount_namespace()
     if reason:
         pytest.skip(reason)
     fake_hub.get_delay_s = 1.0  # the other program fills the disk before the body arrives
