@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from helpers.threads import in_thread
 from langchain_setraf import GGUFLLM
 from langchain_setraf.backends.base import LoadSpec
 from langchain_setraf.cache import InsufficientMemoryError, ModelBusyError, ModelCache
@@ -84,20 +85,6 @@ class _GatedBackend:
         return _GatedHandle(self, name)
 
 
-def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:
-            out["error"] = exc
-
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    return th, out
-
-
 def _use(cache: ModelCache, backend: _GatedBackend, spec: LoadSpec) -> Callable[[], None]:
     def fn() -> None:
         with cache.lease(backend, spec):
@@ -113,9 +100,9 @@ def test_budget_counts_a_model_that_is_still_loading() -> None:
     cache.max_memory = 96 * MB  # room for one model, not two
     a, b = backend.spec("a"), backend.spec("b")
     backend.load_gate.clear()
-    ta, out_a = _in_thread(_use(cache, backend, a))
+    ta, out_a = in_thread(_use(cache, backend, a))
     assert backend.started["a"].wait(BOUND)  # a is loading, nothing resident yet
-    tb, out_b = _in_thread(_use(cache, backend, b))
+    tb, out_b = in_thread(_use(cache, backend, b))
     tb.join(10)  # refused at once when fixed; before, b's load waits at the gate too
     backend.load_gate.set()
     ta.join(BOUND)
@@ -136,9 +123,9 @@ def test_budget_counts_a_model_that_is_still_closing() -> None:
     a, b = backend.spec("a"), backend.spec("b")
     _use(cache, backend, a)()
     backend.close_gate.clear()
-    tr, out_r = _in_thread(lambda: cache.release(a))
+    tr, out_r = in_thread(lambda: cache.release(a))
     assert backend.closing.wait(BOUND)  # a's close has begun; its memory is still held
-    tb, out_b = _in_thread(_use(cache, backend, b))
+    tb, out_b = in_thread(_use(cache, backend, b))
     backend.started["b"].wait(2)  # before the fix b loads now, beside a
     backend.close_gate.set()
     tr.join(BOUND)
@@ -380,7 +367,7 @@ def test_a_suspended_stream_makes_other_calls_fail_clearly_not_hang(
     stream = _started_stream(llm)  # started, then neither read to the end nor closed
     cache.lock_timeout = 0.5
     try:
-        th, out = _in_thread(lambda: llm.invoke("Hi", max_tokens=2))
+        th, out = in_thread(lambda: llm.invoke("Hi", max_tokens=2))
         th.join(BOUND)
         assert not th.is_alive(), "a call waited forever behind a suspended stream"
         err = out.get("error")
@@ -399,7 +386,7 @@ def test_a_dropped_stream_gives_the_model_back(cache: ModelCache) -> None:
     stream = _started_stream(llm)
     del stream
     gc.collect()
-    th, out = _in_thread(lambda: llm.invoke("Hi", max_tokens=2))
+    th, out = in_thread(lambda: llm.invoke("Hi", max_tokens=2))
     th.join(BOUND)
     assert not th.is_alive() and isinstance(out.get("value"), str), out
 
@@ -545,7 +532,7 @@ def test_auto_refuses_a_fifo_or_a_device_without_opening_it(tmp_path: Path, kind
     else:
         path = Path("/dev/zero")
         expected = "character device"
-    th, out = _in_thread(lambda: init_llm(f"auto:{path}"))
+    th, out = in_thread(lambda: init_llm(f"auto:{path}"))
     try:
         th.join(BOUND)
         assert not th.is_alive(), f"auto: blocked on {kind} {path}"
@@ -563,7 +550,7 @@ def test_gguf_accepts_never_blocks_on_a_fifo(tmp_path: Path) -> None:
 
     path = tmp_path / "pipe.gguf"
     os.mkfifo(path)
-    th, out = _in_thread(lambda: GGUFBackend().accepts(path))
+    th, out = in_thread(lambda: GGUFBackend().accepts(path))
     try:
         th.join(BOUND)
         assert not th.is_alive(), "GGUFBackend.accepts blocked opening a FIFO"

@@ -10,31 +10,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from helpers import fault_server as fs
+from helpers.threads import in_thread
 from langchain_setraf import GGUFLLM, ChatGGUF, ChatTransformers, TransformersLLM
 from langchain_setraf.backends.server_errors import ServerResponseError, ServerUnavailableError
 from langchain_setraf.cache import CallTimeoutError, ModelBusyError, ModelCache
 
 BOUND = 60.0  # seconds: only ever reached by a failing (hanging) test
-
-
-def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:
-            out["error"] = exc
-
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    return th, out
 
 
 def _tries(srv: fs.FaultServer) -> int:
@@ -93,7 +79,7 @@ def test_timeout_is_request_timeout_over_a_server() -> None:
 def test_timeout_bounds_a_request_to_a_silent_server(cache: ModelCache) -> None:
     with fs.FaultServer({"/v1/chat/completions": fs.hang}) as srv:
         chat = ChatGGUF(server_url=srv.base_url, server_model="m", timeout=0.5)
-        th, out = _in_thread(lambda: chat.invoke("hi"))
+        th, out = in_thread(lambda: chat.invoke("hi"))
         th.join(BOUND)
         assert not th.is_alive(), "the request outlived its timeout"
         err = out.get("error")
@@ -227,7 +213,7 @@ def test_a_busy_model_is_retried_max_retries_times(cache: ModelCache, max_retrie
     log.addHandler(watcher)
     cache.lock_timeout = 0.3
     try:
-        th, out = _in_thread(lambda: caller.invoke("Hi", max_tokens=3))
+        th, out = in_thread(lambda: caller.invoke("Hi", max_tokens=3))
         th.join(BOUND)
         assert not th.is_alive(), "a busy model made a call hang"
     finally:
@@ -269,7 +255,7 @@ def test_timeout_bounds_the_wait_for_a_busy_model(cache: ModelCache) -> None:
     stream = _started_stream(holder)  # lock_timeout stays 600 s: only timeout can end this
     try:
         chat = ChatGGUF(temperature=0, max_tokens=2, n_ctx=2048, timeout=0.5, max_retries=2)
-        th, out = _in_thread(lambda: chat.invoke("Hi"))
+        th, out = in_thread(lambda: chat.invoke("Hi"))
         th.join(BOUND)
         assert not th.is_alive(), "timeout did not bound the wait for a busy model"
         err = out.get("error")
