@@ -846,13 +846,19 @@ async def models(service: ModelService, request: Request) -> Response:
 
 
 async def health(service: ModelService) -> Response:
-    """``GET /health`` (no key needed): 200 once the replica holds its model, 503 while
-    it is wedged (a generation that outlived its timeout)."""
+    """``GET /health`` (no key needed): 200 once the replica holds its model, with the
+    number of generations running (``inflight``); 503 while it is wedged (a generation
+    that outlived its timeout)."""
     wedged = service.wedged()
     if wedged is not None:
         stuck = {"status": "wedged", "reason": wedged, "model": service.model_name}
         return JSONResponse(stuck, status_code=503, headers=service.headers())
-    body = {"status": "ok", "model": service.model_name, "setraf": service.meta()}
+    body = {
+        "status": "ok",
+        "model": service.model_name,
+        "inflight": service.inflight,
+        "setraf": service.meta(),
+    }
     return JSONResponse(body, headers=service.headers())
 
 

@@ -1,10 +1,17 @@
 """The Ray Serve application: replicas of one model behind an OpenAI-compatible ingress.
 
-Each replica is a Ray actor process holding one model through the package's cache (a
-``ChatGGUF``/``GGUFLLM`` pair in-process, ``ChatTransformers``/``TransformersLLM``, or a
-managed llama-server with ``load: {server: true}``). Ray Serve routes requests between
-replicas, restarts a dead one, and scales their count on ongoing requests; its HTTP proxy
-serves the routes of :mod:`langchain_setraf.serve.openai_routes`.
+Two deployments:
+
+- ``SetrafModel``: the model replicas. Each is a Ray actor process holding one model
+  through the package's cache (a ``ChatGGUF``/``GGUFLLM`` pair in-process,
+  ``ChatTransformers``/``TransformersLLM``, or a managed llama-server with
+  ``load: {server: true}``) and running the routes of
+  :mod:`langchain_setraf.serve.openai_routes`. Ray Serve balances requests between them,
+  restarts a dead one, and scales their count on ongoing requests.
+- ``SetrafRouter``: the HTTP ingress behind Ray's proxy. It checks the API key and body
+  size, forwards each request to a model replica through a deployment handle, and sends
+  it again to another replica when one dies before its answer begins
+  (:mod:`langchain_setraf.serve.ray_router`). It reserves no CPU.
 
 Run it on a cluster started with ``ray start --head`` (and ``ray start --address`` on the
 other nodes)::
@@ -25,6 +32,7 @@ import dataclasses
 import signal
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +42,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from langchain_setraf.serve import openai_routes as routes
+from langchain_setraf.serve.asgi_bridge import ForwardedRequest, ResponseHead, run_asgi
 from langchain_setraf.serve.ingress_policy import IngressPolicy
 from langchain_setraf.serve.ray_config import (
     ModelConfig,
@@ -41,12 +50,22 @@ from langchain_setraf.serve.ray_config import (
     RayServeConfigError,
     load_config,
 )
+from langchain_setraf.serve.ray_router import DEFAULT_RETRIES, Router
 
-__all__ = ["DEPLOYMENT_NAME", "SetrafReplica", "build_app", "deploy", "serve_ray"]
+__all__ = [
+    "DEPLOYMENT_NAME",
+    "ROUTER_NAME",
+    "SetrafReplica",
+    "SetrafRouter",
+    "build_app",
+    "deploy",
+    "serve_ray",
+]
 
+#: The model replicas' deployment.
 DEPLOYMENT_NAME = "SetrafModel"
-
-app = FastAPI(title="langchain-setraf on Ray Serve")
+#: The HTTP ingress deployment in front of them.
+ROUTER_NAME = "SetrafRouter"
 
 
 def build_service(
@@ -94,9 +113,13 @@ def _warm_up(chat: Any) -> None:
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)
-@serve.ingress(app)
 class SetrafReplica:
-    """One replica: one model, the OpenAI-compatible routes, the replica id in answers."""
+    """One model replica: one model and the OpenAI-compatible routes, called by the router.
+
+    It is not an HTTP ingress itself: the router (:class:`SetrafRouter`) forwards each
+    request as a :class:`~langchain_setraf.serve.asgi_bridge.ForwardedRequest` to
+    :meth:`handle`, which runs the routes on it and streams the response back.
+    """
 
     def __init__(self, model: dict[str, Any], ingress: dict[str, Any] | None = None) -> None:
         import ray
@@ -106,36 +129,12 @@ class SetrafReplica:
         ctx = serve.get_replica_context()
         node = str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
         self.service = build_service(cfg, ctx.replica_tag, node, policy)
+        self.asgi = routes.standalone_app(self.service)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(self, request: Request) -> Response:
-        """OpenAI chat completions (streaming included)."""
-        return await routes.chat_completions(self.service, request)
-
-    @app.post("/v1/completions")
-    async def completions(self, request: Request) -> Response:
-        """OpenAI text completions (streaming included)."""
-        return await routes.completions(self.service, request)
-
-    @app.get("/v1/models")
-    async def models(self, request: Request) -> Response:
-        """The served model."""
-        return await routes.models(self.service, request)
-
-    @app.get("/health")
-    async def health(self) -> Response:
-        """200 with the replica's id once its model is loaded."""
-        return await routes.health(self.service)
-
-    @app.post("/tokenize")
-    async def tokenize(self, request: Request) -> Response:
-        """llama.cpp's ``/tokenize`` (the attach client counts tokens with it)."""
-        return await routes.tokenize(self.service, request)
-
-    @app.post("/apply-template")
-    async def apply_template(self, request: Request) -> Response:
-        """llama.cpp's ``/apply-template`` (the attach client renders prompts with it)."""
-        return await routes.apply_template(self.service, request)
+    async def handle(self, request: ForwardedRequest) -> AsyncIterator[ResponseHead | bytes]:
+        """Run the routes on one forwarded request: the response head, then its body."""
+        async for item in run_asgi(self.asgi, request):
+            yield item
 
     def check_health(self) -> None:
         """Ray Serve's periodic health check: the model must still be usable, and no
@@ -154,6 +153,35 @@ class SetrafReplica:
                 service.chat.release(wait=False)
 
 
+router_app = FastAPI(title="langchain-setraf on Ray Serve")
+
+
+@serve.deployment(name=ROUTER_NAME)
+@serve.ingress(router_app)
+class SetrafRouter:
+    """The HTTP ingress: checks each request, forwards it to a model replica through a
+    deployment handle, and retries it on another replica when one dies before its answer
+    begins (see :mod:`langchain_setraf.serve.ray_router`)."""
+
+    def __init__(
+        self,
+        replicas: DeploymentHandle[Any],
+        ingress: dict[str, Any] | None = None,
+        retries: int = DEFAULT_RETRIES,
+    ) -> None:
+        streaming = replicas.options(stream=True)
+
+        def call(request: ForwardedRequest) -> Any:
+            return streaming.handle.remote(request)
+
+        self.router = Router(call, IngressPolicy(**(ingress or {})), retries=retries)
+
+    @router_app.api_route("/{path:path}", methods=["GET", "POST"])
+    async def forward(self, path: str, request: Request) -> Response:
+        """Every route of the model replicas (``/v1/chat/completions``, ``/health``, ...)."""
+        return await self.router.forward(request, "/" + path)
+
+
 def build_app(cfg: RayServeConfig, policy: IngressPolicy | None = None) -> Any:
     """The Serve application for a config (replica count / autoscaling from it).
 
@@ -163,8 +191,12 @@ def build_app(cfg: RayServeConfig, policy: IngressPolicy | None = None) -> Any:
             key from the environment). Only the key's digest is passed to the replicas.
     """
     policy = policy or cfg.http.policy()
-    return SetrafReplica.options(**cfg.deployment.to_ray_options()).bind(  # type: ignore[attr-defined]
-        cfg.model.model_dump(), dataclasses.asdict(policy)
+    ingress = dataclasses.asdict(policy)
+    replicas = SetrafReplica.options(**cfg.deployment.to_ray_options()).bind(  # type: ignore[attr-defined]
+        cfg.model.model_dump(), ingress
+    )
+    return SetrafRouter.options(**cfg.deployment.router_options()).bind(  # type: ignore[attr-defined]
+        replicas, ingress, cfg.deployment.dead_replica_retries
     )
 
 

@@ -207,6 +207,12 @@ class DeploymentConfig(_Strict):
     graceful_shutdown_timeout_s: float = Field(default=30.0, ge=0)
     """How long a stopping replica (``setraf serve --ray`` got SIGTERM/SIGINT, a redeploy,
     a downscale) lets its in-flight requests and streams finish before Ray kills it."""
+    dead_replica_retries: int = Field(default=2, ge=0, le=10)
+    """How many more replicas the router tries when the one running a request dies before
+    its answer begins (a stream: before its first event)."""
+    router_replicas: int = Field(default=1, ge=1)
+    """Replicas of the router (the HTTP ingress in front of the model replicas; it
+    reserves no CPU and holds no model)."""
 
     @model_validator(mode="after")
     def _one_of(self) -> DeploymentConfig:
@@ -228,6 +234,18 @@ class DeploymentConfig(_Strict):
         else:
             opts["num_replicas"] = self.num_replicas or 1
         return opts
+
+    def router_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``Deployment.options`` for the router: no CPU reserved,
+        room for every request the model replicas can hold and as many waiting, and the
+        same drain time as the model replicas."""
+        most = self.autoscaling.max_replicas if self.autoscaling else (self.num_replicas or 1)
+        return {
+            "num_replicas": self.router_replicas,
+            "max_ongoing_requests": max(100, 2 * most * self.max_ongoing_requests),
+            "ray_actor_options": {"num_cpus": 0},
+            "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
+        }
 
 
 class HTTPConfig(_Strict):
