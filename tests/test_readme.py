@@ -46,6 +46,7 @@ def test_readme_setup_commands_name_every_extra_the_tests_import() -> None:
         "pull",
         "test",
         "bench",
+        "docs",
     ):
         assert extra in extras.group(1).split(","), extra
     assert "chromium" in test_cmd, "the browser test needs Debian's Chromium"
