@@ -75,6 +75,9 @@ def test_site_builds_strictly_with_zero_warnings(tmp_path: Path) -> None:
     models = (tmp_path / "site" / "api" / "models" / "index.html").read_text(encoding="utf-8")
     assert 'id="langchain_setraf.ChatGGUF"' in models
     assert ":::" not in models
+    # LangChain's docstring template reached the page as Markdown, not as raw RST
+    assert ".. code-block::" not in models
+    assert "<strong>Instantiate</strong>" in models
 
 
 @pytest.mark.slow
@@ -131,3 +134,44 @@ def test_readme_links_resolve() -> None:
         assert (REPO / path).exists(), f"README links to {link}, which does not exist"
         if path.startswith("docs/") and path.endswith(".md"):
             assert path.removeprefix("docs/") in nav, f"README links to {link}, not in the nav"
+
+
+@needs_mkdocs
+def test_langchain_docstring_sections_become_markdown() -> None:
+    """The site's Griffe extension fences code blocks and lists `name: type` entries, and
+    leaves Google sections to Griffe."""
+    path = DOCS / "_ext" / "langchain_docstrings.py"
+    spec = importlib.util.spec_from_file_location("langchain_docstrings", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    docstring = (
+        "Summary.\n\n"
+        "Key init args — client params:\n"
+        "    n_ctx: int\n"
+        "        Context window\n"
+        "        in tokens.\n\n"
+        "Instantiate:\n"
+        "    .. code-block:: python\n\n"
+        "        llm = GGUFLLM(\n"
+        "            temperature=0,\n"
+        "        )\n\n"
+        "Args:\n"
+        "    x: kept for Griffe.\n"
+    )
+    assert module.sphinx_roles_to_code(
+        "See :class:`~langchain_setraf.cache.ModelCache` and :func:`init_llm`."
+    ) == ("See `ModelCache` and `init_llm`.")
+    assert module.langchain_sections_to_markdown(docstring) == (
+        "Summary.\n\n"
+        "**Key init args — client params**\n\n"
+        "- `n_ctx` (`int`): Context window in tokens.\n\n"
+        "**Instantiate**\n\n"
+        "```python\n"
+        "llm = GGUFLLM(\n"
+        "    temperature=0,\n"
+        ")\n"
+        "```\n\n"
+        "Args:\n"
+        "    x: kept for Griffe.\n"
+    )
