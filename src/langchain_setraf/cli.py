@@ -82,7 +82,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             "builtin": b.builtin,
             "importable": b.importable,
             "error": b.error,
-            "missing": b.ready,
+            "missing": b.missing,
         }
         for b in list_backends()
     ]
