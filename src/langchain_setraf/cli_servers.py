@@ -6,7 +6,7 @@ up (its clients, or since when it has had none and when it sleeps and exits: see
 on servers this package started as the calling user, named by model (path or file name)
 or key prefix, or ``--all``.
 
-The spellings of 0.3 (``setraf server status|stop|sleep``) still work, with a one-line
+The old spellings (``setraf server status|stop|sleep``) still work, with a one-line
 deprecation note on stderr naming the new verb; they are removed in 0.5.0.
 
 Wire into the ``setraf`` parser with :func:`add_server_commands`.
