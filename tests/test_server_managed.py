@@ -527,13 +527,18 @@ def test_cli_ps_and_stop(
     assert main(["stop", "--all"]) == 0  # nothing left running: nothing to do
 
 
-def test_cli_deprecated_server_stop_still_stops(
+def test_cli_sleep_and_the_deprecated_server_verbs(
     runtime: Path, smollm2_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from langchain_setraf.cli import main
 
     server = ManagedServer.for_spec(_spec(smollm2_path))
     info = server.ensure()
+    assert main(["sleep", server.key[:6]]) == 0  # every server has an idle timer
+    assert capsys.readouterr().out.strip() == f"{server.key}: idle-timer"
+    assert main(["server", "sleep", "--all"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == f"{server.key}: idle-timer" and "use 'setraf sleep'" in out.err
     assert main(["server", "stop", server.key[:6]]) == 0
     out = capsys.readouterr()
     assert f"{server.key}: stopped" in out.out
