@@ -234,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=None, help=f"default {d['temperature']}")
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument(
-        "--n-ctx", type=int, default=None, help=f"default {d['n_ctx']} (a server has its own)"
+        "--n-ctx",
+        type=int,
+        default=None,
+        help=f"default {d['n_ctx']} (an attached openai: server has its own)",
     )
     gen.set_defaults(func=_cmd_generate)
 

@@ -43,7 +43,7 @@ def add_interpret_parser(sub: Any) -> None:
         type=int,
         default=None,
         help=f"context window (default {d['n_ctx']}: the prompt and the form of a large "
-        "survey need ~2.2k; an attached server has its own)",
+        "survey need ~2.2k; an attached openai: server has its own)",
     )
     p.add_argument("--json", action="store_true", help="print the Interpretation as JSON")
     add_inversion_arguments(p)
