@@ -59,6 +59,7 @@ from langchain_setraf.ert.interpretation import confidence_name, material_name
 from langchain_setraf.ert.model_section import InversionProgress, ModelSection
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
+from langchain_setraf.settings import get_settings
 
 HERE = Path(__file__).resolve().parent
 #: Largest survey upload accepted (MB, as Streamlit counts them: 2**20 bytes).
@@ -168,9 +169,9 @@ TEXT: dict[str, dict[str, Any]] = {
 
 def _samples() -> dict[str, Path]:
     found = {p.name: p for p in [HERE / "two_layer_wenner.dat"] if p.is_file()}
-    extra = os.environ.get("SETRAF_ERT_DIR")
-    if extra and Path(extra).is_dir():
-        for p in sorted(Path(extra).iterdir()):
+    extra = get_settings().ert_dir
+    if extra is not None and extra.is_dir():
+        for p in sorted(extra.iterdir()):
             if p.is_file() and p.suffix.lower() not in (".md", ".txt"):
                 found[p.name] = p
     return found

@@ -563,7 +563,7 @@ def test_client_that_leaves_stops_the_generation_behind_the_router(
 def test_deleting_the_app_drains_an_in_flight_stream(
     cluster: LocalCluster, serve_port: int
 ) -> None:
-    """What ``setraf serve --ray`` does on SIGTERM (``serve.delete``) lets a stream that
+    """What ``setraf serve ray`` does on SIGTERM (``serve.delete``) lets a stream that
     is being written finish, with ``[DONE]``, within ``graceful_shutdown_timeout_s``."""
     from ray import serve
 

@@ -492,25 +492,57 @@ def test_keep_alive_sleeps_and_wakes(runtime: Path, smollm2_path: Path) -> None:
         handle.close()
 
 
-def test_cli_status_and_stop(
+def test_cli_ps_and_stop(
     runtime: Path, smollm2_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import argparse
+    """``setraf ps`` lists a real server (model, pid, port, memory, why up); ``setraf stop
+    MODEL`` stops it by its model's file name; ``server status`` still answers, with a
+    deprecation note naming ``ps``."""
+    from langchain_setraf.cli import main
 
-    from langchain_setraf.serve.cli import add_server_parser
-
-    parser = argparse.ArgumentParser()
-    add_server_parser(parser.add_subparsers(dest="command"))
     server = ManagedServer.for_spec(_spec(smollm2_path))
     info = server.ensure()
-    args = parser.parse_args(["server", "status", "--json"])
-    assert args.func(args) == 0
+    assert main(["ps", "--json"]) == 0
     [listed] = json.loads(capsys.readouterr().out)
-    assert listed["pid"] == info.pid and listed["healthy"] and listed["rss"] > 0
+    assert listed["pid"] == info.pid and listed["port"] == info.port and listed["healthy"]
+    assert listed["model"] == str(smollm2_path.resolve()) and listed["rss"] > 0
+    assert listed["why_up"]
+    assert main(["ps"]) == 0
+    line = capsys.readouterr().out
+    assert f"pid {info.pid}" in line and f"port {info.port}" in line
+    assert smollm2_path.name in line and "RSS" in line
+    assert main(["server", "status"]) == 0
+    old = capsys.readouterr()
+    assert old.out.split("RSS")[0] == line.split("RSS")[0]  # the same listing (memory moves)
+    assert old.err.strip() == (
+        "setraf: 'setraf server status' is deprecated and removed in 0.5.0; use 'setraf ps'"
+    )
     assert [s.key for s in running_servers()] == [server.key]
-    args = parser.parse_args(["server", "stop", server.key[:6]])
-    assert args.func(args) == 0
-    assert "stopped" in capsys.readouterr().out
+    assert main(["stop", "no-such-model.gguf"]) == 2
+    assert "no managed server matches 'no-such-model.gguf'" in capsys.readouterr().err
+    assert server.is_running()
+    assert main(["stop", smollm2_path.name]) == 0
+    assert capsys.readouterr().out.strip() == f"{server.key}: stopped"
+    assert _gone(info.pid)
+    assert main(["stop", "--all"]) == 0  # nothing left running: nothing to do
+
+
+def test_cli_sleep_and_the_deprecated_server_verbs(
+    runtime: Path, smollm2_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from langchain_setraf.cli import main
+
+    server = ManagedServer.for_spec(_spec(smollm2_path))
+    info = server.ensure()
+    assert main(["sleep", server.key[:6]]) == 0  # every server has an idle timer
+    assert capsys.readouterr().out.strip() == f"{server.key}: idle-timer"
+    assert main(["server", "sleep", "--all"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == f"{server.key}: idle-timer" and "use 'setraf sleep'" in out.err
+    assert main(["server", "stop", server.key[:6]]) == 0
+    out = capsys.readouterr()
+    assert f"{server.key}: stopped" in out.out
+    assert "'setraf server stop' is deprecated" in out.err and "use 'setraf stop'" in out.err
     assert _gone(info.pid)
 
 

@@ -26,6 +26,7 @@ from langchain_setraf.backends.transformers import TransformersBackend
 from langchain_setraf.cache import get_model_cache
 from langchain_setraf.gguf_file import read_gguf_header_cached
 from langchain_setraf.models import default_gguf_path
+from langchain_setraf.settings import DEFAULT_API_KEY_ENV
 
 __all__ = ["GGUFLoadOptions", "Quantization", "TransformersLoadOptions"]
 
@@ -97,7 +98,7 @@ class GGUFLoadOptions(CallLimits):
     ``http://127.0.0.1:8080/v1``. The server owns the model, its template and its memory."""
     server_model: str | None = None
     """Model name sent to ``server_url`` (``None``: the server's only model)."""
-    api_key_env: str = "SETRAF_API_KEY"
+    api_key_env: str = DEFAULT_API_KEY_ENV
     """Name of the environment variable holding the API key for ``server_url`` (sent as a
     bearer token when set, only to the origin named by ``<api_key_env>_ORIGIN``, else only
     to loopback servers; another origin is refused with ``APIKeyOriginError``). The key

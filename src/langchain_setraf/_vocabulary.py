@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from langchain_setraf.backends.base import file_identity
 from langchain_setraf.gguf_file import read_gguf_header_cached
+from langchain_setraf.settings import get_settings
 
 __all__ = [
     "GGUFVocabulary",
@@ -121,7 +122,7 @@ class GGUFVocabulary:
         _init_llama_backend(llama_cpp)
         params = llama_cpp.llama_model_default_params()
         params.vocab_only = True
-        verbose = bool(os.environ.get("SETRAF_LLAMA_VERBOSE"))
+        verbose = get_settings().llama_verbose
         self._model = internals.LlamaModel(path_model=str(path), params=params, verbose=verbose)
         self._lock = threading.Lock()
 

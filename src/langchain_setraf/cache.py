@@ -39,7 +39,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import weakref
@@ -51,8 +50,9 @@ from typing import Any
 
 from langchain_setraf._vocabulary import TokenizerCache
 from langchain_setraf.backends.base import Backend, LoadSpec, ModelHandle
-from langchain_setraf.memory import available_memory, format_bytes, give_back_memory, parse_memory
+from langchain_setraf.memory import available_memory, format_bytes, give_back_memory
 from langchain_setraf.plugins import BackendRegistry
+from langchain_setraf.settings import DEFAULT_LOCK_TIMEOUT, get_settings
 
 __all__ = [
     "CallTimeoutError",
@@ -66,30 +66,10 @@ __all__ = [
 
 _LOADING, _READY, _CLOSING = "loading", "ready", "closing"
 
-#: Seconds one generation may hold a model before others waiting for it give up.
-DEFAULT_LOCK_TIMEOUT = 600.0
-
 
 def _remaining(deadline: float | None) -> float | None:
     """Seconds left until ``deadline`` (a ``time.monotonic()`` value; ``None``: no limit)."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _lock_timeout_from_env() -> float | None:
-    raw = os.environ.get("SETRAF_LOCK_TIMEOUT")
-    if raw is None or not raw.strip():
-        return DEFAULT_LOCK_TIMEOUT
-    if raw.strip().lower() in ("none", "off", "never"):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ValueError(
-            f"SETRAF_LOCK_TIMEOUT={raw!r}: expected a number of seconds > 0, or 'none'"
-        )
-    return value
 
 
 class _Lease:
@@ -281,14 +261,14 @@ class ModelCache:
         #: Weightless tokenizers (token counts and chat templates without a load).
         self.tokenizers = TokenizerCache()
         #: Memory budget in bytes for all loaded models (``SETRAF_MAX_MEMORY``: "6GB", "50%").
-        self.max_memory: int | None = parse_memory(os.environ.get("SETRAF_MAX_MEMORY"))
+        settings = get_settings()
+        self.max_memory: int | None = settings.max_memory
         #: Default idle time (s) before a model is released; ``None`` keeps it
         #: (``SETRAF_KEEP_ALIVE``). An LLM's own ``keep_alive`` wins.
-        env_keep = os.environ.get("SETRAF_KEEP_ALIVE")
-        self.keep_alive: float | None = float(env_keep) if env_keep else None
+        self.keep_alive: float | None = settings.keep_alive
         #: Seconds a generation waits for one other generation on the same model before
         #: raising :class:`ModelBusyError` (``SETRAF_LOCK_TIMEOUT``; ``None``: forever).
-        self.lock_timeout: float | None = _lock_timeout_from_env()
+        self.lock_timeout: float | None = settings.lock_timeout
         self._reaper: threading.Thread | None = None
 
     # -- statistics ---------------------------------------------------------------------

@@ -1,9 +1,16 @@
-"""The ``setraf`` command: generate text, show memory, interpret ERT surveys.
+"""The ``setraf`` command, in Ollama's verbs: generate text, list and stop this host's
+managed servers, serve a model over HTTP, pull models, interpret ERT surveys.
+
+Every command that loads a model takes ``--model URI`` (see :mod:`langchain_setraf.cli_model`).
 
 Example:
     .. code-block:: console
 
         $ setraf generate "Explain apparent resistivity in one sentence."
+        $ setraf generate "Hi" --model llama-server:/models/qwen.gguf
+        $ setraf ps
+        $ setraf stop --all
+        $ setraf serve ray examples/ray_serve.yaml
         $ setraf memory
         $ setraf pull --list
         $ setraf interpret examples/two_layer_wenner.dat --lang en
@@ -20,20 +27,22 @@ from typing import Any
 
 from langchain_setraf._version import __version__
 
+#: ``setraf generate``'s own defaults (given to the class only where they apply).
+GENERATE_DEFAULTS: dict[str, Any] = {"max_tokens": 128, "temperature": 0.7, "n_ctx": 2048}
+
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from langchain_setraf.cache import get_model_cache
-    from langchain_setraf.llms import GGUFLLM
+    from langchain_setraf.cli_model import build_llm
     from langchain_setraf.memory import memory_snapshot
 
     before = memory_snapshot()
-    llm = GGUFLLM(
-        model_path=args.model,
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        seed=args.seed,
-        n_ctx=args.n_ctx,
-    )
+    given = {
+        name: getattr(args, name)
+        for name in ("max_tokens", "temperature", "seed", "n_ctx")
+        if getattr(args, name) is not None
+    }
+    llm = build_llm(args.model, given, GENERATE_DEFAULTS)
     start = time.perf_counter()
     for chunk in llm.stream(args.prompt):
         sys.stdout.write(chunk)
@@ -42,7 +51,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     loaded = memory_snapshot()
     info = get_model_cache().loaded()
-    llm.release()
+    _release(llm)
     released = memory_snapshot()
     err = sys.stderr
     if info:
@@ -82,7 +91,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             "builtin": b.builtin,
             "importable": b.importable,
             "error": b.error,
-            "missing": b.ready,
+            "missing": b.missing,
         }
         for b in list_backends()
     ]
@@ -161,14 +170,50 @@ def _load(llm: object) -> None:
     llm.load()  # type: ignore[attr-defined]
 
 
+def _release(llm: object) -> None:
+    release = getattr(llm, "release", None)
+    if callable(release):
+        release()
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from langchain_setraf.cli_model import deprecated
+
+    if args.target is None:
+        if args.ray is None:
+            raise ValueError("serve what? setraf serve ray CONFIG")
+        deprecated("setraf serve --ray CONFIG", "setraf serve ray CONFIG")
+        config, detach = args.ray, args.detach_old
+    elif args.ray is not None:
+        raise ValueError("give the config once: setraf serve ray CONFIG")
+    else:
+        config, detach = args.config, args.detach
     try:
         from langchain_setraf.serve.ray_app import serve_ray
     except ImportError as exc:
         raise ImportError(
-            f"setraf serve --ray needs Ray Serve: pip install 'langchain-setraf[ray]' ({exc})"
+            f"setraf serve ray needs Ray Serve: pip install 'langchain-setraf[ray]' ({exc})"
         ) from exc
-    return serve_ray(args.ray, block=not args.detach)
+    return serve_ray(config, block=not detach)
+
+
+def _add_serve_parser(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="serve a model over the OpenAI HTTP API")
+    targets = serve.add_subparsers(dest="target", metavar="{ray}")
+    ray = targets.add_parser("ray", help="from Ray Serve replicas behind one ingress (extra ray)")
+    ray.add_argument(
+        "config",
+        metavar="CONFIG",
+        help="Serve config (YAML or JSON): model, load options, replicas, autoscaling",
+    )
+    ray.add_argument("--detach", action="store_true", help="return once deployed")
+    serve.add_argument(
+        "--ray", metavar="CONFIG", default=None, help="deprecated: setraf serve ray CONFIG"
+    )
+    serve.add_argument(
+        "--detach", dest="detach_old", action="store_true", help="with --ray (deprecated)"
+    )
+    serve.set_defaults(func=_cmd_serve, detach=False, config=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,13 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="generate text with a GGUF model, then show memory")
+    from langchain_setraf.cli_model import add_model_argument
+
+    gen = sub.add_parser("generate", help="stream text from a model, then show memory")
     gen.add_argument("prompt")
-    gen.add_argument("--model", help="path of a .gguf file (default: embedded SmolLM2)")
-    gen.add_argument("--max-tokens", type=int, default=128)
-    gen.add_argument("--temperature", type=float, default=0.7)
+    add_model_argument(gen)
+    d = GENERATE_DEFAULTS
+    gen.add_argument("--max-tokens", type=int, default=None, help=f"default {d['max_tokens']}")
+    gen.add_argument("--temperature", type=float, default=None, help=f"default {d['temperature']}")
     gen.add_argument("--seed", type=int, default=None)
-    gen.add_argument("--n-ctx", type=int, default=2048)
+    gen.add_argument(
+        "--n-ctx",
+        type=int,
+        default=None,
+        help=f"default {d['n_ctx']} (an attached openai: server has its own)",
+    )
     gen.set_defaults(func=_cmd_generate)
 
     mem = sub.add_parser("memory", help="print a memory snapshot of a process")
@@ -195,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list backends (plugins included) and loaded models")
     models.add_argument(
-        "--load", action="append", metavar="URI", help="load a model first (gguf:PATH, auto:PATH)"
+        "--load",
+        action="append",
+        metavar="URI",
+        help="load a model first (default, gguf:PATH, transformers:DIR, a bare path...)",
     )
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_cmd_models)
@@ -220,23 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--json", action="store_true", help="with --list: print JSON")
     pull.set_defaults(func=_cmd_pull)
 
-    from langchain_setraf.serve.cli import add_server_parser
+    from langchain_setraf.cli_servers import add_server_commands
 
-    add_server_parser(sub)
-
-    serve = sub.add_parser(
-        "serve", help="serve a model over the OpenAI API from Ray Serve replicas (extra ray)"
-    )
-    serve.add_argument(
-        "--ray",
-        metavar="CONFIG",
-        required=True,
-        help="Serve config (YAML or JSON): model, load options, replicas, autoscaling",
-    )
-    serve.add_argument(
-        "--detach", action="store_true", help="return once deployed instead of waiting"
-    )
-    serve.set_defaults(func=_cmd_serve)
+    add_server_commands(sub)
+    _add_serve_parser(sub)
 
     try:
         from langchain_setraf.ert.cli import add_interpret_parser

@@ -17,9 +17,18 @@ import warnings
 from typing import Any
 
 from langchain_setraf.cache import get_model_cache
+from langchain_setraf.models import default_gguf_path
 from langchain_setraf.plugins import BackendInfo, UnknownBackendError
 
-__all__ = ["get_backend", "init_chat_model", "init_llm", "list_backends", "resolve_uri"]
+__all__ = [
+    "DEFAULT_URI",
+    "get_backend",
+    "init_chat_model",
+    "init_llm",
+    "list_backends",
+    "resolve_class",
+    "resolve_uri",
+]
 
 
 def list_backends() -> list[BackendInfo]:
@@ -49,9 +58,14 @@ def _special_file(model: str) -> str | None:
     return next((kind for test, kind in kinds.items() if test(mode)), "not a regular file")
 
 
+#: The URI of the embedded SmolLM2 GGUF model, loaded in-process (``gguf:<its path>``).
+DEFAULT_URI = "default"
+
+
 def resolve_uri(uri: str) -> tuple[Any, str]:
     """``"<backend>:<model>"`` → (backend, model). ``auto:`` asks each backend's
-    ``accepts(path)``; a bare path is treated as ``auto:``.
+    ``accepts(path)``; a bare path is treated as ``auto:``; ``default`` is the embedded
+    SmolLM2 model on the ``gguf`` backend (a file named ``default``: ``./default``).
 
     ``auto:`` never opens a FIFO, device or socket (reading one could block forever): such
     a path is refused at once. A backend whose ``accepts`` raises is skipped with a
@@ -61,6 +75,8 @@ def resolve_uri(uri: str) -> tuple[Any, str]:
         UnknownBackendError: unknown backend, or ``auto:`` found none for the path (the
             message says why: a special file, no backend recognising it).
     """
+    if uri == DEFAULT_URI:
+        return get_backend("gguf"), str(default_gguf_path())
     name, sep, model = uri.partition(":")
     if not sep or "/" in name or "\\" in name:
         name, model = "auto", uri
@@ -101,13 +117,24 @@ def resolve_uri(uri: str) -> tuple[Any, str]:
     return candidates[0], model
 
 
-def _build(uri: str, attr: str, kind: str, kwargs: dict[str, Any]) -> Any:
+def resolve_class(uri: str, *, chat: bool = False) -> tuple[Any, str, type[Any]]:
+    """(backend, model, class) that :func:`init_llm` (``chat``: :func:`init_chat_model`)
+    would build for ``uri``, without building it.
+
+    Raises:
+        UnknownBackendError: As :func:`resolve_uri`, or the backend has no such class.
+    """
     backend, model = resolve_uri(uri)
+    attr, kind = ("chat_class", "chat model") if chat else ("llm_class", "LLM class")
     target = getattr(backend, attr, None)
     if not target:
         raise UnknownBackendError(f"backend {backend.name!r} provides no {kind}")
     module, _, cls_name = str(target).partition(":")
-    cls = getattr(importlib.import_module(module), cls_name)
+    return backend, model, getattr(importlib.import_module(module), cls_name)
+
+
+def _build(uri: str, chat: bool, kwargs: dict[str, Any]) -> Any:
+    backend, model, cls = resolve_class(uri, chat=chat)
     field = getattr(backend, "model_field", "model")
     kwargs = dict(kwargs)
     # a backend may rename init arguments (``openai:URL, model=name`` → ``server_model``)
@@ -125,7 +152,8 @@ def _build(uri: str, attr: str, kind: str, kwargs: dict[str, Any]) -> Any:
 
 
 def init_llm(uri: str, **kwargs: Any) -> Any:
-    """A LangChain ``LLM`` for ``uri`` (``gguf:/m.gguf``, ``transformers:/ckpt``, ``auto:…``).
+    """A LangChain ``LLM`` for ``uri`` (``gguf:/m.gguf``, ``transformers:/ckpt``, ``auto:…``,
+    ``default``).
 
     Keyword arguments go to the class (``temperature=0, n_ctx=4096, quantization="nf4"``).
     Nothing is loaded until the first call.
@@ -134,9 +162,9 @@ def init_llm(uri: str, **kwargs: Any) -> Any:
         UnknownBackendError: unknown backend name (lists the available ones) or ``auto:``
             found no backend for the path.
     """
-    return _build(uri, "llm_class", "LLM class", kwargs)
+    return _build(uri, False, kwargs)
 
 
 def init_chat_model(uri: str, **kwargs: Any) -> Any:
     """A LangChain chat model for ``uri``, like :func:`init_llm`."""
-    return _build(uri, "chat_class", "chat model", kwargs)
+    return _build(uri, True, kwargs)

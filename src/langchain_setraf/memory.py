@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import os
 import sys
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -22,6 +21,7 @@ from typing import Any
 import psutil
 
 from langchain_setraf._cgroup import CgroupMemory, read_cgroup_memory
+from langchain_setraf.settings import get_settings, parse_memory
 
 __all__ = [
     "CgroupMemory",
@@ -30,55 +30,11 @@ __all__ = [
     "format_bytes",
     "give_back_memory",
     "memory_snapshot",
+    "parse_memory",
     "read_cgroup_memory",
 ]
 
 _MB = 1024 * 1024
-
-
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 1000,
-    "KB": 1000,
-    "KIB": 1024,
-    "M": 1000**2,
-    "MB": 1000**2,
-    "MIB": 1024**2,
-    "G": 1000**3,
-    "GB": 1000**3,
-    "GIB": 1024**3,
-    "T": 1000**4,
-    "TB": 1000**4,
-    "TIB": 1024**4,
-}
-
-
-def parse_memory(value: str | int | float | None) -> int | None:
-    """Parse a memory amount: bytes, ``"6GB"``, ``"512MiB"``, or ``"50%"`` of total RAM.
-
-    Example:
-        >>> parse_memory("1.5GB"), parse_memory("2GiB"), parse_memory(None)
-        (1500000000, 2147483648, None)
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return int(value)
-    text = value.strip().upper().replace(" ", "")
-    if text.endswith("%"):
-        pct = float(text[:-1])
-        if not 0 < pct <= 100:
-            raise ValueError(f"memory percentage must be in (0, 100]: {value!r}")
-        return int(psutil.virtual_memory().total * pct / 100)
-    number = text.rstrip("KMGTIB")
-    unit = text[len(number) :]
-    try:
-        if unit not in _UNITS:
-            raise ValueError(unit)
-        return int(float(number) * _UNITS[unit])
-    except ValueError:
-        raise ValueError(f"cannot parse memory amount {value!r} (e.g. 6GB, 512MiB, 50%)") from None
 
 
 def format_bytes(n: int | float | None) -> str:
@@ -214,7 +170,7 @@ def memory_snapshot(pid: int | None = None) -> MemorySnapshot:
 
 
 def _cgroup_counts() -> bool:
-    return os.environ.get("SETRAF_CGROUP_BUDGET", "1").lower() not in ("0", "false", "no", "off")
+    return get_settings().cgroup_budget
 
 
 def available_memory() -> tuple[int, str]:
@@ -302,7 +258,7 @@ def tune_allocator() -> bool:
     Returns:
         ``True`` if the allocator is tuned (now or earlier).
     """
-    if os.environ.get("SETRAF_MALLOC_TUNING", "1").lower() in ("0", "false", "no", "off"):
+    if not get_settings().malloc_tuning:
         return False
     lib = _libc()
     if lib is None or not hasattr(lib, "mallopt"):

@@ -19,10 +19,12 @@ Example:
 from __future__ import annotations
 
 import importlib.metadata as md
-import os
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
+
+from langchain_setraf.settings import get_settings
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -57,7 +59,7 @@ class BackendInfo:
             ``missing_requirements()`` (if any) answered.
         error: Why not (import error, collision, excluded by ``SETRAF_PLUGINS``, the
             requirements check raised).
-        ready: ``None`` if the backend's own dependencies are present, else what is
+        missing: ``None`` if the backend's own dependencies are present, else what is
             missing (from the backend's optional ``missing_requirements()``).
     """
 
@@ -68,7 +70,19 @@ class BackendInfo:
     builtin: bool
     importable: bool
     error: str | None = None
-    ready: str | None = None
+    missing: str | None = None
+
+    @property
+    def ready(self) -> str | None:
+        """Deprecated name of :attr:`missing` (it held what is missing, not readiness);
+        removed in 0.5.0."""
+        warnings.warn(
+            "BackendInfo.ready is deprecated (it holds what is missing): use "
+            "BackendInfo.missing; ready is removed in 0.5.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.missing
 
 
 def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
@@ -76,15 +90,6 @@ def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
     if dist is None:
         return "?", "?"
     return str(dist.metadata["Name"]), str(dist.version)
-
-
-def _allowlist() -> set[str] | None:
-    raw = os.environ.get("SETRAF_PLUGINS")
-    if raw is None or raw.strip() in ("", "all", "*"):
-        return None
-    if raw.strip().lower() == "none":
-        return set()
-    return {p.strip() for p in raw.split(",") if p.strip()}
 
 
 class BackendRegistry:
@@ -99,7 +104,7 @@ class BackendRegistry:
         with self._lock:
             if self._infos is not None:
                 return self._infos
-            allow = _allowlist()
+            allow = get_settings().plugins
             by_name: dict[str, list[md.EntryPoint]] = {}
             for ep in md.entry_points(group=ENTRY_POINT_GROUP):
                 by_name.setdefault(ep.name, []).append(ep)
@@ -119,7 +124,7 @@ class BackendRegistry:
                 if not builtin and allow is not None and name not in allow:
                     infos[name] = BackendInfo(
                         name, first.value, dist, version, builtin, False,
-                        f"not loaded: SETRAF_PLUGINS={os.environ.get('SETRAF_PLUGINS')!r}",
+                        f"not loaded: SETRAF_PLUGINS allows {', '.join(sorted(allow)) or 'none'}",
                     )  # fmt: skip
                     continue
                 try:
@@ -132,22 +137,22 @@ class BackendRegistry:
                     continue
                 try:
                     missing = getattr(backend, "missing_requirements", None)
-                    ready = missing() if callable(missing) else None
+                    lacking = missing() if callable(missing) else None
                 except Exception as exc:  # a plugin's own check failing is its problem only
                     infos[name] = BackendInfo(
                         name, first.value, dist, version, builtin, False,
                         f"missing_requirements() raised {type(exc).__name__}: {exc}",
                     )  # fmt: skip
                     continue
-                if ready is not None and not isinstance(ready, str):
+                if lacking is not None and not isinstance(lacking, str):
                     infos[name] = BackendInfo(
                         name, first.value, dist, version, builtin, False,
-                        f"missing_requirements() returned {ready!r}, expected None or a str",
+                        f"missing_requirements() returned {lacking!r}, expected None or a str",
                     )  # fmt: skip
                     continue
                 self._backends[name] = backend
                 infos[name] = BackendInfo(
-                    name, first.value, dist, version, builtin, True, None, ready
+                    name, first.value, dist, version, builtin, True, None, lacking
                 )
             self._infos = infos
             return infos

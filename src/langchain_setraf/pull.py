@@ -57,6 +57,7 @@ from langchain_setraf.backends.gguf import estimate_gguf_bytes
 from langchain_setraf.gguf_file import ArrayInfo, GGUFInfo, GGUFTensor, read_gguf_header
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.pull_lock import model_lock
+from langchain_setraf.settings import get_settings
 
 __all__ = [
     "CATALOG",
@@ -228,8 +229,7 @@ class PullResult:
 
 def default_models_dir() -> Path:
     """``$SETRAF_MODELS_DIR``, else ``~/.cache/setraf/models``."""
-    env = os.environ.get("SETRAF_MODELS_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "setraf" / "models"
+    return get_settings().models_dir
 
 
 def get_entry(name: str, catalog: Mapping[str, CatalogEntry] | None = None) -> CatalogEntry:

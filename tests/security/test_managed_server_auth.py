@@ -6,7 +6,7 @@ Asserted: ``setraf-mallory`` cannot list, read or rewrite alice's state (so he c
 redirect her prompts), does not find her server's key on any command line or in any file
 he can read, and gets 401 from every endpoint but ``/health`` without the key; a web
 origin gets no CORS grant, with or without credentials; alice's own clients (a handle,
-``setraf server status``) send the key and work; her last detach stops her server.
+``setraf ps``) send the key and work; her last detach stops her server.
 """
 
 from __future__ import annotations

@@ -237,7 +237,7 @@ def test_a_state_naming_alices_own_process_never_signals_it(
 def test_a_held_lock_does_not_block_status(
     userns: Namespace, alice: LocalUser, smollm2_path: Path
 ) -> None:
-    """Attack #14: one process holds a server's lock; ``setraf server status``, the
+    """Attack #14: one process holds a server's lock; ``setraf ps``, the
     listing the app's memory panel uses, ``status()`` and ``is_running()`` answer anyway
     and name the holder."""
     body = """
@@ -252,8 +252,8 @@ def test_a_held_lock_does_not_block_status(
         try:
             assert holder.stdout.readline().strip() == "held"
             cli = subprocess.run(
-                [sys.executable, "-m", "langchain_setraf.serve.cli", "server", "status",
-                 "--json"], capture_output=True, text=True, timeout=60)
+                [sys.executable, "-m", "langchain_setraf.cli", "ps", "--json"],
+                capture_output=True, text=True, timeout=60)
             listed = managed.running_servers()
             status = server.status()
             out = {"cli_rc": cli.returncode, "cli": json.loads(cli.stdout or "null"),

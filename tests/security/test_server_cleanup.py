@@ -187,9 +187,7 @@ def test_a_client_that_exits_without_releasing_leaves_no_server_behind(
 def test_a_live_client_keeps_its_server_and_status_says_why(
     runtime: Path, smollm2_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import argparse
-
-    from langchain_setraf.serve.cli import add_server_parser
+    from langchain_setraf.cli import main
 
     backend = LlamaServerBackend()
     spec = backend.spec_for(smollm2_path, n_ctx=N_CTX, n_parallel=1, sleep_idle_seconds=1)
@@ -201,10 +199,7 @@ def test_a_live_client_keeps_its_server_and_status_says_why(
         status = server.status()
         assert status.running and status.clients == [holder.pid]
         assert status.why_up().endswith("1 live client")
-        parser = argparse.ArgumentParser()
-        add_server_parser(parser.add_subparsers(dest="command"))
-        args = parser.parse_args(["server", "status"])
-        assert args.func(args) == 0
+        assert main(["ps"]) == 0
         assert "1 live client" in capsys.readouterr().out
         holder.kill()
         holder.wait(timeout=30)

@@ -44,6 +44,7 @@ from langchain_setraf.backends.gbnf import compile_constraint
 from langchain_setraf.backends.repack_probe import require_repack
 from langchain_setraf.chat_template import render_gguf_prompt
 from langchain_setraf.gguf_file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
+from langchain_setraf.settings import get_settings
 
 __all__ = ["GGUF_LOAD_OPTIONS", "GGUFBackend", "GGUFHandle", "import_llama_cpp"]
 
@@ -428,7 +429,7 @@ class GGUFBackend:
         llama_cpp = import_llama_cpp()
         opts = spec.options_dict
         repack = opts.pop("repack", None)
-        verbose = bool(os.environ.get("SETRAF_LLAMA_VERBOSE"))
+        verbose = get_settings().llama_verbose
         fields = {} if repack is None else {"use_extra_bufts": bool(repack)}
         if repack is not False:  # llama.cpp's default is on: it may kill this process
             require_repack(spec.path, what=f"{Path(spec.path).name}, in this process")

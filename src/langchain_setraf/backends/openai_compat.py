@@ -67,6 +67,7 @@ from langchain_setraf.backends.server_errors import (
     ServerUnavailableError,
     snippet,
 )
+from langchain_setraf.settings import DEFAULT_API_KEY_ENV
 
 __all__ = [
     "API_KEY_ORIGIN_SUFFIX",
@@ -880,7 +881,7 @@ class OpenAICompatBackend:
         *,
         server_model: str | None = None,
         request_timeout: float | None = 600.0,
-        api_key_env: str | None = "SETRAF_API_KEY",
+        api_key_env: str | None = DEFAULT_API_KEY_ENV,
     ) -> LoadSpec:
         """The cache key of a model at ``server_url`` (normalised to its ``/v1`` base)."""
         base = normalize_base_url(server_url)

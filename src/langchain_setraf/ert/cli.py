@@ -8,30 +8,42 @@ import sys
 import time
 from typing import Any
 
+from langchain_setraf.cli_model import add_model_argument, build_llm, deprecated, model_uri
 from langchain_setraf.ert.chains import Interpretation, interpretation_chain
 from langchain_setraf.ert.interpretation import confidence_name, material_name
 from langchain_setraf.ert.io import load_survey
 from langchain_setraf.ert.model_section import InversionOptions, ModelSection
 from langchain_setraf.ert.summary import SurveySummary, summarize
 
-BACKENDS = ("gguf",)
+#: ``setraf interpret``'s own model options (given to the class only where they apply: the
+#: prompt and the form of a large survey need ~2.2k tokens of context).
+INTERPRET_DEFAULTS: dict[str, Any] = {
+    "n_ctx": 4096,
+    "temperature": 0.2,
+    "seed": 0,
+    "max_tokens": 256,
+}
 
 
 def add_interpret_parser(sub: Any) -> None:
     """Register the ``interpret`` sub-command on the ``setraf`` parser."""
     p = sub.add_parser("interpret", help="interpret an ERT survey file with a local LLM")
     p.add_argument("file", help="survey file (Res2DInv, pyGIMLi unified, XYZ, Syscal, SETRAF…)")
-    p.add_argument("--backend", default="gguf", help="model backend (default: gguf)")
-    p.add_argument("--model", default=None, help="model path (default: embedded SmolLM2)")
+    add_model_argument(p)
+    p.add_argument(
+        "--backend", default=None, help="deprecated: name the backend in --model NAME:PATH"
+    )
     p.add_argument("--lang", choices=("fr", "en"), default="fr")
     p.add_argument("--context", default="", help="site notes given to the model as data")
     p.add_argument("--format", dest="fmt", default=None, help="force the survey format")
-    p.add_argument("--max-tokens", type=int, default=256)
+    d = INTERPRET_DEFAULTS
+    p.add_argument("--max-tokens", type=int, default=None, help=f"default {d['max_tokens']}")
     p.add_argument(
         "--n-ctx",
         type=int,
-        default=4096,
-        help="context window (default 4096: the prompt and the form of a large survey need ~2.2k)",
+        default=None,
+        help=f"context window (default {d['n_ctx']}: the prompt and the form of a large "
+        "survey need ~2.2k; an attached openai: server has its own)",
     )
     p.add_argument("--json", action="store_true", help="print the Interpretation as JSON")
     add_inversion_arguments(p)
@@ -79,10 +91,17 @@ def _progress(message: str) -> None:
 
 def run_interpret(args: argparse.Namespace) -> int:
     """Run the ``interpret`` command."""
-    if args.backend not in BACKENDS:
-        raise ValueError(f"unknown backend {args.backend!r}; available: {', '.join(BACKENDS)}")
-    from langchain_setraf.llms import GGUFLLM
     from langchain_setraf.memory import memory_snapshot
+
+    if args.backend is not None:
+        deprecated("setraf interpret --backend NAME", "setraf interpret --model NAME:PATH")
+    uri = model_uri(args.model, args.backend)
+    given = {
+        name: getattr(args, name)
+        for name in ("n_ctx", "max_tokens")
+        if getattr(args, name) is not None
+    }
+    llm = build_llm(uri, given, INTERPRET_DEFAULTS)  # refuses a bad URI before any work
 
     _progress(f"reading {args.file}")
     survey = load_survey(args.file, format=args.fmt)
@@ -99,20 +118,15 @@ def run_interpret(args: argparse.Namespace) -> int:
         f"{survey.format}: {survey.n_electrodes} electrodes, {survey.n_data} data, "
         f"{len(summary.units)} unit(s)"
     )
-    llm = GGUFLLM(
-        model_path=args.model,
-        n_ctx=args.n_ctx,
-        temperature=0.2,
-        max_tokens=args.max_tokens,
-        seed=0,
-    )
-    _progress(f"loading model {llm.resolved_model_path().name} and generating…")
+    _progress(f"loading model {uri} and generating…")
     start = time.perf_counter()
     result = interpretation_chain(llm, language=args.lang).invoke(
         {"survey": summary, "context": args.context}
     )
     _progress(f"done in {time.perf_counter() - start:.1f} s; memory: {memory_snapshot()}")
-    llm.release()
+    release = getattr(llm, "release", None)
+    if callable(release):
+        release()
     if args.json:
         print(json.dumps(result.model_dump(), ensure_ascii=False, indent=2))
     else:

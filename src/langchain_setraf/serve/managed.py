@@ -78,11 +78,10 @@ from langchain_setraf.serve.private_files import (
 )
 from langchain_setraf.serve.server_memory import DEFAULT_CTX_CHECKPOINTS, default_cache_ram_mib
 from langchain_setraf.serve.supervisor import (
-    DEFAULT_EXIT_GRACE,
-    LOG_MAX_BYTES,
     describe_exit,
     read_exit,
 )
+from langchain_setraf.settings import Settings, get_settings
 
 __all__ = [
     "DEFAULT_KEEP_ALIVE",
@@ -128,7 +127,7 @@ EXIT_GRACE_ENV: Final = "SETRAF_SERVER_EXIT_GRACE"
 #: ``LOG_MAX_BYTES``, 1 MiB; at least 4096).
 LOG_MAX_BYTES_ENV: Final = "SETRAF_SERVER_LOG_MAX_BYTES"
 #: Seconds a new server may take to answer ``/health`` (``$SETRAF_SERVER_START_TIMEOUT``).
-DEFAULT_START_TIMEOUT: Final = 300.0
+DEFAULT_START_TIMEOUT: Final = Settings.server_start_timeout
 #: Seconds a stop waits for the server to exit before killing it.
 STOP_TIMEOUT: Final = 15.0
 #: Health checks of a live server that does not answer before it is deemed hung.
@@ -252,40 +251,13 @@ def _clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
 
 
-def env_seconds(name: str, default: float) -> float:
-    """A number of seconds (>= 0) from environment variable ``name``, else ``default``.
-
-    Raises:
-        ValueError: The variable is set to something else (names it and its value).
-    """
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise ValueError(f"{name}={raw!r}: expected a number of seconds >= 0")
-    return value
-
-
 def log_max_bytes() -> int:
     """The log rotation bound (``$SETRAF_SERVER_LOG_MAX_BYTES``, default 1 MiB).
 
     Raises:
-        ValueError: The variable is not an integer >= 4096.
+        SettingsError: The variable is not an integer >= 4096.
     """
-    raw = os.environ.get(LOG_MAX_BYTES_ENV)
-    if not raw:
-        return LOG_MAX_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 4096:
-        raise ValueError(f"{LOG_MAX_BYTES_ENV}={raw!r}: expected a number of bytes >= 4096")
-    return value
+    return get_settings().server_log_max_bytes
 
 
 def runtime_dir() -> Path:
@@ -834,15 +806,7 @@ class ManagedServer:
     def _start_timeout(start_timeout: float | None) -> float:
         if start_timeout is not None:
             return start_timeout
-        raw = os.environ.get("SETRAF_SERVER_START_TIMEOUT")
-        if raw:
-            try:
-                return float(raw)
-            except ValueError:
-                raise ValueError(
-                    f"SETRAF_SERVER_START_TIMEOUT={raw!r}: expected a number of seconds"
-                ) from None
-        return DEFAULT_START_TIMEOUT
+        return get_settings().server_start_timeout
 
     def _lock_timeout(self, start_timeout: float | None) -> float:
         # a holder may be starting a server (a port retry fails at once: one start counts)
@@ -952,7 +916,7 @@ class ManagedServer:
         argv = server_argv(engine, args)
         exit_path = self._exit_path(launch_id)
         keep_alive = args.sleep_idle_seconds or DEFAULT_KEEP_ALIVE
-        grace = env_seconds(EXIT_GRACE_ENV, DEFAULT_EXIT_GRACE)
+        grace = get_settings().server_exit_grace
         max_log = log_max_bytes()
         supervisor_argv = [
             sys.executable,

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from langchain_setraf.settings import get_settings
+
 __all__ = [
     "RUNTIME_DIR_ENV",
     "InsecureRuntimeDirError",
@@ -126,9 +128,9 @@ def resolve_runtime_dir(env: Mapping[str, str] | None = None) -> tuple[Path, boo
         choice that may be a shared directory).
     """
     env = os.environ if env is None else env
-    configured = env.get(RUNTIME_DIR_ENV)
-    if configured:
-        return Path(configured), True
+    configured = get_settings(env).runtime_dir
+    if configured is not None:
+        return configured, True
     xdg = env.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isabs(xdg):
         with contextlib.suppress(OSError):

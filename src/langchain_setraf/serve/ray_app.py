@@ -16,7 +16,7 @@ Two deployments:
 Run it on a cluster started with ``ray start --head`` (and ``ray start --address`` on the
 other nodes)::
 
-    setraf serve --ray examples/ray_serve.yaml      # or: python -m langchain_setraf.serve.ray_app
+    setraf serve ray examples/ray_serve.yaml       # or: python -m langchain_setraf.serve.ray_app
 
 Clients change one line: ``init_chat_model("openai:http://head:8000/v1", model="…")``.
 
@@ -223,7 +223,7 @@ def deploy(cfg: RayServeConfig) -> DeploymentHandle[Any]:
 
 
 def serve_ray(config_path: str | Path, *, block: bool = True) -> int:
-    """``setraf serve --ray CONFIG``: deploy the config's application and wait.
+    """``setraf serve ray CONFIG``: deploy the config's application and wait.
 
     Args:
         config_path: The YAML/JSON config (see :mod:`langchain_setraf.serve.ray_config`).

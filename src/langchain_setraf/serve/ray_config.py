@@ -205,7 +205,7 @@ class DeploymentConfig(_Strict):
     health_check_period_s: float = Field(default=5.0, gt=0)
     health_check_timeout_s: float = Field(default=30.0, gt=0)
     graceful_shutdown_timeout_s: float = Field(default=30.0, ge=0)
-    """How long a stopping replica (``setraf serve --ray`` got SIGTERM/SIGINT, a redeploy,
+    """How long a stopping replica (``setraf serve ray`` got SIGTERM/SIGINT, a redeploy,
     a downscale) lets its in-flight requests and streams finish before Ray kills it."""
     dead_replica_retries: int = Field(default=2, ge=0, le=10)
     """How many more replicas the router tries when the one running a request dies before
@@ -259,7 +259,7 @@ class HTTPConfig(_Strict):
     nodes on one host (tests) need ``HeadOnly``: their proxies would share the port."""
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """Name of the environment variable holding the API key clients must send as
-    ``Authorization: Bearer KEY`` (read by ``setraf serve --ray`` when it deploys; at
+    ``Authorization: Bearer KEY`` (read by ``setraf serve ray`` when it deploys; at
     least 16 characters). Required when :attr:`host` is not a loopback address."""
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     """Largest request body accepted (413 beyond)."""

@@ -55,6 +55,7 @@ from langchain_setraf.serve.private_files import (
     write_runtime_file,
 )
 from langchain_setraf.serve.rotating_log import RotatingLog
+from langchain_setraf.settings import Settings
 
 __all__ = [
     "DEFAULT_EXIT_GRACE",
@@ -77,9 +78,9 @@ STOP_GRACE_SECONDS = 10.0
 WATCH_INTERVAL: Final = 1.0
 #: Seconds a server with no live client stays up after its ``keep_alive`` (it sleeps, with
 #: its weights unloaded, and wakes for a client that attaches in time) before it exits.
-DEFAULT_EXIT_GRACE: Final = 60.0
+DEFAULT_EXIT_GRACE: Final = Settings.server_exit_grace
 #: Bytes the server's log may reach before it is rotated (``LOG`` becomes ``LOG.1``).
-LOG_MAX_BYTES: Final = 1 << 20
+LOG_MAX_BYTES: Final = Settings.server_log_max_bytes
 #: Rotated logs kept beside the current one.
 LOG_BACKUPS: Final = 1
 #: Bytes read from the server's output at once.
