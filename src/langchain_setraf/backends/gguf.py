@@ -17,6 +17,7 @@ llama.cpp's extra buffer types crash the process on this machine, the load raise
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import os
 import stat
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from langchain_setraf._cpu import physical_cores
 from langchain_setraf._mlock import (
     MemoryLockError,
     check_mlock_allowed,
@@ -41,22 +43,16 @@ from langchain_setraf.backends.base import (
     file_identity,
 )
 from langchain_setraf.backends.gbnf import compile_constraint
+from langchain_setraf.backends.options import GGUFOptions, options_from
 from langchain_setraf.backends.repack_probe import require_repack
 from langchain_setraf.chat_template import render_gguf_prompt
 from langchain_setraf.gguf_file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
 
 __all__ = ["GGUF_LOAD_OPTIONS", "GGUFBackend", "GGUFHandle", "import_llama_cpp"]
 
-#: Options of ``llama_cpp.Llama`` that change the loaded model or its context (cache key).
-GGUF_LOAD_OPTIONS = (
-    "n_ctx",
-    "n_batch",
-    "n_threads",
-    "n_gpu_layers",
-    "use_mmap",
-    "use_mlock",
-    "repack",
-)
+#: Options of ``llama_cpp.Llama`` that change the loaded model or its context (cache key):
+#: the fields of :class:`~langchain_setraf.backends.options.GGUFOptions`.
+GGUF_LOAD_OPTIONS = tuple(f.name for f in dataclasses.fields(GGUFOptions))
 
 #: ggml types llama.cpp's CPU backend may repack into an interleaved layout (an anonymous
 #: copy of the weights) when ``use_extra_bufts`` is on, on x86 with AVX2/AVX-512 and on ARM.
@@ -406,35 +402,41 @@ class GGUFBackend:
         finally:
             os.close(fd)
 
-    def spec_for(self, model_path: str | os.PathLike[str], **options: Any) -> LoadSpec:
-        """Build the cache key for ``model_path`` and the load options that were set."""
-        unknown = set(options) - set(GGUF_LOAD_OPTIONS)
-        if unknown:
-            raise TypeError(f"unknown GGUF load option(s): {sorted(unknown)}")
-        return LoadSpec.create(self.name, gguf_file_identity(model_path), options)
+    def spec_for(
+        self,
+        model_path: str | os.PathLike[str],
+        options: GGUFOptions | None = None,
+        **kwargs: Any,
+    ) -> LoadSpec:
+        """The cache key for ``model_path`` with these options (a :class:`GGUFOptions`,
+        or its fields as keywords; unset ones take its defaults).
+
+        Raises:
+            TypeError: an unknown option.
+            ValueError: a bad value (named).
+        """
+        opts = options_from(GGUFOptions, options, **kwargs)
+        return LoadSpec(self.name, gguf_file_identity(model_path), opts)
 
     def estimate_bytes(self, spec: LoadSpec) -> int:
         info = read_gguf_header_cached(spec.path)
-        opts = spec.options_dict
+        opts = _gguf_options(spec)
         return estimate_gguf_bytes(
-            info,
-            int(opts.get("n_ctx") or 512),
-            repack=opts.get("repack") is not False,
-            n_gpu_layers=_gpu_layers(opts),
+            info, opts.n_ctx, repack=opts.repack, n_gpu_layers=_gpu_layers(opts.n_gpu_layers)
         )
 
     def load(self, spec: LoadSpec) -> GGUFHandle:
         info = read_gguf_header_cached(spec.path)  # validate before llama.cpp sees the file
         llama_cpp = import_llama_cpp()
-        opts = spec.options_dict
-        repack = opts.pop("repack", None)
+        options = _gguf_options(spec)
+        repack = options.repack
+        opts = options.llama_kwargs(physical_cores())
         verbose = bool(os.environ.get("SETRAF_LLAMA_VERBOSE"))
-        fields = {} if repack is None else {"use_extra_bufts": bool(repack)}
-        if repack is not False:  # llama.cpp's default is on: it may kill this process
+        if repack:  # llama.cpp's extra buffer types may kill this process: probed first
             require_repack(spec.path, what=f"{Path(spec.path).name}, in this process")
         mlock_need = _mlock_bytes(spec.path, info, opts)
         locked_before = locked_bytes()
-        with model_params(llama_cpp, **fields):
+        with model_params(llama_cpp, use_extra_bufts=repack):
             llama = llama_cpp.Llama(model_path=spec.path, verbose=verbose, **opts)
         if mlock_need:
             try:  # llama.cpp only logs a failed mlock: check that the pages are locked
@@ -447,8 +449,8 @@ class GGUFBackend:
             llama,
             info,
             n_ctx,
-            repack=repack is not False,
-            n_gpu_layers=_gpu_layers(opts),
+            repack=repack,
+            n_gpu_layers=_gpu_layers(options.n_gpu_layers),
             path=spec.path,
         )
 
@@ -472,7 +474,19 @@ class GGUFBackend:
         return None if eos < 0 else eos
 
 
-def _gpu_layers(opts: dict[str, Any]) -> int:
+def _gpu_layers(n_gpu: int) -> int:
     """The ``n_gpu_layers`` that take effect: 0 when llama.cpp has no GPU offload."""
-    n_gpu = int(opts.get("n_gpu_layers") or 0)
     return n_gpu if n_gpu and gpu_offload_supported() else 0
+
+
+def _gguf_options(spec: LoadSpec) -> GGUFOptions:
+    """The spec's GGUF options (a server spec's options include them).
+
+    Raises:
+        TypeError: the spec carries another backend's options.
+    """
+    if not isinstance(spec.options, GGUFOptions):
+        raise TypeError(
+            f"{spec.describe()}: expected GGUF options, got {type(spec.options).__name__}"
+        )
+    return spec.options
