@@ -24,7 +24,9 @@ from langchain_setraf.backends.base import Backend, LoadSpec
 from langchain_setraf.backends.gguf import GGUFBackend
 from langchain_setraf.backends.options import (
     DEFAULT_REQUEST_TIMEOUT,
+    FlashAttention,
     GGUFOptions,
+    KVCacheType,
     LlamaServerOptions,
     OpenAIOptions,
     Quantization,
@@ -56,6 +58,9 @@ _FILE_OPTIONS = (
     "use_mmap",
     "use_mlock",
     "repack",
+    "type_k",
+    "type_v",
+    "flash_attn",
 )
 
 
@@ -87,6 +92,17 @@ class GGUFLoadOptions(CallLimits):
     holds the copy once for every process. Where llama.cpp's extra buffer types crash the
     process (a probe in a child process finds out once per machine), ``repack=True`` raises
     :class:`~langchain_setraf.RepackUnsupportedError` at load."""
+    type_k: KVCacheType = _GGUF.type_k
+    """Element type of the KV cache's keys: ``"f16"``, ``"q8_0"`` (about 0.53× the bytes
+    of f16) or ``"q4_0"`` (0.28×). Part of the cache key; counted by the estimate. See
+    docs/memory.md for what each costs in quality and speed."""
+    type_v: KVCacheType = _GGUF.type_v
+    """Element type of the KV cache's values (same choices). A quantised V cache needs
+    flash attention: ``flash_attn=False`` with it is refused."""
+    flash_attn: FlashAttention = _GGUF.flash_attn
+    """Flash attention: ``"auto"`` (on the managed server, llama.cpp's choice; in this
+    process, where llama-cpp-python offers only on/off, on when ``type_v`` is quantised,
+    else off), ``True`` or ``False``."""
     server: bool = False
     """Run the model in the host's one shared llama.cpp server instead of this process:
     every process on the host using this file and these load options shares one server
@@ -142,6 +158,8 @@ class GGUFLoadOptions(CallLimits):
                 )
         if self.n_parallel < 1:
             raise ValueError(f"n_parallel must be >= 1, got {self.n_parallel}")
+        # the KV cache's types and flash attention, checked now (not at the first load)
+        GGUFOptions(type_k=self.type_k, type_v=self.type_v, flash_attn=self.flash_attn)
         if self.cache_ram_mib is not None and self.cache_ram_mib < 0:
             raise ValueError(f"cache_ram_mib must be >= 0 MiB, got {self.cache_ram_mib}")
         if self.request_timeout <= 0:
@@ -181,6 +199,9 @@ class GGUFLoadOptions(CallLimits):
             "use_mmap": self.use_mmap,
             "use_mlock": self.use_mlock,
             "repack": self.repack,
+            "type_k": self.type_k,
+            "type_v": self.type_v,
+            "flash_attn": self.flash_attn,
         }
 
     def _gguf_backend_and_spec(self) -> tuple[Backend, LoadSpec]:
@@ -225,6 +246,9 @@ class GGUFLoadOptions(CallLimits):
             "use_mmap": self.use_mmap,
             "use_mlock": self.use_mlock,
             "repack": self.repack,
+            "type_k": self.type_k,
+            "type_v": self.type_v,
+            "flash_attn": self.flash_attn,
             "server": self.server,
         }
 

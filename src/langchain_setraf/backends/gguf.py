@@ -43,6 +43,7 @@ from langchain_setraf.backends.base import (
     file_identity,
 )
 from langchain_setraf.backends.gbnf import compile_constraint
+from langchain_setraf.backends.kv_cache import kv_bytes_per_token
 from langchain_setraf.backends.options import GGUFOptions, options_from
 from langchain_setraf.backends.repack_probe import require_repack
 from langchain_setraf.chat_template import render_gguf_prompt
@@ -159,14 +160,21 @@ def _host_tensor_bytes(info: GGUFInfo, n_layer: int, gpu_blocks: int, gpu_output
 
 
 def estimate_gguf_bytes(
-    info: GGUFInfo, n_ctx: int, *, repack: bool = False, n_gpu_layers: int = 0
+    info: GGUFInfo,
+    n_ctx: int,
+    *,
+    repack: bool = False,
+    n_gpu_layers: int = 0,
+    type_k: str = "f16",
+    type_v: str = "f16",
 ) -> int:
     """Estimate the host memory (RAM) of a GGUF model with an ``n_ctx`` context.
 
     Weights (tensor bytes, mmapped: they count in RSS once touched) + the repacked copy
     when ``repack`` is on (anonymous memory, see :func:`repackable_bytes`) + KV cache
-    (layers × n_ctx × (K + V width) × 2 bytes for f16) + compute buffers (a
-    per-context graph buffer that grows with the batch and vocabulary).
+    (layers × n_ctx × (K + V width) in the cache's types ``type_k``/``type_v``: see
+    :mod:`~langchain_setraf.backends.kv_cache`) + compute buffers (a per-context graph
+    buffer that grows with the batch and vocabulary).
 
     Layers offloaded to a GPU (``n_gpu_layers``; pass 0 when llama.cpp has no GPU, see
     :func:`gpu_offload_supported`) are left out: their weights and KV cache are in GPU
@@ -174,13 +182,8 @@ def estimate_gguf_bytes(
     """
     n_layer = int(info.arch_value("block_count", 0) or 0)
     n_embd = int(info.arch_value("embedding_length", 0) or 0)
-    n_head = int(info.arch_value("attention.head_count", 1) or 1)
-    n_head_kv = int(info.arch_value("attention.head_count_kv", n_head) or n_head)
-    head_dim = n_embd // max(n_head, 1)
-    k_len = int(info.arch_value("attention.key_length", head_dim) or head_dim)
-    v_len = int(info.arch_value("attention.value_length", head_dim) or head_dim)
     gpu_blocks, gpu_output = offloaded_layers(n_layer, n_gpu_layers)
-    kv = (n_layer - gpu_blocks) * n_ctx * n_head_kv * (k_len + v_len) * 2
+    kv = n_ctx * kv_bytes_per_token(info, n_layer - gpu_blocks, type_k=type_k, type_v=type_v)
     vocab = 0
     tokens = info.metadata.get("tokenizer.ggml.tokens")
     if tokens is not None:
@@ -422,7 +425,12 @@ class GGUFBackend:
         info = read_gguf_header_cached(spec.path)
         opts = _gguf_options(spec)
         return estimate_gguf_bytes(
-            info, opts.n_ctx, repack=opts.repack, n_gpu_layers=_gpu_layers(opts.n_gpu_layers)
+            info,
+            opts.n_ctx,
+            repack=opts.repack,
+            n_gpu_layers=_gpu_layers(opts.n_gpu_layers),
+            type_k=opts.type_k,
+            type_v=opts.type_v,
         )
 
     def load(self, spec: LoadSpec) -> GGUFHandle:

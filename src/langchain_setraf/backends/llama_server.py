@@ -207,13 +207,19 @@ class LlamaServerBackend:
         info = read_gguf_header_cached(spec.path)
         opts = server_options(spec)
         n_ctx, n_parallel = opts.n_ctx, opts.n_parallel
+        kv_types = {"type_k": opts.type_k, "type_v": opts.type_v}
         base = estimate_gguf_bytes(
-            info, n_ctx * n_parallel, repack=opts.repack, n_gpu_layers=opts.n_gpu_layers
+            info,
+            n_ctx * n_parallel,
+            repack=opts.repack,
+            n_gpu_layers=opts.n_gpu_layers,
+            **kv_types,
         )
         cache_ram = opts.cache_ram_mib
         if cache_ram is None:
-            cache_ram = default_cache_ram_mib(info, n_ctx)
-        checkpoints = n_parallel * DEFAULT_CTX_CHECKPOINTS * checkpoint_bytes(info, n_ctx)
+            cache_ram = default_cache_ram_mib(info, n_ctx, **kv_types)
+        checkpoint = checkpoint_bytes(info, n_ctx, **kv_types)
+        checkpoints = n_parallel * DEFAULT_CTX_CHECKPOINTS * checkpoint
         return base + int(cache_ram) * MIB + checkpoints + SERVER_PROCESS_BYTES
 
     def load(self, spec: LoadSpec) -> ManagedServerHandle:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
+    "KV_CACHE_TYPES",
     "QUANTIZATION_MODES",
     "BackendOptions",
     "GGUFOptions",
@@ -43,8 +44,17 @@ DEFAULT_REQUEST_TIMEOUT = 600.0
 QUANTIZATION_MODES = ("nf4", "fp4", "int8", "bf16", "fp16", "fp32", "auto")
 
 Quantization = Literal["nf4", "fp4", "int8", "bf16", "fp16", "fp32", "auto"]
+#: Element types of llama.cpp's KV cache offered here (llama-cpp-python's names).
+KVCacheType = Literal["f16", "q8_0", "q4_0"]
+KV_CACHE_TYPES: tuple[str, ...] = ("f16", "q8_0", "q4_0")
+#: Flash attention: llama.cpp decides (``"auto"``), on, or off.
+FlashAttention = Literal["auto"] | bool
 
 _O = TypeVar("_O", bound="BackendOptions")
+#: ggml's type numbers of the KV cache types (ggml.h: ``GGML_TYPE_F16`` = 1, ...).
+GGML_TYPE = {"f16": 1, "q4_0": 2, "q8_0": 8}
+#: Bytes per element of each KV cache type (ggml blocks of 32: q8_0 34 bytes, q4_0 18).
+KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 
 def _positive_int(name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> None:
@@ -115,6 +125,12 @@ class GGUFOptions(BackendOptions):
         use_mlock: Pin the weights in RAM.
         repack: Let llama.cpp copy some weight types into an interleaved layout
             (llama.cpp's own default is on; off here: see ``GGUFLLM.repack``).
+        type_k: Element type of the KV cache's keys: ``"f16"``, ``"q8_0"`` (about half
+            the bytes) or ``"q4_0"`` (about a quarter).
+        type_v: The same for its values; a quantised V cache needs flash attention.
+        flash_attn: ``"auto"`` (llama.cpp's choice on a server; in this process, where
+            llama-cpp-python offers only on/off: on when ``type_v`` is quantised, else
+            off), ``True`` or ``False``.
     """
 
     kind: ClassVar[str] = "GGUF load"
@@ -126,6 +142,9 @@ class GGUFOptions(BackendOptions):
     use_mmap: bool = True
     use_mlock: bool = False
     repack: bool = False
+    type_k: KVCacheType = "f16"
+    type_v: KVCacheType = "f16"
+    flash_attn: FlashAttention = "auto"
 
     def __post_init__(self) -> None:
         _positive_int("n_ctx", self.n_ctx)
@@ -134,17 +153,43 @@ class GGUFOptions(BackendOptions):
         _positive_int("n_gpu_layers", self.n_gpu_layers, minimum=-1)
         for name in ("use_mmap", "use_mlock", "repack"):
             _boolean(name, getattr(self, name))
+        for name in ("type_k", "type_v"):
+            if getattr(self, name) not in KV_CACHE_TYPES:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(KV_CACHE_TYPES)}, got "
+                    f"{getattr(self, name)!r}"
+                )
+        if not isinstance(self.flash_attn, bool) and self.flash_attn != "auto":
+            raise ValueError(f"flash_attn must be 'auto', True or False, got {self.flash_attn!r}")
+        if self.type_v != "f16" and self.flash_attn is False:
+            raise ValueError(
+                f"type_v={self.type_v!r} needs flash attention (llama.cpp refuses a "
+                "quantised V cache without it): use flash_attn=True or 'auto', or type_v='f16'"
+            )
+
+    def flash_attn_in_process(self) -> bool:
+        """Flash attention for llama-cpp-python (on/off only): ``"auto"`` is on where a
+        quantised V cache needs it, else off (llama-cpp-python's own default)."""
+        if self.flash_attn == "auto":
+            return self.type_v != "f16"
+        return bool(self.flash_attn)
 
     def llama_kwargs(self, threads: int) -> dict[str, Any]:
         """Keyword arguments of ``llama_cpp.Llama`` (``threads`` when ``n_threads`` is unset)."""
-        return {
+        out: dict[str, Any] = {
             "n_ctx": self.n_ctx,
             "n_batch": self.n_batch,
             "n_threads": self.n_threads or threads,
             "n_gpu_layers": self.n_gpu_layers,
             "use_mmap": self.use_mmap,
             "use_mlock": self.use_mlock,
+            "flash_attn": self.flash_attn_in_process(),
         }
+        if self.type_k != "f16":  # llama.cpp's ggml_type numbers (GGML_TYPE_*)
+            out["type_k"] = GGML_TYPE[self.type_k]
+        if self.type_v != "f16":
+            out["type_v"] = GGML_TYPE[self.type_v]
+        return out
 
 
 #: Idle seconds before a managed server unloads its weights: Ollama's default, 5 minutes.

@@ -561,7 +561,10 @@ class ManagedServer:
         opts = server_options(self.spec)
         cache_ram = opts.cache_ram_mib
         if cache_ram is None:
-            cache_ram = default_cache_ram_mib(read_gguf_header_cached(self.spec.path), opts.n_ctx)
+            info = read_gguf_header_cached(self.spec.path)
+            cache_ram = default_cache_ram_mib(
+                info, opts.n_ctx, type_k=opts.type_k, type_v=opts.type_v
+            )
         return ServerArgs(
             model_path=self.spec.path,
             port=port,
@@ -575,6 +578,9 @@ class ManagedServer:
             repack=opts.repack,
             sleep_idle_seconds=opts.sleep_idle_seconds,
             cache_ram_mib=int(cache_ram),
+            type_k=opts.type_k,
+            type_v=opts.type_v,
+            flash_attn=opts.flash_attn,
             ctx_checkpoints=DEFAULT_CTX_CHECKPOINTS,
             alias=Path(self.spec.path).stem,
         )
