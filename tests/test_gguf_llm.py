@@ -375,7 +375,7 @@ def test_repack_is_a_load_option_and_the_default_is_off(cache: ModelCache) -> No
     off, on = GGUFLLM(), GGUFLLM(repack=True)
     assert off.repack is False
     assert off._backend_and_spec()[1] != on._backend_and_spec()[1]
-    assert dict(off._backend_and_spec()[1].options)["repack"] is False
+    assert off._backend_and_spec()[1].options_dict["repack"] is False
 
 
 def test_model_params_patch_is_scoped_and_checked() -> None:

@@ -37,11 +37,11 @@ REFUSAL = """
 import json
 from langchain_setraf import ChatGGUF, GGUFLLM, RepackUnsupportedError, default_gguf_path
 from langchain_setraf.backends.gguf import GGUFBackend
-unset = GGUFBackend().spec_for(default_gguf_path(), n_ctx=128)  # llama.cpp's default: on
+asked = GGUFBackend().spec_for(default_gguf_path(), n_ctx=128, repack=True)
 errors = []
 for make in (lambda: GGUFLLM(repack=True, max_tokens=4).invoke("Hi"),
              lambda: ChatGGUF(repack=True, max_tokens=4).invoke("Hi"),
-             lambda: GGUFBackend().load(unset)):
+             lambda: GGUFBackend().load(asked)):
     try:
         make()
     except RepackUnsupportedError as exc:

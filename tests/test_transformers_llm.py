@@ -82,8 +82,9 @@ def test_cpu_repack_choice_follows_the_cpu(
 def test_cpu_repack_option_is_checked_before_loading(hf_checkpoint: Path) -> None:
     backend = TransformersBackend()
     spec = backend.spec_for(hf_checkpoint, quantization="nf4", cpu_repack=False)
-    assert spec.options_dict["cpu_repack"] is False  # part of the cache key
-    assert "cpu_repack" not in backend.spec_for(hf_checkpoint, quantization="nf4").options_dict
+    assert spec.options.cpu_repack is False  # type: ignore[attr-defined]  # in the cache key
+    unset = backend.spec_for(hf_checkpoint, quantization="nf4")
+    assert unset.options.cpu_repack is None and unset != spec  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match=r"4-bit modes \(nf4, fp4\), not 'int8'"):
         backend.spec_for(hf_checkpoint, quantization="int8", cpu_repack=True)
     with pytest.raises(TypeError, match="cpu_repack must be True, False or None, got 'yes'"):

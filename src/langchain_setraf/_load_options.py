@@ -22,18 +22,30 @@ from langchain_setraf._call_limits import CallLimits
 from langchain_setraf._cpu import physical_cores
 from langchain_setraf.backends.base import Backend, LoadSpec
 from langchain_setraf.backends.gguf import GGUFBackend
+from langchain_setraf.backends.options import (
+    DEFAULT_REQUEST_TIMEOUT,
+    FlashAttention,
+    GGUFOptions,
+    KVCacheType,
+    LlamaServerOptions,
+    OpenAIOptions,
+    Quantization,
+    TransformersOptions,
+)
 from langchain_setraf.backends.transformers import TransformersBackend
 from langchain_setraf.cache import get_model_cache
 from langchain_setraf.gguf_file import read_gguf_header_cached
 from langchain_setraf.models import default_gguf_path
-from langchain_setraf.settings import DEFAULT_API_KEY_ENV
 
 __all__ = ["GGUFLoadOptions", "Quantization", "TransformersLoadOptions"]
 
-Quantization = Literal["nf4", "fp4", "int8", "bf16", "fp16", "fp32", "auto"]
-
 _GGUF_BACKEND = GGUFBackend()
 _HF_BACKEND = TransformersBackend()
+#: The defaults, held by the backends' options classes (one place each).
+_GGUF = GGUFOptions()
+_SERVER = LlamaServerOptions()
+_ATTACH = OpenAIOptions()
+_HF = TransformersOptions()
 
 
 #: Fields that only mean something when this process or its managed server loads the file.
@@ -46,6 +58,9 @@ _FILE_OPTIONS = (
     "use_mmap",
     "use_mlock",
     "repack",
+    "type_k",
+    "type_v",
+    "flash_attn",
 )
 
 
@@ -54,20 +69,20 @@ class GGUFLoadOptions(CallLimits):
 
     model_path: str | None = None
     """Path of the ``.gguf`` file; ``None`` uses the embedded default model."""
-    n_ctx: int = 2048
+    n_ctx: int = _GGUF.n_ctx
     """Context window in tokens (sizes the KV cache; per slot on a server)."""
-    n_batch: int = 512
+    n_batch: int = _GGUF.n_batch
     """Prompt-processing batch size."""
-    n_threads: int | None = None
+    n_threads: int | None = _GGUF.n_threads
     """CPU threads; ``None``: every physical core this process may use (llama-cpp-python's
     own default is half the logical CPUs)."""
-    n_gpu_layers: int = 0
+    n_gpu_layers: int = _GGUF.n_gpu_layers
     """Layers to offload to a GPU; 0 = CPU only."""
-    use_mmap: bool = True
+    use_mmap: bool = _GGUF.use_mmap
     """Map the weights from the file instead of copying them into anonymous memory."""
-    use_mlock: bool = False
+    use_mlock: bool = _GGUF.use_mlock
     """Pin the weights in RAM (off: lets the OS share and evict the mapped file)."""
-    repack: bool = False
+    repack: bool = _GGUF.repack
     """Let llama.cpp's CPU backend copy Q4_0/Q4_K/Q2_K/Q8_0/IQ4_NL weight matrices into an
     interleaved layout (llama.cpp's default; its ``--no-repack`` turns it off). Off here:
     the copy is anonymous memory about the size of those weights, in every process, on
@@ -77,6 +92,17 @@ class GGUFLoadOptions(CallLimits):
     holds the copy once for every process. Where llama.cpp's extra buffer types crash the
     process (a probe in a child process finds out once per machine), ``repack=True`` raises
     :class:`~langchain_setraf.RepackUnsupportedError` at load."""
+    type_k: KVCacheType = _GGUF.type_k
+    """Element type of the KV cache's keys: ``"f16"``, ``"q8_0"`` (about 0.53× the bytes
+    of f16) or ``"q4_0"`` (0.28×). Part of the cache key; counted by the estimate. See
+    docs/memory.md for what each costs in quality and speed."""
+    type_v: KVCacheType = _GGUF.type_v
+    """Element type of the KV cache's values (same choices). A quantised V cache needs
+    flash attention: ``flash_attn=False`` with it is refused."""
+    flash_attn: FlashAttention = _GGUF.flash_attn
+    """Flash attention: ``"auto"`` (on the managed server, llama.cpp's choice; in this
+    process, where llama-cpp-python offers only on/off, on when ``type_v`` is quantised,
+    else off), ``True`` or ``False``."""
     server: bool = False
     """Run the model in the host's one shared llama.cpp server instead of this process:
     every process on the host using this file and these load options shares one server
@@ -84,10 +110,10 @@ class GGUFLoadOptions(CallLimits):
     attached). ``keep_alive`` becomes the server's ``--sleep-idle-seconds`` (``None``:
     300 s, Ollama's default); a server whose clients are all gone (exited or killed) also
     exits ``$SETRAF_SERVER_EXIT_GRACE`` seconds (default 60) after that."""
-    n_parallel: int = 4
+    n_parallel: int = _SERVER.n_parallel
     """Slots of the managed server (``--parallel``): requests decoded together by
     continuous batching, each with an ``n_ctx`` context. Only with ``server=True``."""
-    cache_ram_mib: int | None = None
+    cache_ram_mib: int | None = _SERVER.cache_ram_mib
     """Cap of the managed server's prompt cache in MiB (``--cache-ram``; 0: none). The
     cache keeps earlier prompts' KV state so a returning conversation is not evaluated
     again; the memory budget counts it at its cap. ``None``: the KV state of one full slot
@@ -98,12 +124,12 @@ class GGUFLoadOptions(CallLimits):
     ``http://127.0.0.1:8080/v1``. The server owns the model, its template and its memory."""
     server_model: str | None = None
     """Model name sent to ``server_url`` (``None``: the server's only model)."""
-    api_key_env: str = DEFAULT_API_KEY_ENV
+    api_key_env: str = _ATTACH.api_key_env
     """Name of the environment variable holding the API key for ``server_url`` (sent as a
     bearer token when set, only to the origin named by ``<api_key_env>_ORIGIN``, else only
     to loopback servers; another origin is refused with ``APIKeyOriginError``). The key
     itself is never a field, so never logged."""
-    request_timeout: float = 600.0
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     """Seconds one request to a server may take in total, streaming included (connecting:
     at most 10 s of them).
     ``timeout`` (LangChain's name) is another name for it: when given, it is used."""
@@ -132,6 +158,8 @@ class GGUFLoadOptions(CallLimits):
                 )
         if self.n_parallel < 1:
             raise ValueError(f"n_parallel must be >= 1, got {self.n_parallel}")
+        # the KV cache's types and flash attention, checked now (not at the first load)
+        GGUFOptions(type_k=self.type_k, type_v=self.type_v, flash_attn=self.flash_attn)
         if self.cache_ram_mib is not None and self.cache_ram_mib < 0:
             raise ValueError(f"cache_ram_mib must be >= 0 MiB, got {self.cache_ram_mib}")
         if self.request_timeout <= 0:
@@ -162,6 +190,7 @@ class GGUFLoadOptions(CallLimits):
         return Path(self.model_path) if self.model_path else default_gguf_path()
 
     def _load_options(self) -> dict[str, Any]:
+        """The GGUF options of this object (threads resolved: part of the cache key)."""
         return {
             "n_ctx": self.n_ctx,
             "n_batch": self.n_batch,
@@ -170,6 +199,9 @@ class GGUFLoadOptions(CallLimits):
             "use_mmap": self.use_mmap,
             "use_mlock": self.use_mlock,
             "repack": self.repack,
+            "type_k": self.type_k,
+            "type_v": self.type_v,
+            "flash_attn": self.flash_attn,
         }
 
     def _gguf_backend_and_spec(self) -> tuple[Backend, LoadSpec]:
@@ -188,14 +220,18 @@ class GGUFLoadOptions(CallLimits):
             keep = getattr(self, "keep_alive", None)
             spec = managed.spec_for(
                 path,
-                **self._load_options(),
-                n_parallel=self.n_parallel,
-                sleep_idle_seconds=None if keep is None else max(1, round(keep)),
-                cache_ram_mib=self.cache_ram_mib,
-                request_timeout=self._request_timeout(),
+                LlamaServerOptions(
+                    **self._load_options(),
+                    n_parallel=self.n_parallel,
+                    sleep_idle_seconds=_SERVER.sleep_idle_seconds
+                    if keep is None
+                    else max(1, round(keep)),
+                    cache_ram_mib=self.cache_ram_mib,
+                    request_timeout=self._request_timeout(),
+                ),
             )
             return managed, spec
-        return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, **self._load_options())
+        return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, GGUFOptions(**self._load_options()))
 
     def _gguf_identity(self) -> dict[str, Any]:
         """Where the model runs and the options that can change an answer (LangChain's
@@ -210,6 +246,9 @@ class GGUFLoadOptions(CallLimits):
             "use_mmap": self.use_mmap,
             "use_mlock": self.use_mlock,
             "repack": self.repack,
+            "type_k": self.type_k,
+            "type_v": self.type_v,
+            "flash_attn": self.flash_attn,
             "server": self.server,
         }
 
@@ -242,43 +281,43 @@ class TransformersLoadOptions(CallLimits):
     model: str
     """Local checkpoint directory (config.json + *.safetensors), or a hub id in the local
     Hugging Face cache (``local_files_only=False`` to allow a download)."""
-    quantization: Quantization = "auto"
+    quantization: Quantization = _HF.quantization
     """``nf4`` | ``fp4`` | ``int8`` (bitsandbytes) | ``bf16`` | ``fp16`` | ``fp32`` | ``auto``
     (bf16 on the CPU, nf4 on CUDA with bitsandbytes)."""
-    double_quant: bool = True
+    double_quant: bool = _HF.double_quant
     """4-bit double quantisation (quantise the quantisation constants too)."""
-    compute_dtype: Literal["bf16", "fp16", "fp32"] | None = None
+    compute_dtype: Literal["bf16", "fp16", "fp32"] | None = _HF.compute_dtype
     """Compute dtype of the 4-bit/8-bit layers (default bf16)."""
-    cpu_repack: bool | None = None
+    cpu_repack: bool | None = _HF.cpu_repack
     """nf4/fp4 on the CPU: let bitsandbytes repack the 4-bit weights for its AVX512-BF16
     kernel (faster; the double-quantised statistics are expanded to bf16). ``None``: what
     bitsandbytes does on this CPU (on where AVX512-BF16 exists); ``False``: never; ``True``:
     required (error on other CPUs). Settled at load. See docs/memory.md."""
-    device_map: str | None = None
+    device_map: str | None = _HF.device_map
     """``"cpu"``, ``"cuda"``, ``"auto"``…; ``None``: CPU, except on CUDA: ``auto`` for
     bitsandbytes, ``cuda`` for ``quantization="auto"`` (its fp16 goes to the GPU)."""
-    allow_pickle: bool = False
+    allow_pickle: bool = _HF.allow_pickle
     """Allow pickled (``.bin``) weights. Unpickling runs code: only for trusted checkpoints."""
-    trust_remote_code: bool = False
+    trust_remote_code: bool = _HF.trust_remote_code
     """Run the checkpoint's own Python code. Never implied."""
-    local_files_only: bool = True
+    local_files_only: bool = _HF.local_files_only
     """Never touch the network."""
-    revision: str | None = None
+    revision: str | None = _HF.revision
     """Hub revision (with ``local_files_only=False``)."""
 
     def _hf_backend_and_spec(self) -> tuple[TransformersBackend, LoadSpec]:
-        options: dict[str, Any] = {
-            "quantization": self.quantization,
-            "double_quant": self.double_quant,
-            "compute_dtype": self.compute_dtype,
-            "cpu_repack": self.cpu_repack,
-            "device_map": self.device_map,
-            "allow_pickle": self.allow_pickle or None,
-            "trust_remote_code": self.trust_remote_code or None,
-            "local_files_only": None if self.local_files_only else False,
-            "revision": self.revision,
-        }
-        return _HF_BACKEND, _HF_BACKEND.spec_for(self.model, **options)
+        options = TransformersOptions(
+            quantization=self.quantization,
+            double_quant=self.double_quant,
+            compute_dtype=self.compute_dtype,
+            cpu_repack=self.cpu_repack,
+            device_map=self.device_map,
+            allow_pickle=self.allow_pickle,
+            trust_remote_code=self.trust_remote_code,
+            local_files_only=self.local_files_only,
+            revision=self.revision,
+        )
+        return _HF_BACKEND, _HF_BACKEND.spec_for(self.model, options)
 
     def get_token_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` by the checkpoint's tokenizer (no special tokens added).

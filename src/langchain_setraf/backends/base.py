@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from langchain_setraf.backends.options import BackendOptions, PluginOptions
+
 __all__ = [
     "LLAMA_SAMPLING_PARAMS",
     "MAX_BACKOFF",
@@ -89,20 +91,23 @@ class LoadSpec:
     Attributes:
         backend: Backend name (``"gguf"``, ``"transformers"``, a plugin's name).
         identity: Canonical identity of the weights (see :func:`file_identity`).
-        options: Sorted ``(name, value)`` pairs of load-affecting options only.
+        options: The backend's typed load options (a frozen
+            :class:`~langchain_setraf.backends.options.BackendOptions`:
+            ``GGUFOptions``, ``LlamaServerOptions``, ``OpenAIOptions``,
+            ``TransformersOptions``, or a plugin's :class:`PluginOptions`).
     """
 
     backend: str
     identity: tuple[Any, ...]
-    options: tuple[tuple[str, Any], ...] = ()
+    options: BackendOptions = field(default_factory=PluginOptions)
 
     @classmethod
     def create(
         cls, backend: str, identity: tuple[Any, ...], options: Mapping[str, Any]
     ) -> LoadSpec:
-        """Build a spec, dropping options left at ``None`` and sorting the rest."""
-        opts = tuple(sorted((k, v) for k, v in options.items() if v is not None))
-        return cls(backend=backend, identity=tuple(identity), options=opts)
+        """A spec for a third-party backend: its options as sorted pairs (``None`` values
+        dropped). The package's own backends carry their typed options instead."""
+        return cls(backend=backend, identity=tuple(identity), options=PluginOptions.of(options))
 
     @property
     def path(self) -> str:
@@ -111,12 +116,13 @@ class LoadSpec:
 
     @property
     def options_dict(self) -> dict[str, Any]:
-        """The load options as a dict."""
-        return dict(self.options)
+        """The load options as a dict (every option of a typed options object)."""
+        return self.options.as_dict()
 
     def describe(self) -> str:
-        """Short human-readable form: ``gguf:/path/model.gguf (n_ctx=2048, …)``."""
-        opts = ", ".join(f"{k}={v}" for k, v in self.options)
+        """Short human-readable form: ``gguf:/path/model.gguf (n_ctx=4096, …)``, naming
+        the options that differ from their defaults."""
+        opts = ", ".join(f"{k}={v}" for k, v in self.options.changed().items())
         return f"{self.backend}:{self.path}" + (f" ({opts})" if opts else "")
 
 

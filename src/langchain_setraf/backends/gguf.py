@@ -17,6 +17,7 @@ llama.cpp's extra buffer types crash the process on this machine, the load raise
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import os
 import stat
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from langchain_setraf._cpu import physical_cores
 from langchain_setraf._mlock import (
     MemoryLockError,
     check_mlock_allowed,
@@ -41,6 +43,8 @@ from langchain_setraf.backends.base import (
     file_identity,
 )
 from langchain_setraf.backends.gbnf import compile_constraint
+from langchain_setraf.backends.kv_cache import kv_bytes_per_token
+from langchain_setraf.backends.options import GGUFOptions, options_from
 from langchain_setraf.backends.repack_probe import require_repack
 from langchain_setraf.chat_template import render_gguf_prompt
 from langchain_setraf.gguf_file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
@@ -48,16 +52,9 @@ from langchain_setraf.settings import get_settings
 
 __all__ = ["GGUF_LOAD_OPTIONS", "GGUFBackend", "GGUFHandle", "import_llama_cpp"]
 
-#: Options of ``llama_cpp.Llama`` that change the loaded model or its context (cache key).
-GGUF_LOAD_OPTIONS = (
-    "n_ctx",
-    "n_batch",
-    "n_threads",
-    "n_gpu_layers",
-    "use_mmap",
-    "use_mlock",
-    "repack",
-)
+#: Options of ``llama_cpp.Llama`` that change the loaded model or its context (cache key):
+#: the fields of :class:`~langchain_setraf.backends.options.GGUFOptions`.
+GGUF_LOAD_OPTIONS = tuple(f.name for f in dataclasses.fields(GGUFOptions))
 
 #: ggml types llama.cpp's CPU backend may repack into an interleaved layout (an anonymous
 #: copy of the weights) when ``use_extra_bufts`` is on, on x86 with AVX2/AVX-512 and on ARM.
@@ -164,14 +161,21 @@ def _host_tensor_bytes(info: GGUFInfo, n_layer: int, gpu_blocks: int, gpu_output
 
 
 def estimate_gguf_bytes(
-    info: GGUFInfo, n_ctx: int, *, repack: bool = False, n_gpu_layers: int = 0
+    info: GGUFInfo,
+    n_ctx: int,
+    *,
+    repack: bool = False,
+    n_gpu_layers: int = 0,
+    type_k: str = "f16",
+    type_v: str = "f16",
 ) -> int:
     """Estimate the host memory (RAM) of a GGUF model with an ``n_ctx`` context.
 
     Weights (tensor bytes, mmapped: they count in RSS once touched) + the repacked copy
     when ``repack`` is on (anonymous memory, see :func:`repackable_bytes`) + KV cache
-    (layers × n_ctx × (K + V width) × 2 bytes for f16) + compute buffers (a
-    per-context graph buffer that grows with the batch and vocabulary).
+    (layers × n_ctx × (K + V width) in the cache's types ``type_k``/``type_v``: see
+    :mod:`~langchain_setraf.backends.kv_cache`) + compute buffers (a per-context graph
+    buffer that grows with the batch and vocabulary).
 
     Layers offloaded to a GPU (``n_gpu_layers``; pass 0 when llama.cpp has no GPU, see
     :func:`gpu_offload_supported`) are left out: their weights and KV cache are in GPU
@@ -179,13 +183,8 @@ def estimate_gguf_bytes(
     """
     n_layer = int(info.arch_value("block_count", 0) or 0)
     n_embd = int(info.arch_value("embedding_length", 0) or 0)
-    n_head = int(info.arch_value("attention.head_count", 1) or 1)
-    n_head_kv = int(info.arch_value("attention.head_count_kv", n_head) or n_head)
-    head_dim = n_embd // max(n_head, 1)
-    k_len = int(info.arch_value("attention.key_length", head_dim) or head_dim)
-    v_len = int(info.arch_value("attention.value_length", head_dim) or head_dim)
     gpu_blocks, gpu_output = offloaded_layers(n_layer, n_gpu_layers)
-    kv = (n_layer - gpu_blocks) * n_ctx * n_head_kv * (k_len + v_len) * 2
+    kv = n_ctx * kv_bytes_per_token(info, n_layer - gpu_blocks, type_k=type_k, type_v=type_v)
     vocab = 0
     tokens = info.metadata.get("tokenizer.ggml.tokens")
     if tokens is not None:
@@ -407,35 +406,46 @@ class GGUFBackend:
         finally:
             os.close(fd)
 
-    def spec_for(self, model_path: str | os.PathLike[str], **options: Any) -> LoadSpec:
-        """Build the cache key for ``model_path`` and the load options that were set."""
-        unknown = set(options) - set(GGUF_LOAD_OPTIONS)
-        if unknown:
-            raise TypeError(f"unknown GGUF load option(s): {sorted(unknown)}")
-        return LoadSpec.create(self.name, gguf_file_identity(model_path), options)
+    def spec_for(
+        self,
+        model_path: str | os.PathLike[str],
+        options: GGUFOptions | None = None,
+        **kwargs: Any,
+    ) -> LoadSpec:
+        """The cache key for ``model_path`` with these options (a :class:`GGUFOptions`,
+        or its fields as keywords; unset ones take its defaults).
+
+        Raises:
+            TypeError: an unknown option.
+            ValueError: a bad value (named).
+        """
+        opts = options_from(GGUFOptions, options, **kwargs)
+        return LoadSpec(self.name, gguf_file_identity(model_path), opts)
 
     def estimate_bytes(self, spec: LoadSpec) -> int:
         info = read_gguf_header_cached(spec.path)
-        opts = spec.options_dict
+        opts = _gguf_options(spec)
         return estimate_gguf_bytes(
             info,
-            int(opts.get("n_ctx") or 512),
-            repack=opts.get("repack") is not False,
-            n_gpu_layers=_gpu_layers(opts),
+            opts.n_ctx,
+            repack=opts.repack,
+            n_gpu_layers=_gpu_layers(opts.n_gpu_layers),
+            type_k=opts.type_k,
+            type_v=opts.type_v,
         )
 
     def load(self, spec: LoadSpec) -> GGUFHandle:
         info = read_gguf_header_cached(spec.path)  # validate before llama.cpp sees the file
         llama_cpp = import_llama_cpp()
-        opts = spec.options_dict
-        repack = opts.pop("repack", None)
+        options = _gguf_options(spec)
+        repack = options.repack
+        opts = options.llama_kwargs(physical_cores())
         verbose = get_settings().llama_verbose
-        fields = {} if repack is None else {"use_extra_bufts": bool(repack)}
-        if repack is not False:  # llama.cpp's default is on: it may kill this process
+        if repack:  # llama.cpp's extra buffer types may kill this process: probed first
             require_repack(spec.path, what=f"{Path(spec.path).name}, in this process")
         mlock_need = _mlock_bytes(spec.path, info, opts)
         locked_before = locked_bytes()
-        with model_params(llama_cpp, **fields):
+        with model_params(llama_cpp, use_extra_bufts=repack):
             llama = llama_cpp.Llama(model_path=spec.path, verbose=verbose, **opts)
         if mlock_need:
             try:  # llama.cpp only logs a failed mlock: check that the pages are locked
@@ -448,8 +458,8 @@ class GGUFBackend:
             llama,
             info,
             n_ctx,
-            repack=repack is not False,
-            n_gpu_layers=_gpu_layers(opts),
+            repack=repack,
+            n_gpu_layers=_gpu_layers(options.n_gpu_layers),
             path=spec.path,
         )
 
@@ -473,7 +483,19 @@ class GGUFBackend:
         return None if eos < 0 else eos
 
 
-def _gpu_layers(opts: dict[str, Any]) -> int:
+def _gpu_layers(n_gpu: int) -> int:
     """The ``n_gpu_layers`` that take effect: 0 when llama.cpp has no GPU offload."""
-    n_gpu = int(opts.get("n_gpu_layers") or 0)
     return n_gpu if n_gpu and gpu_offload_supported() else 0
+
+
+def _gguf_options(spec: LoadSpec) -> GGUFOptions:
+    """The spec's GGUF options (a server spec's options include them).
+
+    Raises:
+        TypeError: the spec carries another backend's options.
+    """
+    if not isinstance(spec.options, GGUFOptions):
+        raise TypeError(
+            f"{spec.describe()}: expected GGUF options, got {type(spec.options).__name__}"
+        )
+    return spec.options

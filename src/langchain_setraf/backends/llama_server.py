@@ -17,6 +17,7 @@ backend does.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -29,15 +30,10 @@ from langchain_setraf.backends.base import (
     LoadSpec,
 )
 from langchain_setraf.backends.openai_compat import HTTPHandle
+from langchain_setraf.backends.options import LlamaServerOptions, options_from
 from langchain_setraf.backends.server_errors import ServerDiedError, ServerError
 from langchain_setraf.gguf_file import read_gguf_header_cached
-from langchain_setraf.serve.managed import (
-    DEFAULT_N_CTX,
-    DEFAULT_N_PARALLEL,
-    SERVER_OPTIONS,
-    ManagedServer,
-    ServerInfo,
-)
+from langchain_setraf.serve.managed import ManagedServer, ServerInfo, server_options
 from langchain_setraf.serve.server_memory import (
     DEFAULT_CTX_CHECKPOINTS,
     MIB,
@@ -49,8 +45,8 @@ from langchain_setraf.serve.server_memory import (
 __all__ = ["LLAMA_SERVER_OPTIONS", "LlamaServerBackend", "ManagedServerHandle"]
 
 #: Options of a ``llama-server`` spec: the server's own (they name the server) and the
-#: client's ``request_timeout``.
-LLAMA_SERVER_OPTIONS: Final = (*SERVER_OPTIONS, "request_timeout")
+#: client's ``request_timeout``: the fields of ``LlamaServerOptions``.
+LLAMA_SERVER_OPTIONS: Final = tuple(f.name for f in dataclasses.fields(LlamaServerOptions))
 #: Seconds a handle waits for a dying server's process to be gone before naming it.
 _DEATH_WAIT: Final = 2.0
 
@@ -173,42 +169,26 @@ class LlamaServerBackend:
         """Never: ``auto:`` URIs pick the in-process ``gguf`` backend for GGUF files."""
         return False
 
-    def spec_for(self, model_path: str | os.PathLike[str], **options: Any) -> LoadSpec:
-        """The cache key of ``model_path`` served with these options.
+    def spec_for(
+        self,
+        model_path: str | os.PathLike[str],
+        options: LlamaServerOptions | None = None,
+        **kwargs: Any,
+    ) -> LoadSpec:
+        """The cache key of ``model_path`` served with these options: a
+        :class:`~langchain_setraf.backends.options.LlamaServerOptions`, or its fields as
+        keywords (``n_ctx`` per slot, ``n_parallel`` slots, the in-process GGUF options,
+        ``sleep_idle_seconds``, ``cache_ram_mib``, ``request_timeout``); unset ones take
+        its defaults.
 
-        Options: ``n_ctx`` (tokens per slot), ``n_parallel`` (slots), ``n_batch``,
-        ``n_threads``, ``n_gpu_layers``, ``use_mmap``, ``use_mlock``, ``repack``,
-        ``sleep_idle_seconds`` (``keep_alive``: idle seconds before the server unloads its
-        weights, at least 1; ``None``: 300, Ollama's default), ``cache_ram_mib`` (cap of
-        the server's prompt cache in MiB, 0: none; ``None``: one slot's KV state, see
-        :mod:`~langchain_setraf.serve.server_memory`) and ``request_timeout`` (seconds per
-        HTTP read; not part of the server's identity).
+        Raises:
+            TypeError: an unknown option.
+            ValueError: a bad value (named).
         """
-        unknown = set(options) - set(LLAMA_SERVER_OPTIONS)
-        if unknown:
-            raise TypeError(f"unknown llama-server load option(s): {sorted(unknown)}")
-        for name in ("n_ctx", "n_parallel", "n_batch", "n_threads"):
-            value = options.get(name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        timeout = options.get("request_timeout")
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-            raise ValueError(f"request_timeout must be > 0 seconds, got {timeout!r}")
-        sleep = options.get("sleep_idle_seconds")
-        if sleep is not None and (not isinstance(sleep, int | float) or sleep < 0):
-            raise ValueError(f"sleep_idle_seconds must be >= 0 seconds, got {sleep!r}")
-        cache_ram = options.get("cache_ram_mib")
-        if cache_ram is not None and (
-            isinstance(cache_ram, bool) or not isinstance(cache_ram, int) or cache_ram < 0
-        ):
-            raise ValueError(
-                f"cache_ram_mib must be an integer >= 0 (MiB; 0: no prompt cache), got "
-                f"{cache_ram!r}: an unbounded prompt cache is not offered, the memory "
-                "budget could not count it"
-            )
         from langchain_setraf.backends.gguf import gguf_file_identity
 
-        return LoadSpec.create(self.name, gguf_file_identity(model_path), options)
+        opts = options_from(LlamaServerOptions, options, **kwargs)
+        return LoadSpec(self.name, gguf_file_identity(model_path), opts)
 
     def estimate_bytes(self, spec: LoadSpec) -> int:
         """Host memory a new server needs at most; 0 when the spec's server is already
@@ -225,19 +205,21 @@ class LlamaServerBackend:
         from langchain_setraf.backends.gguf import estimate_gguf_bytes
 
         info = read_gguf_header_cached(spec.path)
-        opts = spec.options_dict
-        n_ctx = int(opts.get("n_ctx") or DEFAULT_N_CTX)
-        n_parallel = int(opts.get("n_parallel") or DEFAULT_N_PARALLEL)
+        opts = server_options(spec)
+        n_ctx, n_parallel = opts.n_ctx, opts.n_parallel
+        kv_types = {"type_k": opts.type_k, "type_v": opts.type_v}
         base = estimate_gguf_bytes(
             info,
             n_ctx * n_parallel,
-            repack=bool(opts.get("repack")),
-            n_gpu_layers=int(opts.get("n_gpu_layers") or 0),
+            repack=opts.repack,
+            n_gpu_layers=opts.n_gpu_layers,
+            **kv_types,
         )
-        cache_ram = opts.get("cache_ram_mib")
+        cache_ram = opts.cache_ram_mib
         if cache_ram is None:
-            cache_ram = default_cache_ram_mib(info, n_ctx)
-        checkpoints = n_parallel * DEFAULT_CTX_CHECKPOINTS * checkpoint_bytes(info, n_ctx)
+            cache_ram = default_cache_ram_mib(info, n_ctx, **kv_types)
+        checkpoint = checkpoint_bytes(info, n_ctx, **kv_types)
+        checkpoints = n_parallel * DEFAULT_CTX_CHECKPOINTS * checkpoint
         return base + int(cache_ram) * MIB + checkpoints + SERVER_PROCESS_BYTES
 
     def load(self, spec: LoadSpec) -> ManagedServerHandle:
@@ -245,8 +227,7 @@ class LlamaServerBackend:
         read_gguf_header_cached(spec.path)  # a bad file fails here, named
         server = ManagedServer.for_spec(spec)
         info = server.attach()
-        timeout = float(spec.options_dict.get("request_timeout") or 600.0)
-        return ManagedServerHandle(server, info, timeout=timeout)
+        return ManagedServerHandle(server, info, timeout=server_options(spec).request_timeout)
 
     # -- what the file says, without a request ---------------------------------------------
     def tokenize(self, spec: LoadSpec, text: str) -> list[int]:

@@ -60,6 +60,7 @@ from langchain_setraf.backends.http_limits import (
     bounded_lines,
     read_bounded,
 )
+from langchain_setraf.backends.options import OpenAIOptions, options_from
 from langchain_setraf.backends.server_errors import (
     ResponseTooLargeError,
     ServerError,
@@ -67,7 +68,6 @@ from langchain_setraf.backends.server_errors import (
     ServerUnavailableError,
     snippet,
 )
-from langchain_setraf.settings import DEFAULT_API_KEY_ENV
 
 __all__ = [
     "API_KEY_ORIGIN_SUFFIX",
@@ -878,23 +878,24 @@ class OpenAICompatBackend:
     def spec_for(
         self,
         server_url: str,
+        options: OpenAIOptions | None = None,
         *,
         server_model: str | None = None,
-        request_timeout: float | None = 600.0,
-        api_key_env: str | None = DEFAULT_API_KEY_ENV,
+        **kwargs: Any,
     ) -> LoadSpec:
-        """The cache key of a model at ``server_url`` (normalised to its ``/v1`` base)."""
+        """The cache key of a model at ``server_url`` (normalised to its ``/v1`` base)
+        with these options (an :class:`~langchain_setraf.backends.options.OpenAIOptions`,
+        or ``request_timeout`` / ``api_key_env`` as keywords).
+
+        Raises:
+            TypeError: an unknown option.
+            ValueError: a bad value (named).
+        """
         base = normalize_base_url(server_url)
         if server_model is not None and (not isinstance(server_model, str) or not server_model):
             raise ValueError(f"server_model must be a non-empty string, got {server_model!r}")
-        if request_timeout is not None and not request_timeout > 0:
-            raise ValueError(f"request_timeout must be > 0 seconds, got {request_timeout!r}")
-        if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env):
-            raise ValueError(
-                f"api_key_env is the NAME of an environment variable, got {api_key_env!r}"
-            )
-        options = {"request_timeout": request_timeout, "api_key_env": api_key_env}
-        return LoadSpec.create(self.name, (base, server_model or ""), options)
+        opts = options_from(OpenAIOptions, options, **kwargs)
+        return LoadSpec(self.name, (base, server_model or ""), opts)
 
     def estimate_bytes(self, spec: LoadSpec) -> int:
         """0: the weights live in the server."""
@@ -908,15 +909,11 @@ class OpenAICompatBackend:
                 server's origin (see :func:`api_key_for`).
         """
         base, model = spec.identity[0], spec.identity[1] or None
-        opts = spec.options_dict
-        api_key = api_key_for(base, opts.get("api_key_env"))
-        return HTTPHandle(
-            base,
-            model,
-            api_key=api_key,
-            timeout=float(opts.get("request_timeout") or 600.0),
-            name="server",
-        )
+        opts = spec.options
+        if not isinstance(opts, OpenAIOptions):
+            raise TypeError(f"{spec.describe()}: expected OpenAI attach options")
+        api_key = api_key_for(base, opts.api_key_env)
+        return HTTPHandle(base, model, api_key=api_key, timeout=opts.request_timeout, name="server")
 
     def tokenize(self, spec: LoadSpec, text: str) -> list[int]:
         """Token ids of ``text`` by the server's tokenizer (llama.cpp's ``/tokenize``)."""

@@ -24,6 +24,7 @@ way the layout is settled during ``load`` (not on the first call), so the loaded
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import time
@@ -41,6 +42,11 @@ from langchain_setraf.backends.base import (
     file_identity,
 )
 from langchain_setraf.backends.hf_constraint import json_logits_processor
+from langchain_setraf.backends.options import (
+    QUANTIZATION_MODES,
+    TransformersOptions,
+    options_from,
+)
 from langchain_setraf.chat_template import render_prompt
 from langchain_setraf.memory import give_back_memory, tune_allocator
 
@@ -57,25 +63,14 @@ __all__ = [
     "resolve_mode",
 ]
 
-#: Accepted values of ``quantization``.
-QUANTIZATION_MODES = ("nf4", "fp4", "int8", "bf16", "fp16", "fp32", "auto")
 _BNB_MODES = ("nf4", "fp4", "int8")
 #: Bytes per parameter for the estimate (4-bit: 0.5 + absmax/double-quant overhead).
 _BYTES_PER_PARAM = {"nf4": 0.53, "fp4": 0.53, "int8": 1.0, "bf16": 2.0, "fp16": 2.0, "fp32": 4.0}
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
-#: Options of the transformers backend that change the loaded model (cache key).
-TRANSFORMERS_LOAD_OPTIONS = (
-    "quantization",
-    "double_quant",
-    "compute_dtype",
-    "device_map",
-    "allow_pickle",
-    "trust_remote_code",
-    "local_files_only",
-    "revision",
-    "cpu_repack",
-)
+#: Options of the transformers backend that change the loaded model (cache key): the
+#: fields of :class:`~langchain_setraf.backends.options.TransformersOptions`.
+TRANSFORMERS_LOAD_OPTIONS = tuple(f.name for f in dataclasses.fields(TransformersOptions))
 
 
 class CheckpointError(ValueError):
@@ -512,32 +507,31 @@ class TransformersBackend:
         p = Path(path)
         return p.is_dir() and (p / "config.json").is_file()
 
-    def spec_for(self, model: str | os.PathLike[str], **options: Any) -> LoadSpec:
-        """Build the cache key for a checkpoint and the load options that were set.
+    def spec_for(
+        self,
+        model: str | os.PathLike[str],
+        options: TransformersOptions | None = None,
+        **kwargs: Any,
+    ) -> LoadSpec:
+        """The cache key for a checkpoint with these options (a
+        :class:`~langchain_setraf.backends.options.TransformersOptions`, or its fields as
+        keywords; unset ones take its defaults).
 
         Validates the directory (and the pickle policy) without importing torch.
+
+        Raises:
+            TypeError: an unknown option.
+            ValueError: a bad value (named).
         """
-        unknown = set(options) - set(TRANSFORMERS_LOAD_OPTIONS)
-        if unknown:
-            raise TypeError(f"unknown transformers load option(s): {sorted(unknown)}")
-        mode = options.get("quantization") or "auto"
-        if mode not in QUANTIZATION_MODES:
-            raise ValueError(
-                f"unknown quantization {mode!r}; expected one of {', '.join(QUANTIZATION_MODES)}"
-            )
-        repack = options.get("cpu_repack")
-        if repack is not None and not isinstance(repack, bool):
-            raise TypeError(f"cpu_repack must be True, False or None, got {repack!r}")
-        if repack is not None and mode not in ("nf4", "fp4", "auto"):
-            raise ValueError(f"cpu_repack applies to the 4-bit modes (nf4, fp4), not {mode!r}")
+        opts = options_from(TransformersOptions, options, **kwargs)
         path = Path(model)
         if _looks_like_hub_id(str(model)):
             # a hub id: resolved from the local Hugging Face cache unless local_files_only=False
             identity: tuple[Any, ...] = (str(model), 0, 0)
         else:
-            directory = check_checkpoint(path, allow_pickle=bool(options.get("allow_pickle")))
+            directory = check_checkpoint(path, allow_pickle=opts.allow_pickle)
             identity = file_identity(directory)
-        return LoadSpec.create(self.name, identity, options)
+        return LoadSpec(self.name, identity, opts)
 
     def estimate_bytes(self, spec: LoadSpec) -> int:
         """Host RAM of a load: parameters × bytes per parameter of the concrete mode (from

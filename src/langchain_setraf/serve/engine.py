@@ -156,6 +156,9 @@ class ServerArgs:
             cache); ``None``: llama.cpp's default (8,192 MiB).
         ctx_checkpoints: Context checkpoints kept per slot (``--ctx-checkpoints``);
             ``None``: llama.cpp's default (32).
+        type_k: KV cache key type (``--cache-type-k``); ``f16`` is llama.cpp's default.
+        type_v: KV cache value type (``--cache-type-v``).
+        flash_attn: ``--flash-attn on|off|auto`` (``"auto"``: llama.cpp's default).
         alias: Model name the server reports (``--alias``).
         api_key_file: A private file holding the API key every request must carry
             (``--api-key-file``; the key itself never appears on a command line, which
@@ -175,6 +178,9 @@ class ServerArgs:
     sleep_idle_seconds: int | None = None
     cache_ram_mib: int | None = None
     ctx_checkpoints: int | None = None
+    type_k: str = "f16"
+    type_v: str = "f16"
+    flash_attn: str | bool = "auto"
     alias: str | None = None
     api_key_file: str | None = None
 
@@ -205,6 +211,12 @@ def server_argv(engine: Engine, args: ServerArgs) -> list[str]:
         argv += ["--cache-ram", str(args.cache_ram_mib)]
     if args.ctx_checkpoints is not None:
         argv += ["--ctx-checkpoints", str(args.ctx_checkpoints)]
+    if args.type_k != "f16":
+        argv += ["--cache-type-k", args.type_k]
+    if args.type_v != "f16":
+        argv += ["--cache-type-v", args.type_v]
+    if args.flash_attn != "auto":
+        argv += ["--flash-attn", "on" if args.flash_attn else "off"]
     if args.alias:
         argv += ["--alias", args.alias]
     if args.api_key_file:

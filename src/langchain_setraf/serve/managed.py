@@ -66,6 +66,7 @@ from typing import Any, Final
 import psutil
 
 from langchain_setraf.backends.base import LoadSpec
+from langchain_setraf.backends.options import DEFAULT_KEEP_ALIVE, LlamaServerOptions
 from langchain_setraf.serve.engine import Engine, ServerArgs, resolve_engine, server_argv
 from langchain_setraf.serve.private_files import (
     InsecureRuntimeDirError,
@@ -87,7 +88,6 @@ __all__ = [
     "DEFAULT_KEEP_ALIVE",
     "DEFAULT_N_CTX",
     "DEFAULT_N_PARALLEL",
-    "SERVER_OPTIONS",
     "STATUS_LOCK_WAIT",
     "InsecureRuntimeDirError",
     "LockBusyError",
@@ -97,29 +97,13 @@ __all__ = [
     "ServerStatus",
     "running_servers",
     "runtime_dir",
+    "server_options",
 ]
 
-#: The spec options that name a server (anything else in a spec, such as a client's
-#: ``request_timeout``, is left out of the server's key).
-SERVER_OPTIONS: Final = (
-    "n_ctx",
-    "n_batch",
-    "n_threads",
-    "n_gpu_layers",
-    "use_mmap",
-    "use_mlock",
-    "repack",
-    "n_parallel",
-    "sleep_idle_seconds",
-    "cache_ram_mib",
-)
-#: Context tokens per slot when a spec leaves ``n_ctx`` unset.
-DEFAULT_N_CTX: Final = 2048
-#: Slots when a spec leaves ``n_parallel`` unset.
-DEFAULT_N_PARALLEL: Final = 4
-#: Idle seconds before a server unloads its weights when a spec leaves
-#: ``sleep_idle_seconds`` (``keep_alive``) unset: Ollama's default, 5 minutes.
-DEFAULT_KEEP_ALIVE: Final = 300
+#: Context tokens per slot by default (``LlamaServerOptions.n_ctx``).
+DEFAULT_N_CTX: Final = LlamaServerOptions.n_ctx
+#: Slots by default (``LlamaServerOptions.n_parallel``).
+DEFAULT_N_PARALLEL: Final = LlamaServerOptions.n_parallel
 #: Environment variable: seconds a server with no live client stays up after its
 #: ``keep_alive`` before its supervisor stops it (default ``DEFAULT_EXIT_GRACE``).
 EXIT_GRACE_ENV: Final = "SETRAF_SERVER_EXIT_GRACE"
@@ -295,9 +279,23 @@ def _load_json(runtime: RuntimeDir, path: Path) -> Any:
         return None
 
 
+def server_options(spec: LoadSpec) -> LlamaServerOptions:
+    """The spec's server options.
+
+    Raises:
+        TypeError: the spec carries another backend's options.
+    """
+    if not isinstance(spec.options, LlamaServerOptions):
+        raise TypeError(
+            f"{spec.describe()}: expected llama-server options, got {type(spec.options).__name__}"
+        )
+    return spec.options
+
+
 def spec_key(spec: LoadSpec) -> str:
-    """Stable hash of a spec: names its runtime files (same spec -> same server)."""
-    options = [kv for kv in spec.options if kv[0] in SERVER_OPTIONS]
+    """Stable hash of a spec: names its runtime files (same file and server options ->
+    same server; the client's own options, such as ``request_timeout``, are left out)."""
+    options = sorted(server_options(spec).server_key().items())
     text = json.dumps([spec.backend, list(spec.identity), options], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -514,7 +512,8 @@ class ManagedServer:
         state = _load_json(runtime, runtime.path / f"{key}.json")
         if not isinstance(state, dict) or "model_path" not in state:
             raise LookupError(f"no managed server {key!r} in {runtime.path}")
-        server = cls(LoadSpec("llama-server", (str(state["model_path"]),)), runtime.path)
+        spec = LoadSpec("llama-server", (str(state["model_path"]),), LlamaServerOptions())
+        server = cls(spec, runtime.path)
         server._set_key(key)
         return server
 
@@ -531,25 +530,29 @@ class ManagedServer:
         from langchain_setraf._cpu import physical_cores
         from langchain_setraf.gguf_file import read_gguf_header_cached
 
-        opts = self.spec.options_dict
-        sleep = opts.get("sleep_idle_seconds")
-        n_ctx = int(opts.get("n_ctx") or DEFAULT_N_CTX)
-        cache_ram = opts.get("cache_ram_mib")
+        opts = server_options(self.spec)
+        cache_ram = opts.cache_ram_mib
         if cache_ram is None:
-            cache_ram = default_cache_ram_mib(read_gguf_header_cached(self.spec.path), n_ctx)
+            info = read_gguf_header_cached(self.spec.path)
+            cache_ram = default_cache_ram_mib(
+                info, opts.n_ctx, type_k=opts.type_k, type_v=opts.type_v
+            )
         return ServerArgs(
             model_path=self.spec.path,
             port=port,
-            n_ctx=n_ctx,
-            n_parallel=int(opts.get("n_parallel") or DEFAULT_N_PARALLEL),
-            n_threads=int(opts.get("n_threads") or physical_cores()),
-            n_batch=None if opts.get("n_batch") is None else int(opts["n_batch"]),
-            n_gpu_layers=int(opts.get("n_gpu_layers") or 0),
-            use_mmap=opts.get("use_mmap") is not False,
-            use_mlock=bool(opts.get("use_mlock")),
-            repack=bool(opts.get("repack")),  # off unless asked for, as in GGUFLLM
-            sleep_idle_seconds=DEFAULT_KEEP_ALIVE if sleep is None else max(1, int(sleep)),
+            n_ctx=opts.n_ctx,
+            n_parallel=opts.n_parallel,
+            n_threads=opts.n_threads or physical_cores(),
+            n_batch=opts.n_batch,
+            n_gpu_layers=opts.n_gpu_layers,
+            use_mmap=opts.use_mmap,
+            use_mlock=opts.use_mlock,
+            repack=opts.repack,
+            sleep_idle_seconds=opts.sleep_idle_seconds,
             cache_ram_mib=int(cache_ram),
+            type_k=opts.type_k,
+            type_v=opts.type_v,
+            flash_attn=opts.flash_attn,
             ctx_checkpoints=DEFAULT_CTX_CHECKPOINTS,
             alias=Path(self.spec.path).stem,
         )

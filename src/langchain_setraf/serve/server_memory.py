@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from langchain_setraf.backends.kv_cache import kv_bytes_per_token
 from langchain_setraf.gguf_file import GGUFInfo
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "SERVER_PROCESS_BYTES",
     "checkpoint_bytes",
     "default_cache_ram_mib",
-    "kv_bytes_per_token",
 ]
 
 MIB: Final = 1 << 20
@@ -47,31 +47,19 @@ SERVER_PROCESS_BYTES: Final = 48 * MIB
 _N_UBATCH: Final = 512
 
 
-def _kv_dims(info: GGUFInfo) -> tuple[int, int, int]:
-    """(layers, KV heads, K + V width per head) from the header."""
-    n_layer = int(info.arch_value("block_count", 0) or 0)
-    n_embd = int(info.arch_value("embedding_length", 0) or 0)
-    n_head = int(info.arch_value("attention.head_count", 1) or 1)
-    n_head_kv = int(info.arch_value("attention.head_count_kv", n_head) or n_head)
-    head_dim = n_embd // max(n_head, 1)
-    k_len = int(info.arch_value("attention.key_length", head_dim) or head_dim)
-    v_len = int(info.arch_value("attention.value_length", head_dim) or head_dim)
-    return n_layer, n_head_kv, k_len + v_len
-
-
-def kv_bytes_per_token(info: GGUFInfo, n_layer: int | None = None) -> int:
-    """Bytes of f16 KV cache one token takes in ``n_layer`` layers (default: all)."""
-    layers, n_head_kv, width = _kv_dims(info)
-    return (layers if n_layer is None else n_layer) * n_head_kv * width * 2
-
-
-def default_cache_ram_mib(info: GGUFInfo, n_ctx: int) -> int:
+def default_cache_ram_mib(
+    info: GGUFInfo, n_ctx: int, *, type_k: str = "f16", type_v: str = "f16"
+) -> int:
     """The prompt cache cap (MiB) of a server with ``n_ctx`` tokens per slot: one full
-    slot's KV state, rounded up, plus 1 MiB for the state's own header."""
-    return -(-kv_bytes_per_token(info) * n_ctx // MIB) + 1
+    slot's KV state (in the cache's types), rounded up, plus 1 MiB for the state's own
+    header."""
+    per_token = kv_bytes_per_token(info, type_k=type_k, type_v=type_v)
+    return -(-per_token * n_ctx // MIB) + 1
 
 
-def checkpoint_bytes(info: GGUFInfo, n_ctx: int) -> int:
+def checkpoint_bytes(
+    info: GGUFInfo, n_ctx: int, *, type_k: str = "f16", type_v: str = "f16"
+) -> int:
     """Bytes of one context checkpoint of a slot (0: the model makes none).
 
     Sliding-window attention: every layer's cache for the window plus one batch (an upper
@@ -80,7 +68,8 @@ def checkpoint_bytes(info: GGUFInfo, n_ctx: int) -> int:
     """
     window = int(info.arch_value("attention.sliding_window", 0) or 0)
     if window > 0:
-        return min(n_ctx, window + _N_UBATCH) * kv_bytes_per_token(info)
+        per_token = kv_bytes_per_token(info, type_k=type_k, type_v=type_v)
+        return min(n_ctx, window + _N_UBATCH) * per_token
     d_state = int(info.arch_value("ssm.state_size", 0) or 0)
     if d_state > 0:
         n_layer = int(info.arch_value("block_count", 0) or 0)

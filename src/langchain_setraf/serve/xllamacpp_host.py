@@ -44,6 +44,10 @@ NO_CORS_ORIGIN = "null.invalid"
 STOP_GRACE_SECONDS = 10.0
 
 
+#: llama-server's ``--flash-attn`` words -> xllamacpp's enum member suffix.
+_FLASH = {"on": "ENABLED", "off": "DISABLED", "auto": "AUTO"}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m langchain_setraf.serve.xllamacpp_host",
@@ -65,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sleep-idle-seconds", type=int, default=None)
     parser.add_argument("-cram", "--cache-ram", dest="cache_ram", type=int, default=None)
     parser.add_argument("--ctx-checkpoints", dest="ctx_checkpoints", type=int, default=None)
+    parser.add_argument("-ctk", "--cache-type-k", dest="cache_type_k", default=None)
+    parser.add_argument("-ctv", "--cache-type-v", dest="cache_type_v", default=None)
+    parser.add_argument(
+        "-fa", "--flash-attn", dest="flash_attn", choices=("on", "off", "auto"), default="auto"
+    )
     parser.add_argument("-a", "--alias", default=None)
     parser.add_argument("--api-key-file", default=None)
     parser.add_argument("--jinja", action="store_true")
@@ -101,6 +110,13 @@ def build_params(xllamacpp: Any, ns: argparse.Namespace) -> Any:
         params.cache_ram_mib = ns.cache_ram
     if ns.ctx_checkpoints is not None:
         params.n_ctx_checkpoints = ns.ctx_checkpoints
+    for name in ("cache_type_k", "cache_type_v"):
+        value = getattr(ns, name)
+        if value is not None:
+            setattr(params, name, getattr(xllamacpp.ggml_type, f"GGML_TYPE_{value.upper()}"))
+    params.flash_attn_type = getattr(
+        xllamacpp.llama_flash_attn_type, f"LLAMA_FLASH_ATTN_TYPE_{_FLASH[ns.flash_attn]}"
+    )
     if ns.alias:
         params.model_alias = {ns.alias}
     if ns.api_key_file:

@@ -1,0 +1,133 @@
+"""KV cache element types and flash attention (issue 23): typed options, refused where
+llama.cpp refuses them, counted by the estimate as llama.cpp allocates them, passed to the
+managed server."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from langchain_setraf import GGUFLLM, ChatGGUF
+from langchain_setraf.backends.kv_cache import kv_bytes_per_token
+from langchain_setraf.backends.options import GGUFOptions, LlamaServerOptions
+from langchain_setraf.gguf_file import read_gguf_header
+from langchain_setraf.serve.engine import ServerArgs, resolve_engine, server_argv
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import sys, llama_cpp
+from langchain_setraf.backends.gguf import model_params
+from langchain_setraf.backends.options import GGUFOptions
+opts = GGUFOptions(n_ctx=int(sys.argv[2]), type_k=sys.argv[3], type_v=sys.argv[4], n_threads=1)
+with model_params(llama_cpp, use_extra_bufts=False):
+    llm = llama_cpp.Llama(model_path=sys.argv[1], verbose=True, **opts.llama_kwargs(1))
+out = llm.create_completion("The resistivity of clay", max_tokens=4, temperature=0)
+print("TEXT", repr(out["choices"][0]["text"]))
+"""
+
+
+def test_a_quantised_v_cache_without_flash_attention_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"type_v='q8_0' needs flash attention"):
+        ChatGGUF(type_v="q8_0", flash_attn=False)
+    with pytest.raises(ValueError, match="type_k"):
+        GGUFLLM(type_k="q5_1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="flash_attn"):
+        GGUFOptions(flash_attn="sometimes")  # type: ignore[arg-type]
+    # a quantised K cache alone is fine without flash attention, as in llama.cpp
+    assert GGUFOptions(type_k="q8_0", flash_attn=False).flash_attn_in_process() is False
+    assert GGUFOptions(type_v="q4_0").flash_attn_in_process() is True  # "auto" turns it on
+
+
+def test_the_estimate_counts_the_kv_cache_in_its_type(smollm2_path: Path) -> None:
+    info = read_gguf_header(smollm2_path)
+    f16 = kv_bytes_per_token(info)
+    assert kv_bytes_per_token(info, type_k="q8_0", type_v="q8_0") / f16 == pytest.approx(17 / 32)
+    assert kv_bytes_per_token(info, type_k="q4_0", type_v="q4_0") / f16 == pytest.approx(9 / 32)
+    big = GGUFLLM(n_ctx=8192).estimate_memory()
+    small = GGUFLLM(n_ctx=8192, type_k="q8_0", type_v="q8_0").estimate_memory()
+    assert big - small == 8192 * (f16 - kv_bytes_per_token(info, type_k="q8_0", type_v="q8_0"))
+    # part of the cache key: two configurations are two models
+    assert GGUFLLM(type_k="q8_0")._backend_and_spec() != GGUFLLM()._backend_and_spec()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("type_k", "type_v"), [("f16", "f16"), ("q8_0", "q8_0"), ("q4_0", "q4_0")])
+def test_llama_cpp_allocates_what_the_estimate_counts(
+    smollm2_path: Path, type_k: str, type_v: str
+) -> None:
+    """The KV buffer llama.cpp reports equals the estimate's KV part, and the model
+    answers with that cache."""
+    n_ctx = 1024
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(smollm2_path), str(n_ctx), type_k, type_v],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reported = re.findall(r"KV buffer size\s*=\s*([0-9.]+)\s*MiB", proc.stderr)
+    assert reported, proc.stderr[-2000:]
+    estimate = kv_bytes_per_token(read_gguf_header(smollm2_path), type_k=type_k, type_v=type_v)
+    assert float(reported[0]) * 2**20 == pytest.approx(estimate * n_ctx, rel=0.01)
+    assert f"K ({type_k})" in proc.stderr and f"V ({type_v})" in proc.stderr
+    text = re.search(r"TEXT (.*)", proc.stdout)
+    assert text is not None and text.group(1).strip("'\" ")
+
+
+def test_the_managed_server_gets_the_kv_types_and_flash_attention(tmp_path: Path) -> None:
+    engine = resolve_engine()
+    plain = server_argv(engine, ServerArgs("/m.gguf", 9000, 512, 1, 2))
+    assert "--cache-type-k" not in plain and "--flash-attn" not in plain  # llama.cpp's defaults
+    argv = server_argv(
+        engine,
+        ServerArgs("/m.gguf", 9000, 512, 1, 2, type_k="q8_0", type_v="q4_0", flash_attn=True),
+    )
+    joined = " ".join(argv)
+    assert "--cache-type-k q8_0" in joined and "--cache-type-v q4_0" in joined
+    assert "--flash-attn on" in joined
+    off = server_argv(engine, ServerArgs("/m.gguf", 9000, 512, 1, 2, flash_attn=False))
+    assert "--flash-attn off" in " ".join(off)
+
+
+def test_the_xllamacpp_host_maps_the_flags_to_llama_cpp_params() -> None:
+    xllamacpp = pytest.importorskip("xllamacpp")
+    from langchain_setraf.serve.xllamacpp_host import build_params, parse_args
+
+    ns = parse_args(["-m", "/m.gguf", "-ctk", "q8_0", "-ctv", "q4_0", "-fa", "on"])
+    params = build_params(xllamacpp, ns)
+    assert params.cache_type_k == xllamacpp.ggml_type.GGML_TYPE_Q8_0
+    assert params.cache_type_v == xllamacpp.ggml_type.GGML_TYPE_Q4_0
+    assert params.flash_attn_type == xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    auto = build_params(xllamacpp, parse_args(["-m", "/m.gguf"]))
+    assert auto.flash_attn_type == xllamacpp.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_AUTO
+    assert auto.cache_type_k == xllamacpp.ggml_type.GGML_TYPE_F16
+
+
+def test_server_specs_and_budget_follow_the_kv_types(smollm2_path: Path) -> None:
+    from langchain_setraf.backends.llama_server import LlamaServerBackend
+    from langchain_setraf.serve.managed import ManagedServer, spec_key
+
+    backend = LlamaServerBackend()
+    f16 = backend.spec_for(smollm2_path, n_ctx=4096, n_parallel=2)
+    q8 = backend.spec_for(
+        smollm2_path, LlamaServerOptions(n_ctx=4096, n_parallel=2, type_k="q8_0", type_v="q8_0")
+    )
+    assert spec_key(f16) != spec_key(q8)  # another server
+    args = ManagedServer.for_spec(q8).server_args(9000)
+    assert (args.type_k, args.type_v) == ("q8_0", "q8_0")
+    info = read_gguf_header(smollm2_path)
+    per_f16 = kv_bytes_per_token(info)
+    per_q8 = kv_bytes_per_token(info, type_k="q8_0", type_v="q8_0")
+    # the KV of both slots and the prompt cache's default cap (one slot) both shrink
+    assert ManagedServer.for_spec(f16).server_args(9000).cache_ram_mib > args.cache_ram_mib
+    saved = backend.server_bytes(f16) - backend.server_bytes(q8)
+    assert saved >= 2 * 4096 * (per_f16 - per_q8)
