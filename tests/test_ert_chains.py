@@ -20,7 +20,7 @@ from langchain_setraf.ert import (
     legend_chain,
 )
 from langchain_setraf.ert.chains import parse_sections
-from langchain_setraf.ert.legacy import (
+from langchain_setraf.ert.compat import (
     GenerationTimeoutError,
     analyze_data_with_mistral,
     as_text_generation_pipeline,

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from langchain_setraf import GGUFLLM, ChatGGUF
 from langchain_setraf.ert import check_numbers, interpretation_chain, load_survey, summarize
+from langchain_setraf.ert.compat import analyze_data_with_mistral, as_text_generation_pipeline
 from langchain_setraf.ert.interpretation import (
     Choices,
     UnitChoice,
@@ -24,7 +25,6 @@ from langchain_setraf.ert.interpretation import (
     spec_of,
     useful_text,
 )
-from langchain_setraf.ert.legacy import analyze_data_with_mistral, as_text_generation_pipeline
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "two_layer_wenner.dat"
 

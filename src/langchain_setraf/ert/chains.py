@@ -52,7 +52,7 @@ from langchain_setraf.ert.interpretation import (
     token_budget,
     useful_text,
 )
-from langchain_setraf.ert.io import load_survey
+from langchain_setraf.ert.readers import load_survey
 from langchain_setraf.ert.summary import SurveySummary, summarize
 from langchain_setraf.ert.survey import Survey
 

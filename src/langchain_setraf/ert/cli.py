@@ -10,8 +10,8 @@ from typing import Any
 
 from langchain_setraf.ert.chains import Interpretation, interpretation_chain
 from langchain_setraf.ert.interpretation import confidence_name, material_name
-from langchain_setraf.ert.io import load_survey
 from langchain_setraf.ert.model_section import InversionOptions, ModelSection
+from langchain_setraf.ert.readers import load_survey
 from langchain_setraf.ert.summary import SurveySummary, summarize
 
 BACKENDS = ("gguf",)
