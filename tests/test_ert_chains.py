@@ -69,7 +69,7 @@ def test_interpretation_chain_with_any_model(model_cls: Any) -> None:
     assert result.units[0].material == result.units[0].candidates[0]  # the trivial choice
     assert result.facts["array"] == "wenner-alpha"
     assert result.choices is not None and result.choices.source == "default"
-    assert any("trivial values were used" in w for w in result.warnings)
+    assert any("des valeurs par défaut ont été prises" in w for w in result.warnings)
 
 
 def test_unsupported_numbers_become_warnings_and_leave_the_report() -> None:

@@ -34,6 +34,8 @@ from langchain_setraf.ert.chains import (
     parse_sections,
 )
 from langchain_setraf.ert.classify import candidate_materials, setraf_class
+from langchain_setraf.ert.i18n import confidence_name
+from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import (
     UNKNOWN_MATERIAL,
     Choices,
@@ -246,7 +248,7 @@ def analyze_data_with_mistral(
     )
     if "rho_mean" not in geophysical_data:
         raise ValueError("geophysical_data must contain 'rho_mean' (Ω·m)")
-    _progress(progress_callback, "Préparation des données", 0.1)
+    _progress(progress_callback, tr("fr", "compat.progress.prepare"), 0.1)
     rho_mean = float(geophysical_data["rho_mean"])
     lo = float(geophysical_data.get("rho_min", rho_mean))
     hi = float(geophysical_data.get("rho_max", rho_mean))
@@ -258,15 +260,19 @@ def analyze_data_with_mistral(
     pre = setraf_class(rho_mean, "fr")
     stats = "\n".join(f"{k}: {v}" for k, v in geophysical_data.items())
     form = prompts.FORM["fr"]
-    msg = (
-        f"Données géophysiques :\n{prompts.as_data(stats)}\nPré-classe : {pre}\n\n"
-        "Remplis ce formulaire en objet JSON. Choisis uniquement dans les listes.\n"
-        f"{form['unit_rule']}\n"
-        f'"U1" ({fmt(lo)}–{fmt(hi)} ohm·m) : {" | ".join(spec.units[0].candidates)}\n'
-        f"{form['summary']}"
+    msg = tr(
+        "fr",
+        "compat.request",
+        data=prompts.as_data(stats),
+        pre=pre,
+        rule=form["unit_rule"],
+        lo=fmt(lo),
+        hi=fmt(hi),
+        choices=" | ".join(spec.units[0].candidates),
+        summary=form["summary"],
     )
     messages = [SystemMessage(prompts.SYSTEM["fr"]), HumanMessage(msg)]
-    _progress(progress_callback, "Génération de l'interprétation", 0.3)
+    _progress(progress_callback, tr("fr", "compat.progress.generate"), 0.3)
     stream = constrained_stream(model, messages, json_schema(spec), token_budget(spec))
     if stream is None:
         example = json.dumps(
@@ -284,10 +290,10 @@ def analyze_data_with_mistral(
         messages[-1] = HumanMessage(msg + "\n" + form["example"].format(example=example))
         stream = _model_step(model).stream(messages)
     text = _consume(stream, spec, timeout, progress_callback)
-    _progress(progress_callback, "Analyse de la réponse", 0.9)
+    _progress(progress_callback, tr("fr", "compat.progress.parse"), 0.9)
     choices, _ = coerce_choices(spec, parse_answer(text), max_confidence="medium")
     result = _legacy_sections(geophysical_data, lo, hi, pre, choices, text, str(msg))
-    _progress(progress_callback, "Terminé", 1.0)
+    _progress(progress_callback, tr("fr", "compat.progress.done"), 1.0)
     return result
 
 
@@ -308,7 +314,8 @@ def _consume(
             done = filled_fraction(spec, "".join(parts))
             if done > last:
                 last = done
-                _progress(progress_callback, "Génération de l'interprétation", 0.3 + 0.55 * done)
+                message = tr("fr", "compat.progress.generate")
+                _progress(progress_callback, message, 0.3 + 0.55 * done)
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
@@ -327,29 +334,28 @@ def _legacy_sections(
 ) -> tuple[str, str, str]:
     unit = choices.units[0]
     mat, alt = material_name(unit.material, "fr"), material_name(unit.alternative, "fr")
-    conf = {"low": "faible", "medium": "moyenne", "high": "élevée"}[unit.confidence]
+    conf = confidence_name(unit.confidence, "fr")
     mean = float(data["rho_mean"])
-    geology = (
-        f"Résistivités de {fmt(lo, 'fr')} à {fmt(hi, 'fr')} Ω·m (moyenne {fmt(mean, 'fr')} "
-        f"Ω·m) : pré-classe SETRAF « {pre} ». Matériau le plus probable : {mat} (confiance "
-        f"{conf}) ; alternative : {alt}. Les gammes de résistivité se recouvrent : seules des "
-        "données de site (forage, géologie, qualité de l'eau) tranchent."
+    geology = tr(
+        "fr",
+        "compat.geology",
+        lo=fmt(lo, "fr"),
+        hi=fmt(hi, "fr"),
+        mean=fmt(mean, "fr"),
+        pre=pre,
+        mat=mat,
+        conf=conf,
+        alt=alt,
     )
     notes = _legacy_notes(choices, raw, prompt)
     if notes:
         geology += " " + notes
-    actions = [
-        f"- Forage ou pénétromètre de calibration pour trancher entre {mat} et {alt}.",
-        "- Polarisation provoquée (PP/IP) pour distinguer argile et eau salée.",
-    ]
+    actions = [tr("fr", "compat.rec_drill", mat=mat, alt=alt), tr("fr", "compat.rec_ip")]
     if material_class(unit.material) == "rock" or hi >= 1000:
-        actions.append("- Sismique réfraction pour situer le toit du substratum résistant.")
+        actions.append(tr("fr", "compat.rec_refraction"))
     else:
-        actions.append("- Profil plus long ou espacements plus grands pour voir plus profond.")
-    image = (
-        f"Coupe de résistivité électrique montrant {mat} (de {fmt(lo, 'fr')} à "
-        f"{fmt(hi, 'fr')} Ω·m), échelle de couleurs du bleu (conducteur) au rouge (résistant)."
-    )
+        actions.append(tr("fr", "compat.rec_longer"))
+    image = tr("fr", "compat.image", mat=mat, lo=fmt(lo, "fr"), hi=fmt(hi, "fr"))
     return geology, "\n".join(actions), image
 
 
