@@ -14,7 +14,7 @@ from langchain_core.language_models import FakeListLLM
 
 from langchain_setraf.ert import interpretation_chain, load_survey, summarize
 from langchain_setraf.ert.cli import render_markdown
-from langchain_setraf.ert.i18n import LANGUAGES, MATERIALS_FR, TEXTS, material_name, text
+from langchain_setraf.ert.i18n import LANGUAGES, MATERIALS_FR, TEXTS, Note, material_name, text
 from langchain_setraf.ert.interpretation import spec_of
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "two_layer_wenner.dat"
@@ -110,7 +110,16 @@ ENGLISH_WORDS = ("unit", "units", "depth", "warning", "warnings", "file", "forma
 FRENCH_WORDS = ("unité", "unités", "profondeur", "avertissements", "fichier", "limites",
                 "candidats", "les", "des", "modèle", "nappe", "résistivité", "médiane")  # fmt: skip
 
-CASES = [EXAMPLE, Path(__file__).resolve().parent / "data" / "ert" / "gimli_bedrock.dat"]
+DATA = Path(__file__).resolve().parent / "data"
+#: The example, a real file without reader notes, and real files whose readers note things
+#: (a shifted line, resistances only, SETRAF's depth convention, a vertical log).
+CASES = [
+    EXAMPLE,
+    DATA / "ert" / "gimli_bedrock.dat",
+    DATA / "ert" / "geoelectrics_p3_wenner_ip.dat",
+    DATA / "ert" / "gimli_slagdump.ohm",
+    DATA / "ert" / "setraf_test_ert_data.csv",
+]
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.name)
@@ -149,3 +158,51 @@ def test_the_facts_block_and_table_headers_follow_the_language() -> None:
     assert "- **format**: res2dinv" in english
     assert "- **depth**: pseudo-depth = Edwards median depth" in english
     assert "| unit | depth (m) | ρ p10 | ρ median |" in english
+
+
+SAMPLES = sorted(
+    p for d in ("ert", "ert_formats") for p in (DATA / d).iterdir() if p.suffix != ".md"
+)
+
+
+def test_every_reader_note_of_every_sample_translates() -> None:
+    """What the readers note about a file (rows dropped and why, topography, resistances)
+    is a :class:`Note`: English as before, French on demand, with no English left in it."""
+    seen = 0
+    english = _fragments("en")
+    for path in SAMPLES:
+        for note in load_survey(path).notes:
+            seen += 1
+            assert isinstance(note, Note), (path.name, note)
+            fr = note.in_language("fr")
+            assert fr != note and note.in_language("en") == note
+            leaked = sorted(f for f in english if f in fr)
+            assert not leaked, (path.name, fr, leaked)
+            words = [w for w in ENGLISH_WORDS if re.search(rf"(?<![\w.-]){w}(?![\w-])", fr, re.I)]
+            assert not words, (path.name, fr, words)
+    assert seen >= 30  # every kind of note the samples hold
+
+
+def test_a_french_summary_puts_the_reader_notes_in_french() -> None:
+    path = DATA / "ert_formats" / "syscal_prosys3_degenerate_rows.csv"
+    survey = load_survey(path)
+    dropped = next(n for n in survey.notes if "dropped" in n)
+    fr = summarize(survey, language="fr").caveats
+    en = summarize(survey, language="en").caveats
+    assert dropped in en and dropped not in fr
+    assert any(
+        c.startswith("2 ligne(s) de mesure inutilisable(s) écartée(s)")
+        and "ligne 3 : une électrode de courant et une de potentiel sont à la même position ; "
+        "ligne 5 : géométrie d'électrodes dégénérée : facteur géométrique infini"
+        in c
+        for c in fr
+    ), fr
+
+
+def test_a_note_survives_pickling_with_its_key() -> None:
+    import pickle
+
+    note = load_survey(DATA / "ert_formats" / "unified_zero_current.ohm").notes[-1]
+    back = pickle.loads(pickle.dumps(note))
+    assert isinstance(back, Note) and back == note and back.key == note.key
+    assert back.in_language("fr") == note.in_language("fr")

@@ -27,10 +27,12 @@ __all__ = [
     "TEXTS",
     "UNKNOWN_MATERIAL",
     "Language",
+    "Note",
     "check_language",
     "confidence_name",
     "material_name",
     "text",
+    "translated",
 ]
 
 Language = Literal["en", "fr"]
@@ -86,6 +88,7 @@ MATERIALS_FR: Mapping[str, str] = MappingProxyType(
 _EN: dict[str, str] = {
     # -- figures ------------------------------------------------------------------------------
     "na": "n/a",
+    "sep": "; ",
     "conf.low": "low",
     "conf.medium": "medium",
     "conf.high": "high",
@@ -206,7 +209,6 @@ _EN: dict[str, str] = {
     "render.image": "Cross-section of a resistivity survey with {k} layer(s): {layers}; "
     "colour scale from {lo} to {hi} Ω·m.",
     "render.layer": "{mat} from {top} to {bottom} m",
-    "render.layer_sep": "; ",
     # -- warnings: reading the form ------------------------------------------------------------
     "warn.not_candidate": "{unit}: the model's material {given} is not one of the unit's "
     "candidates; the first candidate was used",
@@ -249,6 +251,63 @@ _EN: dict[str, str] = {
     "status.rendering": "writing the prose",
     "status.done": "done",
     "legend.class": "{name}: {lo}–{hi} ohm·m ({n} values)",
+    # -- what the file readers note about a file (Survey.notes) --------------------------------
+    "reader.dropped": "{n} unusable {what} dropped, the rest kept ({parts})",
+    "reader.what.measurement": "measurement row(s)",
+    "reader.what.reading": "reading(s)",
+    "reader.what.row": "row(s)",
+    "reader.dropped.line": "line {listed}{tail}: {reason}",
+    "reader.dropped.lines": "lines {listed}{tail}: {reason}",
+    "reader.dropped.more": " and {more} more",
+    "reader.not_finite": "a value is not a finite number (nan or inf)",
+    "reader.coincide": "electrode spacing a = {a}, n = {n}: electrodes coincide",
+    "reader.not_positive": "expected a positive resistivity, found {rho}",
+    "reader.not_positive_for": "expected a positive resistivity for {column}, found {rho}",
+    "reader.not_positive_at": "expected a positive resistivity at {f} MHz, found {rho}",
+    "reader.zero_current_in": "zero current In: no resistance",
+    "reader.zero_current_i": "zero current i: no resistance",
+    "reader.zero_k": "geometric factor k = 0: no apparent resistivity",
+    "reader.same_position": "a current and a potential electrode are at the same position",
+    "reader.no_local": "at least one current and one potential electrode must be local",
+    "reader.infinite_k": "degenerate electrode geometry: geometric factor is infinite",
+    "reader.zero_sensitivity": "degenerate electrode geometry: zero total sensitivity",
+    "reader.no_convergence": "median depth of investigation does not converge",
+    "reader.non_positive": "{n} datum(s) with non-positive apparent resistivity kept in the data "
+    "but left out of the section statistics",
+    "reader.remote": "remote electrode {label} given at x={x}, y={y}, z={z} m; K and depths "
+    "here treat it as infinitely far",
+    "reader.spectral_ip": "spectral IP with {gates} gates: the first gate is kept as IP",
+    "reader.ip_flag": "IP flag {flag} on line {line} read as 1 (IP data present)",
+    "reader.shifted": "electrode x-locations shifted by {offset} m so that the first electrode "
+    "sits on topography point {point} (x = {x} m), as the file states; snapped to the "
+    "topography",
+    "reader.trailing": "lines {first}-{last} after the data block were not read (a section "
+    "headed {heading}); only the {n} declared data points are read",
+    "reader.integrated": "electrode elevations from the data rows (integrated topography)",
+    "reader.topo_unused": "the separate topography list is kept but not used for electrodes",
+    "reader.outside_topo": "{n} electrode(s) outside the topography list: elevation of the "
+    "nearest topography point used",
+    "reader.surface_x": "x-locations are distances along the ground surface; K and depths "
+    "treat them as horizontal distances",
+    "reader.resistances": "the file holds resistances: ρa = K·R with the flat-earth geometric "
+    "factor",
+    "reader.resistances_topo": "the file holds resistances: ρa = K·R with the flat-earth "
+    "geometric factor (topography effects not corrected)",
+    "reader.resistances_only": "the file holds resistances only: ρa = K·R with the flat-earth "
+    "geometric factor (topography effects not corrected)",
+    "reader.setraf_tests": "{tests} test(s) × {readings} readings; depth = 0.5 × reading index "
+    "(the SETRAF app's convention, not a computed depth of investigation); x = test number",
+    "reader.setraf_freq": "depth = 1000 / frequency (MHz), the SETRAF app's convention",
+    "reader.no_rho": "no Rho column: ρa = K·Vp/In with the flat-earth geometric factor",
+    "reader.sign_flips": "{n} row(s) (first on line {line}) have Rho of the sign opposite to "
+    "K·Vp/In with the same magnitude (the instrument's geometric-factor sign for this "
+    "electrode order): ρa = K·Vp/In used",
+    "reader.elevation": "z taken as elevation; depth measured from the highest point ({top} m)",
+    "reader.vertical_log": "a single x ({x} m): read as a vertical log",
+    "reader.map_line": "electrodes given in map coordinates (x, y) lie on one straight line "
+    "{length} m long (largest offset {offset} m): x is the distance along that line",
+    "reader.invalid": "{n} datum(s) marked valid = 0 were left out",
+    "reader.ignored": "columns not used by this reader were ignored: {columns}",
     # -- the Markdown report ---------------------------------------------------------------------
     "report.title": "ERT interpretation",
     "report.facts": "Survey facts",
@@ -350,6 +409,7 @@ _EN: dict[str, str] = {
 
 _FR: dict[str, str] = {
     "na": "n.d.",
+    "sep": " ; ",
     "conf.low": "faible",
     "conf.medium": "moyenne",
     "conf.high": "élevée",
@@ -473,7 +533,6 @@ _FR: dict[str, str] = {
     "render.image": "Coupe de résistivité électrique à {k} couche(s) : {layers} ; échelle de "
     "couleurs de {lo} à {hi} Ω·m.",
     "render.layer": "{mat} de {top} à {bottom} m",
-    "render.layer_sep": " ; ",
     "warn.not_candidate": "{unit} : le matériau {given} du modèle n'est pas un des candidats de "
     "l'unité ; le premier candidat a été retenu",
     "warn.own_alternative": "{unit} : le modèle a donné son matériau comme sa propre "
@@ -513,6 +572,66 @@ _FR: dict[str, str] = {
     "status.rendering": "rédaction du texte",
     "status.done": "terminé",
     "legend.class": "{name} : {lo}–{hi} ohm·m ({n} valeurs)",
+    "reader.dropped": "{n} {what} inutilisable(s) écartée(s), le reste conservé ({parts})",
+    "reader.what.measurement": "ligne(s) de mesure",
+    "reader.what.reading": "lecture(s)",
+    "reader.what.row": "ligne(s)",
+    "reader.dropped.line": "ligne {listed}{tail} : {reason}",
+    "reader.dropped.lines": "lignes {listed}{tail} : {reason}",
+    "reader.dropped.more": " et {more} autre(s)",
+    "reader.not_finite": "une valeur n'est pas un nombre fini (nan ou inf)",
+    "reader.coincide": "espacement a = {a}, n = {n} : des électrodes coïncident",
+    "reader.not_positive": "résistivité positive attendue, trouvé {rho}",
+    "reader.not_positive_for": "résistivité positive attendue pour {column}, trouvé {rho}",
+    "reader.not_positive_at": "résistivité positive attendue à {f} MHz, trouvé {rho}",
+    "reader.zero_current_in": "courant In nul : pas de résistance",
+    "reader.zero_current_i": "courant i nul : pas de résistance",
+    "reader.zero_k": "facteur géométrique k = 0 : pas de résistivité apparente",
+    "reader.same_position": "une électrode de courant et une de potentiel sont à la même position",
+    "reader.no_local": "au moins une électrode de courant et une de potentiel doivent être locales",
+    "reader.infinite_k": "géométrie d'électrodes dégénérée : facteur géométrique infini",
+    "reader.zero_sensitivity": "géométrie d'électrodes dégénérée : sensibilité totale nulle",
+    "reader.no_convergence": "la profondeur médiane d'investigation ne converge pas",
+    "reader.non_positive": "{n} donnée(s) de résistivité apparente non positive gardée(s) dans "
+    "les données mais écartée(s) des statistiques de la coupe",
+    "reader.remote": "électrode distante {label} donnée en x={x}, y={y}, z={z} m ; K et les "
+    "profondeurs la traitent ici comme infiniment lointaine",
+    "reader.spectral_ip": "PP spectrale à {gates} fenêtres : la première est gardée comme PP",
+    "reader.ip_flag": "indicateur PP {flag} à la ligne {line} lu comme 1 (données PP présentes)",
+    "reader.shifted": "abscisses des électrodes décalées de {offset} m pour que la première "
+    "électrode soit sur le point de topographie {point} (x = {x} m), comme l'indique le "
+    "fichier ; calées sur la topographie",
+    "reader.trailing": "lignes {first}-{last} après le bloc de données non lues (une section "
+    "intitulée {heading}) ; seuls les {n} points de données déclarés sont lus",
+    "reader.integrated": "altitudes des électrodes tirées des lignes de données (topographie "
+    "intégrée)",
+    "reader.topo_unused": "la liste de topographie séparée est gardée mais pas utilisée pour "
+    "les électrodes",
+    "reader.outside_topo": "{n} électrode(s) hors de la liste de topographie : altitude du "
+    "point de topographie le plus proche",
+    "reader.surface_x": "les abscisses sont des distances le long du sol ; K et les "
+    "profondeurs les traitent comme des distances horizontales",
+    "reader.resistances": "le fichier contient des résistances : ρa = K·R avec le facteur "
+    "géométrique d'un sol plat",
+    "reader.resistances_topo": "le fichier contient des résistances : ρa = K·R avec le facteur "
+    "géométrique d'un sol plat (effets de la topographie non corrigés)",
+    "reader.resistances_only": "le fichier ne contient que des résistances : ρa = K·R avec le "
+    "facteur géométrique d'un sol plat (effets de la topographie non corrigés)",
+    "reader.setraf_tests": "{tests} essai(s) × {readings} lectures ; profondeur = 0,5 × indice "
+    "de lecture (convention de l'application SETRAF, pas une profondeur d'investigation "
+    "calculée) ; x = numéro d'essai",
+    "reader.setraf_freq": "profondeur = 1000 / fréquence (MHz), convention de l'application SETRAF",
+    "reader.no_rho": "pas de colonne Rho : ρa = K·Vp/In avec le facteur géométrique d'un sol plat",
+    "reader.sign_flips": "{n} ligne(s) (la première à la ligne {line}) ont un Rho de signe "
+    "opposé à K·Vp/In et de même grandeur (le signe du facteur géométrique de l'appareil pour "
+    "cet ordre d'électrodes) : ρa = K·Vp/In retenu",
+    "reader.elevation": "z pris comme altitude ; profondeur mesurée depuis le point le plus "
+    "haut ({top} m)",
+    "reader.vertical_log": "une seule abscisse ({x} m) : lu comme un log vertical",
+    "reader.map_line": "les électrodes données en coordonnées (x, y) sont sur une droite de "
+    "{length} m (écart maximal {offset} m) : x est la distance le long de cette droite",
+    "reader.invalid": "{n} donnée(s) marquée(s) valid = 0 écartée(s)",
+    "reader.ignored": "colonnes que ce lecteur n'utilise pas, ignorées : {columns}",
     "report.title": "Interprétation ERT",
     "report.facts": "Faits du levé",
     "report.units": "Unités",
@@ -618,6 +737,55 @@ _FR: dict[str, str] = {
 TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {"en": MappingProxyType(_EN), "fr": MappingProxyType(_FR)}
 )
+
+
+class Note(str):
+    """An English sentence that keeps its key: shown as written, translated on demand.
+
+    File readers write their remarks (:attr:`~langchain_setraf.ert.Survey.notes`) as notes:
+    each is the English ``str`` it always was, and :meth:`in_language` gives it in French.
+    A value may itself be a :class:`Note` (translated with it) or a tuple of values (joined
+    with the language's separator, key ``sep``).
+
+    Example:
+        >>> n = Note("reader.vertical_log", x="155")
+        >>> n
+        'a single x (155 m): read as a vertical log'
+        >>> n.in_language("fr")
+        'une seule abscisse (155 m) : lu comme un log vertical'
+    """
+
+    key: str
+    values: dict[str, Any]
+
+    def __new__(cls, key: str, /, **values: Any) -> Note:
+        """The English text of ``key`` with ``values`` (see :func:`text`)."""
+        shown = {k: _shown(v, "en") for k, v in values.items()}
+        note = super().__new__(cls, text("en", key, **shown))
+        note.key = key
+        note.values = dict(values)
+        return note
+
+    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, Any]]:
+        return (self.key,), self.values
+
+    def in_language(self, language: str) -> str:
+        """The note in ``language`` (``"en"``: the note itself)."""
+        shown = {k: _shown(v, language) for k, v in self.values.items()}
+        return text(language, self.key, **shown)
+
+
+def _shown(value: Any, language: str) -> Any:
+    if isinstance(value, Note):
+        return value.in_language(language)
+    if isinstance(value, tuple):
+        return text(language, "sep").join(str(_shown(v, language)) for v in value)
+    return value
+
+
+def translated(value: str, language: str) -> str:
+    """``value`` in ``language`` when it is a :class:`Note`; any other text as written."""
+    return value.in_language(language) if isinstance(value, Note) else value
 
 
 def check_language(language: str) -> Language:

@@ -178,7 +178,7 @@ def render(
     parts.append(t("render.nonunique"))
 
     recs = _recommendations(summary, choices, language, water_boundary)
-    layers = t("render.layer_sep").join(
+    layers = t("sep").join(
         t(
             "render.layer",
             mat=material_name(by_name[u.name].material, language),

@@ -23,7 +23,7 @@ from langchain_setraf.ert.classify import (
     setraf_class,
     setraf_water_class,
 )
-from langchain_setraf.ert.i18n import check_language
+from langchain_setraf.ert.i18n import check_language, translated
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.model_section import ModelSection
 from langchain_setraf.ert.survey import Cell, Survey
@@ -498,7 +498,7 @@ def summarize(
         )
     elif survey.rms_percent is not None:
         caveats.append(t("caveat.rms", rms=survey.rms_percent))
-    caveats += survey.notes
+    caveats += [translated(note, lang) for note in survey.notes]
 
     return SurveySummary(
         survey=survey,
