@@ -43,6 +43,8 @@ def test_unknown_language_or_key_is_refused_by_name() -> None:
         text("de", "report.units")
     with pytest.raises(KeyError, match=r"report\.nope"):
         text("fr", "report.nope")
+    with pytest.raises(ValueError, match=r"'render\.doi_depth'.*'d'"):
+        text("fr", "render.doi_depth")
 
 
 # -- whole reports ---------------------------------------------------------------------------

@@ -805,7 +805,8 @@ def text(language: str, key: str, /, **values: Any) -> str:
     """The string ``key`` in ``language``, with ``values`` put in its placeholders.
 
     Raises:
-        ValueError: ``language`` is neither ``"fr"`` nor ``"en"``.
+        ValueError: ``language`` is neither ``"fr"`` nor ``"en"``, or a placeholder of the
+            text has no value (the message names the key and the placeholder).
         KeyError: ``key`` is not in the table (the message names it).
     """
     table = TEXTS[check_language(language)]
@@ -813,7 +814,12 @@ def text(language: str, key: str, /, **values: Any) -> str:
         template = table[key]
     except KeyError:
         raise KeyError(f"no {language!r} text for {key!r} in langchain_setraf.ert.i18n") from None
-    return template.format(**values) if values else template
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError) as exc:
+        raise ValueError(
+            f"the {language!r} text {key!r} needs a value for the placeholder {exc}"
+        ) from None
 
 
 def material_name(material: str, language: str) -> str:
