@@ -36,6 +36,7 @@ from typing import Any
 
 from langchain_setraf.ert import check_numbers, interpretation_chain, load_survey, summarize
 from langchain_setraf.ert.classify import MATERIALS
+from langchain_setraf.ert.i18n import TEXTS
 from langchain_setraf.ert.interpretation import (
     Choices,
     coerce_choices,
@@ -307,7 +308,8 @@ def run(
                 start = time.perf_counter()
                 result = interpretation_chain(llm, lang).invoke({"survey": summary})
                 seconds = time.perf_counter() - start
-                filled = not any("trivial values were used" in w for w in result.warnings)
+                trivial = TEXTS[lang]["warn.missing"].split("{")[0]  # warnings follow lang
+                filled = not any(w.startswith(trivial) for w in result.warnings)
                 runs.append({
                     "model": name, "file": path.name, "lang": lang, "seconds": round(seconds, 1),
                     **score(summary, result, lang), "fields_filled": filled,

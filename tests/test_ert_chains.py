@@ -20,7 +20,7 @@ from langchain_setraf.ert import (
     legend_chain,
 )
 from langchain_setraf.ert.chains import parse_sections
-from langchain_setraf.ert.legacy import (
+from langchain_setraf.ert.compat import (
     GenerationTimeoutError,
     analyze_data_with_mistral,
     as_text_generation_pipeline,
@@ -69,7 +69,7 @@ def test_interpretation_chain_with_any_model(model_cls: Any) -> None:
     assert result.units[0].material == result.units[0].candidates[0]  # the trivial choice
     assert result.facts["array"] == "wenner-alpha"
     assert result.choices is not None and result.choices.source == "default"
-    assert any("trivial values were used" in w for w in result.warnings)
+    assert any("des valeurs par défaut ont été prises" in w for w in result.warnings)
 
 
 def test_unsupported_numbers_become_warnings_and_leave_the_report() -> None:

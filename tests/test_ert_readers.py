@@ -264,12 +264,32 @@ def test_unknown_format_name_is_refused_before_reading(tmp_path: Path) -> None:
     assert "res2dinv" in FORMATS
 
 
-def test_io_module_still_exports_the_public_names() -> None:
-    from langchain_setraf.ert import io, readers
+@pytest.mark.parametrize(
+    ("old", "new", "names"),
+    [
+        ("langchain_setraf.ert.io", "langchain_setraf.ert.readers", ("load_survey", "FORMATS")),
+        (
+            "langchain_setraf.ert.legacy",
+            "langchain_setraf.ert.compat",
+            ("analyze_data_with_mistral", "as_text_generation_pipeline"),
+        ),
+    ],
+)
+def test_deprecated_ert_modules_warn_and_reexport(
+    old: str, new: str, names: tuple[str, ...]
+) -> None:
+    """``ert.io`` and ``ert.legacy`` warn on import, name their replacement and 0.5.0."""
+    import importlib
+    import sys
 
-    assert io.load_survey is readers.load_survey
-    assert io.sniff_format is readers.sniff_format
-    assert io.FORMATS is readers.FORMATS
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning) as record:
+        module = importlib.import_module(old)
+    messages = [str(w.message) for w in record if w.category is DeprecationWarning]
+    assert any(new in m and "0.5.0" in m for m in messages), messages
+    replacement = importlib.import_module(new)
+    for name in names:
+        assert getattr(module, name) is getattr(replacement, name)
 
 
 # --- unusable measurement rows: dropped and named in a note, the rest kept -----------

@@ -38,6 +38,8 @@ from langchain_setraf._async import aiter_in_thread
 from langchain_setraf.ert import prompts
 from langchain_setraf.ert.classify import setraf_water_class
 from langchain_setraf.ert.grounding import check_numbers
+from langchain_setraf.ert.i18n import check_language
+from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import (
     Choices,
     InterpretationSpec,
@@ -52,7 +54,7 @@ from langchain_setraf.ert.interpretation import (
     token_budget,
     useful_text,
 )
-from langchain_setraf.ert.io import load_survey
+from langchain_setraf.ert.readers import load_survey
 from langchain_setraf.ert.summary import SurveySummary, summarize
 from langchain_setraf.ert.survey import Survey
 
@@ -171,9 +173,7 @@ def _model_step(llm: BaseLanguageModel[Any], prefill: str = "") -> Runnable[list
 
 
 def _lang(language: str) -> str:
-    if language not in ("fr", "en"):
-        raise ValueError(f"language must be 'fr' or 'en', not {language!r}")
-    return language
+    return check_language(language)
 
 
 _HEADING_WORDS = {
@@ -335,12 +335,13 @@ def _form_text(summary: SurveySummary, spec: InterpretationSpec, lang: str, exam
         )
     if spec.boundaries:
         labels = [
-            f"{label} ({'increase' if b.factor > 1 else 'decrease'})"
+            f"{label} ({tr(lang, 'summary.increase' if b.factor > 1 else 'summary.decrease')})"
             for label, b in zip(spec.boundaries, summary.boundaries, strict=True)
         ]
         lines.append(form["water"].format(choices=" | ".join([*labels, "none"])))
     for a in spec.anomalies:
-        lines.append(form["anomaly"].format(name=a.name, kind=a.kind, choices=" | ".join(a.causes)))
+        kind = tr(lang, f"kind.{a.kind}")
+        lines.append(form["anomaly"].format(name=a.name, kind=kind, choices=" | ".join(a.causes)))
     lines.append(form["summary"])
     if example:
         lines.append(form["example"].format(example=json.dumps(_example(spec))))
@@ -367,14 +368,17 @@ def _example(spec: InterpretationSpec) -> dict[str, Any]:
 def _messages(
     summary: SurveySummary, spec: InterpretationSpec, lang: str, context: str, example: bool
 ) -> list[BaseMessage]:
-    file_text = f"title: {summary.survey.title}\n" + (
-        f"site notes: {context}" if context else "site notes: unknown"
+    file_text = tr(
+        lang,
+        "prompt.file_text",
+        title=summary.survey.title,
+        notes=context or tr(lang, "prompt.no_notes"),
     )
     # the units are described once, in the form, with their choices
     facts = "\n".join(
         ln
-        for ln in summary.to_text().splitlines()
-        if not ln.startswith(("- U", "Units (top to bottom)"))
+        for ln in summary.to_text(lang).splitlines()
+        if not ln.startswith(("- U", tr(lang, "summary.units")))
     )
     human = prompts.STRUCTURED[lang].format(
         facts=facts,
@@ -451,7 +455,9 @@ def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[I
         "caveats": summary.caveats,
         "facts": summary.facts(),
     }
-    yield Interpretation(**base, status="preparing", progress=0.0, message="form built")
+    yield Interpretation(
+        **base, status="preparing", progress=0.0, message=tr(lang, "status.form_built")
+    )
     warnings: list[str] = []
     schema = json_schema(spec)
     messages = _messages(summary, spec, lang, context, example=False)
@@ -467,8 +473,7 @@ def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[I
                 raw, source = json.dumps(data, ensure_ascii=False), "structured_output"
             except Exception as exc:  # a provider's parsing or validation failure
                 warnings.append(
-                    f"with_structured_output failed ({type(exc).__name__}: {exc}); "
-                    "the answer was read as text"
+                    tr(lang, "warn.structured_failed", error=f"{type(exc).__name__}: {exc}")
                 )
         if not raw:
             messages = _messages(summary, spec, lang, context, example=True)
@@ -486,7 +491,7 @@ def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[I
                 **base,
                 status="decoding",
                 progress=0.05 + 0.9 * done,
-                message=f"{int(done * 100)} % of the form",
+                message=tr(lang, "status.decoding", percent=int(done * 100)),
                 raw_text=raw,
             )
     if not raw.strip():
@@ -496,13 +501,19 @@ def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[I
         )
     data = parse_answer(raw)
     if source != "parsed" and not data:
-        warnings.append("the constrained answer did not parse; trivial values were used")
+        warnings.append(tr(lang, "warn.no_parse"))
     # without site notes, resistivity alone cannot make an assignment certain
     cap = "high" if context.strip() else "medium"
-    choices, coerce_warnings = coerce_choices(spec, data, source=source, max_confidence=cap)
+    choices, coerce_warnings = coerce_choices(
+        spec, data, source=source, max_confidence=cap, language=lang
+    )
     warnings += coerce_warnings
     yield Interpretation(
-        **base, status="rendering", progress=0.97, message="writing the prose", raw_text=raw
+        **base,
+        status="rendering",
+        progress=0.97,
+        message=tr(lang, "status.rendering"),
+        raw_text=raw,
     )
     rendered = render(summary, choices, lang, prompt=str(messages[-1].content))
     notes = rendered.model_notes
@@ -514,9 +525,9 @@ def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[I
         notes = " ".join(x for x in (notes, prose) if x)
         warnings += prose_warnings
     # the prose is built from the summary: any number it states must be supported
+    written = " ".join([rendered.geology, *rendered.recommendations])
     warnings += [
-        f"internal: {w}"
-        for w in check_numbers(" ".join([rendered.geology, *rendered.recommendations]), summary)
+        tr(lang, "warn.internal", warning=w) for w in check_numbers(written, summary, lang)
     ]
     yield Interpretation(
         **{**base, "units": _units(summary, choices)},
@@ -529,7 +540,7 @@ def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[I
         raw_text=raw,
         status="done",
         progress=1.0,
-        message="done",
+        message=tr(lang, "status.done"),
     )
 
 
@@ -555,7 +566,7 @@ def legend_chain(llm: BaseLanguageModel[Any], language: str = "fr") -> Runnable[
         for v in values:
             groups.setdefault(setraf_water_class(v, lang), []).append(v)
         classes = [
-            f"{name}: {min(vs):.3g}–{max(vs):.3g} ohm·m ({len(vs)} values)"
+            tr(lang, "legend.class", name=name, lo=f"{min(vs):.3g}", hi=f"{max(vs):.3g}", n=len(vs))
             for name, vs in groups.items()
         ]
         msg = prompts.LEGEND[lang].format(
@@ -566,7 +577,7 @@ def legend_chain(llm: BaseLanguageModel[Any], language: str = "fr") -> Runnable[
         )
         raw = model.invoke([SystemMessage(prompts.SYSTEM[lang]), HumanMessage(msg)])
         found = parse_sections(raw, ("legend", "interpretation"))
-        warnings = [] if found else ["the model wrote no LEGEND/INTERPRETATION headings"]
+        warnings = [] if found else [tr(lang, "warn.no_headings")]
         return LegendResult(
             legend=found.get("legend", "").strip() or "\n".join(classes),
             explanation=found.get("interpretation", raw if not found else "").strip(),
@@ -593,7 +604,7 @@ def graph_explanation_chain(
         lengths = prompts.GRAPH_LENGTH[lang]
         ctx = value.get("context") or ""
         msg = prompts.GRAPH[lang].format(
-            graph=prompts.GRAPH_TYPES[gtype],
+            graph=prompts.GRAPH_NAMES[lang][gtype],
             data=prompts.as_data(str(value.get("data_stats", ""))),
             context=prompts.as_data(ctx) if ctx else "",
             length=lengths.get(gtype, lengths["default"]),
@@ -613,7 +624,7 @@ def ert_chat_chain(
     def build(value: dict[str, Any]) -> list[BaseMessage]:
         summary = as_summary(value["survey"], lang)
         msg = prompts.CHAT[lang].format(
-            facts=summary.to_text(), question=prompts.as_data(str(value["question"]))
+            facts=summary.to_text(lang), question=prompts.as_data(str(value["question"]))
         )
         return [SystemMessage(prompts.SYSTEM[lang]), HumanMessage(msg)]
 

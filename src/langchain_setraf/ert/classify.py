@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from langchain_setraf.ert.i18n import text as tr
+
 __all__ = [
     "MATERIALS",
     "Candidate",
@@ -116,41 +118,29 @@ def candidate_materials(rho_low: float, rho_high: float, top_k: int = 4) -> list
     ]
 
 
+def _lang_or_en(language: str) -> str:
+    return language if language in ("fr", "en") else "en"
+
+
 def setraf_class(rho: float, language: str = "fr") -> str:
     """SETRAF's own pre-class of a mean resistivity (the app's thresholds)."""
-    classes = {
-        "fr": (
-            "argiles/marnes saturées",
-            "sols mixtes argilo-sableux",
-            "sables/graviers semi-saturés",
-            "roche consolidée / socle",
-        ),
-        "en": (
-            "saturated clays/marls",
-            "mixed clayey-sandy soils",
-            "semi-saturated sands/gravels",
-            "consolidated rock / bedrock",
-        ),
-    }[language if language in ("fr", "en") else "en"]
+    lang = _lang_or_en(language)
     if rho < 100:
-        return classes[0]
+        return tr(lang, "setraf_class.0")
     if rho < 300:
-        return classes[1]
+        return tr(lang, "setraf_class.1")
     if rho < 600:
-        return classes[2]
-    return classes[3]
+        return tr(lang, "setraf_class.2")
+    return tr(lang, "setraf_class.3")
 
 
 def setraf_water_class(rho: float, language: str = "fr") -> str:
     """SETRAF's water classes: seawater ≤ 1, saline 1–10, fresh 10–100, pure > 100 Ω·m."""
-    names = {
-        "fr": ("eau de mer", "eau salée", "eau douce", "eau pure / très résistante"),
-        "en": ("seawater", "saline water", "fresh water", "pure / very resistive water"),
-    }[language if language in ("fr", "en") else "en"]
+    lang = _lang_or_en(language)
     if rho <= 1:
-        return names[0]
+        return tr(lang, "water_class.0")
     if rho <= 10:
-        return names[1]
+        return tr(lang, "water_class.1")
     if rho <= 100:
-        return names[2]
-    return names[3]
+        return tr(lang, "water_class.2")
+    return tr(lang, "water_class.3")

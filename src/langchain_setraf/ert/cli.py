@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -10,9 +11,11 @@ from typing import Any
 
 from langchain_setraf.cli_model import add_model_argument, build_llm, deprecated, model_uri
 from langchain_setraf.ert.chains import Interpretation, interpretation_chain
-from langchain_setraf.ert.interpretation import confidence_name, material_name
-from langchain_setraf.ert.io import load_survey
+from langchain_setraf.ert.i18n import confidence_name, material_name
+from langchain_setraf.ert.i18n import text as tr
+from langchain_setraf.ert.interpretation import fmt
 from langchain_setraf.ert.model_section import InversionOptions, ModelSection
+from langchain_setraf.ert.readers import load_survey
 from langchain_setraf.ert.summary import SurveySummary, summarize
 
 #: ``setraf interpret``'s own model options (given to the class only where they apply: the
@@ -134,54 +137,65 @@ def run_interpret(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fact_value(key: str, value: Any, summary: SurveySummary, language: str) -> Any:
+    """A fact's value as the report shows it: words in ``language``, data as read."""
+    if key == "depth":
+        return summary.depth_text(language)
+    if key == "values":
+        return summary.value_text(language)
+    if key == "inversion" and summary.inversion is not None:
+        return summary.inversion.describe(language)
+    if isinstance(value, float) and language == "fr":
+        return f"{value:g}".replace(".", ",")
+    return value
+
+
 def render_markdown(result: Interpretation, summary: SurveySummary) -> str:
-    """The report: survey facts, units table, interpretation, recommendations, caveats."""
-    fr = result.language == "fr"
-    t = {
-        "title": "Interprétation ERT" if fr else "ERT interpretation",
-        "facts": "Faits du levé" if fr else "Survey facts",
-        "units": "Unités" if fr else "Units",
-        "interp": "Interprétation" if fr else "Interpretation",
-        "recs": "Recommandations" if fr else "Recommendations",
-        "image": "Prompt d'image" if fr else "Image prompt",
-        "caveats": "Limites" if fr else "Caveats",
-        "warn": "Avertissements (vérifications)" if fr else "Warnings (checks)",
-        "depth": "profondeur (m)" if fr else "depth (m)",
-        "cand": "candidats" if fr else "candidates",
-        "choice": "choix du modèle" if fr else "model's choice",
-        "notes": "Notes du modèle (vérifiées)" if fr else "Model notes (checked)",
-    }
-    lines = [f"# {t['title']}: {summary.survey.path.name}", "", f"## {t['facts']}", ""]
+    """The report: survey facts, units table, interpretation, recommendations, caveats.
+
+    Every heading, label and sentence is in ``result.language`` (from
+    :mod:`~langchain_setraf.ert.i18n`); file names, titles and format names are shown as read.
+    """
+    lang = result.language
+    t = functools.partial(tr, lang)
+    f = functools.partial(fmt, language=lang)
+    title = f"{t('report.title')} : " if lang == "fr" else f"{t('report.title')}: "
+    sep = " :" if lang == "fr" else ":"
+    lines = [f"# {title}{summary.survey.path.name}", "", f"## {t('report.facts')}", ""]
     for key, value in summary.facts().items():
         if value not in (None, ""):
-            lines.append(f"- **{key}**: {value}")
+            shown = _fact_value(key, value, summary, lang)
+            lines.append(f"- **{t(f'fact.{key}')}**{sep} {shown}")
+    header = " | ".join(
+        t(f"report.{k}")
+        for k in ("unit", "depth", "p10", "median", "p90", "cand", "choice", "setraf")
+    )
     lines += [
-        f"- **DOI**: {summary.doi_rule}",
+        f"- **{t('fact.doi')}**{sep} {summary.doi_text(lang)}",
         "",
-        f"## {t['units']}",
+        f"## {t('report.units')}",
         "",
-        f"| unit | {t['depth']} | ρ p10 | ρ median | ρ p90 (Ω·m) | {t['cand']} | {t['choice']} "
-        "| SETRAF |",
+        f"| {header} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for u in result.units:
-        lang = result.language
         choice = (
             f"{material_name(u.material, lang)} ({confidence_name(u.confidence, lang)})"
             if u.material
             else "—"
         )
         lines.append(
-            f"| {u.name} | {u.top_m:g}–{u.bottom_m:g} | {u.rho_p10:g} | {u.rho_median:g} | "
-            f"{u.rho_p90:g} | {', '.join(material_name(c, lang) for c in u.candidates)} | "
+            f"| {u.name} | {f(u.top_m)}–{f(u.bottom_m)} | {f(u.rho_p10)} | {f(u.rho_median)} | "
+            f"{f(u.rho_p90)} | {', '.join(material_name(c, lang) for c in u.candidates)} | "
             f"{choice} | {u.setraf_class} |"
         )
-    lines += ["", f"## {t['interp']}", "", result.geology or "—", "", f"## {t['recs']}", ""]
+    lines += ["", f"## {t('report.interp')}", "", result.geology or "—", ""]
+    lines += [f"## {t('report.recs')}", ""]
     lines += [f"- {r}" for r in result.recommendations]
     if result.model_notes:
-        lines += ["", f"## {t['notes']}", "", result.model_notes]
+        lines += ["", f"## {t('report.notes')}", "", result.model_notes]
     if result.image_prompt:
-        lines += ["", f"## {t['image']}", "", result.image_prompt]
-    lines += ["", f"## {t['caveats']}", ""] + [f"- {c}" for c in result.caveats]
-    lines += ["", f"## {t['warn']}", ""] + ([f"- {w}" for w in result.warnings] or ["- —"])
+        lines += ["", f"## {t('report.image')}", "", result.image_prompt]
+    lines += ["", f"## {t('report.caveats')}", ""] + [f"- {c}" for c in result.caveats]
+    lines += ["", f"## {t('report.warn')}", ""] + ([f"- {w}" for w in result.warnings] or ["- —"])
     return "\n".join(lines)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import math
 
+from langchain_setraf.ert.i18n import Note
+
 __all__ = ["edwards_median_depth", "electrode_pairs", "geometric_factor"]
 
 
@@ -29,10 +31,10 @@ def electrode_pairs(
             continue
         r = abs(c - p)
         if r == 0:
-            raise ValueError("a current and a potential electrode are at the same position")
+            raise ValueError(Note("reader.same_position"))
         pairs.append((sign, r))
     if not pairs:
-        raise ValueError("at least one current and one potential electrode must be local")
+        raise ValueError(Note("reader.no_local"))
     return pairs
 
 
@@ -47,7 +49,7 @@ def geometric_factor(a: float | None, b: float | None, m: float | None, n: float
     """
     total = sum(sign / r for sign, r in electrode_pairs(a, b, m, n))
     if abs(total) < 1e-12:
-        raise ValueError("degenerate electrode geometry: geometric factor is infinite")
+        raise ValueError(Note("reader.infinite_k"))
     return 2.0 * math.pi / total
 
 
@@ -73,7 +75,7 @@ def _median_depth(pairs: tuple[tuple[float, float], ...]) -> float:
     """
     total = sum(sign / r for sign, r in pairs)
     if abs(total) < 1e-12:
-        raise ValueError("degenerate electrode geometry: zero total sensitivity")
+        raise ValueError(Note("reader.zero_sensitivity"))
 
     def fraction(z: float) -> float:
         return sum(s * (1.0 / r - 1.0 / math.sqrt(r * r + 4 * z * z)) for s, r in pairs) / total
@@ -82,7 +84,7 @@ def _median_depth(pairs: tuple[tuple[float, float], ...]) -> float:
     while fraction(hi) < 0.5:
         hi *= 2.0
         if hi > 1e9:
-            raise ValueError("median depth of investigation does not converge")
+            raise ValueError(Note("reader.no_convergence"))
     for _ in range(60):
         mid = 0.5 * (lo + hi)
         if fraction(mid) < 0.5:

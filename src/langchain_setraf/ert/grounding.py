@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.summary import SurveySummary
 
 __all__ = ["check_numbers", "extract_numbers", "extract_positions"]
@@ -67,24 +68,32 @@ def _near(value: float, allowed: list[float], rel: float = 0.05) -> bool:
     return any(abs(value - a) <= rel * max(abs(a), 1e-9) for a in allowed)
 
 
-def check_numbers(text: str, summary: SurveySummary) -> list[str]:
-    """Warnings for resistivities and depths in ``text`` that the summary does not support."""
+def check_numbers(text: str, summary: SurveySummary, language: str | None = None) -> list[str]:
+    """Warnings for resistivities and depths in ``text`` that the summary does not support.
+
+    Args:
+        text: What a model (or the package) wrote.
+        summary: The survey's grounded summary.
+        language: ``"en"`` or ``"fr"``: the language of the warnings (default: the
+            summary's).
+    """
+    lang = language or summary.language
     warnings = []
     rhos, depths = extract_numbers(text)
     lo, hi = summary.stats.min, summary.stats.max
     allowed_rho = summary.allowed_resistivities()
     for v in dict.fromkeys(rhos):
         if not (lo / 1.25 <= v <= hi * 1.25) and not _near(v, allowed_rho):
-            warnings.append(
-                f"{v:g} Ω·m is not supported by the survey (observed {lo:g}–{hi:g} Ω·m)"
-            )
+            warnings.append(tr(lang, "check.rho", value=f"{v:g}", lo=f"{lo:g}", hi=f"{hi:g}"))
     xs = [c.x for c in summary.survey.cells]
     if xs:
         x_lo, x_hi = min(xs), max(xs)
         pad = 0.05 * max(x_hi - x_lo, summary.survey.line_length or 0.0, 1.0)
         for v in dict.fromkeys(extract_positions(text)):
             if not (x_lo - pad <= v <= max(x_hi, summary.survey.line_length or 0.0) + pad):
-                warnings.append(f"x = {v:g} m lies outside the line ({x_lo:g}–{x_hi:g} m)")
+                warnings.append(
+                    tr(lang, "check.position", value=f"{v:g}", lo=f"{x_lo:g}", hi=f"{x_hi:g}")
+                )
     allowed_depth = summary.allowed_depths()
     dmax = summary.depth_max
     doi = summary.doi_depth
@@ -92,7 +101,7 @@ def check_numbers(text: str, summary: SurveySummary) -> list[str]:
         if _near(v, allowed_depth):
             continue
         if v > dmax * 1.2:
-            warnings.append(f"{v:g} m is deeper than the section ({dmax:g} m)")
+            warnings.append(tr(lang, "check.deeper", value=f"{v:g}", dmax=f"{dmax:g}"))
         elif doi is not None and summary.masked_fraction > 0 and v > doi * 1.1:
-            warnings.append(f"{v:g} m lies below the depth of investigation ({doi:g} m)")
+            warnings.append(tr(lang, "check.below_doi", value=f"{v:g}", doi=f"{doi:g}"))
     return warnings

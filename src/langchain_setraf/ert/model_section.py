@@ -15,6 +15,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from langchain_setraf.ert.i18n import TEXTS
+from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.survey import Cell, Survey
 
 __all__ = ["InversionOptions", "InversionProgress", "ModelSection"]
@@ -198,10 +200,17 @@ class ModelSection:
             notes=list(survey.notes),
         )
 
-    def describe(self) -> str:
-        """One line: library, misfit, iterations, DOI."""
-        return (
-            f"{self.library} 2.5-D smooth inversion: χ² {self.chi2:.2f}, RMS "
-            f"{self.rms_percent:.2f} %, {self.iterations} iteration(s) (stopped by "
-            f"{self.stopped_by}), depth of investigation {self.doi_m:.3g} m"
+    def describe(self, language: str = "en") -> str:
+        """One line, in ``language`` (``"en"`` or ``"fr"``): library, misfit, iterations, DOI."""
+        key = f"model.stopped_by.{self.stopped_by}"
+        stopped = tr(language, key) if key in TEXTS["en"] else self.stopped_by
+        return tr(
+            language,
+            "model.describe",
+            library=self.library,
+            chi2=self.chi2,
+            rms=self.rms_percent,
+            iterations=self.iterations,
+            stopped_by=stopped,
+            doi=self.doi_m,
         )

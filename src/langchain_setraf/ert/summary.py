@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from langchain_setraf.ert.classify import (
     setraf_class,
     setraf_water_class,
 )
+from langchain_setraf.ert.i18n import check_language, translated
+from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.model_section import ModelSection
 from langchain_setraf.ert.survey import Cell, Survey
 
@@ -144,6 +147,25 @@ class SurveySummary:
     language: str = "en"
     inversion: ModelSection | None = None
     """The inverted model section the summary reads (``None``: the file's own cells)."""
+    doi_kind: str = "unknown"
+    """How the depth of investigation was found: ``model``, ``sensitivity``, ``pseudo``,
+    ``log`` or ``unknown`` (:attr:`doi_rule` says it in :attr:`language`)."""
+
+    # -- words in either language ------------------------------------------------------------
+    def doi_text(self, language: str) -> str:
+        """The depth-of-investigation rule (:attr:`doi_rule`) in ``language``."""
+        coverage = self.inversion.options.doi_coverage if self.inversion is not None else 0.0
+        return tr(language, f"doi.{self.doi_kind}", coverage=coverage)
+
+    def depth_text(self, language: str) -> str:
+        """What the depth axis means (:attr:`depth_label`) in ``language``."""
+        return tr(language, f"depth_label.{self.survey.depth_kind}")
+
+    def value_text(self, language: str) -> str:
+        """What the values are (resistivity or apparent resistivity) in ``language``."""
+        kind = self.survey.value_kind
+        key = f"value_kind.{kind}"
+        return tr(language, key) if key in _VALUE_KINDS else kind
 
     # -- grounding ---------------------------------------------------------------------------
     def allowed_resistivities(self) -> list[float]:
@@ -197,125 +219,123 @@ class SurveySummary:
             "chi2": round(self.inversion.chi2, 2) if self.inversion else None,
         }
 
-    def to_text(self) -> str:
-        """The summary as plain text for a prompt (numbers with units, one fact a line)."""
+    def to_text(self, language: str | None = None) -> str:
+        """The summary as plain text for a prompt (numbers with units, one fact a line).
+
+        Args:
+            language: ``"en"`` or ``"fr"`` (default: the summary's :attr:`language`).
+                Materials keep their English reference names (the form's choices).
+        """
+        lang = check_language(language or self.language)
+        t = functools.partial(tr, lang)
         s = self.survey
         st = self.stats
+        na = t("na")
+        kind = self.value_text(lang)
         lines = [
-            f"Format: {s.format}; array: {s.array or 'n/a'}; "
-            f"electrode spacing: {_fmt(s.spacing)} m; line length: {_fmt(s.line_length)} m",
-            f"Electrodes: {s.n_electrodes}; data: {s.n_data}; cells: {s.n_cells}",
-            f"Values: {s.value_kind} in ohm·m; depth axis: {self.depth_label}",
-            f"{s.value_kind.capitalize()} (log10 statistics): min {_fmt(st.min)}, "
-            f"p10 {_fmt(st.p10)}, median {_fmt(st.median)}, p90 {_fmt(st.p90)}, "
-            f"max {_fmt(st.max)} ohm·m",
-            f"Depth of investigation: {self.doi_rule}"
-            + (f" (about {_fmt(self.doi_depth)} m)" if self.doi_depth is not None else ""),
+            t(
+                "summary.survey",
+                format=s.format,
+                array=s.array or na,
+                spacing=_fmt(s.spacing, na),
+                length=_fmt(s.line_length, na),
+            ),
+            t("summary.counts", electrodes=s.n_electrodes, data=s.n_data, cells=s.n_cells),
+            t("summary.values", kind=kind, depth=self.depth_text(lang)),
+            t(
+                "summary.stats",
+                kind=kind[:1].upper() + kind[1:],
+                min=_fmt(st.min, na),
+                p10=_fmt(st.p10, na),
+                median=_fmt(st.median, na),
+                p90=_fmt(st.p90, na),
+                max=_fmt(st.max, na),
+            ),
+            t(
+                "summary.doi",
+                rule=self.doi_text(lang),
+                depth=t("summary.doi_depth", d=_fmt(self.doi_depth, na))
+                if self.doi_depth is not None
+                else "",
+            ),
         ]
         if self.inversion is not None:
             lines.append(
-                f"Inverted here ({self.inversion.library}, 2.5-D smooth): chi² "
-                f"{self.inversion.chi2:.2f}, RMS {self.inversion.rms_percent:.2f} %, "
-                f"{self.inversion.iterations} iteration(s)"
+                t(
+                    "summary.inverted",
+                    library=self.inversion.library,
+                    chi2=self.inversion.chi2,
+                    rms=self.inversion.rms_percent,
+                    iterations=self.inversion.iterations,
+                )
             )
         elif s.rms_percent is not None:
-            lines.append(f"Inversion misfit: RMS {s.rms_percent:g} %")
-        lines.append("Units (top to bottom):")
+            lines.append(t("summary.misfit", rms=s.rms_percent))
+        lines.append(t("summary.units"))
         for u in self.units:
             cands = "; ".join(
-                f"{c.material} ({_fmt(c.low)}–{_fmt(c.high)} ohm·m)" for c in u.candidates
-            )
+                t("summary.candidate", material=c.material, low=_fmt(c.low, na),
+                  high=_fmt(c.high, na))
+                for c in u.candidates
+            )  # fmt: skip
             lines.append(
-                f"- {u.name}: {_fmt(u.top)}–{_fmt(u.bottom)} m, median {_fmt(u.stats.median)} "
-                f"ohm·m (p10–p90 {_fmt(u.stats.p10)}–{_fmt(u.stats.p90)}); "
-                f"candidates: {cands or 'none in the reference table'}"
+                t(
+                    "summary.unit",
+                    name=u.name,
+                    top=_fmt(u.top, na),
+                    bottom=_fmt(u.bottom, na),
+                    median=_fmt(u.stats.median, na),
+                    p10=_fmt(u.stats.p10, na),
+                    p90=_fmt(u.stats.p90, na),
+                    candidates=cands or t("summary.no_candidate"),
+                )
             )
         for b in self.boundaries:
-            trend = "increase" if b.factor > 1 else "decrease"
             lines.append(
-                f"Boundary (gradational) between {_fmt(b.depth_from)} and {_fmt(b.depth_to)} m: "
-                f"{trend} from {_fmt(b.rho_above)} to {_fmt(b.rho_below)} ohm·m"
+                t(
+                    "summary.boundary",
+                    a=_fmt(b.depth_from, na),
+                    b=_fmt(b.depth_to, na),
+                    trend=t("summary.increase") if b.factor > 1 else t("summary.decrease"),
+                    r1=_fmt(b.rho_above, na),
+                    r2=_fmt(b.rho_below, na),
+                )
             )
         for a in self.anomalies:
             lines.append(
-                f"Lateral {a.kind} anomaly: x {_fmt(a.x_from)}–{_fmt(a.x_to)} m, depth "
-                f"{_fmt(a.depth_from)}–{_fmt(a.depth_to)} m, {_fmt(a.rho_median)} ohm·m vs "
-                f"background {_fmt(a.background)} ohm·m"
+                t(
+                    "summary.anomaly",
+                    kind=t(f"kind.{a.kind}"),
+                    x1=_fmt(a.x_from, na),
+                    x2=_fmt(a.x_to, na),
+                    d1=_fmt(a.depth_from, na),
+                    d2=_fmt(a.depth_to, na),
+                    rho=_fmt(a.rho_median, na),
+                    bg=_fmt(a.background, na),
+                )
             )
         return "\n".join(lines)
 
 
-_CAVEATS = {
-    "en": {
-        "overlap": "Resistivity ranges of materials overlap by orders of magnitude: each unit "
-        "has alternatives, and site information (boreholes, geology, water quality) decides.",
-        "2d": "A 2-D section assumes structures extend perpendicular to the line; off-line "
-        "features (buildings, pipes, slopes) can project into it.",
-        "gradational": "Boundaries of a smooth inversion or a pseudo-section are gradational; "
-        "their depths are approximate.",
-        "pseudo": "Depths are pseudo-depths (Edwards median depth of investigation) of apparent "
-        "resistivities, not the depths of layers: invert the data before drawing depths.",
-        "setraf": "Depths follow the SETRAF app's convention for this format, not a computed "
-        "depth of investigation.",
-        "masked": "{fraction:.0%} of the cells lie below the depth of investigation and were "
-        "left out; do not interpret them.",
-        "rms": "The inversion fits the data to {rms:g} % RMS.",
-        "inverted": "Depths are true depths of a smooth 2.5-D inversion ({library}, chi² "
-        "{chi2:.2f}, RMS {rms:.2f} %, {iterations} iteration(s)); a smooth model spreads "
-        "sharp boundaries over several cells, and one model is not the only one that fits.",
-    },
-    "fr": {
-        "overlap": "Les gammes de résistivité des matériaux se recouvrent sur plusieurs ordres "
-        "de grandeur : chaque unité a des alternatives, que seules les informations de site "
-        "(forages, géologie, qualité de l'eau) tranchent.",
-        "2d": "Une coupe 2-D suppose des structures perpendiculaires au profil ; des objets "
-        "hors profil (bâtiments, conduites, pentes) peuvent s'y projeter.",
-        "gradational": "Les limites d'une inversion lissée ou d'une pseudo-section sont "
-        "graduelles ; leurs profondeurs sont approximatives.",
-        "pseudo": "Les profondeurs sont des pseudo-profondeurs (profondeur médiane "
-        "d'investigation d'Edwards) de résistivités apparentes, pas des profondeurs de "
-        "couches : inverser les données avant de lire des profondeurs.",
-        "setraf": "Les profondeurs suivent la convention de l'application SETRAF pour ce "
-        "format, pas une profondeur d'investigation calculée.",
-        "masked": "{fraction:.0%} des cellules sont sous la profondeur d'investigation et ont "
-        "été écartées : ne pas les interpréter.",
-        "rms": "L'inversion ajuste les données à {rms:g} % RMS.",
-        "inverted": "Les profondeurs sont les profondeurs vraies d'une inversion 2,5-D "
-        "lissée ({library}, chi² {chi2:.2f}, RMS {rms:.2f} %, {iterations} itération(s)) ; "
-        "un modèle lissé étale les limites franches sur plusieurs cellules, et d'autres "
-        "modèles ajustent aussi les données.",
-    },
-}
+_VALUE_KINDS = ("value_kind.resistivity", "value_kind.apparent resistivity")
 
 
-def _fmt(x: float | None) -> str:
+def _fmt(x: float | None, na: str = "n/a") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
+        return na
     x = _sig(x)
     return f"{x:g}"
-
-
-def _depth_label(survey: Survey) -> str:
-    return {
-        "model": "model depth of the inverted section (m)",
-        "pseudo": "pseudo-depth = Edwards median depth of investigation (m), not a true depth",
-        "log": "measured depth of a vertical log (m)",
-        "setraf": "depth as defined by the SETRAF app for this format (m), not a computed depth",
-    }[survey.depth_kind]
 
 
 def _doi_mask(
     survey: Survey, model: ModelSection | None = None
 ) -> tuple[list[Cell], str, float | None]:
+    """The cells above the depth of investigation, how it was found (a ``doi.*`` kind of
+    :mod:`~langchain_setraf.ert.i18n`), and its depth."""
     cells = survey.cells
     if model is not None:
         kept = [c for c in cells if c.depth < model.doi_m]
-        rule = (
-            "inverted model: levels whose median data-weighted coverage is below "
-            f"{model.options.doi_coverage:g} of the surface level's are below the depth of "
-            "investigation and masked"
-        )
-        return kept or cells, rule, model.doi_m
+        return kept or cells, "model", model.doi_m
     if survey.has_sensitivity:
         shallow = min(c.depth for c in cells)
         top = sorted(c.sensitivity or 0.0 for c in cells if c.depth == shallow)
@@ -327,24 +347,13 @@ def _doi_mask(
         for c in cells:
             levels.setdefault(c.depth, []).append((c.sensitivity or 0.0) < limit)
         doi = next((d for d in sorted(levels) if sum(levels[d]) > len(levels[d]) / 2), None)
-        rule = (
-            "cells whose relative sensitivity is below 1 % of the shallowest layer's median "
-            "are masked (sensitivity section of the file)"
-        )
-        return kept or cells, rule, doi
+        return kept or cells, "sensitivity", doi
     if survey.depth_kind == "pseudo":
         doi = max(c.depth for c in cells)
-        return (
-            cells,
-            (
-                "no model: the deepest Edwards median depth of the largest spacing bounds what the "
-                "data can see (pseudo-section trapezoid)"
-            ),
-            doi,
-        )
+        return cells, "pseudo", doi
     if survey.depth_kind == "log":
-        return cells, "direct measurement: no depth-of-investigation limit applies", None
-    return cells, "unknown: the file has no sensitivity; deep cells may be unconstrained", None
+        return cells, "log", None
+    return cells, "unknown", None
 
 
 def _bands(cells: list[Cell], max_bands: int = 6) -> list[tuple[float, float, list[Cell]]]:
@@ -394,7 +403,8 @@ def summarize(
     if not survey.cells:
         raise ValueError(f"{survey.path}: no resistivity cells to summarise")
     stats = LogStats.of([c.rho for c in survey.cells])
-    kept, rule, doi = _doi_mask(survey, model)
+    lang = check_language(language)
+    kept, doi_kind, doi = _doi_mask(survey, model)
     masked_fraction = 1 - len(kept) / len(survey.cells)
     raw_bands = _bands(kept)
     bands = [Band(top, bottom, LogStats.of([c.rho for c in cs])) for top, bottom, cs in raw_bands]
@@ -467,18 +477,19 @@ def summarize(
         reverse=True,
     )
 
-    text = _CAVEATS["fr" if language == "fr" else "en"]
-    caveats = [text["overlap"], text["2d"], text["gradational"]]
+    t = functools.partial(tr, lang)
+    caveats = [t("caveat.overlap"), t("caveat.2d"), t("caveat.gradational")]
     if survey.depth_kind == "pseudo":
-        caveats.insert(0, text["pseudo"])
+        caveats.insert(0, t("caveat.pseudo"))
     if survey.depth_kind == "setraf":
-        caveats.insert(0, text["setraf"])
+        caveats.insert(0, t("caveat.setraf"))
     if masked_fraction > 0:
-        caveats.append(text["masked"].format(fraction=masked_fraction))
+        caveats.append(t("caveat.masked", fraction=masked_fraction))
     if model is not None:
         caveats.insert(
             0,
-            text["inverted"].format(
+            t(
+                "caveat.inverted",
                 library=model.library,
                 chi2=model.chi2,
                 rms=model.rms_percent,
@@ -486,15 +497,15 @@ def summarize(
             ),
         )
     elif survey.rms_percent is not None:
-        caveats.append(text["rms"].format(rms=survey.rms_percent))
-    caveats += survey.notes
+        caveats.append(t("caveat.rms", rms=survey.rms_percent))
+    caveats += [translated(note, lang) for note in survey.notes]
 
     return SurveySummary(
         survey=survey,
         stats=stats,
-        depth_label=_depth_label(survey),
+        depth_label=tr(lang, f"depth_label.{survey.depth_kind}"),
         depth_max=_sig(max(c.depth for c in survey.cells)),
-        doi_rule=rule,
+        doi_rule=tr(lang, f"doi.{doi_kind}", coverage=model.options.doi_coverage if model else 0.0),
         doi_depth=_sig(doi) if doi is not None else None,
         masked_fraction=masked_fraction,
         bands=bands,
@@ -502,6 +513,7 @@ def summarize(
         boundaries=boundaries,
         anomalies=anomalies[:5],
         caveats=caveats,
-        language=language,
+        language=lang,
         inversion=model,
+        doi_kind=doi_kind,
     )

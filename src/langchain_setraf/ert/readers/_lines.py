@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from langchain_setraf.ert.i18n import Note
 from langchain_setraf.ert.survey import ERTFormatError
 
 __all__ = [
@@ -65,7 +66,7 @@ _OTHER_LINE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _SPLIT = re.compile(r"[\s,;]+")
 
 #: Reason given when a measurement row is dropped for a ``nan``/``inf`` value.
-NOT_FINITE = "a value is not a finite number (nan or inf)"
+NOT_FINITE = Note("reader.not_finite")
 
 
 def fields(line: str) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from langchain_setraf.ert.geometry import edwards_median_depth, geometric_factor
+from langchain_setraf.ert.i18n import Note
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Quadrupole, Survey
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "build_data",
     "guess_array",
     "interpolate",
+    "reason_of",
     "set_pseudo_cells",
 ]
 
@@ -37,6 +39,20 @@ class Reading:
     ip: float | None = None
     err: float | None = None
     """Relative error (fraction)."""
+
+
+#: The i18n key of each kind of entry :class:`Dropped` counts.
+_WHAT = {
+    "measurement row(s)": "reader.what.measurement",
+    "reading(s)": "reader.what.reading",
+    "row(s)": "reader.what.row",
+}
+
+
+def reason_of(exc: ValueError) -> str:
+    """Why a row is unusable, from a geometry error (its :class:`Note` when it has one)."""
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, Note) else str(exc)
 
 
 @dataclass
@@ -72,13 +88,15 @@ class Dropped:
         for reason, lines in by_reason.items():
             listed = ", ".join(str(n) for n in lines[: self.MAX_LISTED])
             more = len(lines) - self.MAX_LISTED
-            tail = f" and {more} more" if more > 0 else ""
-            word = "line" if len(lines) == 1 else "lines"
-            parts.append(f"{word} {listed}{tail}: {reason}")
-        return (
-            f"{len(self.rows)} unusable {self.what} dropped, the rest kept ("
-            + "; ".join(parts)
-            + ")"
+            tail: str = Note("reader.dropped.more", more=more) if more > 0 else ""
+            key = "reader.dropped.line" if len(lines) == 1 else "reader.dropped.lines"
+            parts.append(Note(key, listed=listed, tail=tail, reason=reason))
+        what = _WHAT.get(self.what)
+        return Note(
+            "reader.dropped",
+            n=len(self.rows),
+            what=Note(what) if what else self.what,
+            parts=tuple(parts),
         )
 
     def check(self, survey: Survey, kept: int) -> None:
@@ -149,7 +167,7 @@ def build_data(
             k = geometric_factor(*pos)
             z_e = edwards_median_depth(*pos)
         except ValueError as exc:
-            dropped.add(reading.line, str(exc))
+            dropped.add(reading.line, reason_of(exc))
             continue
         usable.append((pos, reading, k, z_e))
     dropped.rows.sort()
@@ -183,10 +201,7 @@ def set_pseudo_cells(survey: Survey) -> None:
         if q.rhoa > 0
     ]
     if len(survey.cells) < len(survey.data):
-        survey.notes.append(
-            f"{len(survey.data) - len(survey.cells)} datum(s) with non-positive apparent "
-            "resistivity kept in the data but left out of the section statistics"
-        )
+        survey.notes.append(Note("reader.non_positive", n=len(survey.data) - len(survey.cells)))
 
 
 def guess_array(survey: Survey) -> str:

@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from langchain_setraf.ert.i18n import Note
 from langchain_setraf.ert.readers._lines import (
     NOT_FINITE,
     Lines,
@@ -174,8 +175,13 @@ def _remote_block(lines: Lines, header: _Header) -> None:
         _, label = lines.next("a remote electrode label")
         _, xyz = lines.numbers(f"the location of the {label.split()[0]} remote electrode", 3)
         header.notes.append(
-            f"remote electrode {label.split()[0]} given at x={xyz[0]:g}, y={xyz[1]:g}, "
-            f"z={xyz[2]:g} m; K and depths here treat it as infinitely far"
+            Note(
+                "reader.remote",
+                label=label.split()[0],
+                x=f"{xyz[0]:g}",
+                y=f"{xyz[1]:g}",
+                z=f"{xyz[2]:g}",
+            )
         )
     if lines.peek_matches(r"exact\s+geometric\s+factor"):
         lines.next("'Exact Geometric factor used'")
@@ -201,7 +207,7 @@ def _ip_block(lines: Lines, survey: Survey) -> int:
             f"dt_1..dt_n on-time off-time', found {timing!r}",
             ln,
         )
-    survey.notes.append(f"spectral IP with {int(gates)} gates: the first gate is kept as IP")
+    survey.notes.append(Note("reader.spectral_ip", gates=int(gates)))
     return int(gates)
 
 
@@ -256,7 +262,7 @@ def _read_header(lines: Lines, survey: Survey) -> _Header:
     ln, ip_flag = lines.single_integer("the IP flag (0 or 1)")
     if ip_flag > 1 and lines.peek_matches(r"[^\d\s.+-]") and not lines.peek_matches(_NOT_IP):
         # some exporters write another non-zero flag; pyGIMLi reads any non-zero as "IP"
-        header.notes.append(f"IP flag {ip_flag} on line {ln} read as 1 (IP data present)")
+        header.notes.append(Note("reader.ip_flag", flag=ip_flag, line=ln))
         ip_flag = 1
     if ip_flag not in (0, 1):
         raise lines.error(f"expected IP flag 0 or 1, found {ip_flag}", ln)
@@ -341,7 +347,7 @@ def _index_row(
     reading = _reading(lines.path, ln, nums, base - 1, header)
     if a == 0 or n == 0:
         # every electrode (a = 0) or a current and a potential electrode (n = 0) coincide
-        dropped.add(ln, f"electrode spacing a = {a:g}, n = {n:g}: electrodes coincide")
+        dropped.add(ln, Note("reader.coincide", a=f"{a:g}", n=f"{n:g}"))
         return None
     return index_electrodes(header.code, x, a, n, midpoint=header.xloc == 1), reading
 
@@ -391,9 +397,12 @@ def _trailing(lines: Lines, n_data: int) -> str | None:
             first = item
             while lines.peek() is not None:
                 last = lines.next("a line after the data")
-            return (
-                f"lines {first[0]}-{last[0]} after the data block were not read (a section "
-                f"headed {first[1][:40]!r}); only the {n_data} declared data points are read"
+            return Note(
+                "reader.trailing",
+                first=first[0],
+                last=last[0],
+                heading=repr(first[1][:40]),
+                n=n_data,
             )
         to_floats(lines.path, item[0], item[1], "a trailing flag", range(1, 64))
         lines.next("a trailing flag")
@@ -409,9 +418,7 @@ def _shift_to_topography(
     if not offset:
         return positions
     survey.notes.append(
-        f"electrode x-locations shifted by {-offset:g} m so that the first electrode sits on "
-        f"topography point {first} (x = {topo[first - 1][0]:g} m), as the file states; "
-        "snapped to the topography"
+        Note("reader.shifted", offset=f"{-offset:g}", point=first, x=f"{topo[first - 1][0]:g}")
     )
     return [
         (
@@ -464,9 +471,9 @@ def read_res2dinv(path: Path, text: str) -> Survey:
     integrated = any(z for z, _ in heights.values())
     if integrated:
         elevation = {x: z for x, (z, _) in heights.items()}
-        survey.notes.append("electrode elevations from the data rows (integrated topography)")
+        survey.notes.append(Note("reader.integrated"))
         if topo:
-            survey.notes.append("the separate topography list is kept but not used for electrodes")
+            survey.notes.append(Note("reader.topo_unused"))
         build_data(survey, positions, readings, header.resistance, lambda x: elevation[x], dropped)
     elif topo:
         if first is not None:
@@ -481,20 +488,13 @@ def read_res2dinv(path: Path, text: str) -> Survey:
 
         build_data(survey, positions, readings, header.resistance, from_topo, dropped)
         if outside:
-            survey.notes.append(
-                f"{len(outside)} electrode(s) outside the topography list: elevation of the "
-                "nearest topography point used"
-            )
+            survey.notes.append(Note("reader.outside_topo", n=len(outside)))
     else:
         build_data(survey, positions, readings, header.resistance, dropped=dropped)
     if (general and header.xloc == 2) or topo_flag == 2:
-        survey.notes.append(
-            "x-locations are distances along the ground surface; K and depths treat them "
-            "as horizontal distances"
-        )
+        survey.notes.append(Note("reader.surface_x"))
     if header.resistance:
         survey.notes.append(
-            "the file holds resistances: ρa = K·R with the flat-earth geometric factor"
-            + (" (topography effects not corrected)" if integrated or topo else "")
+            Note("reader.resistances_topo" if integrated or topo else "reader.resistances")
         )
     return survey

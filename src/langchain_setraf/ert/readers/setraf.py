@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from langchain_setraf.ert.i18n import Note
 from langchain_setraf.ert.readers._lines import Lines, check_readings, csv_rows, to_float
 from langchain_setraf.ert.readers._quadrupoles import Dropped
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Survey
@@ -47,7 +48,7 @@ def read_setraf_csv(path: Path, text: str) -> Survey:
         for j, token in enumerate(row[2:], start=1):
             rho = to_float(path, ln, token, f"ρ_a{j}")
             if rho <= 0:
-                dropped.add(ln, f"expected a positive resistivity for ρ_a{j}, found {rho:g}")
+                dropped.add(ln, Note("reader.not_positive_for", column=f"ρ_a{j}", rho=f"{rho:g}"))
                 continue
             check_readings(path, ln, len(survey.cells) + 1)
             survey.cells.append(Cell(x=float(t), depth=0.5 * j, rho=rho))
@@ -56,11 +57,7 @@ def read_setraf_csv(path: Path, text: str) -> Survey:
     dropped.check(survey, len(survey.cells))
     survey.title = ", ".join(dict.fromkeys(projects))
     survey.electrodes = [(float(i), 0.0) for i in range(n_read)]
-    survey.notes.append(
-        f"{len(projects)} test(s) × {n_read} readings; depth = 0.5 × reading index "
-        "(the SETRAF app's convention, not a computed depth of investigation); "
-        "x = test number"
-    )
+    survey.notes.append(Note("reader.setraf_tests", tests=len(projects), readings=n_read))
     return survey
 
 
@@ -85,7 +82,7 @@ def read_setraf_dat(path: Path, text: str) -> Survey:
         rho = to_float(path, ln, tok[2], "data (Ω·m)")
         projects.append(tok[3])
         if rho <= 0:
-            dropped.add(ln, f"expected a positive resistivity for data, found {rho:g}")
+            dropped.add(ln, Note("reader.not_positive_for", column="data", rho=f"{rho:g}"))
             continue
         survey.cells.append(Cell(x=x, depth=abs(depth), rho=rho))
     if not survey.cells and not dropped.rows:
@@ -125,7 +122,7 @@ def read_setraf_freq(path: Path, text: str) -> Survey:
         for f, token in zip(freqs, row[2:], strict=True):
             rho = to_float(path, ln, token, f"value at {f} MHz")
             if rho <= 0:
-                dropped.add(ln, f"expected a positive resistivity at {f:g} MHz, found {rho:g}")
+                dropped.add(ln, Note("reader.not_positive_at", f=f"{f:g}", rho=f"{rho:g}"))
                 continue
             check_readings(path, ln, len(survey.cells) + 1)
             survey.cells.append(Cell(x=x, depth=1000.0 / f, rho=rho))
@@ -133,5 +130,5 @@ def read_setraf_freq(path: Path, text: str) -> Survey:
         raise ERTFormatError(path, ln, "expected at least one data row")
     dropped.check(survey, len(survey.cells))
     survey.title = title or path.stem
-    survey.notes.append("depth = 1000 / frequency (MHz), the SETRAF app's convention")
+    survey.notes.append(Note("reader.setraf_freq"))
     return survey

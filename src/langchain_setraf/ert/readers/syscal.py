@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 from langchain_setraf.ert.geometry import geometric_factor
+from langchain_setraf.ert.i18n import Note
 from langchain_setraf.ert.readers._lines import (
     NOT_FINITE,
     csv_rows,
@@ -201,7 +202,7 @@ def read_syscal(path: Path, text: str) -> Survey:
                 dropped.add(ln, NOT_FINITE)
                 continue
             if current == 0:
-                dropped.add(ln, "zero current In: no resistance")
+                dropped.add(ln, Note("reader.zero_current_in"))
                 continue
             value = voltage / current
         ip = optional(ln, ip_col, row, "M")
@@ -223,12 +224,8 @@ def read_syscal(path: Path, text: str) -> Survey:
         dropped,
     )
     if rho_col is None:
-        survey.notes.append("no Rho column: ρa = K·Vp/In with the flat-earth geometric factor")
+        survey.notes.append(Note("reader.no_rho"))
     if sign_flips:
-        survey.notes.append(
-            f"{len(sign_flips)} row(s) (first on line {sign_flips[0]}) have Rho of the sign "
-            "opposite to K·Vp/In with the same magnitude (the instrument's geometric-factor "
-            "sign for this electrode order): ρa = K·Vp/In used"
-        )
+        survey.notes.append(Note("reader.sign_flips", n=len(sign_flips), line=sign_flips[0]))
     survey.array = guess_array(survey)
     return survey

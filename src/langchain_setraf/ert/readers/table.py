@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from langchain_setraf.ert.i18n import Note
 from langchain_setraf.ert.readers._lines import Lines, fields
 from langchain_setraf.ert.readers._quadrupoles import Dropped
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Survey
@@ -38,7 +39,7 @@ def read_xz_rho(path: Path, text: str) -> Survey:
     while lines.peek() is not None:
         ln, nums = lines.numbers("a row 'x z rho'", 3)
         if nums[2] <= 0:  # a no-data marker (0, -9999) in a log or model export
-            dropped.add(ln, f"expected a positive resistivity, found {nums[2]:g}")
+            dropped.add(ln, Note("reader.not_positive", rho=f"{nums[2]:g}"))
             continue
         raw.append((nums[0], nums[1], nums[2]))
     if not raw and not dropped.rows:
@@ -52,12 +53,10 @@ def read_xz_rho(path: Path, text: str) -> Survey:
     else:
         top = max(zs)
         survey.cells = [Cell(x, top - z, rho) for x, z, rho in raw]
-        survey.notes.append(
-            f"z taken as elevation; depth measured from the highest point ({top:g} m)"
-        )
+        survey.notes.append(Note("reader.elevation", top=f"{top:g}"))
     if len({x for x, _, _ in raw}) == 1:
         survey.depth_kind = "log"
-        survey.notes.append(f"a single x ({raw[0][0]:g} m): read as a vertical log")
+        survey.notes.append(Note("reader.vertical_log", x=f"{raw[0][0]:g}"))
     else:
         survey.depth_kind = "model"
     return survey

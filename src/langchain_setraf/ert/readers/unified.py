@@ -34,8 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from langchain_setraf.ert.geometry import edwards_median_depth, geometric_factor
+from langchain_setraf.ert.i18n import Note
 from langchain_setraf.ert.readers._lines import NOT_FINITE, fields, to_floats, to_int
-from langchain_setraf.ert.readers._quadrupoles import Dropped, guess_array, set_pseudo_cells
+from langchain_setraf.ert.readers._quadrupoles import (
+    Dropped,
+    guess_array,
+    reason_of,
+    set_pseudo_cells,
+)
 from langchain_setraf.ert.readers._straight_line import StraightLine
 from langchain_setraf.ert.survey import ERTFormatError, Quadrupole, Survey
 
@@ -328,15 +334,15 @@ def read_unified(path: Path, text: str) -> Survey:
             k = row["k"] if "k" in row else geometric_factor(*epos)
             z_e = edwards_median_depth(*epos)
         except ValueError as exc:
-            dropped.add(ln, str(exc))
+            dropped.add(ln, reason_of(exc))
             continue
         if k == 0 and "rhoa" not in row:
-            dropped.add(ln, "geometric factor k = 0: no apparent resistivity")
+            dropped.add(ln, Note("reader.zero_k"))
             continue
         resistance = row.get("r")
         if resistance is None and "u" in row and "i" in row:
             if row["i"] == 0:
-                dropped.add(ln, "zero current i: no resistance")
+                dropped.add(ln, Note("reader.zero_current_i"))
                 continue
             resistance = row["u"] / row["i"]
         if "rhoa" in row:
@@ -371,22 +377,15 @@ def read_unified(path: Path, text: str) -> Survey:
     if sensors.line is not None:
         offset = round(sensors.line.max_offset, 3)
         survey.notes.append(
-            "electrodes given in map coordinates (x, y) lie on one straight line "
-            f"{sensors.line.length:.4g} m long (largest offset {offset:g} m): "
-            "x is the distance along that line"
+            Note("reader.map_line", length=f"{sensors.line.length:.4g}", offset=f"{offset:g}")
         )
     if skipped:
-        survey.notes.append(f"{skipped} datum(s) marked valid = 0 were left out")
+        survey.notes.append(Note("reader.invalid", n=skipped))
     ignored = [c.unit for c in columns if not c.name] + sensors.ignored
     if ignored:
-        survey.notes.append(
-            "columns not used by this reader were ignored: " + ", ".join(repr(t) for t in ignored)
-        )
+        survey.notes.append(Note("reader.ignored", columns=", ".join(repr(t) for t in ignored)))
     if computed_k:
-        survey.notes.append(
-            "the file holds resistances only: ρa = K·R with the flat-earth geometric factor "
-            "(topography effects not corrected)"
-        )
+        survey.notes.append(Note("reader.resistances_only"))
     if not data and not dropped.rows:
         raise ERTFormatError(path, None, "expected at least one valid data row")
     dropped.check(survey, len(data))
