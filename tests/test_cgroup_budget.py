@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -307,4 +309,78 @@ def test_loads_in_a_cgroup_that_fits(mem_group: MemGroup, use_mmap: bool) -> Non
     assert "error" not in out, out["error"]
     assert out["loads"] == 1 and isinstance(out["text"], str) and out["text"]
     assert out["limit"] == limit
+    assert mem_group.oom_events() == 0
+
+
+FIT_CHILD = textwrap.dedent(
+    """
+    import json, os, re, sys, warnings
+    import llama_cpp  # imported before joining the group: its charge stays outside
+    from langchain_setraf import ContextDoesNotFitError, GGUFLLM
+    from langchain_setraf.cache import InsufficientMemoryError, get_model_cache
+
+    procs, mode = sys.argv[1], sys.argv[2]
+    extra = json.loads(sys.argv[3])
+    options = {"n_ctx": 8192, "max_tokens": 4, "temperature": 0, "n_threads": 2, **extra}
+    llm = GGUFLLM(fit=(mode == "fit"), **options)
+    with open(procs, "w") as fh:
+        fh.write(str(os.getpid()))
+    out = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out["text"] = llm.invoke("The resistivity of clay")
+            out["loaded"] = [m.options for m in get_model_cache().loaded()]
+        except ContextDoesNotFitError as exc:
+            out.update(error=str(exc), suggestion=exc.suggestion)
+        except InsufficientMemoryError as exc:
+            out.update(error=str(exc))
+    out["warnings"] = [str(w.message) for w in caught]
+    print(json.dumps(out))
+    """
+)
+
+
+def _fit_child(group: MemGroup, mode: str, extra: dict[str, object]) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "SETRAF_CGROUP_BUDGET"}
+    env.pop("SETRAF_MAX_MEMORY", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", FIT_CHILD, str(group.procs), mode, json.dumps(extra)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, f"child exit {proc.returncode}: {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+@needs_cgroup
+def test_a_context_that_does_not_fit_a_cgroup_is_fitted_or_named(mem_group: MemGroup) -> None:
+    """Issue 23: a cgroup holds the weights and a 2k f16 context but not the asked 8k.
+    Without ``fit`` the refusal names a configuration, which then loads; with ``fit=True``
+    the model loads the best fitting one, warns, and answers. Nothing is OOM-killed."""
+    from langchain_setraf import GGUFLLM
+
+    two_k = GGUFLLM(n_ctx=2048).estimate_memory()
+    eight_k = GGUFLLM(n_ctx=8192).estimate_memory()
+    limit = (two_k + (64 << 20)) // PAGE * PAGE
+    assert limit < eight_k
+    mem_group.set_limit(limit)
+
+    refused = _fit_child(mem_group, "plain", {})
+    assert "suggestion" in refused, refused
+    found = re.search(r"n_ctx=(\d+) with type_k=(\w+), type_v=(\w+)", refused["suggestion"])
+    assert found is not None and 2048 <= int(found.group(1)) <= 8192
+    assert "fit=True" in refused["error"]
+    named = {"n_ctx": int(found.group(1)), "type_k": found.group(2), "type_v": found.group(3)}
+    then = _fit_child(mem_group, "plain", named)  # the named configuration loads
+    assert then.get("text"), then
+
+    fitted = _fit_child(mem_group, "fit", {})
+    assert fitted.get("text"), fitted
+    assert any("fit=True" in w and "loading n_ctx=" in w for w in fitted["warnings"])
+    (options,) = fitted["loaded"]
+    assert 2048 <= options["n_ctx"] <= 8192
     assert mem_group.oom_events() == 0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_setraf._version import __version__
 
 if TYPE_CHECKING:
+    from langchain_setraf._load_options import ContextFitWarning
     from langchain_setraf._mlock import MemoryLockError
     from langchain_setraf.backends.openai_compat import APIKeyOriginError
     from langchain_setraf.backends.repack_probe import RepackUnsupportedError
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from langchain_setraf.backends.transformers import CheckpointError, PickleWeightsRefusedError
     from langchain_setraf.cache import (
         CallTimeoutError,
+        ContextDoesNotFitError,
         InsufficientMemoryError,
         LoadedModel,
         ModelBusyError,
@@ -56,6 +58,8 @@ _EXPORTS = {
     "PickleWeightsRefusedError": "langchain_setraf.backends.transformers",
     "ModelCache": "langchain_setraf.cache",
     "InsufficientMemoryError": "langchain_setraf.cache",
+    "ContextDoesNotFitError": "langchain_setraf.cache",
+    "ContextFitWarning": "langchain_setraf._load_options",
     "ModelBusyError": "langchain_setraf.cache",
     "CallTimeoutError": "langchain_setraf.cache",
     "MemoryLockError": "langchain_setraf._mlock",
@@ -92,6 +96,8 @@ __all__ = [
     "ChatTemplateError",
     "ChatTransformers",
     "CheckpointError",
+    "ContextDoesNotFitError",
+    "ContextFitWarning",
     "DefaultModelNotInstalledError",
     "GGUFFormatError",
     "InsufficientMemoryError",

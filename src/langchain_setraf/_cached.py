@@ -13,6 +13,7 @@ from langchain_setraf._call_limits import CallLimits
 from langchain_setraf.backends.base import Backend, GenerationRequest, LoadSpec, backoff_seconds
 from langchain_setraf.cache import (
     CallTimeoutError,
+    InsufficientMemoryError,
     LoadedModel,
     ModelBusyError,
     ModelCache,
@@ -43,21 +44,34 @@ class CachedModelMixin(CallLimits):
         keep: float | None = getattr(self, "keep_alive", None)
         return keep
 
+    def _explain_refusal(
+        self, refused: InsufficientMemoryError, backend: Backend, spec: LoadSpec
+    ) -> InsufficientMemoryError:
+        """The error to raise for a load the cache refused (a backend that can say what
+        would fit returns a more specific one)."""
+        return refused
+
     @contextmanager
     def _lease(self, *, lock: bool = True, deadline: float | None = None) -> Iterator[Any]:
         backend, spec = self._backend_and_spec()
         keep = self._keep_alive_for_cache(backend)
         # a server batches concurrent requests itself: no per-model lock on this side
         lock = lock and not getattr(backend, "concurrent", False)
-        with self._cache().lease(
-            backend,
-            spec,
-            user=self,
-            lock=lock,
-            keep_alive=keep,
-            deadline=deadline,
-            timeout=self.timeout,
-        ) as handle:
+        with ExitStack() as stack:
+            try:
+                handle = stack.enter_context(
+                    self._cache().lease(
+                        backend,
+                        spec,
+                        user=self,
+                        lock=lock,
+                        keep_alive=keep,
+                        deadline=deadline,
+                        timeout=self.timeout,
+                    )
+                )
+            except InsufficientMemoryError as exc:
+                raise self._explain_refusal(exc, backend, spec) from exc
             yield handle
 
     def _generate_pieces(
@@ -134,8 +148,11 @@ class CachedModelMixin(CallLimits):
             InsufficientMemoryError: the model does not fit the memory budget.
         """
         backend, spec = self._backend_and_spec()
-        with self._cache().lease(backend, spec, user=self, lock=False, keep_alive=None):
-            pass
+        try:
+            with self._cache().lease(backend, spec, user=self, lock=False, keep_alive=None):
+                pass
+        except InsufficientMemoryError as exc:
+            raise self._explain_refusal(exc, backend, spec) from exc
         for model in self._cache().loaded():
             if model.key == spec:
                 return model

@@ -12,15 +12,18 @@ arguments are refused.
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseLanguageModel
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from langchain_setraf._call_limits import CallLimits
 from langchain_setraf._cpu import physical_cores
 from langchain_setraf.backends.base import Backend, LoadSpec
+from langchain_setraf.backends.context_fit import FitDecision, fit_options
 from langchain_setraf.backends.gguf import GGUFBackend
 from langchain_setraf.backends.options import (
     DEFAULT_REQUEST_TIMEOUT,
@@ -33,11 +36,22 @@ from langchain_setraf.backends.options import (
     TransformersOptions,
 )
 from langchain_setraf.backends.transformers import TransformersBackend
-from langchain_setraf.cache import get_model_cache
+from langchain_setraf.cache import (
+    ContextDoesNotFitError,
+    InsufficientMemoryError,
+    get_model_cache,
+)
 from langchain_setraf.gguf_file import read_gguf_header_cached
+from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import default_gguf_path
 
-__all__ = ["GGUFLoadOptions", "Quantization", "TransformersLoadOptions"]
+__all__ = [
+    "DEFAULT_FIT_MIN_CTX",
+    "ContextFitWarning",
+    "GGUFLoadOptions",
+    "Quantization",
+    "TransformersLoadOptions",
+]
 
 _GGUF_BACKEND = GGUFBackend()
 _HF_BACKEND = TransformersBackend()
@@ -61,11 +75,22 @@ _FILE_OPTIONS = (
     "type_k",
     "type_v",
     "flash_attn",
+    "fit",
+    "fit_min_ctx",
 )
+#: ``fit``'s floor when none is given: the ERT chains' instructions and a survey's facts
+#: take about 1,500 tokens.
+DEFAULT_FIT_MIN_CTX = 2048
+
+
+class ContextFitWarning(UserWarning):
+    """``fit=True`` loaded a smaller context, KV cache type or slot count than asked."""
 
 
 class GGUFLoadOptions(CallLimits):
     """How a GGUF model is loaded and where it runs (memory-first defaults)."""
+
+    _fit_decision: FitDecision | None = PrivateAttr(default=None)
 
     model_path: str | None = None
     """Path of the ``.gguf`` file; ``None`` uses the embedded default model."""
@@ -103,6 +128,17 @@ class GGUFLoadOptions(CallLimits):
     """Flash attention: ``"auto"`` (on the managed server, llama.cpp's choice; in this
     process, where llama-cpp-python offers only on/off, on when ``type_v`` is quantised,
     else off), ``True`` or ``False``."""
+    fit: bool = False
+    """When the weights fit the memory left but the asked context does not, load the best
+    configuration that does instead of refusing: the largest context up to ``n_ctx``;
+    at that context ``type_k``/``type_v`` as asked, then ``q8_0``, then ``q4_0``; then
+    fewer slots (``n_parallel``, with ``server=True``); never below ``fit_min_ctx``. It
+    is decided once per object, at its first use, says so in a
+    :class:`ContextFitWarning`, and :attr:`fitted` tells what was chosen. Without it,
+    the refusal (:class:`~langchain_setraf.ContextDoesNotFitError`) names that
+    configuration."""
+    fit_min_ctx: int = DEFAULT_FIT_MIN_CTX
+    """The smallest context ``fit`` may choose (the asked ``n_ctx`` when smaller)."""
     server: bool = False
     """Run the model in the host's one shared llama.cpp server instead of this process:
     every process on the host using this file and these load options shares one server
@@ -158,6 +194,8 @@ class GGUFLoadOptions(CallLimits):
                 )
         if self.n_parallel < 1:
             raise ValueError(f"n_parallel must be >= 1, got {self.n_parallel}")
+        if self.fit_min_ctx < 1:
+            raise ValueError(f"fit_min_ctx must be >= 1, got {self.fit_min_ctx}")
         # the KV cache's types and flash attention, checked now (not at the first load)
         GGUFOptions(type_k=self.type_k, type_v=self.type_v, flash_attn=self.flash_attn)
         if self.cache_ram_mib is not None and self.cache_ram_mib < 0:
@@ -204,7 +242,60 @@ class GGUFLoadOptions(CallLimits):
             "flash_attn": self.flash_attn,
         }
 
+    @property
+    def fitted(self) -> FitDecision | None:
+        """What ``fit=True`` chose (asked and chosen options, bytes, room left); ``None``
+        before the first use or without ``fit``."""
+        decision: FitDecision | None = self._fit_decision
+        return decision
+
     def _gguf_backend_and_spec(self) -> tuple[Backend, LoadSpec]:
+        backend, spec = self._asked_backend_and_spec()
+        if not self.fit or self.server_url is not None:
+            return backend, spec
+        decision = self._fit_decision
+        if decision is None or decision.asked != spec.options:
+            decision = self._fit(backend, spec, get_model_cache().room_for_load(spec)[0])
+            if decision is None:  # not even the floor fits: the cache refuses, explained
+                return backend, spec
+            if decision.changed:
+                warnings.warn(
+                    ContextFitWarning(
+                        f"fit=True: {spec.describe()} needs about "
+                        f"{format_bytes(decision.asked_need)}; loading "
+                        f"{decision.describe()}"
+                    ),
+                    stacklevel=4,
+                )
+            self._fit_decision = decision
+        return backend, dataclasses.replace(spec, options=decision.chosen)
+
+    def _fit(self, backend: Backend, spec: LoadSpec, room: int) -> FitDecision | None:
+        """The best configuration of ``spec`` within ``room`` bytes (see ``fit``)."""
+        if not isinstance(spec.options, GGUFOptions):
+            return None
+        cost_of = getattr(backend, "server_bytes", None) or backend.estimate_bytes
+
+        def cost(options: GGUFOptions) -> int:
+            return int(cost_of(dataclasses.replace(spec, options=options)))
+
+        return fit_options(spec.options, cost, room, floor=self.fit_min_ctx)
+
+    def _explain_refusal(
+        self, refused: InsufficientMemoryError, backend: Backend, spec: LoadSpec
+    ) -> InsufficientMemoryError:
+        """Name a configuration that fits when the weights do but the context does not."""
+        if self.server_url is not None or isinstance(refused, ContextDoesNotFitError):
+            return refused
+        room = refused.available
+        if refused.budget is not None:
+            room = min(room, refused.budget - refused.used)
+        decision = self._fit(backend, spec, max(0, room))
+        if decision is None or not decision.changed:
+            return refused
+        return ContextDoesNotFitError(refused, decision.describe(), decision.room)
+
+    def _asked_backend_and_spec(self) -> tuple[Backend, LoadSpec]:
         if self.server_url is not None:
             attach = get_model_cache().backends.get("openai")
             spec = attach.spec_for(

@@ -56,6 +56,7 @@ from langchain_setraf.settings import DEFAULT_LOCK_TIMEOUT, get_settings
 
 __all__ = [
     "CallTimeoutError",
+    "ContextDoesNotFitError",
     "InsufficientMemoryError",
     "LoadedModel",
     "ModelBusyError",
@@ -169,6 +170,26 @@ class InsufficientMemoryError(MemoryError):
             "Release a model, "
             "raise max_memory / SETRAF_MAX_MEMORY, or pick a smaller quantisation."
         )
+
+
+class ContextDoesNotFitError(InsufficientMemoryError):
+    """The weights fit but the asked context (KV cache, slots) does not; the message names
+    a configuration that does (``fit=True`` loads it).
+
+    Attributes:
+        suggestion: That configuration, e.g. ``n_ctx=2816 with type_k=q8_0, type_v=q8_0
+            fits in 1.2 GB of the 1.4 GB left``.
+        room: Bytes that were left for the load.
+    """
+
+    def __init__(self, refused: InsufficientMemoryError, suggestion: str, room: int) -> None:
+        MemoryError.__init__(
+            self, f"{refused} The weights fit, the asked context does not: {suggestion} "
+            "(pass those options, or fit=True to load the best fitting one)."
+        )  # fmt: skip
+        self.need, self.budget = refused.need, refused.budget
+        self.used, self.available = refused.used, refused.available
+        self.suggestion, self.room = suggestion, room
 
 
 class ModelBusyError(TimeoutError):
@@ -311,6 +332,27 @@ class ModelCache:
                     )
                 )
         return out
+
+    def room_for_load(self, spec: LoadSpec | None = None) -> tuple[int, str]:
+        """Bytes a new load could take now, the idle models evicted: the least of the
+        budget's room (``max_memory`` minus what models in use or loading hold) and the
+        memory available (the host's or the cgroup's) plus what the idle models would
+        give back. ``spec``'s own entry, if loaded, counts as free. An estimate made
+        outside the load's lock: the load itself decides again.
+
+        Returns:
+            ``(bytes, description)``: the description says which limit binds.
+        """
+        with self._cond:
+            others = [e for e in self._entries.values() if e.spec != spec]
+            busy = sum(e.estimated_bytes for e in others if e.active or e.state != _READY)
+            idle = sum(e.estimated_bytes for e in others if not e.active and e.state == _READY)
+        available, where = available_memory()
+        room, why = available + idle, where
+        if self.max_memory is not None and self.max_memory - busy < room:
+            room = self.max_memory - busy
+            why = f"budget {format_bytes(self.max_memory)}, {format_bytes(busy)} in use"
+        return max(0, room), why
 
     def holds(self, user: object) -> bool:
         """Whether a model that ``user`` leased is loaded now (whatever its file became)."""
