@@ -122,3 +122,31 @@ def test_fit_needs_a_file_it_loads() -> None:
         GGUFLLM(server_url="http://127.0.0.1:1/v1", fit=True)
     with pytest.raises(ValueError, match="fit_min_ctx must be >= 1"):
         GGUFLLM(fit=True, fit_min_ctx=0)
+
+
+@pytest.mark.slow
+def test_fit_over_the_managed_server(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same over the managed server: the server's own budget (weights, every slot's
+    KV cache, the prompt cache at its cap, the processes) decides, and slots may shrink."""
+    runtime = tmp_path_factory.mktemp("rt")
+    runtime.chmod(0o700)
+    monkeypatch.setenv("SETRAF_RUNTIME_DIR", str(runtime))
+    cache = get_model_cache()
+    cache.release_all()
+    before = cache.max_memory
+    small = ChatGGUF(server=True, n_ctx=2048, n_parallel=2, n_threads=1).estimate_memory()
+    cache.max_memory = small + (1 << 20)
+    chat = ChatGGUF(server=True, n_ctx=8192, n_parallel=2, fit=True, max_tokens=4,
+                    temperature=0, n_threads=1)  # fmt: skip
+    try:
+        with pytest.warns(ContextFitWarning, match="n_parallel="):
+            assert chat.invoke("Name a rock.").content is not None
+        decision = chat.fitted
+        assert decision is not None and decision.need <= decision.room
+        assert isinstance(decision.chosen, LlamaServerOptions)
+        assert decision.chosen.n_ctx >= 2048 and decision.chosen != decision.asked
+    finally:
+        chat.release()
+        cache.max_memory = before
