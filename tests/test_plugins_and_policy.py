@@ -256,7 +256,7 @@ if mode == "gguf":
     import llama_cpp
     llm = GGUFLLM(temperature=0, max_tokens=4)
 else:
-    llm = TransformersLLM(model=sys.argv[3], quantization=mode, temperature=0, max_new_tokens=4)
+    llm = TransformersLLM(model=sys.argv[3], quantization=mode, temperature=0, max_tokens=4)
 backend, spec = llm._backend_and_spec()
 if hasattr(backend, "prepare"):
     backend.prepare(spec)

@@ -1,15 +1,27 @@
-"""The generation plumbing shared by every ``LLM`` class drawing its model from the cache.
+"""``CachedLLM``: the base of every ``LLM`` class drawing its model from the shared cache.
 
-Subclasses say which backend and load spec they use and turn their fields and a call's
-arguments into a :class:`~langchain_setraf.backends.base.GenerationRequest`; the leased
-handle generates. Batching, ``streaming=True``, async (run in one worker thread, never
-blocking the loop) and token usage totals are done here once.
+Public for plugin authors (``from langchain_setraf import CachedLLM``): a third-party
+backend's LangChain class subclasses it and supplies four hooks: ``_backend_and_spec()``
+(which backend, which :class:`~langchain_setraf.backends.base.LoadSpec`),
+``_generation_request(stop, overrides)`` (its fields and a call's arguments as a
+:class:`~langchain_setraf.backends.base.GenerationRequest`), ``_model_name()`` and
+LangChain's ``_llm_type``. The leased handle generates; batching, ``streaming=True``,
+async (run in one worker thread, never blocking the loop), token usage, ``timeout``,
+``max_retries`` and ``keep_alive`` are done here once. ``chat_model_class`` names the
+chat twin :meth:`CachedLLM.as_chat_model` builds.
+
+Example:
+    >>> from langchain_setraf import CachedLLM, GGUFLLM
+    >>> issubclass(GGUFLLM, CachedLLM)
+    True
+    >>> GGUFLLM(temperature=0).as_chat_model().temperature
+    0.0
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.llms import LLM
@@ -18,19 +30,107 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from langchain_setraf._async import aiter_in_thread
 from langchain_setraf._cached import CachedModelMixin
 from langchain_setraf.backends.base import GenerationRequest, GenerationStats
+from langchain_setraf.chat_base import LocalChatModel
 
 __all__ = ["CachedLLM"]
 
 
 class CachedLLM(CachedModelMixin, LLM):
-    """Base class: an ``LLM`` whose weights live in the shared model cache."""
+    """Base class: an ``LLM`` whose weights live in the shared model cache.
+
+    Subclasses implement ``_backend_and_spec``, ``_generation_request``, ``_model_name``
+    and ``_llm_type``, and may set :attr:`chat_model_class`. See the module docstring.
+    """
+
+    chat_model_class: ClassVar[type[LocalChatModel] | None] = None
+    """The chat class that shares this class's model, fields and load options (``None``:
+    there is none): what :meth:`as_chat_model` builds."""
 
     streaming: bool = False
     """Stream internally on ``invoke`` so callbacks get ``on_llm_new_token``."""
-    keep_alive: float | None = None
-    """Release the model after this many idle seconds (``0``: after each call; ``None``:
-    the cache's default, which keeps it). Like Ollama's ``keep_alive``, and with its rule
-    for a model shared by several objects: the last call to finish sets the expiry."""
+
+    def as_chat_model(self) -> LocalChatModel:
+        """The chat model twin of this LLM: same model, load options and sampling settings.
+
+        It is built from the arguments this object was given (the fields set on it, by
+        name: the two classes share their names), so its load spec is this object's and
+        both use one cache entry (one load, one copy of the weights); its ``timeout``,
+        ``max_retries``, ``keep_alive`` and callbacks are this object's too.
+
+        Returns:
+            An instance of :attr:`chat_model_class`.
+
+        Raises:
+            TypeError: this class has no chat twin (``chat_model_class`` is ``None``).
+            ValueError: an argument given to this object has no counterpart in the chat
+                class (e.g. ``TransformersLLM(do_sample=False)``); it is named, never
+                dropped.
+        """
+        twin = self.chat_model_class
+        if twin is None:
+            raise TypeError(
+                f"{type(self).__name__} has no chat model twin (its chat_model_class is None)"
+            )
+        given = set(self.model_fields_set)
+        lost = sorted(given - set(twin.model_fields))
+        if lost:
+            raise ValueError(
+                f"{type(self).__name__}.as_chat_model(): {', '.join(lost)} "
+                f"{'has' if len(lost) == 1 else 'have'} no counterpart in {twin.__name__}; "
+                "build the chat model yourself without them"
+            )
+        return twin(**{name: getattr(self, name) for name in given})
+
+    def stream_with_usage(
+        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
+    ) -> Generator[GenerationChunk, None, None]:
+        """Stream the completion of ``prompt`` as chunks, with usage on the last one.
+
+        Unlike LangChain's :meth:`stream` (text only), every chunk is a
+        :class:`~langchain_core.outputs.GenerationChunk`; the last has empty text and a
+        ``generation_info`` of ``finish_reason``, ``prompt_tokens``,
+        ``completion_tokens``, ``total_tokens``, ``model`` (and ``served_by`` for a
+        server). LangChain callbacks and its LLM cache are not involved: use
+        :meth:`stream` for them. Closing the generator stops the generation.
+
+        Args:
+            prompt: The text to complete.
+            stop: Stop sequences, merged with this object's.
+            **kwargs: Per-call sampling overrides (the names :meth:`invoke` accepts).
+
+        Yields:
+            The text pieces as chunks, then the chunk carrying usage.
+        """
+        it = self._stream(prompt, stop, None, **kwargs)
+        try:
+            yield from it
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    async def astream_with_usage(
+        self, prompt: str, stop: list[str] | None = None, **kwargs: Any
+    ) -> AsyncGenerator[GenerationChunk, None]:
+        """Async :meth:`stream_with_usage`: generated in one worker thread, never blocking
+        the event loop; ``aclose()`` (or cancelling the consumer) stops the generation.
+
+        Args:
+            prompt: The text to complete.
+            stop: Stop sequences, merged with this object's.
+            **kwargs: Per-call sampling overrides (the names :meth:`ainvoke` accepts).
+
+        Yields:
+            The text pieces as chunks, then the chunk carrying usage.
+        """
+        agen: AsyncGenerator[GenerationChunk, None] = aiter_in_thread(
+            lambda: self._stream(prompt, stop, None, **kwargs)
+        )
+        try:
+            async for chunk in agen:
+                yield chunk
+        finally:
+            await agen.aclose()
 
     def _generation_request(
         self, stop: list[str] | None, overrides: dict[str, Any]
@@ -129,9 +229,7 @@ class CachedLLM(CachedModelMixin, LLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
-        agen: AsyncGenerator[GenerationChunk, None] = aiter_in_thread(
-            lambda: self._stream(prompt, stop, None, **kwargs)
-        )
+        agen = self.astream_with_usage(prompt, stop, **kwargs)
         try:
             async for chunk in agen:
                 if run_manager is not None and chunk.text:
