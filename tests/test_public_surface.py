@@ -229,3 +229,23 @@ def test_max_new_tokens_per_call_still_limits_transformers(
     assert (result.generations[0][0].generation_info or {})["completion_tokens"] <= 2
     result = llm.generate(["The capital of France is"], max_tokens=3)
     assert 0 < (result.generations[0][0].generation_info or {})["completion_tokens"] <= 3
+
+
+@pytest.mark.slow
+def test_the_openai_routes_report_usage_and_prompt_tokens(cache: ModelCache) -> None:
+    pytest.importorskip("fastapi", reason="the HTTP routes need the 'ray' extra")
+    from fastapi.testclient import TestClient
+
+    from langchain_setraf.serve.openai_routes import ModelService, ReplicaInfo, standalone_app
+
+    llm = GGUFLLM(temperature=0, max_tokens=4)
+    service = ModelService(llm.as_chat_model(), llm, "smollm2", ReplicaInfo("surface-test"))
+    with TestClient(standalone_app(service)) as client:
+        body = client.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 3}).json()
+        usage = body["usage"]
+        assert usage["prompt_tokens"] == len(llm.prompt_token_ids(PROMPT))
+        assert 0 < usage["completion_tokens"] <= 3
+        assert body["choices"][0]["finish_reason"] in {"stop", "length"}
+        with_bos = client.post("/tokenize", json={"content": PROMPT, "add_special": True})
+        assert with_bos.json()["tokens"] == service.chat.prompt_token_ids(PROMPT)
+    assert cache.total_loads == 1
