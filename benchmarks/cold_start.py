@@ -133,7 +133,7 @@ def measure(impl: str, model: Path, tokens: int) -> dict[str, Any]:
             model=str(model),
             quantization="bf16",
             temperature=0,
-            max_new_tokens=tokens,
+            max_tokens=tokens,
             repetition_penalty=1.0,
         )
         llm.load()

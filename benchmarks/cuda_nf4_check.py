@@ -56,10 +56,10 @@ for name, over in shapes.items():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         llm = TransformersLLM(
-            model=str(d), quantization=mode, device_map="cuda", temperature=0, max_new_tokens=64
+            model=str(d), quantization=mode, device_map="cuda", temperature=0, max_tokens=64
         )
         t0 = time.perf_counter()
-        llm.invoke("Hi", max_new_tokens=1)
+        llm.invoke("Hi", max_tokens=1)
         load = time.perf_counter() - t0
         with llm._lease(lock=False) as h:
             info = h.info
@@ -80,8 +80,8 @@ for name, over in shapes.items():
         g = time.perf_counter() - t0
         gi = r.generations[0][0].generation_info
         toks = gi["completion_tokens"]
-        s1 = "".join(llm.stream("Resistivity", max_new_tokens=8))
-        s2 = llm.invoke("Resistivity", max_new_tokens=8)
+        s1 = "".join(llm.stream("Resistivity", max_tokens=8))
+        s2 = llm.invoke("Resistivity", max_tokens=8)
         peak = torch.cuda.max_memory_allocated()
         llm.release()
         del r

@@ -87,7 +87,7 @@ class Impl:
                 model=self.ckpt,
                 quantization=n.rsplit("-", 1)[1],
                 temperature=0,
-                max_new_tokens=N_TOKENS,
+                max_tokens=N_TOKENS,
                 repetition_penalty=1.0,
             )
         if n.startswith("lc-hf-pipeline-"):
@@ -112,10 +112,9 @@ class Impl:
             out = obj.create_completion(PROMPT, max_tokens=max_tokens or N_TOKENS, **SAMPLING)
             return str(out["choices"][0]["text"])
         if max_tokens is not None:
-            key = "max_new_tokens" if self.name.startswith("setraf-hf") else "max_tokens"
             if self.name.startswith("lc-hf"):
                 return str(obj.invoke(PROMPT))  # HuggingFacePipeline takes no per-call limit
-            return str(obj.invoke(PROMPT, **{key: max_tokens}))
+            return str(obj.invoke(PROMPT, max_tokens=max_tokens))
         return str(obj.invoke(PROMPT))
 
     def stream_first(self, obj: Any) -> float:

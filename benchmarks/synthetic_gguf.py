@@ -332,16 +332,16 @@ def hf_measure(ckpt: Path) -> dict[str, Any]:
         model=str(ckpt),
         quantization="bf16",
         temperature=0,
-        max_new_tokens=2,
+        max_tokens=2,
         repetition_penalty=1.0,
     )
     backend, spec = llm._backend_and_spec()
     estimate = backend.estimate_bytes(spec)
     t0 = time.perf_counter()
-    llm.invoke("Hello", max_new_tokens=1)
+    llm.invoke("Hello", max_tokens=1)
     load = time.perf_counter() - t0
     t0 = time.perf_counter()
-    llm.invoke("The list of numbers: 1, 2, 3,", max_new_tokens=4)
+    llm.invoke("The list of numbers: 1, 2, 3,", max_tokens=4)
     gen = time.perf_counter() - t0
     snap = memory_snapshot()
     llm.release()

@@ -277,10 +277,8 @@ def test_timeout_bounds_the_wait_for_a_busy_model(cache: ModelCache) -> None:
 def test_the_chat_twin_of_an_attached_llm_keeps_its_limits(
     kwargs: dict[str, Any], request_timeout: float
 ) -> None:
-    from langchain_setraf.ert.chains import _gguf_chat_twin
-
     llm = GGUFLLM(server_url="http://127.0.0.1:9/v1", **kwargs)
-    twin = _gguf_chat_twin(llm)
+    twin = llm.as_chat_model()
     assert isinstance(twin, ChatGGUF)
     assert (twin.timeout, twin.max_retries) == (llm.timeout, llm.max_retries)
     assert twin._backend_and_spec()[1] == llm._backend_and_spec()[1]  # the same handle

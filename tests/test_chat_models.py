@@ -127,7 +127,7 @@ def test_llm_and_chat_share_one_gguf_load(cache: ModelCache) -> None:
 
 @pytest.mark.slow
 def test_llm_and_chat_share_one_transformers_load(cache: ModelCache, hf_checkpoint: Path) -> None:
-    llm = TransformersLLM(model=str(hf_checkpoint), quantization="bf16", max_new_tokens=3)
+    llm = TransformersLLM(model=str(hf_checkpoint), quantization="bf16", max_tokens=3)
     chat = ChatTransformers(model=str(hf_checkpoint), quantization="bf16", max_tokens=3)
     llm.invoke("Hello")
     chat.invoke("Hello")

@@ -281,7 +281,7 @@ def test_real_transformers_llm_is_constrained_through_its_chat_twin(
     from langchain_setraf import TransformersLLM
 
     llm = TransformersLLM(model=str(hf_checkpoint), quantization="fp32", temperature=0,
-                          max_new_tokens=32)  # fmt: skip
+                          max_tokens=32)  # fmt: skip
     summary = summarize(load_survey(ert_dir / "setraf_readme_example.dat"), language="en")
     try:
         result = interpretation_chain(llm, "en").invoke(summary)

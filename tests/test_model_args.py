@@ -134,7 +134,7 @@ def test_transformers_metadata_never_loads_the_weights(
 ) -> None:
     ckpt = str(hf_checkpoint)
     chat = ChatTransformers(model=ckpt, quantization="bf16", keep_alive=0, max_tokens=2)
-    llm = TransformersLLM(model=ckpt, quantization="bf16", keep_alive=0, max_new_tokens=2)
+    llm = TransformersLLM(model=ckpt, quantization="bf16", keep_alive=0, max_tokens=2)
     assert llm.get_num_tokens("hello") == 1
     _untouched(cache)
     assert chat.get_num_tokens("hello") == 1

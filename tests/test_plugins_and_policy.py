@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import langchain_setraf
 from langchain_setraf import (
     GGUFLLM,
     InsufficientMemoryError,
@@ -64,7 +65,10 @@ def plugin_sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _child(site: Path, code: str, tmp_path: Path, **env: str) -> dict:  # type: ignore[type-arg]
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(CORPUS)
-    full_env = {**os.environ, "PYTHONPATH": str(site), **env}
+    # the plugin site, then the langchain_setraf under test (this checkout's, not whichever
+    # one the interpreter has installed: the plugins import its public base classes)
+    ours = Path(langchain_setraf.__file__).resolve().parents[1]
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ours)]), **env}
     full_env.pop("SETRAF_PLUGINS", None) if "SETRAF_PLUGINS" not in env else None
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), str(corpus)],
@@ -256,7 +260,7 @@ if mode == "gguf":
     import llama_cpp
     llm = GGUFLLM(temperature=0, max_tokens=4)
 else:
-    llm = TransformersLLM(model=sys.argv[3], quantization=mode, temperature=0, max_new_tokens=4)
+    llm = TransformersLLM(model=sys.argv[3], quantization=mode, temperature=0, max_tokens=4)
 backend, spec = llm._backend_and_spec()
 if hasattr(backend, "prepare"):
     backend.prepare(spec)

@@ -142,8 +142,10 @@ def test_bad_checkpoint_paths_give_specific_errors(tmp_path: Path, setup: str, m
 
 
 def test_unknown_generation_argument_is_rejected(hf_checkpoint: Path) -> None:
-    with pytest.raises(TypeError, match="unknown generation argument"):
-        _llm(hf_checkpoint).invoke(PROMPT, max_tokens=3)
+    with pytest.raises(
+        TypeError, match=r"unknown generation argument\(s\) \['max_length'\].*max_tokens"
+    ):
+        _llm(hf_checkpoint).invoke(PROMPT, max_length=3)
 
 
 def test_missing_bitsandbytes_gives_a_clear_error_and_loads_nothing(hf_checkpoint: Path) -> None:
@@ -175,7 +177,7 @@ def test_trust_remote_code_is_never_implied(tmp_path: Path, hf_checkpoint: Path)
         "AutoModelForCausalLM": "evil.EvilModel",
     }
     (ckpt / "config.json").write_text(json.dumps(cfg))
-    llm = _llm(ckpt, max_new_tokens=2)
+    llm = _llm(ckpt, max_tokens=2)
     try:
         llm.invoke(PROMPT)  # may load the built-in llama class, or refuse: never run evil.py
     except ValueError as exc:
@@ -194,7 +196,7 @@ def test_each_mode_loads_checks_dtype_and_generates(
     import bitsandbytes as bnb
     import torch
 
-    llm = _llm(hf_checkpoint, mode, max_new_tokens=6)
+    llm = _llm(hf_checkpoint, mode, max_tokens=6)
     with llm._lease(lock=False) as handle:  # loads, no forward pass yet
         at_load = _layouts(handle.model)
     text = llm.invoke(PROMPT)
@@ -268,7 +270,7 @@ def test_cpu_repack_off_keeps_double_quant_through_generation(
     """``cpu_repack=False`` holds on every CPU: the double-quantised layout after forwards."""
     import bitsandbytes as bnb
 
-    llm = _llm(hf_checkpoint, mode, max_new_tokens=4, cpu_repack=False)
+    llm = _llm(hf_checkpoint, mode, max_tokens=4, cpu_repack=False)
     assert llm.invoke(PROMPT).strip()
     with llm._lease(lock=False) as handle:
         layers = [m for m in handle.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
@@ -292,7 +294,7 @@ def test_cpu_repack_on_repacks_or_refuses_by_cpu(cache: ModelCache, hf_checkpoin
     error before any weight is loaded."""
     import bitsandbytes as bnb
 
-    llm = _llm(hf_checkpoint, "nf4", max_new_tokens=4, cpu_repack=True)
+    llm = _llm(hf_checkpoint, "nf4", max_tokens=4, cpu_repack=True)
     if not cpu_repack_supported():
         with pytest.raises(ValueError, match="cpu_repack=True needs a CPU with AVX512-BF16"):
             llm.invoke(PROMPT)
@@ -309,7 +311,7 @@ def test_cpu_repack_on_repacks_or_refuses_by_cpu(cache: ModelCache, hf_checkpoin
 def test_greedy_is_reproducible_and_stream_equals_invoke(
     cache: ModelCache, hf_checkpoint: Path
 ) -> None:
-    llm = _llm(hf_checkpoint, max_new_tokens=16)
+    llm = _llm(hf_checkpoint, max_tokens=16)
     first = llm.invoke(PROMPT)
     assert llm.invoke(PROMPT) == first
     chunks = list(llm.stream(PROMPT))
@@ -321,14 +323,14 @@ def test_greedy_is_reproducible_and_stream_equals_invoke(
 @pytest.mark.slow
 def test_seeded_sampling_is_reproducible(cache: ModelCache, hf_checkpoint: Path) -> None:
     llm = TransformersLLM(
-        model=str(hf_checkpoint), quantization="bf16", temperature=1.0, seed=7, max_new_tokens=12
+        model=str(hf_checkpoint), quantization="bf16", temperature=1.0, seed=7, max_tokens=12
     )
     assert llm.invoke(PROMPT) == llm.invoke(PROMPT)
 
 
 @pytest.mark.slow
 def test_stop_sequences_in_both_modes_and_usage(cache: ModelCache, hf_checkpoint: Path) -> None:
-    llm = _llm(hf_checkpoint, max_new_tokens=24)
+    llm = _llm(hf_checkpoint, max_tokens=24)
     full = llm.invoke(PROMPT)
     assert "." in full, full
     want = full[: full.index(".")]
@@ -343,7 +345,7 @@ def test_stop_sequences_in_both_modes_and_usage(cache: ModelCache, hf_checkpoint
     assert result.llm_output["token_usage"]["total_tokens"] == (
         info["prompt_tokens"] + info["completion_tokens"]
     )
-    info = llm.generate([PROMPT], max_new_tokens=5).generations[0][0].generation_info or {}
+    info = llm.generate([PROMPT], max_tokens=5).generations[0][0].generation_info or {}
     assert info["finish_reason"] == "length" and info["completion_tokens"] == 5
 
 
@@ -351,7 +353,7 @@ def test_stop_sequences_in_both_modes_and_usage(cache: ModelCache, hf_checkpoint
 def test_one_load_shared_across_objects_and_threads_then_release(
     cache: ModelCache, hf_checkpoint: Path
 ) -> None:
-    llms = [_llm(hf_checkpoint, max_new_tokens=3) for _ in range(3)]
+    llms = [_llm(hf_checkpoint, max_tokens=3) for _ in range(3)]
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
@@ -379,19 +381,19 @@ def test_one_load_shared_across_objects_and_threads_then_release(
 def test_worker_exception_reaches_the_caller_and_model_stays_usable(
     cache: ModelCache, hf_checkpoint: Path
 ) -> None:
-    bad = _llm(hf_checkpoint, max_new_tokens=4, model_kwargs={"num_beams": 2, "streamer": None})
+    bad = _llm(hf_checkpoint, max_tokens=4, model_kwargs={"num_beams": 2, "streamer": None})
     start = time.monotonic()
     with pytest.raises(ValueError):
         bad.invoke(PROMPT)
     with pytest.raises(ValueError):
         list(bad.stream(PROMPT))
     assert time.monotonic() - start < 60, "the failing worker hung the caller"
-    assert _llm(hf_checkpoint, max_new_tokens=3).invoke(PROMPT).strip()
+    assert _llm(hf_checkpoint, max_tokens=3).invoke(PROMPT).strip()
 
 
 @pytest.mark.slow
 def test_abandoned_stream_stops_the_generation(cache: ModelCache, hf_checkpoint: Path) -> None:
-    llm = _llm(hf_checkpoint, max_new_tokens=400)
+    llm = _llm(hf_checkpoint, max_tokens=400)
     stream = llm.stream(PROMPT)
     next(stream)
     start = time.monotonic()
@@ -399,13 +401,13 @@ def test_abandoned_stream_stops_the_generation(cache: ModelCache, hf_checkpoint:
     closed_in = time.monotonic() - start
     assert closed_in < 2.0, f"generation kept running {closed_in:.1f} s after close"
     assert not [t for t in threading.enumerate() if t.name == "setraf-generate"]
-    assert llm.invoke(PROMPT, max_new_tokens=3).strip()
+    assert llm.invoke(PROMPT, max_tokens=3).strip()
 
 
 @pytest.mark.slow
 async def test_async_does_not_block_the_event_loop(cache: ModelCache, hf_checkpoint: Path) -> None:
-    llm = _llm(hf_checkpoint, max_new_tokens=12)
-    llm.invoke(PROMPT, max_new_tokens=1)  # load first
+    llm = _llm(hf_checkpoint, max_tokens=12)
+    llm.invoke(PROMPT, max_tokens=1)  # load first
     ticks = 0
 
     async def ticker() -> None:

@@ -39,10 +39,12 @@ if TYPE_CHECKING:
         get_model_cache,
         release_all,
     )
+    from langchain_setraf.chat_base import LocalChatModel
     from langchain_setraf.chat_models import ChatGGUF, ChatTransformers
     from langchain_setraf.chat_template import ChatTemplateError
     from langchain_setraf.factory import get_backend, init_chat_model, init_llm, list_backends
     from langchain_setraf.gguf_file import GGUFFormatError
+    from langchain_setraf.llm_base import CachedLLM
     from langchain_setraf.llms import GGUFLLM
     from langchain_setraf.memory import MemorySnapshot, give_back_memory, memory_snapshot
     from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
@@ -54,6 +56,8 @@ _EXPORTS = {
     "ChatGGUF": "langchain_setraf.chat_models",
     "ChatTransformers": "langchain_setraf.chat_models",
     "TransformersLLM": "langchain_setraf.transformers_llm",
+    "CachedLLM": "langchain_setraf.llm_base",
+    "LocalChatModel": "langchain_setraf.chat_base",
     "CheckpointError": "langchain_setraf.backends.transformers",
     "PickleWeightsRefusedError": "langchain_setraf.backends.transformers",
     "ModelCache": "langchain_setraf.cache",
@@ -91,6 +95,7 @@ __all__ = [
     "GGUFLLM",
     "APIKeyOriginError",
     "BackendInfo",
+    "CachedLLM",
     "CallTimeoutError",
     "ChatGGUF",
     "ChatTemplateError",
@@ -102,6 +107,7 @@ __all__ = [
     "GGUFFormatError",
     "InsufficientMemoryError",
     "LoadedModel",
+    "LocalChatModel",
     "MemoryLockError",
     "MemorySnapshot",
     "ModelBusyError",

@@ -41,8 +41,7 @@ class CachedModelMixin(CallLimits):
         """The ``keep_alive`` the cache applies (a server backend applies it itself)."""
         if getattr(backend, "owns_keep_alive", False):
             return None
-        keep: float | None = getattr(self, "keep_alive", None)
-        return keep
+        return self.keep_alive
 
     def _explain_refusal(
         self, refused: InsufficientMemoryError, backend: Backend, spec: LoadSpec
@@ -185,9 +184,17 @@ class CachedModelMixin(CallLimits):
             raise NotImplementedError(f"backend {backend.name!r} cannot render chat prompts")
         return str(render(spec, messages))
 
-    def _prompt_token_ids(self, prompt: str) -> list[int]:
-        """The tokens the engine is given for ``prompt`` (a chat-rendered prompt carries its
-        own special tokens; at most one BOS), without a load."""
+    def prompt_token_ids(self, prompt: str) -> list[int]:
+        """The token ids the engine is given for ``prompt``: special-token text parsed and
+        at most one BOS (a chat-rendered prompt carries its own special tokens). Reads the
+        vocabulary only (or asks the server): never loads the weights.
+
+        Args:
+            prompt: The whole prompt, e.g. one rendered with the model's chat template.
+
+        Returns:
+            The ids, BOS included where the model adds one.
+        """
         backend, spec = self._backend_and_spec()
         return [int(t) for t in backend.prompt_tokens(spec, prompt)]  # type: ignore[attr-defined]
 

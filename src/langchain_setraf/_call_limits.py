@@ -1,4 +1,5 @@
-"""``timeout`` and ``max_retries``: LangChain's names for a call's limits, declared once.
+"""``timeout``, ``max_retries`` and ``keep_alive``: a call's limits and its model's
+idle lifetime, declared once for every class.
 
 Every class of this package takes them (``ChatOpenAI`` users bring them, and LangChain's
 standard test suites pass them), and each has a meaning wherever the model runs:
@@ -26,7 +27,8 @@ __all__ = ["CallLimits"]
 
 
 class CallLimits(RefuseUnknownArguments):
-    """The fields bounding one call: ``timeout`` and ``max_retries``."""
+    """The fields bounding one call (``timeout``, ``max_retries``) and how long its model
+    stays loaded after it (``keep_alive``)."""
 
     timeout: float | None = None
     """Seconds a call may take (``None``: no limit of its own). Over a server: the
@@ -40,6 +42,11 @@ class CallLimits(RefuseUnknownArguments):
     busy (``ModelBusyError``: another generation held it past the cache's
     ``lock_timeout``). A short backoff (0.5 s, doubling, at most 4 s) separates tries,
     within ``timeout``."""
+    keep_alive: float | None = None
+    """Release the model after this many idle seconds (``0``: after each call; ``None``:
+    the cache's default, which keeps it). Like Ollama's ``keep_alive``, and with its rule
+    for a model shared by several objects: the last call to finish sets the expiry. With
+    the host's shared server (``server=True``) it is the server's idle sleep instead."""
 
     @model_validator(mode="after")
     def _check_call_limits(self) -> CallLimits:

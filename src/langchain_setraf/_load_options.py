@@ -308,7 +308,7 @@ class GGUFLoadOptions(CallLimits):
         path = self.resolved_model_path()
         if self.server:
             managed = get_model_cache().backends.get("llama-server")
-            keep = getattr(self, "keep_alive", None)
+            keep = self.keep_alive
             spec = managed.spec_for(
                 path,
                 LlamaServerOptions(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field
 
 from langchain_setraf._cached import check_overrides, merge_stops
-from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf._load_options import GGUFLoadOptions
 from langchain_setraf.backends.base import (
     LLAMA_SAMPLING_PARAMS,
@@ -16,7 +15,10 @@ from langchain_setraf.backends.base import (
     GenerationRequest,
     LoadSpec,
 )
+from langchain_setraf.chat_base import LocalChatModel
+from langchain_setraf.chat_models import ChatGGUF
 from langchain_setraf.chat_template import messages_to_dicts
+from langchain_setraf.llm_base import CachedLLM
 from langchain_setraf.schema_limits import check_schema
 
 __all__ = ["GGUFLLM"]
@@ -256,6 +258,8 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    chat_model_class: ClassVar[type[LocalChatModel] | None] = ChatGGUF
 
     temperature: float = 0.8
     top_p: float = 0.95

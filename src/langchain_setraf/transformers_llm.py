@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from langchain_setraf._cached import check_overrides, merge_stops
-from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf._load_options import TransformersLoadOptions
 from langchain_setraf.backends.base import GenerationRequest, LoadSpec
 from langchain_setraf.backends.transformers import TransformersBackend
+from langchain_setraf.chat_base import LocalChatModel
+from langchain_setraf.chat_models import ChatTransformers
+from langchain_setraf.llm_base import CachedLLM
 
 __all__ = ["TransformersLLM"]
 
 #: Sampling options a call may override with ``llm.invoke(prompt, temperature=0, ...)``.
 _HF_SAMPLING = (
-    "max_new_tokens",
+    "max_tokens",
     "temperature",
     "top_p",
     "top_k",
@@ -25,6 +29,30 @@ _HF_SAMPLING = (
     "do_sample",
     "seed",
 )
+#: The old name of ``max_tokens`` (transformers' own), accepted with a warning until 0.5.0.
+_OLD_MAX_TOKENS = "max_new_tokens"
+
+
+def _max_tokens_alias(owner: str, given: dict[str, Any], stacklevel: int) -> dict[str, Any]:
+    """``given`` with the deprecated ``max_new_tokens`` renamed ``max_tokens``, warning
+    (``stacklevel`` as :func:`warnings.warn`'s, counted from this function's caller)."""
+    if _OLD_MAX_TOKENS not in given:
+        return given
+    warnings.warn(
+        f"{owner}: max_new_tokens is deprecated, use max_tokens (the name of every class of "
+        "this package and of ChatOpenAI); max_new_tokens is removed in 0.5.0",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    out = dict(given)
+    old = out.pop(_OLD_MAX_TOKENS)
+    if "max_tokens" in out and out["max_tokens"] != old:
+        raise ValueError(
+            f"{owner}: max_tokens={out['max_tokens']!r} and max_new_tokens={old!r} name one "
+            "limit (max_new_tokens is its deprecated name): give max_tokens only"
+        )
+    out["max_tokens"] = old
+    return out
 
 
 class TransformersLLM(TransformersLoadOptions, CachedLLM):
@@ -51,8 +79,9 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
             pip install 'langchain-setraf[transformers]'
 
     Key init args — completion params:
-        max_new_tokens: int
-            Most tokens to generate (256).
+        max_tokens: int
+            Most tokens to generate (256). ``max_new_tokens``, its old name, still works
+            with a ``DeprecationWarning`` until 0.5.0.
         temperature: float
             Sampling temperature (0.8); ``0`` is greedy.
         top_p: float
@@ -112,7 +141,7 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
                 model="/models/SmolLM2-135M-Instruct",
                 quantization="bf16",
                 temperature=0,
-                max_new_tokens=32,
+                max_tokens=32,
                 # other params...
             )
 
@@ -157,7 +186,10 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
-    max_new_tokens: int = 256
+    chat_model_class: ClassVar[type[LocalChatModel] | None] = ChatTransformers
+
+    max_tokens: int = 256
+    """Most tokens to generate (``max_new_tokens``: its deprecated name, until 0.5.0)."""
     temperature: float = 0.8
     top_p: float = 0.95
     top_k: int = 40
@@ -170,6 +202,24 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
     """Seed for sampling (sets torch's global RNG under the model's lock)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra ``generate`` keyword arguments."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rename_max_new_tokens(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and _OLD_MAX_TOKENS in data:
+            # 4 frames up: LangChain's and pydantic's constructors, then the caller's line
+            return _max_tokens_alias(cls.__name__, dict(data), stacklevel=4)
+        return data
+
+    @property
+    def max_new_tokens(self) -> int:
+        """Deprecated name of :attr:`max_tokens` (removed in 0.5.0)."""
+        warnings.warn(
+            "TransformersLLM.max_new_tokens is deprecated, use max_tokens; it is removed in 0.5.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.max_tokens
 
     def _backend_and_spec(self) -> tuple[TransformersBackend, LoadSpec]:
         return self._hf_backend_and_spec()
@@ -195,9 +245,11 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
         }
 
     def _generate_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """This object's sampling settings and a call's overrides, in transformers' names."""
+        overrides = _max_tokens_alias("TransformersLLM", overrides, stacklevel=1)
         check_overrides("TransformersLLM", overrides, _HF_SAMPLING)
         merged: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
+            "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
             "top_k": self.top_k,
@@ -206,6 +258,7 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
             "seed": self.seed,
             **overrides,
         }
+        merged["max_new_tokens"] = merged.pop("max_tokens")
         return merged
 
     def _generation_request(

@@ -76,12 +76,12 @@ def main() -> None:
             give_back_memory()
         else:
             llm = TransformersLLM(
-                model=ckpt, quantization=mode, temperature=0, max_new_tokens=1, **load_opts
+                model=ckpt, quantization=mode, temperature=0, max_tokens=1, **load_opts
             )
             llm.invoke(prompt)
             load_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            result = llm.generate([prompt], max_new_tokens=new_tokens)
+            result = llm.generate([prompt], max_tokens=new_tokens)
             gen_s = time.perf_counter() - t1
             n_out = int(result.generations[0][0].generation_info["completion_tokens"])
             (entry,) = llm._cache().loaded()

@@ -68,6 +68,7 @@ __all__ = [
     "graph_explanation_chain",
     "interpretation_chain",
     "legend_chain",
+    "model_step",
     "parse_sections",
 ]
 
@@ -146,11 +147,20 @@ def as_summary(value: SurveyInput, language: str = "en") -> SurveySummary:
     return summarize(survey, language=language)
 
 
-def _model_step(llm: BaseLanguageModel[Any], prefill: str = "") -> Runnable[list[BaseMessage], str]:
+def model_step(llm: BaseLanguageModel[Any], prefill: str = "") -> Runnable[list[BaseMessage], str]:
     """Messages → text, for chat models and LLMs alike.
 
-    For completion LLMs with a chat template, ``prefill`` starts the assistant's answer
-    (e.g. the first heading) and is prepended to the returned text.
+    A chat model gets the messages; an LLM with a ``format_chat`` method (``GGUFLLM``)
+    gets them rendered with its model's chat template; any other LLM gets their contents
+    joined by blank lines.
+
+    Args:
+        llm: Any LangChain chat model or LLM.
+        prefill: For LLMs with a chat template: the start of the assistant's answer (e.g.
+            the first heading), prepended to the returned text.
+
+    Returns:
+        A runnable from a list of messages to the answer's text.
     """
     if isinstance(llm, BaseChatModel):
         return llm | StrOutputParser()
@@ -244,74 +254,31 @@ def _chunk_text(chunk: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _chat_twin(llm: BaseLanguageModel[Any]) -> BaseChatModel | None:
-    """The chat class sharing ``llm``'s cached weights, for local LLMs without a grammar."""
-    from langchain_setraf._load_options import TransformersLoadOptions
-    from langchain_setraf.transformers_llm import TransformersLLM
-
-    if isinstance(llm, TransformersLLM):
-        from langchain_setraf.chat_models import ChatTransformers
-
-        fields = {k: getattr(llm, k) for k in TransformersLoadOptions.model_fields}
-        return ChatTransformers(
-            **fields,
-            temperature=llm.temperature,
-            top_p=llm.top_p,
-            top_k=llm.top_k,
-            max_tokens=llm.max_new_tokens,
-            repetition_penalty=llm.repetition_penalty,
-            seed=llm.seed,
-        )
-    return None
-
-
-def _gguf_chat_twin(llm: Any) -> BaseLanguageModel[Any]:
-    """The ``ChatGGUF`` sharing ``llm``'s connection and sampling settings."""
-    from langchain_setraf.chat_models import ChatGGUF
-
-    return ChatGGUF(
-        server_url=llm.server_url,
-        server_model=llm.server_model,
-        api_key_env=llm.api_key_env,
-        # timeout is request_timeout's other name: pass the one given (both are refused)
-        **({"request_timeout": llm.request_timeout} if llm.timeout is None else {}),
-        timeout=llm.timeout,
-        max_retries=llm.max_retries,
-        temperature=llm.temperature,
-        top_p=llm.top_p,
-        top_k=llm.top_k,
-        min_p=llm.min_p,
-        max_tokens=llm.max_tokens,
-        repeat_penalty=llm.repeat_penalty,
-        seed=llm.seed,
-    )
-
-
 def constrained_stream(
     llm: BaseLanguageModel[Any], messages: list[BaseMessage], schema: dict[str, Any], budget: int
 ) -> TextStream | None:
     """Stream the answer decoded under ``schema`` when ``llm`` is a local model, else ``None``.
 
     ``GGUFLLM`` gets the schema as its ``json_schema`` call option (a GBNF grammar
-    in-process, the server's JSON-schema field over HTTP; attached by URL, its chat twin);
-    ``ChatGGUF`` and ``ChatTransformers`` get the schema as ``response_format`` (what their
-    ``with_structured_output`` binds); ``TransformersLLM`` goes through its chat twin, which
-    shares its loaded weights. The token limit is raised to ``budget`` when lower, so the
-    JSON is never cut off.
+    in-process, the server's JSON-schema field on the managed server); the other LLMs of
+    this package (``TransformersLLM``, ``GGUFLLM`` attached by URL: the server renders its
+    own template) go through their chat twin (``as_chat_model()``, which shares their
+    loaded weights and settings); ``ChatGGUF`` and ``ChatTransformers`` get the schema as
+    ``response_format`` (what their ``with_structured_output`` binds). The token limit is
+    raised to ``budget`` when lower, so the JSON is never cut off.
     """
-    from langchain_setraf._chat_base import LocalChatModel
-    from langchain_setraf.llms import GGUFLLM
+    from langchain_setraf import GGUFLLM, CachedLLM, LocalChatModel
 
-    model: BaseLanguageModel[Any] = _chat_twin(llm) or llm
-    limit = max(budget, int(getattr(model, "max_tokens", 0) or 0))
-    if isinstance(model, GGUFLLM):
-        if model.server_url is not None:  # the server renders its own template: chat twin
-            model = _gguf_chat_twin(model)
-        else:
-            prompt = model.format_chat(messages)
-            stream = model.stream(prompt, json_schema=schema, max_tokens=limit)
-            return (_chunk_text(c) for c in stream)
+    if isinstance(llm, GGUFLLM) and llm.server_url is None:
+        prompt = llm.format_chat(messages)
+        limit = max(budget, llm.max_tokens)
+        stream = llm.stream(prompt, json_schema=schema, max_tokens=limit)
+        return (_chunk_text(c) for c in stream)
+    model: BaseLanguageModel[Any] = llm
+    if isinstance(llm, CachedLLM) and llm.chat_model_class is not None:
+        model = llm.as_chat_model()
     if isinstance(model, LocalChatModel):
+        limit = max(budget, model.max_tokens)
         bound = model.bind(response_format={"type": "json_schema", "schema": schema})
         return (_chunk_text(c) for c in bound.stream(messages, max_tokens=limit))
     return None
@@ -477,7 +444,7 @@ def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[I
                 )
         if not raw:
             messages = _messages(summary, spec, lang, context, example=True)
-            stream = _model_step(llm).stream(messages)
+            stream = model_step(llm).stream(messages)
             source = "parsed"
     if stream is not None:
         parts: list[str] = []
@@ -552,7 +519,7 @@ def legend_chain(llm: BaseLanguageModel[Any], language: str = "fr") -> Runnable[
     only its answer (never the prompt) is parsed.
     """
     lang = _lang(language)
-    model = _model_step(llm)
+    model = model_step(llm)
 
     def run(value: dict[str, Any]) -> LegendResult:
         if "values" in value:
@@ -593,7 +560,7 @@ def graph_explanation_chain(
 ) -> Runnable[dict[str, Any], str]:
     """``{"graph_type", "data_stats", "context"}`` → explanation text (SETRAF graph types)."""
     lang = _lang(language)
-    model = _model_step(llm)
+    model = model_step(llm)
 
     def build(value: dict[str, Any]) -> list[BaseMessage]:
         gtype = value.get("graph_type", "default")
@@ -619,7 +586,7 @@ def ert_chat_chain(
 ) -> Runnable[dict[str, Any], str]:
     """``{"survey": path|Survey|SurveySummary, "question": str}`` → answer text."""
     lang = _lang(language)
-    model = _model_step(llm)
+    model = model_step(llm)
 
     def build(value: dict[str, Any]) -> list[BaseMessage]:
         summary = as_summary(value["survey"], lang)

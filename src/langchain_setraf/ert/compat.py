@@ -27,10 +27,10 @@ from langchain_core.runnables import Runnable
 
 from langchain_setraf.ert import prompts
 from langchain_setraf.ert.chains import (
-    _model_step,
     constrained_stream,
     graph_explanation_chain,
     legend_chain,
+    model_step,
     parse_sections,
 )
 from langchain_setraf.ert.classify import candidate_materials, setraf_class
@@ -288,7 +288,7 @@ def analyze_data_with_mistral(
             ensure_ascii=False,
         )
         messages[-1] = HumanMessage(msg + "\n" + form["example"].format(example=example))
-        stream = _model_step(model).stream(messages)
+        stream = model_step(model).stream(messages)
     text = _consume(stream, spec, timeout, progress_callback)
     _progress(progress_callback, tr("fr", "compat.progress.parse"), 0.9)
     choices, _ = coerce_choices(spec, parse_answer(text), max_confidence="medium")

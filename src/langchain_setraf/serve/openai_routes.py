@@ -54,6 +54,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
+from langchain_setraf import CachedLLM, LocalChatModel
 from langchain_setraf.schema_limits import check_schema
 from langchain_setraf.serve.ingress_policy import IngressPolicy, RequestError
 
@@ -139,8 +140,8 @@ class ModelService:
 
     def __init__(
         self,
-        chat: Any,
-        llm: Any,
+        chat: LocalChatModel,
+        llm: CachedLLM,
         model_name: str,
         replica: ReplicaInfo,
         details: Mapping[str, Any] | None = None,
@@ -795,7 +796,7 @@ async def _completion_events(
     parts: list[str] = []
     info: dict[str, Any] = {}
     # the LLM's own chunk stream: its last chunk carries usage and finish reason
-    agen = service.llm._astream(prompt, stop, None, **overrides)
+    agen = service.llm.astream_with_usage(prompt, stop, **overrides)
     try:
         async for piece in agen:
             if piece.generation_info:
@@ -874,7 +875,7 @@ async def tokenize(service: ModelService, request: Request) -> Response:
         if body.get("with_pieces") or body.get("parse_special") is False:
             raise RequestError("with_pieces / parse_special=false are not supported")
         if body.get("add_special"):
-            tokens = service.chat._prompt_token_ids(content)
+            tokens = service.chat.prompt_token_ids(content)
         else:
             tokens = service.llm.get_token_ids(content)
     except Exception as exc:

@@ -41,6 +41,7 @@ from fastapi.responses import Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from langchain_setraf import LocalChatModel
 from langchain_setraf.serve import openai_routes as routes
 from langchain_setraf.serve.asgi_bridge import ForwardedRequest, ResponseHead, run_asgi
 from langchain_setraf.serve.ingress_policy import IngressPolicy
@@ -102,14 +103,9 @@ def build_service(
     return routes.ModelService(chat, llm, model.served_name(), info, details, policy)
 
 
-def _warm_up(chat: Any) -> None:
+def _warm_up(chat: LocalChatModel) -> None:
     """Load the weights now, so a replica is healthy only once it can answer."""
-    load = getattr(chat, "load", None)
-    if callable(load):
-        load()
-        return
-    with chat._lease():  # the classes before the public load(): same effect
-        pass
+    chat.load()
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)

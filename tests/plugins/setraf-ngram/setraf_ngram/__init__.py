@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from langchain_setraf._llm_base import CachedLLM
+from langchain_setraf import CachedLLM
 from langchain_setraf.backends.base import (
     GenerationRequest,
     GenerationStats,

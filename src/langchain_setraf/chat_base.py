@@ -1,9 +1,12 @@
-"""The chat-model machinery shared by ``ChatGGUF`` and ``ChatTransformers``.
+"""``LocalChatModel``: the base of the chat models drawing their model from the shared cache.
 
-A subclass supplies its backend and load spec (the leased handle renders the chat
-template and generates, honouring a JSON constraint), the sampling settings in the
-backend's own names, and the model's name. Tools, structured output, usage metadata,
-streaming and async are done here once.
+Public for plugin authors (``from langchain_setraf import LocalChatModel``): a subclass
+supplies ``_backend_and_spec()`` (its backend and load spec: the leased handle renders the
+chat template and generates, honouring a JSON constraint), ``_sampling_params(overrides)``
+(its sampling settings and a call's overrides, in the backend's own names),
+``_model_name()`` and LangChain's ``_llm_type``. Tools, structured output, usage metadata,
+streaming, async, ``timeout``, ``max_retries`` and ``keep_alive`` are done here once.
+``ChatGGUF`` and ``ChatTransformers`` are its subclasses.
 """
 
 from __future__ import annotations
@@ -60,10 +63,6 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
     seed: int | None = None
     streaming: bool = False
     """Stream internally on ``invoke`` so callbacks get ``on_llm_new_token``."""
-    keep_alive: float | None = None
-    """Release the model after this many idle seconds (``0``: after each call; ``None``:
-    the cache's default, which keeps it). Like Ollama's ``keep_alive``, and with its rule
-    for a model shared by several objects: the last call to finish sets the expiry."""
 
     # -- backend hooks ------------------------------------------------------------------------
     def _sampling_params(self, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +105,7 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
         if tools:
             system_extra = tools_system_prompt([convert_to_openai_tool(t) for t in tools], None)
         prompt = self._render(messages_for_template(messages, system_extra))
-        return len(self._prompt_token_ids(prompt))
+        return len(self.prompt_token_ids(prompt))
 
     # -- LangChain metadata ---------------------------------------------------------------------
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
