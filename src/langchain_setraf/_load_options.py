@@ -19,12 +19,12 @@ from langchain_core.language_models import BaseLanguageModel
 from pydantic import ConfigDict, model_validator
 
 from langchain_setraf._call_limits import CallLimits
-from langchain_setraf._cpu import physical_cores
 from langchain_setraf.backends.base import Backend, LoadSpec
-from langchain_setraf.backends.gguf import GGUFBackend
-from langchain_setraf.backends.transformers import TransformersBackend
+from langchain_setraf.backends.gguf.backend import GGUFBackend
+from langchain_setraf.backends.gguf.file import read_gguf_header_cached
+from langchain_setraf.backends.transformers.backend import TransformersBackend
 from langchain_setraf.cache import get_model_cache
-from langchain_setraf.gguf_file import read_gguf_header_cached
+from langchain_setraf.cpu import physical_cores
 from langchain_setraf.models import default_gguf_path
 
 __all__ = ["GGUFLoadOptions", "Quantization", "TransformersLoadOptions"]

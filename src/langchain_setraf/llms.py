@@ -16,7 +16,7 @@ from langchain_setraf.backends.base import (
     GenerationRequest,
     LoadSpec,
 )
-from langchain_setraf.chat_template import messages_to_dicts
+from langchain_setraf.backends.chat_template import messages_to_dicts
 from langchain_setraf.schema_limits import check_schema
 
 __all__ = ["GGUFLLM"]

@@ -11,7 +11,7 @@ from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._llm_base import CachedLLM
 from langchain_setraf._load_options import TransformersLoadOptions
 from langchain_setraf.backends.base import GenerationRequest, LoadSpec
-from langchain_setraf.backends.transformers import TransformersBackend
+from langchain_setraf.backends.transformers.backend import TransformersBackend
 
 __all__ = ["TransformersLLM"]
 

@@ -2,7 +2,7 @@
 
 ``status`` says why each running server is still up: its live clients, or since when it
 has had none and when it sleeps and exits (see
-:meth:`~langchain_setraf.serve.managed.ServerStatus.why_up`).
+:meth:`~langchain_setraf.backends.llama_server.managed.ServerStatus.why_up`).
 
 Wire into the ``setraf`` parser with :func:`add_server_parser`.
 """
@@ -14,13 +14,13 @@ import json
 import sys
 from typing import Any
 
-from langchain_setraf.memory import format_bytes
-from langchain_setraf.serve.managed import (
+from langchain_setraf.backends.llama_server.managed import (
     LockBusyError,
     ManagedServer,
     ServerStatus,
     running_servers,
 )
+from langchain_setraf.memory import format_bytes
 
 __all__ = ["add_server_parser", "run_server_command"]
 

@@ -1,11 +1,11 @@
-"""Tokenizers without weights: count tokens and read chat templates before any load.
+"""A GGUF file's tokenizer and chat template without weights: count tokens before any load.
 
 Counting tokens and rendering a chat template must never load a model (nor, with
 ``keep_alive=0``, load and release one). A GGUF file's vocabulary is loaded by llama.cpp
 with ``vocab_only=True``: the metadata and the tokenizer tables, no tensor is read or
-mapped. A transformers checkpoint's tokenizer is loaded alone, with the same safety
-options as the model. Both are kept per file version (real path, size, mtime), a few at a
-time; a file replaced on disk gets a fresh tokenizer.
+mapped. It is kept per file version (real path, size, mtime), a few at a time, in the
+process-wide :func:`~langchain_setraf.backends.tokenizer_cache.tokenizer_cache`; a file
+replaced on disk gets a fresh vocabulary. The chat template is read from the header.
 """
 
 from __future__ import annotations
@@ -13,25 +13,22 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from langchain_setraf.backends.base import file_identity
-from langchain_setraf.gguf_file import read_gguf_header_cached
+from langchain_setraf.backends.chat_template import render_prompt
+from langchain_setraf.backends.gguf.file import read_gguf_header_cached
+from langchain_setraf.backends.gguf.runtime import import_llama_cpp
+from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 
 __all__ = [
     "GGUFVocabulary",
-    "HFTokenizer",
-    "TokenizerCache",
     "Tokenizes",
     "gguf_vocabulary",
-    "hf_tokenizer",
     "prompt_tokens",
+    "render_gguf_prompt",
 ]
-
-_T = TypeVar("_T")
 
 
 class Tokenizes(Protocol):
@@ -65,34 +62,6 @@ def prompt_tokens(vocab: Tokenizes, prompt: str) -> list[int]:
     return tokens
 
 
-class _LRU:
-    """A small thread-safe mapping that keeps the ``size`` most recently used values."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, build: Callable[[], _T]) -> _T:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                value: _T = self._items[key]
-                return value
-        value = build()  # outside the lock: a slow build never blocks other files
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                # dropped, not closed: a thread still tokenizing holds its own reference
-                self._items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
 _BACKEND_READY = threading.Lock()
 _backend_initialised = False
 
@@ -108,14 +77,12 @@ def _init_llama_backend(llama_cpp: Any) -> None:
 class GGUFVocabulary:
     """A GGUF file's tokenizer, loaded by llama.cpp with ``vocab_only=True`` (no weights).
 
-    The file is validated by :func:`~langchain_setraf.gguf_file.read_gguf_header` before
+    The file is validated by :func:`~langchain_setraf.backends.gguf.file.read_gguf_header` before
     llama.cpp reads it, as for a full load.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         read_gguf_header_cached(path)
-        from langchain_setraf.backends.gguf import import_llama_cpp  # (gguf imports us)
-
         llama_cpp = import_llama_cpp()
         internals = importlib.import_module("llama_cpp._internals")
         _init_llama_backend(llama_cpp)
@@ -140,86 +107,29 @@ class GGUFVocabulary:
         return int(self._model.token_eos())
 
 
-class TokenizerCache:
-    """Weightless tokenizers kept per file version: four GGUF vocabularies and two
-    transformers tokenizers, most recently used first. One lives on the process-wide
-    model cache (``get_model_cache().tokenizers``), the package's only global state."""
-
-    def __init__(self) -> None:
-        self.gguf = _LRU(4)
-        self.hf = _LRU(2)
-
-    def clear(self) -> None:
-        """Forget every tokenizer (the next use builds it again)."""
-        self.gguf.clear()
-        self.hf.clear()
-
-
-def _tokenizers() -> TokenizerCache:
-    from langchain_setraf.cache import get_model_cache  # (the cache imports this module)
-
-    return get_model_cache().tokenizers
-
-
 def gguf_vocabulary(path: str | os.PathLike[str]) -> GGUFVocabulary:
     """The (cached) vocabulary of the GGUF file at ``path``."""
     key = ("gguf", *file_identity(path))
-    return _tokenizers().gguf.get(key, lambda: GGUFVocabulary(path))
+    return tokenizer_cache().gguf.get(key, lambda: GGUFVocabulary(path))
 
 
-class HFTokenizer:
-    """A transformers checkpoint's tokenizer, loaded without the model."""
+def render_gguf_prompt(path: str | os.PathLike[str], messages: Sequence[Mapping[str, Any]]) -> str:
+    """Render ``messages`` with the chat template of the GGUF file at ``path``.
 
-    def __init__(self, tokenizer: Any) -> None:
-        self._tok = tokenizer
-        self._lock = threading.Lock()  # a fast tokenizer is not safe to share across threads
-        self.chat_template: str | None = getattr(tokenizer, "chat_template", None)
-        self.bos_token: str = getattr(tokenizer, "bos_token", None) or ""
-        self.eos_token: str = getattr(tokenizer, "eos_token", None) or ""
-        eos_id = getattr(tokenizer, "eos_token_id", None)
-        self.eos_token_id: int | None = None if eos_id is None else int(eos_id)
+    ``bos_token`` and ``eos_token`` are the text of the tokens the file's metadata names,
+    as llama-cpp-python's own formatter renders them; the BOS a template writes is then
+    the prompt's only one (see :func:`~langchain_setraf.backends.gguf.vocabulary.prompt_tokens`).
+    Reads the header only: no weights are loaded.
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` without added special tokens (a chat-rendered prompt
-        carries its own)."""
-        with self._lock:
-            ids = self._tok(text, add_special_tokens=False)["input_ids"]
-        return [int(i) for i in ids]
-
-
-def hf_tokenizer(
-    model: str,
-    *,
-    trust_remote_code: bool = False,
-    local_files_only: bool = True,
-    revision: str | None = None,
-) -> HFTokenizer:
-    """The (cached) tokenizer of a local checkpoint directory or a cached hub id."""
-    identity: tuple[Any, ...] = file_identity(model) if Path(model).exists() else (model, revision)
-    key = ("hf", identity, trust_remote_code, local_files_only, revision)
-
-    def build() -> HFTokenizer:
-        try:
-            transformers = importlib.import_module("transformers")
-        except ImportError as exc:
-            raise ImportError(
-                f"the transformers backend needs transformers: "
-                f"pip install 'langchain-setraf[transformers]' ({exc})"
-            ) from exc
-        try:
-            tok = transformers.AutoTokenizer.from_pretrained(
-                model,
-                trust_remote_code=trust_remote_code,
-                local_files_only=local_files_only,
-                revision=revision,
-            )
-        except OSError as exc:
-            if Path(model).exists():
-                raise
-            raise FileNotFoundError(
-                f"{model!r} is neither a local checkpoint directory nor a hub id in the "
-                "local Hugging Face cache (pass local_files_only=False to allow a download)"
-            ) from exc
-        return HFTokenizer(tok)
-
-    return _tokenizers().hf.get(key, build)
+    Raises:
+        ChatTemplateError: The file's template fails or exceeds a limit (names ``path``).
+    """
+    info = read_gguf_header_cached(path)
+    tokens = info.special_tokens
+    return render_prompt(
+        info.chat_template,
+        messages,
+        bos=tokens.get("bos", ""),
+        eos=tokens.get("eos", ""),
+        source=os.fspath(path),
+    )

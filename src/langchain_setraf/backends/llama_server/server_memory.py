@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from langchain_setraf.gguf_file import GGUFInfo
+from langchain_setraf.backends.gguf.file import GGUFInfo
 
 __all__ = [
     "DEFAULT_CTX_CHECKPOINTS",
