@@ -82,7 +82,10 @@ def child(ckpt: str, mode: str, repack: bool) -> dict[str, Any]:
     import torch
 
     from langchain_setraf import memory_snapshot
-    from langchain_setraf.backends.transformers import TransformersBackend, _settle_cpu_layout
+    from langchain_setraf.backends.transformers.backend import (
+        TransformersBackend,
+        _settle_cpu_layout,
+    )
     from langchain_setraf.memory import give_back_memory
 
     backend = TransformersBackend()
@@ -148,7 +151,7 @@ def speed(ckpt: str, mode: str) -> dict[str, Any]:
     """Both layouts loaded in this process, generations timed alternately."""
     import torch
 
-    from langchain_setraf.backends.transformers import TransformersBackend
+    from langchain_setraf.backends.transformers.backend import TransformersBackend
 
     backend = TransformersBackend()
     handles = {
@@ -201,7 +204,7 @@ def main() -> None:
     import transformers
 
     from helpers.checkpoint import build_checkpoint
-    from langchain_setraf.backends.transformers import cpu_repack_supported
+    from langchain_setraf.backends.transformers.backend import cpu_repack_supported
     from langchain_setraf.models import default_gguf_path
 
     ckpt = str(build_checkpoint(default_gguf_path()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 
-from langchain_setraf.backends.repack_probe import CPU_FAULT_SIGNALS, repack_verdict
+from langchain_setraf.backends.gguf.repack_probe import CPU_FAULT_SIGNALS, repack_verdict
 
 
 def child_outcome(returncode: int, stderr: str = "") -> str | None:

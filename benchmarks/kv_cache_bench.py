@@ -47,10 +47,10 @@ CHILD = r"""
 import json, math, os, re, sys, time
 import numpy as np
 import llama_cpp
-from langchain_setraf.backends.gguf import model_params
+from langchain_setraf.backends.gguf.backend import model_params
 from langchain_setraf.backends.kv_cache import kv_bytes_per_token
 from langchain_setraf.backends.options import GGUFOptions
-from langchain_setraf.gguf_file import read_gguf_header
+from langchain_setraf.backends.gguf.file import read_gguf_header
 
 path, kv, text_path = sys.argv[1], sys.argv[2], sys.argv[4]
 n_ctx, threads = int(sys.argv[3]), int(sys.argv[5])

@@ -36,7 +36,7 @@ def _nll(logits_rows: Any, ids: list[int]) -> float:
 def gguf_ppl(ids: list[int]) -> float:
     import llama_cpp
 
-    from langchain_setraf.backends.gguf import model_params
+    from langchain_setraf.backends.gguf.backend import model_params
     from langchain_setraf.models import default_gguf_path
 
     # repack off (GGUFLLM's default; llama.cpp's default crashes on some CPUs): the same
@@ -54,7 +54,7 @@ def gguf_ppl(ids: list[int]) -> float:
 def hf_ppl(ckpt: str, mode: str, ids: list[int]) -> float:
     import torch
 
-    from langchain_setraf.backends.transformers import TransformersBackend
+    from langchain_setraf.backends.transformers.backend import TransformersBackend
 
     backend = TransformersBackend()
     handle = backend.load(backend.spec_for(ckpt, quantization=mode))

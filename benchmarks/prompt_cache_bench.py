@@ -110,7 +110,7 @@ def run(
     ``max_seconds``, the run ends at the first reading after that many seconds of prompts
     (``prompts_sent`` says how many went)."""
     from langchain_setraf import GGUFLLM
-    from langchain_setraf.serve.managed import running_servers
+    from langchain_setraf.backends.llama_server.managed import running_servers
 
     options: dict[str, Any] = {"server": True, "n_ctx": N_CTX, "n_threads": bench_threads()}
     if uncapped:

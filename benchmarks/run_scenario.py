@@ -70,7 +70,7 @@ class Impl:
         if n == "raw-llama-norepack":  # the speed reference where llama.cpp's default crashes
             import llama_cpp
 
-            from langchain_setraf.backends.gguf import model_params
+            from langchain_setraf.backends.gguf.backend import model_params
 
             with model_params(llama_cpp, use_extra_bufts=False):
                 return llama_cpp.Llama(model_path=_gguf_path(), n_ctx=2048, verbose=False)

@@ -2,7 +2,7 @@
 memory across processes and latency, each figure beside its peers, ratios in one run.
 
 Every server here is started by this module on 127.0.0.1 with the managed server's own
-command line (:func:`langchain_setraf.serve.engine.server_argv`: same flags for both
+command line (:func:`langchain_setraf.backends.llama_server.engine.server_argv`: same flags for both
 engines) and stopped when its ``with`` block ends. Generation is greedy; the engine
 comparison sends llama.cpp's ``ignore_eos`` so every request decodes exactly ``n`` tokens,
 the class measurements count the tokens the server reports (same prompt, same greedy
@@ -18,9 +18,10 @@ Usage (each writes ``benchmarks/results/server_<part>.json``)::
     python -m benchmarks.server_bench report   # this section of docs/benchmarks.md only
 
 ``benchmarks/test_server_benchmarks.py`` runs the same parts under pytest-benchmark.
-Engines: the ``xllamacpp`` wheel (hosted by :mod:`langchain_setraf.serve.xllamacpp_host`)
-and a ``llama-server`` binary from ``$LLAMA_SERVER_BIN``, ``/work/llama-server/bin`` or
-``PATH`` (``benchmarks/build_llama_server.sh`` builds one).
+Engines: the ``xllamacpp`` wheel (hosted by
+:mod:`langchain_setraf.backends.llama_server.xllamacpp_host`) and a ``llama-server`` binary from
+``$LLAMA_SERVER_BIN``, ``/work/llama-server/bin`` or ``PATH`` (``benchmarks/build_llama_server.sh``
+builds one).
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ import httpx  # noqa: E402
 
 from benchmarks.crash import default_peer_crash  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
-from langchain_setraf._cpu import physical_cores  # noqa: E402
-from langchain_setraf.serve.engine import Engine, ServerArgs, server_argv  # noqa: E402
+from langchain_setraf.backends.llama_server.engine import Engine, ServerArgs, server_argv  # noqa: E402
+from langchain_setraf.cpu import physical_cores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -147,7 +148,7 @@ def engines() -> dict[str, Engine]:
     return out
 
 
-_HOST = "langchain_setraf.serve.xllamacpp_host"
+_HOST = "langchain_setraf.backends.llama_server.xllamacpp_host"
 
 
 def free_port() -> int:
@@ -260,7 +261,7 @@ class Managed:
 
     def status(self) -> Any:
         """The package's own view of the server (pid, PSS of server + supervisor)."""
-        from langchain_setraf.serve.managed import running_servers
+        from langchain_setraf.backends.llama_server.managed import running_servers
 
         found = [st for st in running_servers(self.runtime_dir) if st.running]
         if len(found) != 1:
@@ -272,7 +273,7 @@ class Managed:
 def runtime_dir() -> Iterator[Path]:
     """A private ``$SETRAF_RUNTIME_DIR`` (for this process and the apps it starts); every
     managed server recorded there is stopped on exit."""
-    from langchain_setraf.serve.managed import ManagedServer, running_servers
+    from langchain_setraf.backends.llama_server.managed import ManagedServer, running_servers
 
     old = os.environ.get("SETRAF_RUNTIME_DIR")
     with tempfile.TemporaryDirectory(prefix="setraf-bench-rt-") as d:
@@ -518,7 +519,7 @@ def _all_served(found: dict[str, Engine], path: Path, **kw: Any) -> Iterator[dic
 # -- 2. concurrency through our classes and the peers ----------------------------------------
 def default_engine() -> Engine:
     """The engine the package picks (``resolve_engine``), for the class measurements."""
-    from langchain_setraf.serve.engine import resolve_engine
+    from langchain_setraf.backends.llama_server.engine import resolve_engine
 
     return resolve_engine()
 
@@ -659,7 +660,7 @@ def _raw_llama(path: Path, threads: int) -> Any:
     crash on this CPU (the managed server runs with ``--no-repack`` by default too)."""
     import llama_cpp
 
-    from langchain_setraf.backends.gguf import model_params
+    from langchain_setraf.backends.gguf.backend import model_params
 
     fields = {"use_extra_bufts": False} if default_peer_crash() else {}
     with model_params(llama_cpp, **fields):
@@ -735,7 +736,7 @@ def bench_memory() -> dict[str, Any]:
 
 
 def _apps(k: int, mode: str, path: Path, threads: int) -> dict[str, Any]:
-    from langchain_setraf.serve.managed import running_servers
+    from langchain_setraf.backends.llama_server.managed import running_servers
 
     argv = [sys.executable, "-m", "benchmarks.server_bench", "app", "--model", str(path)]
     argv += ["--threads", str(threads)] + (["--server"] if mode == "server" else [])

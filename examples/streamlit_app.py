@@ -234,7 +234,7 @@ def _options(backend: str) -> dict[str, Any]:
 def _server_memory(t: dict[str, Any]) -> None:
     """The host's managed llama.cpp servers: their own memory, beside this process's."""
     try:
-        from langchain_setraf.serve.managed import running_servers
+        from langchain_setraf.backends.llama_server.managed import running_servers
     except ImportError:  # pragma: no cover - the package always has it
         return
     try:  # bounded: a held lock is reported as busy, never waited for

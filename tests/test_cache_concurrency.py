@@ -171,8 +171,8 @@ def test_gguf_layers_on_a_gpu_are_not_host_memory(
 ) -> None:
     import llama_cpp
 
-    from langchain_setraf.backends.gguf import GGUFBackend
-    from langchain_setraf.gguf_file import read_gguf_header
+    from langchain_setraf.backends.gguf.backend import GGUFBackend
+    from langchain_setraf.backends.gguf.file import read_gguf_header
 
     backend = GGUFBackend()
     info = read_gguf_header(smollm2_path)
@@ -201,7 +201,7 @@ class _StopLoad(Exception):
 def _fake_cuda_without_bnb(monkeypatch: pytest.MonkeyPatch) -> Any:
     import torch
 
-    from langchain_setraf.backends import transformers as tb
+    from langchain_setraf.backends.transformers import backend as tb
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(tb, "_bnb_available", lambda: False)
@@ -213,7 +213,7 @@ def test_auto_quantization_on_cuda_without_bitsandbytes_loads_fp16_on_the_gpu(
 ) -> None:
     import transformers
 
-    from langchain_setraf.backends.transformers import TransformersBackend
+    from langchain_setraf.backends.transformers.backend import TransformersBackend
 
     torch = _fake_cuda_without_bnb(monkeypatch)
     seen: dict[str, Any] = {}
@@ -237,7 +237,7 @@ def test_auto_quantization_on_cuda_without_bitsandbytes_loads_fp16_on_the_gpu(
 def test_transformers_weights_on_a_gpu_are_not_host_memory(
     hf_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from langchain_setraf.backends.transformers import TransformersBackend
+    from langchain_setraf.backends.transformers.backend import TransformersBackend
 
     backend = TransformersBackend()
     cpu = backend.estimate_bytes(backend.spec_for(hf_checkpoint, quantization="bf16"))
@@ -344,7 +344,7 @@ def test_release_after_the_model_file_was_replaced(
 def _endless(max_tokens: int = 64) -> GGUFLLM:
     """The real model with its end-of-sequence token banned: a stream that does not end
     before it is told to."""
-    from langchain_setraf.gguf_file import read_gguf_header
+    from langchain_setraf.backends.gguf.file import read_gguf_header
     from langchain_setraf.models import default_gguf_path
 
     eos = int(read_gguf_header(default_gguf_path()).metadata["tokenizer.ggml.eos_token_id"])
@@ -546,7 +546,7 @@ def test_auto_refuses_a_fifo_or_a_device_without_opening_it(tmp_path: Path, kind
 
 
 def test_gguf_accepts_never_blocks_on_a_fifo(tmp_path: Path) -> None:
-    from langchain_setraf.backends.gguf import GGUFBackend
+    from langchain_setraf.backends.gguf.backend import GGUFBackend
 
     path = tmp_path / "pipe.gguf"
     os.mkfifo(path)

@@ -170,7 +170,7 @@ def test_a_stream_cut_after_its_first_byte_is_not_retried(cache: ModelCache) -> 
 
 def _endless(**kwargs: Any) -> GGUFLLM:
     """A real model that never stops by itself (EOS banned), to hold the model open."""
-    from langchain_setraf.gguf_file import read_gguf_header
+    from langchain_setraf.backends.gguf.file import read_gguf_header
     from langchain_setraf.models import default_gguf_path
 
     eos = int(read_gguf_header(default_gguf_path()).metadata["tokenizer.ggml.eos_token_id"])

@@ -19,9 +19,9 @@ from langchain_setraf import (
     TransformersLLM,
 )
 from langchain_setraf._tools import call_schema, close_objects, format_tool_choice, parse_tool_calls
+from langchain_setraf.backends.chat_template import ChatTemplateError
 from langchain_setraf.cache import ModelCache
 from langchain_setraf.chat_models import json_grammar
-from langchain_setraf.chat_template import ChatTemplateError
 
 
 class Layer(BaseModel):

@@ -20,8 +20,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from langchain_setraf import GGUFLLM, ChatGGUF
+from langchain_setraf.backends.chat_template import messages_to_dicts
 from langchain_setraf.cache import ModelCache
-from langchain_setraf.chat_template import messages_to_dicts
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import pytest
 from langchain_core.language_models import FakeListChatModel
 
 from langchain_setraf import GGUFLLM, memory_snapshot
+from langchain_setraf.backends.gguf.file import GGUFFormatError, read_gguf_header
 from langchain_setraf.cache import ModelCache
-from langchain_setraf.gguf_file import GGUFFormatError, read_gguf_header
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "two_layer_wenner.dat"

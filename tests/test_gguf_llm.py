@@ -344,9 +344,9 @@ def test_repack_switch_moves_the_weights_copy_in_and_out_of_anonymous_memory(
     """Q4_0 is repacked by llama.cpp's CPU backend: ``repack=True`` adds an anonymous copy
     of the repackable matrices, ``repack=False`` (our default) keeps them file-backed; the
     estimate follows both, and both layouts generate."""
-    from langchain_setraf.backends.gguf import repackable_bytes
-    from langchain_setraf.backends.repack_probe import repack_verdict
-    from langchain_setraf.gguf_file import read_gguf_header
+    from langchain_setraf.backends.gguf.backend import repackable_bytes
+    from langchain_setraf.backends.gguf.file import read_gguf_header
+    from langchain_setraf.backends.gguf.repack_probe import repack_verdict
 
     repackable = repackable_bytes(read_gguf_header(smollm2_q4_0))
     assert repackable > 40 * 2**20
@@ -381,7 +381,7 @@ def test_repack_is_a_load_option_and_the_default_is_off(cache: ModelCache) -> No
 def test_model_params_patch_is_scoped_and_checked() -> None:
     import llama_cpp
 
-    from langchain_setraf.backends.gguf import model_params
+    from langchain_setraf.backends.gguf.backend import model_params
 
     original = llama_cpp.llama_cpp.llama_model_default_params
     assert original().use_extra_bufts is True  # llama.cpp's own default

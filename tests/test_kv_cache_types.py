@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from langchain_setraf import GGUFLLM, ChatGGUF
+from langchain_setraf.backends.gguf.file import read_gguf_header
 from langchain_setraf.backends.kv_cache import kv_bytes_per_token
+from langchain_setraf.backends.llama_server.engine import ServerArgs, resolve_engine, server_argv
 from langchain_setraf.backends.options import GGUFOptions, LlamaServerOptions
-from langchain_setraf.gguf_file import read_gguf_header
-from langchain_setraf.serve.engine import ServerArgs, resolve_engine, server_argv
 
 REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import sys, llama_cpp
-from langchain_setraf.backends.gguf import model_params
+from langchain_setraf.backends.gguf.backend import model_params
 from langchain_setraf.backends.options import GGUFOptions
 opts = GGUFOptions(n_ctx=int(sys.argv[2]), type_k=sys.argv[3], type_v=sys.argv[4], n_threads=1)
 with model_params(llama_cpp, use_extra_bufts=False):
@@ -100,7 +100,7 @@ def test_the_managed_server_gets_the_kv_types_and_flash_attention(tmp_path: Path
 
 def test_the_xllamacpp_host_maps_the_flags_to_llama_cpp_params() -> None:
     xllamacpp = pytest.importorskip("xllamacpp")
-    from langchain_setraf.serve.xllamacpp_host import build_params, parse_args
+    from langchain_setraf.backends.llama_server.xllamacpp_host import build_params, parse_args
 
     ns = parse_args(["-m", "/m.gguf", "-ctk", "q8_0", "-ctv", "q4_0", "-fa", "on"])
     params = build_params(xllamacpp, ns)
@@ -113,8 +113,8 @@ def test_the_xllamacpp_host_maps_the_flags_to_llama_cpp_params() -> None:
 
 
 def test_server_specs_and_budget_follow_the_kv_types(smollm2_path: Path) -> None:
-    from langchain_setraf.backends.llama_server import LlamaServerBackend
-    from langchain_setraf.serve.managed import ManagedServer, spec_key
+    from langchain_setraf.backends.llama_server.backend import LlamaServerBackend
+    from langchain_setraf.backends.llama_server.managed import ManagedServer, spec_key
 
     backend = LlamaServerBackend()
     f16 = backend.spec_for(smollm2_path, n_ctx=4096, n_parallel=2)

@@ -11,8 +11,9 @@ import pytest
 
 from langchain_setraf import GGUFLLM, ChatGGUF, ChatTransformers, TransformersLLM
 from langchain_setraf.backends.base import LoadSpec
-from langchain_setraf.backends.gguf import GGUFBackend
-from langchain_setraf.backends.llama_server import LlamaServerBackend
+from langchain_setraf.backends.gguf.backend import GGUFBackend
+from langchain_setraf.backends.llama_server.backend import LlamaServerBackend
+from langchain_setraf.backends.llama_server.managed import ManagedServer, spec_key
 from langchain_setraf.backends.openai_compat import OpenAICompatBackend
 from langchain_setraf.backends.options import (
     BackendOptions,
@@ -22,7 +23,6 @@ from langchain_setraf.backends.options import (
     PluginOptions,
     TransformersOptions,
 )
-from langchain_setraf.serve.managed import ManagedServer, spec_key
 
 
 @pytest.mark.parametrize(

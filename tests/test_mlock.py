@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import pytest
 
-from langchain_setraf._mlock import (
+from langchain_setraf.backends.gguf.mlock import (
     CAP_IPC_LOCK,
     MemoryLockError,
     check_mlock_allowed,
@@ -56,7 +56,7 @@ def _limit_memlock(soft: int, *, drop_cap: bool) -> Callable[[], None]:
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from langchain_setraf._mlock import has_ipc_lock_capability, locked_bytes, memlock_limit
+    from langchain_setraf.backends.gguf.mlock import has_ipc_lock_capability, locked_bytes, memlock_limit
     mode, model = sys.argv[1], sys.argv[2]
     out = {"cap": has_ipc_lock_capability(), "limit": memlock_limit()[0]}
     if mode == "raw":  # llama.cpp alone, as every wrapper calls it today
@@ -65,7 +65,7 @@ CHILD = textwrap.dedent(
         out["loaded"] = True
     else:
         from langchain_setraf import GGUFLLM
-        from langchain_setraf._mlock import MemoryLockError
+        from langchain_setraf.backends.gguf.mlock import MemoryLockError
         llm = GGUFLLM(model_path=model, n_ctx=256, max_tokens=2, temperature=0,
                       use_mlock=True, use_mmap=(mode == "mmap"))
         try:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from langchain_setraf import GGUFLLM, ChatGGUF, init_chat_model, init_llm
-from langchain_setraf._cpu import physical_cores
 from langchain_setraf.cache import ModelCache
+from langchain_setraf.cpu import physical_cores
 
 
 @pytest.mark.parametrize(

@@ -29,9 +29,9 @@ from helpers.fake_hub import (
     serve_fake_hub,
     write_catalog,
 )
-from langchain_setraf.backends.gguf import estimate_gguf_bytes
+from langchain_setraf.backends.gguf.backend import estimate_gguf_bytes
+from langchain_setraf.backends.gguf.file import read_gguf_header
 from langchain_setraf.cli import main
-from langchain_setraf.gguf_file import read_gguf_header
 from langchain_setraf.pull import (
     CATALOG,
     CatalogEntry,

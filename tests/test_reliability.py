@@ -143,7 +143,7 @@ def test_soak_mixed_calls_two_models_and_interleaved_releases(cache: ModelCache)
 
 def _endless(max_tokens: int) -> GGUFLLM:
     """The real model with its end-of-sequence token banned: it generates until told."""
-    from langchain_setraf.gguf_file import read_gguf_header
+    from langchain_setraf.backends.gguf.file import read_gguf_header
     from langchain_setraf.models import default_gguf_path
 
     eos = int(read_gguf_header(default_gguf_path()).metadata["tokenizer.ggml.eos_token_id"])

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 
 from langchain_setraf import GGUFLLM, RepackUnsupportedError
-from langchain_setraf.backends import repack_probe
-from langchain_setraf.backends.repack_probe import (
+from langchain_setraf.backends.gguf import repack_probe
+from langchain_setraf.backends.gguf.repack_probe import (
     RepackVerdict,
     machine_key,
     probe_cache_path,
     repack_verdict,
     require_repack,
 )
-from langchain_setraf.serve.engine import Engine, ServerArgs, server_argv
+from langchain_setraf.backends.llama_server.engine import Engine, ServerArgs, server_argv
 
 RAW_LLAMA = """
 import sys, llama_cpp
@@ -36,7 +36,7 @@ print(llm.create_completion("The resistivity of clay", max_tokens=8)["choices"][
 REFUSAL = """
 import json
 from langchain_setraf import ChatGGUF, GGUFLLM, RepackUnsupportedError, default_gguf_path
-from langchain_setraf.backends.gguf import GGUFBackend
+from langchain_setraf.backends.gguf.backend import GGUFBackend
 asked = GGUFBackend().spec_for(default_gguf_path(), n_ctx=128, repack=True)
 errors = []
 for make in (lambda: GGUFLLM(repack=True, max_tokens=4).invoke("Hi"),
@@ -121,7 +121,7 @@ def test_the_verdict_is_cached_privately_and_reused(private_cache: Path) -> None
         [
             sys.executable,
             "-c",
-            "from langchain_setraf.backends.repack_probe import require_repack\nrequire_repack()",
+            "from langchain_setraf.backends.gguf.repack_probe import require_repack\nrequire_repack()",
         ],
         capture_output=True,
         text=True,
@@ -206,8 +206,8 @@ def test_repack_stays_off_unless_asked_for_in_process_and_on_the_managed_server(
 
 
 def test_a_managed_server_spec_without_repack_starts_without_it(smollm2_path: Path) -> None:
-    from langchain_setraf.backends.llama_server import LlamaServerBackend
-    from langchain_setraf.serve.managed import ManagedServer
+    from langchain_setraf.backends.llama_server.backend import LlamaServerBackend
+    from langchain_setraf.backends.llama_server.managed import ManagedServer
 
     spec = LlamaServerBackend().spec_for(smollm2_path, n_ctx=256)
     assert ManagedServer.for_spec(spec).server_args(9000).repack is False

@@ -25,11 +25,10 @@ import psutil
 import pytest
 
 from langchain_setraf.backends.base import GenerationRequest, GenerationStats, LoadSpec
-from langchain_setraf.backends.llama_server import LlamaServerBackend
-from langchain_setraf.backends.server_errors import ServerDiedError
-from langchain_setraf.gguf_file import GGUFFormatError
-from langchain_setraf.serve import managed
-from langchain_setraf.serve.engine import (
+from langchain_setraf.backends.gguf.file import GGUFFormatError
+from langchain_setraf.backends.llama_server import managed
+from langchain_setraf.backends.llama_server.backend import LlamaServerBackend
+from langchain_setraf.backends.llama_server.engine import (
     ENGINE_ENV,
     Engine,
     EngineNotFoundError,
@@ -37,7 +36,12 @@ from langchain_setraf.serve.engine import (
     resolve_engine,
     server_argv,
 )
-from langchain_setraf.serve.managed import ManagedServer, ServerStartError, running_servers
+from langchain_setraf.backends.llama_server.managed import (
+    ManagedServer,
+    ServerStartError,
+    running_servers,
+)
+from langchain_setraf.backends.server_errors import ServerDiedError
 
 HELPERS = Path(__file__).parent / "helpers"
 N_CTX = 256
@@ -130,7 +134,7 @@ def test_engine_from_env_must_be_an_executable_file(tmp_path: Path) -> None:
 def test_default_engine_is_the_xllamacpp_host() -> None:
     engine = resolve_engine({"PATH": ""})
     assert engine.name == "xllamacpp"
-    assert engine.command[-1] == "langchain_setraf.serve.xllamacpp_host"
+    assert engine.command[-1] == "langchain_setraf.backends.llama_server.xllamacpp_host"
 
 
 def test_server_argv_maps_options_to_llama_server_flags() -> None:
@@ -165,7 +169,7 @@ def test_xllamacpp_host_refuses_unknown_flags(smollm2_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "langchain_setraf.serve.xllamacpp_host",
+            "langchain_setraf.backends.llama_server.xllamacpp_host",
             "-m",
             str(smollm2_path),
             "--flash-attn",
@@ -308,7 +312,7 @@ def test_four_processes_start_exactly_one_server(runtime: Path, smollm2_path: Pa
         supervisors = [  # the server's command line names the runtime dir too (its key file)
             p
             for p in psutil.process_iter(["cmdline"])
-            if "langchain_setraf.serve.supervisor" in (p.info.get("cmdline") or [])
+            if "langchain_setraf.backends.llama_server.supervisor" in (p.info.get("cmdline") or [])
             and any(str(runtime) in part for part in (p.info.get("cmdline") or []))
         ]
         assert len(supervisors) == 1
@@ -462,7 +466,7 @@ def test_llama_server_bin_wrapper_script(
 ) -> None:
     wrapper = tmp_path / "llama-server"
     wrapper.write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" -m langchain_setraf.serve.xllamacpp_host "$@"\n'
+        f'#!/bin/sh\nexec "{sys.executable}" -m langchain_setraf.backends.llama_server.xllamacpp_host "$@"\n'
     )
     wrapper.chmod(0o755)
     monkeypatch.setenv(ENGINE_ENV, str(wrapper))

@@ -324,7 +324,7 @@ def test_shared_llama_server_two_sessions_one_server_and_unload_stops_it(
     """ "llama-server (shared)": two browser sessions and their reruns use one server
     process; the memory panel shows it; "Décharger LLM" stops it (this process started
     it and no other process is attached)."""
-    from langchain_setraf.serve.managed import running_servers
+    from langchain_setraf.backends.llama_server.managed import running_servers
 
     monkeypatch.setenv("SETRAF_RUNTIME_DIR", str(tmp_path / "runtime"))
     sessions = [_app(ert_dir, monkeypatch), _app(ert_dir, monkeypatch)]
@@ -354,6 +354,6 @@ def test_shared_llama_server_two_sessions_one_server_and_unload_stops_it(
     finally:
         for s in running_servers():
             if s.running:
-                from langchain_setraf.serve.managed import ManagedServer
+                from langchain_setraf.backends.llama_server.managed import ManagedServer
 
                 ManagedServer.for_key(s.key).stop()

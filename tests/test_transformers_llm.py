@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from langchain_setraf import CheckpointError, PickleWeightsRefusedError, TransformersLLM
-from langchain_setraf._hf_generate import StopScanner
-from langchain_setraf.backends import transformers as hf_backend
-from langchain_setraf.backends.transformers import (
+from langchain_setraf.backends.transformers.backend import (
     TransformersBackend,
     cpu_repack_supported,
     resolve_cpu_repack,
     resolve_mode,
 )
+from langchain_setraf.backends.transformers import backend as hf_backend
+from langchain_setraf.backends.transformers.generate import StopScanner
 from langchain_setraf.cache import ModelCache
 
 PROMPT = "The capital of France is"

@@ -18,9 +18,11 @@ from langchain_setraf._version import __version__
 
 if TYPE_CHECKING:
     from langchain_setraf._load_options import ContextFitWarning
-    from langchain_setraf._mlock import MemoryLockError
+    from langchain_setraf.backends.chat_template import ChatTemplateError
+    from langchain_setraf.backends.gguf.file import GGUFFormatError
+    from langchain_setraf.backends.gguf.mlock import MemoryLockError
+    from langchain_setraf.backends.gguf.repack_probe import RepackUnsupportedError
     from langchain_setraf.backends.openai_compat import APIKeyOriginError
-    from langchain_setraf.backends.repack_probe import RepackUnsupportedError
     from langchain_setraf.backends.server_errors import (
         ResponseTooLargeError,
         ServerDiedError,
@@ -28,7 +30,10 @@ if TYPE_CHECKING:
         ServerResponseError,
         ServerUnavailableError,
     )
-    from langchain_setraf.backends.transformers import CheckpointError, PickleWeightsRefusedError
+    from langchain_setraf.backends.transformers.backend import (
+        CheckpointError,
+        PickleWeightsRefusedError,
+    )
     from langchain_setraf.cache import (
         CallTimeoutError,
         ContextDoesNotFitError,
@@ -41,9 +46,7 @@ if TYPE_CHECKING:
     )
     from langchain_setraf.chat_base import LocalChatModel
     from langchain_setraf.chat_models import ChatGGUF, ChatTransformers
-    from langchain_setraf.chat_template import ChatTemplateError
     from langchain_setraf.factory import get_backend, init_chat_model, init_llm, list_backends
-    from langchain_setraf.gguf_file import GGUFFormatError
     from langchain_setraf.llm_base import CachedLLM
     from langchain_setraf.llms import GGUFLLM
     from langchain_setraf.memory import MemorySnapshot, give_back_memory, memory_snapshot
@@ -58,15 +61,15 @@ _EXPORTS = {
     "TransformersLLM": "langchain_setraf.transformers_llm",
     "CachedLLM": "langchain_setraf.llm_base",
     "LocalChatModel": "langchain_setraf.chat_base",
-    "CheckpointError": "langchain_setraf.backends.transformers",
-    "PickleWeightsRefusedError": "langchain_setraf.backends.transformers",
+    "CheckpointError": "langchain_setraf.backends.transformers.backend",
+    "PickleWeightsRefusedError": "langchain_setraf.backends.transformers.backend",
     "ModelCache": "langchain_setraf.cache",
     "InsufficientMemoryError": "langchain_setraf.cache",
     "ContextDoesNotFitError": "langchain_setraf.cache",
     "ContextFitWarning": "langchain_setraf._load_options",
     "ModelBusyError": "langchain_setraf.cache",
     "CallTimeoutError": "langchain_setraf.cache",
-    "MemoryLockError": "langchain_setraf._mlock",
+    "MemoryLockError": "langchain_setraf.backends.gguf.mlock",
     "init_llm": "langchain_setraf.factory",
     "init_chat_model": "langchain_setraf.factory",
     "BackendInfo": "langchain_setraf.plugins",
@@ -78,17 +81,17 @@ _EXPORTS = {
     "MemorySnapshot": "langchain_setraf.memory",
     "memory_snapshot": "langchain_setraf.memory",
     "give_back_memory": "langchain_setraf.memory",
-    "GGUFFormatError": "langchain_setraf.gguf_file",
+    "GGUFFormatError": "langchain_setraf.backends.gguf.file",
     "default_gguf_path": "langchain_setraf.models",
     "DefaultModelNotInstalledError": "langchain_setraf.models",
     "ServerError": "langchain_setraf.backends.server_errors",
     "ServerUnavailableError": "langchain_setraf.backends.server_errors",
     "ServerResponseError": "langchain_setraf.backends.server_errors",
     "ServerDiedError": "langchain_setraf.backends.server_errors",
-    "RepackUnsupportedError": "langchain_setraf.backends.repack_probe",
+    "RepackUnsupportedError": "langchain_setraf.backends.gguf.repack_probe",
     "ResponseTooLargeError": "langchain_setraf.backends.server_errors",
     "APIKeyOriginError": "langchain_setraf.backends.openai_compat",
-    "ChatTemplateError": "langchain_setraf.chat_template",
+    "ChatTemplateError": "langchain_setraf.backends.chat_template",
 }
 
 __all__ = [

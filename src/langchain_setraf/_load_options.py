@@ -21,10 +21,10 @@ from langchain_core.language_models import BaseLanguageModel
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from langchain_setraf._call_limits import CallLimits
-from langchain_setraf._cpu import physical_cores
 from langchain_setraf.backends.base import Backend, LoadSpec
 from langchain_setraf.backends.context_fit import FitDecision, fit_options
-from langchain_setraf.backends.gguf import GGUFBackend
+from langchain_setraf.backends.gguf.backend import GGUFBackend
+from langchain_setraf.backends.gguf.file import read_gguf_header_cached
 from langchain_setraf.backends.options import (
     DEFAULT_REQUEST_TIMEOUT,
     FlashAttention,
@@ -35,13 +35,13 @@ from langchain_setraf.backends.options import (
     Quantization,
     TransformersOptions,
 )
-from langchain_setraf.backends.transformers import TransformersBackend
+from langchain_setraf.backends.transformers.backend import TransformersBackend
 from langchain_setraf.cache import (
     ContextDoesNotFitError,
     InsufficientMemoryError,
     get_model_cache,
 )
-from langchain_setraf.gguf_file import read_gguf_header_cached
+from langchain_setraf.cpu import physical_cores
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import default_gguf_path
 

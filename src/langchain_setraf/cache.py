@@ -48,8 +48,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_setraf._vocabulary import TokenizerCache
 from langchain_setraf.backends.base import Backend, LoadSpec, ModelHandle
+from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 from langchain_setraf.memory import available_memory, format_bytes, give_back_memory
 from langchain_setraf.plugins import BackendRegistry
 from langchain_setraf.settings import DEFAULT_LOCK_TIMEOUT, get_settings
@@ -279,8 +279,9 @@ class ModelCache:
         self.evictions: list[LoadSpec] = []
         #: Backends found through entry points (discovered lazily, once).
         self.backends = BackendRegistry()
-        #: Weightless tokenizers (token counts and chat templates without a load).
-        self.tokenizers = TokenizerCache()
+        #: Weightless tokenizers (token counts and chat templates without a load); the
+        #: process-wide :func:`~langchain_setraf.backends.tokenizer_cache.tokenizer_cache`.
+        self.tokenizers = tokenizer_cache()
         #: Memory budget in bytes for all loaded models (``SETRAF_MAX_MEMORY``: "6GB", "50%").
         settings = get_settings()
         self.max_memory: int | None = settings.max_memory

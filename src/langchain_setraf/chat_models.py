@@ -14,8 +14,8 @@ from pydantic import ConfigDict, Field
 from langchain_setraf._cached import check_overrides
 from langchain_setraf._load_options import GGUFLoadOptions, TransformersLoadOptions
 from langchain_setraf.backends.base import LLAMA_SAMPLING_PARAMS, Backend, LoadSpec
-from langchain_setraf.backends.gbnf import json_grammar
-from langchain_setraf.backends.transformers import TransformersBackend
+from langchain_setraf.backends.gguf.gbnf import json_grammar
+from langchain_setraf.backends.transformers.backend import TransformersBackend
 from langchain_setraf.chat_base import LocalChatModel
 
 __all__ = ["ChatGGUF", "ChatTransformers", "json_grammar"]

@@ -2,9 +2,9 @@
 
 ``ps`` lists them with their model, pid, port, RSS/PSS, live clients and why each is still
 up (its clients, or since when it has had none and when it sleeps and exits: see
-:meth:`~langchain_setraf.serve.managed.ServerStatus.why_up`). ``stop`` and ``sleep`` act
-on servers this package started as the calling user, named by model (path or file name)
-or key prefix, or ``--all``.
+:meth:`~langchain_setraf.backends.llama_server.managed.ServerStatus.why_up`). ``stop`` and
+``sleep`` act on servers this package started as the calling user, named by model (path or
+file name) or key prefix, or ``--all``.
 
 The old spellings (``setraf server status|stop|sleep``) still work, with a one-line
 deprecation note on stderr naming the new verb; they are removed in 0.5.0.
@@ -19,14 +19,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from langchain_setraf.cli_model import deprecated
-from langchain_setraf.memory import format_bytes
-from langchain_setraf.serve.managed import (
+from langchain_setraf.backends.llama_server.managed import (
     LockBusyError,
     ManagedServer,
     ServerStatus,
     running_servers,
 )
+from langchain_setraf.cli_model import deprecated
+from langchain_setraf.memory import format_bytes
 
 __all__ = ["add_server_commands", "run_ps", "run_sleep", "run_stop"]
 

@@ -15,9 +15,9 @@ from langchain_setraf.backends.base import (
     GenerationRequest,
     LoadSpec,
 )
+from langchain_setraf.backends.chat_template import messages_to_dicts
 from langchain_setraf.chat_base import LocalChatModel
 from langchain_setraf.chat_models import ChatGGUF
-from langchain_setraf.chat_template import messages_to_dicts
 from langchain_setraf.llm_base import CachedLLM
 from langchain_setraf.schema_limits import check_schema
 

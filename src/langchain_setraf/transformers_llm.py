@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, model_validator
 from langchain_setraf._cached import check_overrides, merge_stops
 from langchain_setraf._load_options import TransformersLoadOptions
 from langchain_setraf.backends.base import GenerationRequest, LoadSpec
-from langchain_setraf.backends.transformers import TransformersBackend
+from langchain_setraf.backends.transformers.backend import TransformersBackend
 from langchain_setraf.chat_base import LocalChatModel
 from langchain_setraf.chat_models import ChatTransformers
 from langchain_setraf.llm_base import CachedLLM

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from langchain_setraf.backends.repack_probe import CPU_FAULT_SIGNALS, repack_verdict
+from langchain_setraf.backends.gguf.repack_probe import CPU_FAULT_SIGNALS, repack_verdict
 
 
 def cpu_fault(returncode: int) -> signal.Signals | None:

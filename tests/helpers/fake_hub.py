@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from langchain_setraf.gguf_file import GGUFInfo, read_gguf_header
+from langchain_setraf.backends.gguf.file import GGUFInfo, read_gguf_header
 from langchain_setraf.pull import Architecture
 
 REPO_ID = "setraf-test/SmolLM2-135M-Instruct-GGUF"

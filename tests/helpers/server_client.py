@@ -14,7 +14,7 @@ import os
 import sys
 
 from langchain_setraf.backends.base import GenerationRequest, GenerationStats
-from langchain_setraf.backends.llama_server import LlamaServerBackend
+from langchain_setraf.backends.llama_server.backend import LlamaServerBackend
 
 
 def main() -> int:

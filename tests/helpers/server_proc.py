@@ -1,5 +1,5 @@
 """A real llama.cpp server for tests: the xllamacpp wheel hosted by
-``python -m langchain_setraf.serve.xllamacpp_host`` in a child process on 127.0.0.1.
+``python -m langchain_setraf.backends.llama_server.xllamacpp_host`` in a child process on 127.0.0.1.
 
 Used by the attach-backend tests (``tests/test_server_attach.py``,
 ``tests/test_chat_standard_server.py``) as the server to attach to.
@@ -97,7 +97,7 @@ def llama_server(
     port = free_port()
     log = log_dir / f"server-{port}.log"
     argv = [
-        sys.executable, "-m", "langchain_setraf.serve.xllamacpp_host",
+        sys.executable, "-m", "langchain_setraf.backends.llama_server.xllamacpp_host",
         "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
         "-c", str(ctx_per_slot * parallel), "--parallel", str(parallel),
         "-t", str(threads), "--jinja", "--slots", "--metrics",

@@ -35,6 +35,13 @@ from helpers import fault_server as fs
 from helpers.malformed_gguf import gguf_with_chat_template
 from helpers.mistral_gguf import MISTRAL_V02_TEMPLATE
 from langchain_setraf.backends.base import GenerationRequest, GenerationStats
+from langchain_setraf.backends.chat_template import (
+    MAX_TEMPLATE_ITERATIONS,
+    ChatTemplateError,
+    render_chat_template,
+)
+from langchain_setraf.backends.gguf.file import read_gguf_header
+from langchain_setraf.backends.gguf.vocabulary import render_gguf_prompt
 from langchain_setraf.backends.http_limits import MAX_BODY_BYTES, MAX_SSE_LINE_BYTES
 from langchain_setraf.backends.openai_compat import (
     APIKeyOriginError,
@@ -44,13 +51,6 @@ from langchain_setraf.backends.openai_compat import (
     origin_of,
 )
 from langchain_setraf.backends.server_errors import ResponseTooLargeError, ServerUnavailableError
-from langchain_setraf.chat_template import (
-    MAX_TEMPLATE_ITERATIONS,
-    ChatTemplateError,
-    render_chat_template,
-    render_gguf_prompt,
-)
-from langchain_setraf.gguf_file import read_gguf_header
 from langchain_setraf.models import default_gguf_path
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -259,7 +259,8 @@ def test_a_bad_origin_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None
 
 _TEMPLATE_CHILD = """
 import json, resource, time
-from langchain_setraf.chat_template import render_gguf_prompt, ChatTemplateError
+from langchain_setraf.backends.chat_template import ChatTemplateError
+from langchain_setraf.backends.gguf.vocabulary import render_gguf_prompt
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 import jinja2.sandbox  # loaded before the baseline

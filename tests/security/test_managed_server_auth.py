@@ -32,9 +32,9 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def _snippet(model: Path, body: str) -> str:
     head = f"""
         import json, os, stat, sys
-        from langchain_setraf.backends.llama_server import LlamaServerBackend
-        from langchain_setraf.serve import managed
-        from langchain_setraf.serve.managed import ManagedServer
+        from langchain_setraf.backends.llama_server.backend import LlamaServerBackend
+        from langchain_setraf.backends.llama_server import managed
+        from langchain_setraf.backends.llama_server.managed import ManagedServer
         spec = LlamaServerBackend().spec_for({str(model)!r}, n_ctx=256, n_parallel=1)
         out = {{}}
     """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from langchain_setraf.serve.private_files import (
+from langchain_setraf.backends.llama_server.private_files import (
     InsecureRuntimeDirError,
     RuntimeDir,
     check_runtime_dir,
@@ -199,7 +199,7 @@ def test_the_supervisor_does_not_follow_a_planted_log_link(tmp_path: Path) -> No
     exit_file = runtime.path / "k.x.exit"
     argv = ["--log", str(log), "--exit-file", str(exit_file), "--", "true"]
     done = subprocess.run(  # the pipes close when the detached child is gone too
-        [sys.executable, "-m", "langchain_setraf.serve.supervisor", *argv],
+        [sys.executable, "-m", "langchain_setraf.backends.llama_server.supervisor", *argv],
         capture_output=True,
         text=True,
         timeout=60,

@@ -40,9 +40,9 @@ def _snippet(model: Path, body: str) -> str:
         HOLDER = {HOLDER!r}
         import json, os, stat, sys, time
         from pathlib import Path
-        from langchain_setraf.backends.llama_server import LlamaServerBackend
-        from langchain_setraf.serve import managed
-        from langchain_setraf.serve.managed import ManagedServer, InsecureRuntimeDirError
+        from langchain_setraf.backends.llama_server.backend import LlamaServerBackend
+        from langchain_setraf.backends.llama_server import managed
+        from langchain_setraf.backends.llama_server.managed import ManagedServer, InsecureRuntimeDirError
         spec = LlamaServerBackend().spec_for({str(model)!r}, n_ctx=256, n_parallel=1)
         out = {{}}
     """

@@ -26,20 +26,20 @@ import psutil
 import pytest
 
 from langchain_setraf.backends.base import GenerationRequest, GenerationStats
-from langchain_setraf.backends.llama_server import LlamaServerBackend
-from langchain_setraf.gguf_file import read_gguf_header
-from langchain_setraf.serve.engine import ENGINE_ENV, resolve_engine, server_argv
-from langchain_setraf.serve.managed import (
+from langchain_setraf.backends.gguf.file import read_gguf_header
+from langchain_setraf.backends.llama_server.backend import LlamaServerBackend
+from langchain_setraf.backends.llama_server.engine import ENGINE_ENV, resolve_engine, server_argv
+from langchain_setraf.backends.llama_server.managed import (
     EXIT_GRACE_ENV,
     LOG_MAX_BYTES_ENV,
     ManagedServer,
     ServerStatus,
     running_servers,
 )
-from langchain_setraf.serve.private_files import InsecureRuntimeDirError
-from langchain_setraf.serve.rotating_log import RotatingLog
-from langchain_setraf.serve.server_memory import MIB, default_cache_ram_mib
-from langchain_setraf.serve.supervisor import STOP_GRACE_SECONDS, WATCH_INTERVAL
+from langchain_setraf.backends.llama_server.private_files import InsecureRuntimeDirError
+from langchain_setraf.backends.llama_server.rotating_log import RotatingLog
+from langchain_setraf.backends.llama_server.server_memory import MIB, default_cache_ram_mib
+from langchain_setraf.backends.llama_server.supervisor import STOP_GRACE_SECONDS, WATCH_INTERVAL
 
 KEEP_ALIVE = 2
 GRACE = 2
@@ -55,7 +55,7 @@ CLIENT = textwrap.dedent(
     """
     import json, os, sys, time
     from langchain_setraf import GGUFLLM
-    from langchain_setraf.serve.managed import running_servers
+    from langchain_setraf.backends.llama_server.managed import running_servers
     model, keep, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     llm = GGUFLLM(model_path=model, server=True, n_ctx=256, n_parallel=1,
                   keep_alive=keep, max_tokens=2, temperature=0.0)
@@ -300,7 +300,7 @@ def test_rotation_keeps_each_file_within_the_bound(tmp_path: Path) -> None:
 def test_the_prompt_cache_is_capped_and_counted(runtime: Path, smollm2_path: Path) -> None:
     import xllamacpp
 
-    from langchain_setraf.serve.xllamacpp_host import build_params, parse_args
+    from langchain_setraf.backends.llama_server.xllamacpp_host import build_params, parse_args
 
     backend = LlamaServerBackend()
     default = backend.spec_for(smollm2_path, n_ctx=4096, n_parallel=4)
@@ -397,7 +397,7 @@ def health_port() -> Iterator[int]:
 
 
 def _watch(tmp_path: Path, port: int, keep_alive: float, grace: float) -> Any:
-    from langchain_setraf.serve.supervisor import IdleWatch
+    from langchain_setraf.backends.llama_server.supervisor import IdleWatch
 
     lock = tmp_path / "k.lock"
     lock.touch(mode=0o600)
@@ -464,7 +464,7 @@ def test_the_watch_never_stops_a_server_while_a_client_holds_the_lock(
 
 
 def test_a_server_that_is_still_loading_is_not_idle(tmp_path: Path) -> None:
-    from langchain_setraf.serve.managed import free_port
+    from langchain_setraf.backends.llama_server.managed import free_port
 
     watch = _watch(tmp_path, free_port(), keep_alive=0, grace=0)  # nothing answers
     _write_state(watch.state_path, "L1", [])

@@ -1,18 +1,20 @@
 """Bytes of llama.cpp's KV cache, from a GGUF header and the cache's element types.
 
-One formula, used by the in-process estimate (:func:`~langchain_setraf.backends.gguf.
-estimate_gguf_bytes`), the managed server's budget and its prompt-cache cap
-(:mod:`~langchain_setraf.serve.server_memory`): per token and layer, ``n_head_kv`` heads
-of ``key_length`` K elements and ``value_length`` V elements, each element in its type's
-size (``f16`` 2 bytes; ``q8_0`` 34 bytes per block of 32; ``q4_0`` 18 per 32).
+One formula, used by the in-process estimate
+(:func:`~langchain_setraf.backends.gguf.backend.estimate_gguf_bytes`), the managed server's
+budget and its prompt-cache cap
+(:mod:`~langchain_setraf.backends.llama_server.server_memory`): per token and layer,
+``n_head_kv`` heads of ``key_length`` K elements and ``value_length`` V elements, each
+element in its type's size (``f16`` 2 bytes; ``q8_0`` 34 bytes per block of 32; ``q4_0`` 18
+per 32).
 """
 
 from __future__ import annotations
 
 import math
 
+from langchain_setraf.backends.gguf.file import GGUFInfo
 from langchain_setraf.backends.options import KV_BYTES_PER_ELEMENT
-from langchain_setraf.gguf_file import GGUFInfo
 
 __all__ = ["kv_bytes_per_token", "kv_dims"]
 

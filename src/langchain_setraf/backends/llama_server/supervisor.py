@@ -1,8 +1,8 @@
 """The detached process that runs a managed server, ends it when no client is left, and
 records how it ended.
 
-``python -m langchain_setraf.serve.supervisor --log LOG --exit-file EXIT [watch options] --
-ARGV...`` detaches (a double fork: the client never has to reap it, and it outlives the
+``python -m langchain_setraf.backends.llama_server.supervisor --log LOG --exit-file EXIT [watch
+options] -- ARGV...`` detaches (a double fork: the client never has to reap it, and it outlives the
 client), starts ``ARGV`` with its output copied to ``LOG`` (a :class:`RotatingLog`: at most
 ``--log-max-bytes``, one older file ``LOG.1``, both ``0600``), prints one JSON line
 ``{"supervisor_pid": ..., "server_pid": ...}`` on its standard output and closes it, then
@@ -48,13 +48,13 @@ from typing import Any, Final
 
 import psutil
 
-from langchain_setraf.serve.private_files import (
+from langchain_setraf.backends.llama_server.private_files import (
     RuntimeDir,
     check_runtime_dir,
     read_runtime_file,
     write_runtime_file,
 )
-from langchain_setraf.serve.rotating_log import RotatingLog
+from langchain_setraf.backends.llama_server.rotating_log import RotatingLog
 from langchain_setraf.settings import Settings
 
 __all__ = [
@@ -286,7 +286,9 @@ class IdleWatch:
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m langchain_setraf.serve.supervisor")
+    parser = argparse.ArgumentParser(
+        prog="python -m langchain_setraf.backends.llama_server.supervisor"
+    )
     parser.add_argument("--log", required=True, type=Path)
     parser.add_argument("--log-max-bytes", type=int, default=LOG_MAX_BYTES)
     parser.add_argument("--exit-file", required=True, type=Path)

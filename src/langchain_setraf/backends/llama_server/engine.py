@@ -3,7 +3,8 @@
 Two engines speak the same flags (the subset in :data:`SERVER_FLAGS`):
 
 - ``xllamacpp``: the prebuilt ``xllamacpp`` wheel (llama.cpp's server compiled into a Python
-  extension), hosted in a child process by :mod:`langchain_setraf.serve.xllamacpp_host`.
+  extension), hosted in a child process by
+  :mod:`langchain_setraf.backends.llama_server.xllamacpp_host`.
   Nothing to compile: ``pip install 'langchain-setraf[server]'``.
 - ``llama-server``: llama.cpp's own binary, from ``$LLAMA_SERVER_BIN`` or ``llama-server``
   on ``PATH``.
@@ -69,7 +70,7 @@ SERVER_FLAGS: Final[Mapping[str, bool]] = {
     "--cont-batching": False,
 }
 
-_HOST_MODULE = "langchain_setraf.serve.xllamacpp_host"
+_HOST_MODULE = "langchain_setraf.backends.llama_server.xllamacpp_host"
 
 
 class EngineNotFoundError(RuntimeError):

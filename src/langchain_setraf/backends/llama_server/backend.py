@@ -1,8 +1,8 @@
 """The ``llama-server`` backend: a GGUF model served by the host's one managed llama.cpp server.
 
 Every process that loads the same file with the same load options talks to the same server
-(see :mod:`langchain_setraf.serve.managed`): one copy of the weights and KV cache on the
-host, and concurrent requests batched over ``n_parallel`` slots. A handle is an
+(see :mod:`langchain_setraf.backends.llama_server.managed`): one copy of the weights and KV
+cache on the host, and concurrent requests batched over ``n_parallel`` slots. A handle is an
 :class:`~langchain_setraf.backends.openai_compat.HTTPHandle` bound to the server that
 re-checks the server before each request and sends its API key (a new one at each
 start, read from the private state): a server that died (or was stopped) is started
@@ -29,18 +29,18 @@ from langchain_setraf.backends.base import (
     GenerationStats,
     LoadSpec,
 )
-from langchain_setraf.backends.openai_compat import HTTPHandle
-from langchain_setraf.backends.options import LlamaServerOptions, options_from
-from langchain_setraf.backends.server_errors import ServerDiedError, ServerError
-from langchain_setraf.gguf_file import read_gguf_header_cached
-from langchain_setraf.serve.managed import ManagedServer, ServerInfo, server_options
-from langchain_setraf.serve.server_memory import (
+from langchain_setraf.backends.gguf.file import read_gguf_header_cached
+from langchain_setraf.backends.llama_server.managed import ManagedServer, ServerInfo, server_options
+from langchain_setraf.backends.llama_server.server_memory import (
     DEFAULT_CTX_CHECKPOINTS,
     MIB,
     SERVER_PROCESS_BYTES,
     checkpoint_bytes,
     default_cache_ram_mib,
 )
+from langchain_setraf.backends.openai_compat import HTTPHandle
+from langchain_setraf.backends.options import LlamaServerOptions, options_from
+from langchain_setraf.backends.server_errors import ServerDiedError, ServerError
 
 __all__ = ["LLAMA_SERVER_OPTIONS", "LlamaServerBackend", "ManagedServerHandle"]
 
@@ -157,7 +157,10 @@ class LlamaServerBackend:
 
     def missing_requirements(self) -> str | None:
         """``None`` when a server engine is installed, else what to install."""
-        from langchain_setraf.serve.engine import EngineNotFoundError, resolve_engine
+        from langchain_setraf.backends.llama_server.engine import (
+            EngineNotFoundError,
+            resolve_engine,
+        )
 
         try:
             resolve_engine()
@@ -185,7 +188,7 @@ class LlamaServerBackend:
             TypeError: an unknown option.
             ValueError: a bad value (named).
         """
-        from langchain_setraf.backends.gguf import gguf_file_identity
+        from langchain_setraf.backends.gguf.backend import gguf_file_identity
 
         opts = options_from(LlamaServerOptions, options, **kwargs)
         return LoadSpec(self.name, gguf_file_identity(model_path), opts)
@@ -201,8 +204,8 @@ class LlamaServerBackend:
         """Host memory the spec's server holds at most, running or not: weights + KV cache
         for every slot + compute buffers (as in-process) + its prompt cache at its cap +
         its context checkpoints at theirs + the server's and its supervisor's own
-        processes (see :mod:`~langchain_setraf.serve.server_memory`)."""
-        from langchain_setraf.backends.gguf import estimate_gguf_bytes
+        processes (see :mod:`~langchain_setraf.backends.llama_server.server_memory`)."""
+        from langchain_setraf.backends.gguf.backend import estimate_gguf_bytes
 
         info = read_gguf_header_cached(spec.path)
         opts = server_options(spec)
@@ -232,18 +235,18 @@ class LlamaServerBackend:
     # -- what the file says, without a request ---------------------------------------------
     def tokenize(self, spec: LoadSpec, text: str) -> list[int]:
         """Token ids of ``text`` by the file's vocabulary (special-token text parsed, no BOS)."""
-        from langchain_setraf.backends.gguf import GGUFBackend
+        from langchain_setraf.backends.gguf.backend import GGUFBackend
 
         return GGUFBackend().tokenize(spec, text)
 
     def prompt_tokens(self, spec: LoadSpec, prompt: str) -> list[int]:
         """The tokens the server is given for ``prompt`` (one BOS at most)."""
-        from langchain_setraf.backends.gguf import GGUFBackend
+        from langchain_setraf.backends.gguf.backend import GGUFBackend
 
         return GGUFBackend().prompt_tokens(spec, prompt)
 
     def render_chat(self, spec: LoadSpec, messages: list[dict[str, str]]) -> str:
         """``messages`` rendered with the file's chat template (header only)."""
-        from langchain_setraf.backends.gguf import GGUFBackend
+        from langchain_setraf.backends.gguf.backend import GGUFBackend
 
         return GGUFBackend().render_chat(spec, messages)

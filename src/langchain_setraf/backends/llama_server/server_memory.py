@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from langchain_setraf.backends.gguf.file import GGUFInfo
 from langchain_setraf.backends.kv_cache import kv_bytes_per_token
-from langchain_setraf.gguf_file import GGUFInfo
 
 __all__ = [
     "DEFAULT_CTX_CHECKPOINTS",

@@ -5,9 +5,9 @@ A :class:`ManagedServer` is named by a hash of its
 directory, private to the user (:func:`runtime_dir`: ``$SETRAF_RUNTIME_DIR``, else
 ``$XDG_RUNTIME_DIR/langchain-setraf``, else ``~/.cache/langchain-setraf/run``; a directory
 another user could change is refused with
-:class:`~langchain_setraf.serve.private_files.InsecureRuntimeDirError`; sharing servers
-with a group is an explicit setgid directory, see
-:mod:`~langchain_setraf.serve.private_files`):
+:class:`~langchain_setraf.backends.llama_server.private_files.InsecureRuntimeDirError`;
+sharing servers with a group is an explicit setgid directory, see
+:mod:`~langchain_setraf.backends.llama_server.private_files`):
 
 - ``<key>.lock``: an ``fcntl`` lock held while a process changes the state (it names
   the holder, for the error of a process that waited too long);
@@ -17,7 +17,7 @@ with a group is an explicit setgid directory, see
 - ``<key>.log``: the server's output (truncated at each start; rotated to ``<key>.log.1``
   at ``$SETRAF_SERVER_LOG_MAX_BYTES``, default 1 MiB, so both hold at most twice that);
 - ``<key>.<launch>.exit``: how a server ended, written by its
-  :mod:`~langchain_setraf.serve.supervisor`;
+  :mod:`~langchain_setraf.backends.llama_server.supervisor`;
 - ``<key>.<launch>.watch``: since when a server has had no live client, and when it
   sleeps and exits (written by the supervisor while it has none).
 
@@ -32,7 +32,8 @@ last attached process detaches, or by its supervisor once no attached process is
 (they exited or were killed without detaching): it unloads its weights after
 ``keep_alive`` idle seconds (the spec's ``sleep_idle_seconds``, default
 :data:`DEFAULT_KEEP_ALIVE`, Ollama's 5 minutes) and exits ``$SETRAF_SERVER_EXIT_GRACE``
-seconds later (default :data:`~langchain_setraf.serve.supervisor.DEFAULT_EXIT_GRACE`).
+seconds later (default
+:data:`~langchain_setraf.backends.llama_server.supervisor.DEFAULT_EXIT_GRACE`).
 Only a process this package started is signalled (verified by pid, start time, owner and
 the exact command line recorded at its start); a stop that cannot signal keeps the state
 and says so.
@@ -66,9 +67,13 @@ from typing import Any, Final
 import psutil
 
 from langchain_setraf.backends.base import LoadSpec
-from langchain_setraf.backends.options import DEFAULT_KEEP_ALIVE, LlamaServerOptions
-from langchain_setraf.serve.engine import Engine, ServerArgs, resolve_engine, server_argv
-from langchain_setraf.serve.private_files import (
+from langchain_setraf.backends.llama_server.engine import (
+    Engine,
+    ServerArgs,
+    resolve_engine,
+    server_argv,
+)
+from langchain_setraf.backends.llama_server.private_files import (
     InsecureRuntimeDirError,
     RuntimeDir,
     check_runtime_dir,
@@ -77,11 +82,15 @@ from langchain_setraf.serve.private_files import (
     resolve_runtime_dir,
     write_runtime_file,
 )
-from langchain_setraf.serve.server_memory import DEFAULT_CTX_CHECKPOINTS, default_cache_ram_mib
-from langchain_setraf.serve.supervisor import (
+from langchain_setraf.backends.llama_server.server_memory import (
+    DEFAULT_CTX_CHECKPOINTS,
+    default_cache_ram_mib,
+)
+from langchain_setraf.backends.llama_server.supervisor import (
     describe_exit,
     read_exit,
 )
+from langchain_setraf.backends.options import DEFAULT_KEEP_ALIVE, LlamaServerOptions
 from langchain_setraf.settings import Settings, get_settings
 
 __all__ = [
@@ -129,7 +138,10 @@ EXIT_RECORD_SECONDS: Final = 600.0
 #: Lines of the server's log quoted when it fails to start.
 LOG_TAIL_LINES: Final = 20
 _STATE_VERSION: Final = 1
-_SUPERVISOR_MODULE: Final = "langchain_setraf.serve.supervisor"
+_SUPERVISOR_MODULE: Final = "langchain_setraf.backends.llama_server.supervisor"
+#: Module names a supervisor of ours may run under: a server started before the module
+#: moved out of ``serve/`` (0.2.0 and earlier) is still recognised, and stopped, as ours.
+_SUPERVISOR_MODULES: Final = (_SUPERVISOR_MODULE, "langchain_setraf.serve.supervisor")
 _BIND_ERRORS: Final = ("couldn't bind", "address already in use", "failed to bind")
 
 
@@ -527,8 +539,8 @@ class ManagedServer:
 
     def server_args(self, port: int) -> ServerArgs:
         """The llama-server arguments for this spec on ``port``."""
-        from langchain_setraf._cpu import physical_cores
-        from langchain_setraf.gguf_file import read_gguf_header_cached
+        from langchain_setraf.backends.gguf.file import read_gguf_header_cached
+        from langchain_setraf.cpu import physical_cores
 
         opts = server_options(self.spec)
         cache_ram = opts.cache_ram_mib
@@ -669,7 +681,8 @@ class ManagedServer:
         Raises:
             ServerStartError: The server exited, or did not answer ``/health``, before the
                 deadline (the message quotes the end of its log).
-            EngineNotFoundError: No engine is installed (see :mod:`~langchain_setraf.serve.engine`).
+            EngineNotFoundError: No engine is installed (see
+                :mod:`~langchain_setraf.backends.llama_server.engine`).
         """
         return self._ensure(None, start_timeout, count=False)
 
@@ -863,7 +876,7 @@ class ManagedServer:
         self._write_state(state)
 
     def _start_locked(self, timeout: float, clients: list[dict[str, Any]]) -> dict[str, Any]:
-        from langchain_setraf.gguf_file import read_gguf_header
+        from langchain_setraf.backends.gguf.file import read_gguf_header
 
         read_gguf_header(self.spec.path)  # a bad file fails here, named, not in the server
         engine = resolve_engine()
@@ -1059,7 +1072,9 @@ class ManagedServer:
         if (
             isinstance(sup_pid, int)
             and isinstance(sup_argv, list)
-            and sup_argv[1:3] == ["-m", _SUPERVISOR_MODULE]
+            and len(sup_argv) > 2
+            and sup_argv[1] == "-m"
+            and sup_argv[2] in _SUPERVISOR_MODULES
             and _option(sup_argv, "--log") == str(self.log_path)
             and sup_argv[-len(argv) :] == argv
             and same_process(sup_pid, state.get("supervisor_start"))

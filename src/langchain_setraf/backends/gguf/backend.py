@@ -1,6 +1,6 @@
 """GGUF models through llama-cpp-python: mmap on, mlock off, CPU by default.
 
-The file is validated in Python (:func:`~langchain_setraf.gguf_file.read_gguf_header`)
+The file is validated in Python (:func:`~langchain_setraf.backends.gguf.file.read_gguf_header`)
 before llama.cpp sees it, and only the load options the caller set are passed on (no RoPE
 or other overrides that change the model's own metadata).
 
@@ -9,45 +9,46 @@ the CPU backend copies K-quant/Q4_0/Q8_0 weight matrices into an interleaved lay
 little faster, but the copy is anonymous memory of about the size of those weights, in
 every process, on top of the mapped file. Left unset in a spec it keeps llama.cpp's
 default (on); :class:`~langchain_setraf.GGUFLLM` sets it off. On, or left unset, it is
-first checked by :func:`~langchain_setraf.backends.repack_probe.require_repack`: where
+first checked by :func:`~langchain_setraf.backends.gguf.repack_probe.require_repack`: where
 llama.cpp's extra buffer types crash the process on this machine, the load raises
 :class:`~langchain_setraf.RepackUnsupportedError` instead.
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import functools
 import os
 import stat
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from langchain_setraf._cpu import physical_cores
-from langchain_setraf._mlock import (
-    MemoryLockError,
-    check_mlock_allowed,
-    locked_bytes,
-    verify_locked,
-)
-from langchain_setraf._vocabulary import gguf_vocabulary, prompt_tokens
 from langchain_setraf.backends.base import (
     GenerationRequest,
     GenerationStats,
     LoadSpec,
     file_identity,
 )
-from langchain_setraf.backends.gbnf import compile_constraint
+from langchain_setraf.backends.gguf.file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
+from langchain_setraf.backends.gguf.gbnf import compile_constraint
+from langchain_setraf.backends.gguf.mlock import (
+    MemoryLockError,
+    check_mlock_allowed,
+    locked_bytes,
+    verify_locked,
+)
+from langchain_setraf.backends.gguf.repack_probe import require_repack
+from langchain_setraf.backends.gguf.runtime import MIN_LLAMA_CPP, import_llama_cpp
+from langchain_setraf.backends.gguf.vocabulary import (
+    gguf_vocabulary,
+    prompt_tokens,
+    render_gguf_prompt,
+)
 from langchain_setraf.backends.kv_cache import kv_bytes_per_token
 from langchain_setraf.backends.options import GGUFOptions, options_from
-from langchain_setraf.backends.repack_probe import require_repack
-from langchain_setraf.chat_template import render_gguf_prompt
-from langchain_setraf.gguf_file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
+from langchain_setraf.cpu import physical_cores
 from langchain_setraf.settings import get_settings
 
 __all__ = ["GGUF_LOAD_OPTIONS", "GGUFBackend", "GGUFHandle", "import_llama_cpp"]
@@ -61,54 +62,6 @@ GGUF_LOAD_OPTIONS = tuple(f.name for f in dataclasses.fields(GGUFOptions))
 REPACKABLE_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "Q8_0", "Q2_K"})
 
 _PARAMS_LOCK = threading.Lock()
-# The oldest llama-cpp-python this package is tested with (pyproject's floor): it is the
-# first whose ``llama_model_params`` has ``use_extra_bufts`` (the ``repack`` option).
-MIN_LLAMA_CPP = "0.3.16"
-
-
-#: How idle OpenMP workers wait between two graphs. llama.cpp is built with OpenMP, whose
-#: default is to spin: on a machine whose cores are shared (a server beside the app, several
-#: workers, CI) the spinning workers starve the thread that samples the next token, and
-#: decoding collapsed from ~60 to under 1 token/s here (benchmarks/server_bench.py). PASSIVE
-#: makes them sleep; ggml's own barriers inside a graph still spin, so an idle machine loses
-#: nothing measurable. Set only when the user has not chosen (``OMP_WAIT_POLICY``).
-OMP_WAIT_POLICY = "PASSIVE"
-
-
-def import_llama_cpp() -> Any:
-    """Import ``llama_cpp`` or raise an ``ImportError`` naming the extra to install.
-
-    Sets ``OMP_WAIT_POLICY=PASSIVE`` first unless the environment sets it (see
-    :data:`OMP_WAIT_POLICY`); it takes effect when OpenMP is first loaded in the process.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise ImportError(
-            f"the GGUF backend needs llama-cpp-python: pip install 'langchain-setraf[gguf]' ({exc})"
-        ) from exc
-    _close_devnull_at_exit()
-    return llama_cpp
-
-
-@functools.cache
-def _close_devnull_at_exit() -> None:
-    """Close llama-cpp-python's two ``/dev/null`` handles when the interpreter exits.
-
-    ``llama_cpp._utils`` opens ``os.devnull`` twice at import (to silence llama.cpp's
-    output, even from destructors) and never closes them: Python reports both as an
-    unclosed-file ``ResourceWarning`` at exit. They stay open while the process runs.
-    """
-    atexit.register(_close_devnull)
-
-
-def _close_devnull() -> None:
-    utils = sys.modules.get("llama_cpp._utils")
-    for name in ("outnull_file", "errnull_file"):
-        handle = getattr(utils, name, None)
-        if handle is not None and getattr(handle, "name", None) == os.devnull:
-            handle.close()
 
 
 def repackable_bytes(info: GGUFInfo) -> int:
@@ -258,7 +211,7 @@ class GGUFHandle:
 
     Generation streams from ``create_completion``; the prompt is tokenized here so that a
     BOS the chat template already wrote is not added a second time. A JSON constraint
-    becomes a GBNF grammar (:mod:`~langchain_setraf.backends.gbnf`). Not thread-safe: the
+    becomes a GBNF grammar (:mod:`~langchain_setraf.backends.gguf.gbnf`). Not thread-safe: the
     cache serialises generations on one handle.
     """
 

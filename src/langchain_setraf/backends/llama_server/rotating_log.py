@@ -2,7 +2,7 @@
 
 :class:`RotatingLog` appends a managed server's output to its log and rotates it before it
 passes its bound. The files are opened through :func:`open_private`, which is
-:func:`~langchain_setraf.serve.private_files.open_runtime_file` in the log's checked
+:func:`~langchain_setraf.backends.llama_server.private_files.open_runtime_file` in the log's checked
 runtime directory: ``O_NOFOLLOW`` (a symlink planted at the path is refused, not
 followed), created ``0600`` (``0660`` in a shared group directory), and refused when they
 exist but are not a regular file of this user (or of the shared group).
@@ -15,7 +15,10 @@ import os
 import threading
 from pathlib import Path
 
-from langchain_setraf.serve.private_files import check_runtime_dir, open_runtime_file
+from langchain_setraf.backends.llama_server.private_files import (
+    check_runtime_dir,
+    open_runtime_file,
+)
 
 __all__ = ["RotatingLog", "open_private"]
 

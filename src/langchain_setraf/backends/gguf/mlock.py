@@ -12,7 +12,7 @@ silently is not locked is the bug being fixed. Processes with ``CAP_IPC_LOCK`` (
 most containers) are not bound by ``RLIMIT_MEMLOCK``; the check knows that.
 
 Example:
-    >>> from langchain_setraf._mlock import memlock_limit
+    >>> from langchain_setraf.backends.gguf.mlock import memlock_limit
     >>> soft, hard = memlock_limit()
     >>> soft is None or soft >= 0
     True

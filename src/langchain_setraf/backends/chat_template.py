@@ -30,13 +30,10 @@ from __future__ import annotations
 import contextvars
 import functools
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
-
-from langchain_setraf.gguf_file import read_gguf_header_cached
 
 __all__ = [
     "MAX_TEMPLATE_INT_BITS",
@@ -50,7 +47,6 @@ __all__ = [
     "guarded_iter",
     "messages_to_dicts",
     "render_chat_template",
-    "render_gguf_prompt",
     "render_prompt",
 ]
 
@@ -529,26 +525,4 @@ def render_prompt(
         source=source,
         bos_token=bos,
         eos_token=eos,
-    )
-
-
-def render_gguf_prompt(path: str | os.PathLike[str], messages: Sequence[Mapping[str, Any]]) -> str:
-    """Render ``messages`` with the chat template of the GGUF file at ``path``.
-
-    ``bos_token`` and ``eos_token`` are the text of the tokens the file's metadata names,
-    as llama-cpp-python's own formatter renders them; the BOS a template writes is then
-    the prompt's only one (see :func:`~langchain_setraf._vocabulary.prompt_tokens`).
-    Reads the header only: no weights are loaded.
-
-    Raises:
-        ChatTemplateError: The file's template fails or exceeds a limit (names ``path``).
-    """
-    info = read_gguf_header_cached(path)
-    tokens = info.special_tokens
-    return render_prompt(
-        info.chat_template,
-        messages,
-        bos=tokens.get("bos", ""),
-        eos=tokens.get("eos", ""),
-        source=os.fspath(path),
     )

@@ -1,8 +1,9 @@
 """Host xllamacpp's embedded llama.cpp server in this process, with llama-server's flags.
 
-``python -m langchain_setraf.serve.xllamacpp_host -m model.gguf --port 8080 ...`` serves
-the model like ``llama-server`` with the same flags would, for the subset in
-:data:`~langchain_setraf.serve.engine.SERVER_FLAGS`; any other flag is refused (exit 2).
+``python -m langchain_setraf.backends.llama_server.xllamacpp_host -m model.gguf --port 8080
+...`` serves the model like ``llama-server`` with the same flags would, for the subset in
+:data:`~langchain_setraf.backends.llama_server.engine.SERVER_FLAGS`; any other flag is refused
+(exit 2).
 SIGTERM or SIGINT stops the server and exits 0. A model llama.cpp cannot load exits 1
 with a message naming the file.
 
@@ -50,7 +51,7 @@ _FLASH = {"on": "ENABLED", "off": "DISABLED", "auto": "AUTO"}
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m langchain_setraf.serve.xllamacpp_host",
+        prog="python -m langchain_setraf.backends.llama_server.xllamacpp_host",
         description="Serve a GGUF model with xllamacpp (llama-server's flags, a subset).",
         allow_abbrev=False,
     )

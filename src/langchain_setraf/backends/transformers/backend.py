@@ -33,21 +33,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_setraf._hf_generate import hf_generate_kwargs, hf_generate_stream
-from langchain_setraf._vocabulary import HFTokenizer, hf_tokenizer
 from langchain_setraf.backends.base import (
     GenerationRequest,
     GenerationStats,
     LoadSpec,
     file_identity,
 )
-from langchain_setraf.backends.hf_constraint import json_logits_processor
+from langchain_setraf.backends.chat_template import render_prompt
 from langchain_setraf.backends.options import (
     QUANTIZATION_MODES,
     TransformersOptions,
     options_from,
 )
-from langchain_setraf.chat_template import render_prompt
+from langchain_setraf.backends.transformers.constraint import json_logits_processor
+from langchain_setraf.backends.transformers.generate import hf_generate_kwargs, hf_generate_stream
+from langchain_setraf.backends.transformers.tokenizer import HFTokenizer, hf_tokenizer
 from langchain_setraf.memory import give_back_memory, tune_allocator
 
 __all__ = [
@@ -243,9 +243,10 @@ _HF_CORE = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penal
 class TransformersHandle:
     """A loaded model + tokenizer owned by the cache: generation, tokens, chat template.
 
-    ``model.generate`` runs in a worker thread (:mod:`~langchain_setraf._hf_generate`); stop
-    sequences are applied to the text; a JSON constraint becomes an llguidance token mask
-    (:mod:`~langchain_setraf.backends.hf_constraint`). The chat template is rendered in a
+    ``model.generate`` runs in a worker thread
+    (:mod:`~langchain_setraf.backends.transformers.generate`); stop sequences are applied to the
+    text; a JSON constraint becomes an llguidance token mask
+    (:mod:`~langchain_setraf.backends.transformers.constraint`). The chat template is rendered in a
     sandboxed Jinja environment, never by transformers' unsandboxed ``apply_chat_template``.
     """
 

@@ -7,7 +7,7 @@ raises :class:`GGUFFormatError` (a ``ValueError``) naming the file, the byte off
 what was expected.
 
 Example:
-    >>> from langchain_setraf.gguf_file import read_gguf_header
+    >>> from langchain_setraf.backends.gguf.file import read_gguf_header
     >>> from langchain_setraf.models import default_gguf_path
     >>> info = read_gguf_header(default_gguf_path())
     >>> info.architecture

@@ -1,0 +1,77 @@
+"""The ``gguf`` backend: GGUF files through llama-cpp-python, in this process.
+
+Modules: :mod:`.backend` (the :class:`GGUFBackend` and its handle), :mod:`.file` (the
+bounds-checked header reader), :mod:`.vocabulary` (tokenizer and chat template without
+weights), :mod:`.mlock` (``use_mlock`` checked against the limits), :mod:`.gbnf` (JSON
+constraint to grammar), :mod:`.repack_probe` (does llama.cpp's repack run on this CPU).
+The names below are imported lazily: importing the header reader loads no engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from langchain_setraf.backends.gguf.backend import (
+        GGUF_LOAD_OPTIONS,
+        REPACKABLE_TYPES,
+        GGUFBackend,
+        GGUFHandle,
+        estimate_gguf_bytes,
+        gguf_file_identity,
+        gpu_offload_supported,
+        model_params,
+        offloaded_layers,
+        repackable_bytes,
+    )
+    from langchain_setraf.backends.gguf.runtime import (
+        MIN_LLAMA_CPP,
+        OMP_WAIT_POLICY,
+        import_llama_cpp,
+    )
+
+_EXPORTS = {
+    "GGUFBackend": "langchain_setraf.backends.gguf.backend",
+    "GGUFHandle": "langchain_setraf.backends.gguf.backend",
+    "GGUF_LOAD_OPTIONS": "langchain_setraf.backends.gguf.backend",
+    "MIN_LLAMA_CPP": "langchain_setraf.backends.gguf.runtime",
+    "OMP_WAIT_POLICY": "langchain_setraf.backends.gguf.runtime",
+    "REPACKABLE_TYPES": "langchain_setraf.backends.gguf.backend",
+    "estimate_gguf_bytes": "langchain_setraf.backends.gguf.backend",
+    "gguf_file_identity": "langchain_setraf.backends.gguf.backend",
+    "gpu_offload_supported": "langchain_setraf.backends.gguf.backend",
+    "import_llama_cpp": "langchain_setraf.backends.gguf.runtime",
+    "model_params": "langchain_setraf.backends.gguf.backend",
+    "offloaded_layers": "langchain_setraf.backends.gguf.backend",
+    "repackable_bytes": "langchain_setraf.backends.gguf.backend",
+}
+
+__all__ = [
+    "GGUF_LOAD_OPTIONS",
+    "MIN_LLAMA_CPP",
+    "OMP_WAIT_POLICY",
+    "REPACKABLE_TYPES",
+    "GGUFBackend",
+    "GGUFHandle",
+    "estimate_gguf_bytes",
+    "gguf_file_identity",
+    "gpu_offload_supported",
+    "import_llama_cpp",
+    "model_params",
+    "offloaded_layers",
+    "repackable_bytes",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
