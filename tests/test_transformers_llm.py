@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from langchain_setraf import CheckpointError, PickleWeightsRefusedError, TransformersLLM
+from langchain_setraf.backends.transformers import backend as hf_backend
 from langchain_setraf.backends.transformers.backend import (
     TransformersBackend,
     cpu_repack_supported,
     resolve_cpu_repack,
     resolve_mode,
 )
-from langchain_setraf.backends.transformers import backend as hf_backend
 from langchain_setraf.backends.transformers.generate import StopScanner
 from langchain_setraf.cache import ModelCache
 

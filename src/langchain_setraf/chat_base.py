@@ -32,7 +32,6 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 
-from langchain_setraf._async import aiter_in_thread
 from langchain_setraf._cached import CachedModelMixin, merge_stops
 from langchain_setraf._tools import (
     call_schema,
@@ -42,6 +41,7 @@ from langchain_setraf._tools import (
     parse_tool_calls,
     tools_system_prompt,
 )
+from langchain_setraf.async_iter import aiter_in_thread
 from langchain_setraf.backends.base import GenerationRequest, GenerationStats, JSONConstraint
 from langchain_setraf.schema_limits import check_schema
 

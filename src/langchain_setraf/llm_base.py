@@ -27,8 +27,8 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models.llms import LLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
-from langchain_setraf._async import aiter_in_thread
 from langchain_setraf._cached import CachedModelMixin
+from langchain_setraf.async_iter import aiter_in_thread
 from langchain_setraf.backends.base import GenerationRequest, GenerationStats
 from langchain_setraf.chat_base import LocalChatModel
 

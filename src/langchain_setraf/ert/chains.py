@@ -34,7 +34,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 from pydantic import BaseModel, Field
 
-from langchain_setraf._async import aiter_in_thread
+from langchain_setraf.async_iter import aiter_in_thread
 from langchain_setraf.ert import prompts
 from langchain_setraf.ert.classify import setraf_water_class
 from langchain_setraf.ert.grounding import check_numbers
@@ -267,7 +267,9 @@ def constrained_stream(
     ``response_format`` (what their ``with_structured_output`` binds). The token limit is
     raised to ``budget`` when lower, so the JSON is never cut off.
     """
-    from langchain_setraf import GGUFLLM, CachedLLM, LocalChatModel
+    from langchain_setraf.chat_base import LocalChatModel
+    from langchain_setraf.llm_base import CachedLLM
+    from langchain_setraf.llms import GGUFLLM
 
     if isinstance(llm, GGUFLLM) and llm.server_url is None:
         prompt = llm.format_chat(messages)

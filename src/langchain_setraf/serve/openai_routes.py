@@ -54,7 +54,8 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from langchain_setraf import CachedLLM, LocalChatModel
+from langchain_setraf.chat_base import LocalChatModel
+from langchain_setraf.llm_base import CachedLLM
 from langchain_setraf.schema_limits import check_schema
 from langchain_setraf.serve.ingress_policy import IngressPolicy, RequestError
 

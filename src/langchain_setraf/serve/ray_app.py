@@ -41,7 +41,7 @@ from fastapi.responses import Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from langchain_setraf import LocalChatModel
+from langchain_setraf.chat_base import LocalChatModel
 from langchain_setraf.serve import openai_routes as routes
 from langchain_setraf.serve.asgi_bridge import ForwardedRequest, ResponseHead, run_asgi
 from langchain_setraf.serve.ingress_policy import IngressPolicy
