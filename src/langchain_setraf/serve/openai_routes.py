@@ -54,6 +54,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
+from langchain_setraf.backends.base import LLAMA_SAMPLING_PARAMS
 from langchain_setraf.chat_base import LocalChatModel
 from langchain_setraf.llm_base import CachedLLM
 from langchain_setraf.schema_limits import check_schema
@@ -84,18 +85,8 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 #: Sampling fields passed to the classes as per-call overrides (they refuse what their
-#: backend lacks, which becomes a 400).
-_SAMPLING = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "max_tokens",
-    "repeat_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-)
+#: backend lacks, which becomes a 400): the package's one sampling vocabulary.
+_SAMPLING = LLAMA_SAMPLING_PARAMS
 _COMMON = {"model", "stream", "stream_options", "stop", "n", "user", "max_completion_tokens"}
 _CHAT_FIELDS = {"messages", "tools", "tool_choice", "response_format", "parallel_tool_calls"}
 _COMPLETION_FIELDS = {"prompt", "echo", "logprobs", "suffix", "best_of"}
