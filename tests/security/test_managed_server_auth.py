@@ -207,8 +207,8 @@ def test_alice_clients_send_the_key_then_her_last_detach_stops_it(
     body = """
         import subprocess
         from langchain_setraf.backends.base import GenerationRequest, GenerationStats
-        cli = subprocess.run([sys.executable, "-m", "langchain_setraf.serve.cli", "server",
-                              "status", "--json"], capture_output=True, text=True, timeout=60)
+        cli = subprocess.run([sys.executable, "-m", "langchain_setraf.cli", "ps", "--json"],
+                             capture_output=True, text=True, timeout=60)
         handle = LlamaServerBackend().load(spec)
         request = GenerationRequest(params={"max_tokens": 4, "temperature": 0.0})
         out["text"] = "".join(handle.generate("The sky is", request, GenerationStats()))
