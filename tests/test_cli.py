@@ -105,14 +105,19 @@ def test_interpret_with_the_old_backend_option_still_works(smollm2_path: Path) -
 
 
 def test_models_load_takes_default(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["models", "--load", "default", "--json"]) == 0
     import json
 
-    data = json.loads(capsys.readouterr().out)
-    assert [m["backend"] for m in data["loaded"]] == ["gguf"]
-    from langchain_setraf import release_all
+    from langchain_setraf import default_gguf_path, release_all
 
-    release_all()
+    release_all()  # the process-wide cache may hold other tests' models
+    try:
+        assert main(["models", "--load", "default", "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert [(m["backend"], m["path"]) for m in data["loaded"]] == [
+            ("gguf", str(default_gguf_path().resolve()))
+        ]
+    finally:
+        release_all()
 
 
 def test_serve_ray_verb_and_its_deprecated_spelling(

@@ -417,7 +417,8 @@ def test_client_that_leaves_frees_the_slot(base_service: ModelService) -> None:
             ) as r,
         ):
             assert r.status_code == 200
-            next(r.iter_lines())
+            lines = r.iter_lines()  # kept: dropping it closes the connection (httpcore)
+            next(lines)
             assert service.inflight == 1
         freed = _wait(lambda: service.inflight == 0, 10, "the streamed generation to stop")
         print(f"\n[ingress] stream: slot free {freed:.2f} s after the client left")
