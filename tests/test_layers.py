@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "_version",
             "settings",
+            "lazy_exports",
             "_arguments",
             "async_iter",
             "_call_limits",
