@@ -28,7 +28,7 @@ import dataclasses
 import importlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from langchain_setraf.backends.options import (
 )
 from langchain_setraf.backends.transformers.constraint import json_logits_processor
 from langchain_setraf.backends.transformers.generate import hf_generate_kwargs, hf_generate_stream
+from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 from langchain_setraf.backends.transformers.tokenizer import HFTokenizer, hf_tokenizer
 from langchain_setraf.memory import give_back_memory, tune_allocator
 
@@ -250,11 +251,19 @@ class TransformersHandle:
     sandboxed Jinja environment, never by transformers' unsandboxed ``apply_chat_template``.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, info: TransformersInfo) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        info: TransformersInfo,
+        *,
+        tokenizer_key: Hashable | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
         self.llg_tokenizer: Any = None
+        self._tokenizer_key = tokenizer_key
 
     def generate(
         self,
@@ -325,9 +334,20 @@ class TransformersHandle:
 
     def close(self) -> None:
         model, self.model = self.model, None
-        self.tokenizer = None
-        del model
+        tokenizer, self.tokenizer = self.tokenizer, None
+        if tokenizer is not None and self._tokenizer_key is not None:
+            # the next load of this checkpoint version takes it (see TokenizerCache)
+            tokenizer_cache().hf_spare.put(self._tokenizer_key, tokenizer)
+        del model, tokenizer
         give_back_memory()
+
+
+def _spare_tokenizer_key(path: str, common: dict[str, Any]) -> Hashable | None:
+    """The key a released model's tokenizer is kept under: the checkpoint's version and
+    the options the tokenizer was built with (``None``: not a local directory, not kept)."""
+    if not Path(path).is_dir():
+        return None
+    return ("hf-loaded", file_identity(path), tuple(sorted((k, repr(v)) for k, v in common.items())))
 
 
 def _dtype(torch: Any, name: str) -> Any:
@@ -580,6 +600,8 @@ class TransformersBackend:
         load (≈ 60-120 MB of code objects and tables here). Python never unloads modules,
         so that memory is a one-time cost of the library, not of the model; calling this
         first makes the pre-load level honest when measuring what a release gives back.
+        The checkpoint's tokenizer is built here and kept as the spare the first load takes
+        (:class:`~langchain_setraf.backends.tokenizer_cache.TokenizerCache`).
         """
         torch, transformers = import_transformers()
         opts = spec.options_dict
@@ -593,8 +615,13 @@ class TransformersBackend:
         config = transformers.AutoConfig.from_pretrained(spec.path, **common)
         with torch.device("meta"):
             transformers.AutoModelForCausalLM.from_config(config)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(spec.path, **common)
-        del tokenizer
+        key = _spare_tokenizer_key(spec.path, {**common, "revision": opts.get("revision")})
+        spare = tokenizer_cache().hf_spare.take(key)
+        if spare is None:
+            spare = transformers.AutoTokenizer.from_pretrained(spec.path, **common)
+        if key is not None:
+            tokenizer_cache().hf_spare.put(key, spare)  # the first load takes it
+        del spare
         importlib.import_module("transformers.generation.streamers")
         repack = False
         if mode in ("nf4", "fp4") and not self._on_cuda(opts, torch):
@@ -629,6 +656,7 @@ class TransformersBackend:
             "local_files_only": opts.get("local_files_only", True),
             "revision": opts.get("revision"),
         }
+        tokenizer_key = _spare_tokenizer_key(spec.path, common)
         start = time.perf_counter()
         model = tokenizer = None
         try:
@@ -642,7 +670,9 @@ class TransformersBackend:
                 **common,
                 **kwargs,
             )
-            tokenizer = transformers.AutoTokenizer.from_pretrained(spec.path, **common)
+            tokenizer = tokenizer_cache().hf_spare.take(tokenizer_key)
+            if tokenizer is None:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(spec.path, **common)
             model.eval()
             n_quant = _verify(model, mode, torch)
             if mode in _BNB_MODES:
@@ -678,7 +708,7 @@ class TransformersBackend:
             model = tokenizer = None
             give_back_memory()
             raise
-        return TransformersHandle(model, tokenizer, info)
+        return TransformersHandle(model, tokenizer, info, tokenizer_key=tokenizer_key)
 
     # -- what the checkpoint says, without loading the weights -------------------------------
     def _tokenizer(self, spec: LoadSpec) -> HFTokenizer:
