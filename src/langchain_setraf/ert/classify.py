@@ -7,7 +7,7 @@ every unit gets several candidates, ranked by how much of its observed range the
 
 Example:
     >>> [c.material for c in candidate_materials(20, 60)][:3]
-    ['clay', 'silt', 'alluvium / sand (general)']
+    ['silt', 'marl', 'alluvium / sand (general)']
 """
 
 from __future__ import annotations
