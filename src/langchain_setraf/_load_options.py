@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from langchain_core.language_models import BaseLanguageModel
 from pydantic import ConfigDict, PrivateAttr, model_validator
@@ -44,6 +44,10 @@ from langchain_setraf.cache import (
 from langchain_setraf.cpu import physical_cores
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import default_gguf_path
+
+if TYPE_CHECKING:
+    from langchain_setraf.backends.llama_server.backend import LlamaServerBackend
+    from langchain_setraf.backends.openai_compat import OpenAICompatBackend
 
 __all__ = [
     "DEFAULT_FIT_MIN_CTX",
@@ -274,7 +278,7 @@ class GGUFLoadOptions(CallLimits):
         """The best configuration of ``spec`` within ``room`` bytes (see ``fit``)."""
         if not isinstance(spec.options, GGUFOptions):
             return None
-        cost_of = getattr(backend, "server_bytes", None) or backend.estimate_bytes
+        cost_of = backend.server_bytes
 
         def cost(options: GGUFOptions) -> int:
             return int(cost_of(dataclasses.replace(spec, options=options)))
@@ -297,7 +301,7 @@ class GGUFLoadOptions(CallLimits):
 
     def _asked_backend_and_spec(self) -> tuple[Backend, LoadSpec]:
         if self.server_url is not None:
-            attach = get_model_cache().backends.get("openai")
+            attach = cast("OpenAICompatBackend", get_model_cache().backends.get("openai"))
             spec = attach.spec_for(
                 self.server_url,
                 server_model=self.server_model,
@@ -307,7 +311,7 @@ class GGUFLoadOptions(CallLimits):
             return attach, spec
         path = self.resolved_model_path()
         if self.server:
-            managed = get_model_cache().backends.get("llama-server")
+            managed = cast("LlamaServerBackend", get_model_cache().backends.get("llama-server"))
             keep = self.keep_alive
             spec = managed.spec_for(
                 path,
@@ -361,7 +365,7 @@ class GGUFLoadOptions(CallLimits):
         if custom is not None:
             return [int(t) for t in custom(text)]
         backend, spec = self._gguf_backend_and_spec()
-        return [int(t) for t in backend.tokenize(spec, text)]  # type: ignore[attr-defined]
+        return [int(t) for t in backend.tokenize(spec, text)]
 
 
 class TransformersLoadOptions(CallLimits):

@@ -41,13 +41,15 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from langchain_setraf.backends.base import (
     LLAMA_SAMPLING_PARAMS,
+    BackendBase,
     GenerationRequest,
     GenerationStats,
     LoadSpec,
@@ -843,7 +845,7 @@ def _chat_text(choice: Mapping[str, Any]) -> str:
     return content if isinstance(content, str) else ""
 
 
-class OpenAICompatBackend:
+class OpenAICompatBackend(BackendBase):
     """The built-in ``openai`` backend: a model on a server, by URL.
 
     The spec's identity is ``(base_url, server_model or "")``; its options are
@@ -865,7 +867,7 @@ class OpenAICompatBackend:
     model_field = "server_url"
     #: ``init_chat_model("openai:http://host:8080/v1", model="name")``: ``model`` is the
     #: name sent to the server.
-    init_aliases: ClassVar[Mapping[str, str]] = {"model": "server_model"}
+    init_aliases: Mapping[str, str] = MappingProxyType({"model": "server_model"})
 
     def missing_requirements(self) -> str | None:
         """``None``: httpx is a dependency of the package."""
