@@ -69,8 +69,9 @@ class TestChatGGUFUnit(_Capabilities, ChatModelUnitTests):
             # in this process a key has no use: said, never silently ignored
             with pytest.warns(
                 UserWarning, match=rf"^{cls.__name__}: api_key has no use in-process"
-            ):
+            ) as warned:
                 model = cls(**{**params, **own})
+            assert [w.filename for w in warned] == [__file__]  # the line that built it
             assert model.api_key is not None and model.api_key.get_secret_value() == "test"
             assert "test" not in repr(model).replace("**********", "")
             assert (model.timeout, model.max_retries) == (60, 2)

@@ -21,6 +21,7 @@ standard test suites pass them), and each has a meaning wherever the model runs:
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 
@@ -81,7 +82,7 @@ class CallLimits(RefuseUnknownArguments):
                     "in this process and no server is reached, so the key is sent nowhere "
                     "(it is for server_url=)",
                     UserWarning,
-                    stacklevel=2,
+                    stacklevel=_caller_stacklevel(),
                 )
         return self
 
@@ -93,3 +94,21 @@ class CallLimits(RefuseUnknownArguments):
     def _call_deadline(self) -> float | None:
         """The ``time.monotonic()`` value a call started now must end by."""
         return None if self.timeout is None else time.monotonic() + self.timeout
+
+
+#: Packages between a constructor's caller and a validator of this module.
+_CONSTRUCTION_PACKAGES = ("pydantic", "langchain_core", "langchain_setraf")
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning raised in a validator at the line that
+    built the object (past pydantic's, LangChain's and this package's frames)."""
+    frame = sys._getframe(2)  # the validator's caller: the validator's stacklevel 2
+    level = 2
+    while frame.f_back is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if not module.startswith(_CONSTRUCTION_PACKAGES):
+            break
+        frame = frame.f_back
+        level += 1
+    return level
