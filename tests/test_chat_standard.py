@@ -26,17 +26,8 @@ def _checkpoint() -> str:
 
 
 class _Capabilities:
-    @property
-    def standard_chat_model_params(self) -> dict[str, Any]:
-        # LangChain's defaults, unmodified (temperature, max_tokens, timeout, stop,
-        # max_retries), except the unit suite's api_key="test". Refused on purpose: in this
-        # process no server is reached, so a key would be silently ignored; a server's key
-        # is read from the variable api_key_env names, bound to one origin, never a field
-        # (so never logged or serialised). See docs/usage.md, "LangChain's standard tests".
-        params: dict[str, Any] = super().standard_chat_model_params  # type: ignore[misc]
-        params.pop("api_key", None)
-        return params
-
+    # standard_chat_model_params is LangChain's, unmodified: the unit suite's includes
+    # api_key="test", which in this process warns (test_standard_parameters_as_given)
     @property
     def has_tool_calling(self) -> bool:
         return True
@@ -70,6 +61,20 @@ class TestChatGGUFUnit(_Capabilities, ChatModelUnitTests):
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatGGUF
+
+    def test_standard_parameters_as_given(self) -> None:
+        params = {**self.standard_chat_model_params, **self.chat_model_params}
+        assert params["api_key"] == "test" and params["timeout"] == 60
+        for cls, own in ((ChatGGUF, {}), (ChatTransformers, {"model": "/nowhere"})):
+            # in this process a key has no use: said, never silently ignored
+            with pytest.warns(
+                UserWarning, match=rf"^{cls.__name__}: api_key has no use in-process"
+            ) as warned:
+                model = cls(**{**params, **own})
+            assert [w.filename for w in warned] == [__file__]  # the line that built it
+            assert model.api_key is not None and model.api_key.get_secret_value() == "test"
+            assert "test" not in repr(model).replace("**********", "")
+            assert (model.timeout, model.max_retries) == (60, 2)
 
     @property
     def chat_model_params(self) -> dict[str, Any]:

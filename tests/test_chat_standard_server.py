@@ -40,17 +40,8 @@ def _server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 class _Capabilities:
-    @property
-    def standard_chat_model_params(self) -> dict[str, Any]:
-        # LangChain's defaults, unmodified (temperature, max_tokens, timeout, stop,
-        # max_retries), except the unit suite's api_key="test". Refused on purpose: in this
-        # process no server is reached, so a key would be silently ignored; a server's key
-        # is read from the variable api_key_env names, bound to one origin, never a field
-        # (so never logged or serialised). See docs/usage.md, "LangChain's standard tests".
-        params: dict[str, Any] = super().standard_chat_model_params  # type: ignore[misc]
-        params.pop("api_key", None)
-        return params
-
+    # standard_chat_model_params is LangChain's, unmodified: the unit suite's api_key="test"
+    # is the bearer key of server_url (a loopback URL, so the key may go there)
     @property
     def chat_model_class(self) -> type[BaseChatModel]:
         return ChatGGUF

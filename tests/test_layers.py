@@ -48,7 +48,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "_tools",
             "memory",
             "models",
-            "plugins",
             "pull_lock",
             "schema_limits",
         ),
@@ -63,6 +62,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "backends.http_limits",
             "backends.server_errors",
             "backends.tokenizer_cache",
+            "plugins",
         ),
     ),
     (

@@ -3,6 +3,7 @@ and the cache's memory policy (estimate, budget, LRU eviction, refusal, keep_ali
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -23,6 +24,8 @@ from langchain_setraf import (
     list_backends,
     memory_snapshot,
 )
+from langchain_setraf.backends import BACKEND_ATTRIBUTES, Backend, BackendBase, LoadSpec
+from langchain_setraf.backends.base import missing_backend_attributes
 from langchain_setraf.cache import ModelCache
 from langchain_setraf.memory import parse_memory
 from langchain_setraf.plugins import UnknownBackendError
@@ -57,7 +60,7 @@ def _install(target: Path, *names: str) -> Path:
 def plugin_sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("plugins")
     return {
-        "good": _install(root / "good", "setraf-ngram", "setraf-broken"),
+        "good": _install(root / "good", "setraf-ngram", "setraf-broken", "setraf-partial"),
         "collide": _install(root / "collide", "setraf-ngram", "setraf-collide"),
     }
 
@@ -151,6 +154,103 @@ def test_name_collision_names_both_distributions(
     data = _child(plugin_sites["collide"], code, tmp_path)
     assert data["type"] == "BackendCollisionError"
     assert "setraf-ngram 0.1.0" in data["msg"] and "setraf-collide 2.0.0" in data["msg"]
+
+
+def test_a_plugin_lacking_protocol_attributes_is_refused_at_registration(
+    plugin_sites: dict[str, Path], tmp_path: Path
+) -> None:
+    # setraf-partial's backend does not subclass BackendBase and defines only name, load,
+    # estimate_bytes, llm_class and accepts (which says yes to the corpus .txt file)
+    code = """
+    import json, sys
+    from langchain_setraf import get_backend, init_llm, list_backends
+    from langchain_setraf.plugins import IncompleteBackendError
+    info = {b.name: b for b in list_backends()}["partial"]
+    errors = []
+    for attempt in (lambda: get_backend("partial"), lambda: init_llm("partial:" + sys.argv[1])):
+        try:
+            attempt()
+        except IncompleteBackendError as e:
+            errors.append(str(e))
+    auto = init_llm("auto:" + sys.argv[1], max_tokens=3)
+    print(json.dumps({"importable": info.importable, "error": info.error, "errors": errors,
+                      "auto": [type(auto).__name__, auto.invoke("over")]}))
+    """
+    data = _child(plugin_sites["good"], code, tmp_path)
+    assert data["importable"] is False
+    missing = (
+        "missing concurrent, owns_keep_alive, chat_class, model_field, init_aliases, "
+        "init_defaults, server_bytes, missing_requirements, tokenize, prompt_tokens, "
+        "render_chat, eos_token_id;"
+    )
+    error = data["error"]
+    assert "backend 'partial' (setraf-partial 0.2.0" in error
+    assert "entry point partial = setraf_partial:PartialBackend" in error
+    assert missing in error and "BackendBase" in error
+    # the same error when it is used, by name or through the factory, never an AttributeError
+    assert data["errors"] == [error, error]
+    # auto: never picks the refused backend, though its accepts() says yes to the file
+    assert data["auto"] == ["NGramLLM", " the bedrock and"]
+
+
+def test_backend_base_gives_every_optional_attribute_its_default(tmp_path: Path) -> None:
+    class Minimal(BackendBase):
+        name = "minimal"
+
+        def load(self, spec: LoadSpec) -> object:  # type: ignore[override]
+            raise AssertionError("not loaded here")
+
+        def estimate_bytes(self, spec: LoadSpec) -> int:
+            return 42
+
+    backend = Minimal()
+    spec = LoadSpec.create("minimal", (str(tmp_path),), {})
+    assert isinstance(backend, Backend) and missing_backend_attributes(backend) == []
+    assert (backend.concurrent, backend.owns_keep_alive) == (False, False)
+    assert (backend.llm_class, backend.chat_class, backend.model_field) == (None, None, "model")
+    assert dict(backend.init_aliases) == {} and dict(backend.init_defaults) == {}
+    assert backend.server_bytes(spec) == 42 and backend.accepts(tmp_path) is False
+    assert backend.missing_requirements() is None and backend.eos_token_id(spec) is None
+    for call in (
+        lambda: backend.tokenize(spec, "x"),
+        lambda: backend.prompt_tokens(spec, "x"),
+        lambda: backend.render_chat(spec, []),
+    ):
+        with pytest.raises(NotImplementedError, match="backend 'minimal' cannot"):
+            call()
+    with pytest.raises(TypeError, match="abstract"):
+        type("NoLoad", (BackendBase,), {"name": "x"})()
+    assert missing_backend_attributes(object()) == list(BACKEND_ATTRIBUTES)
+
+
+def test_backend_attributes_are_the_protocol_and_every_builtin_has_them() -> None:
+    declared = set(Backend.__annotations__) | {
+        n for n, v in vars(Backend).items() if callable(v) and not n.startswith("_")
+    }
+    assert set(BACKEND_ATTRIBUTES) == declared
+    for name in ("gguf", "transformers", "llama-server", "openai"):
+        backend = get_backend(name)
+        assert isinstance(backend, BackendBase), name
+        assert missing_backend_attributes(backend) == [], name
+
+
+def test_no_getattr_probe_of_a_backend_attribute() -> None:
+    # the protocol declares every attribute: code reads them plainly
+    src = Path(langchain_setraf.__file__).parent
+    probes = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value in BACKEND_ATTRIBUTES
+                and "backend" in ast.unparse(node.args[0]).lower()
+            ):
+                probes.append(f"{path.relative_to(src)}:{node.lineno}: {ast.unparse(node)}")
+    assert not probes, probes
 
 
 def test_factory(hf_checkpoint: Path, smollm2_path: Path) -> None:

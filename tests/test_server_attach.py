@@ -79,7 +79,11 @@ def test_spec_is_url_and_model_and_never_the_key(monkeypatch: pytest.MonkeyPatch
     spec = backend.spec_for("http://h:1/", server_model="m", api_key_env="MY_KEY_VAR")
     assert spec.backend == "openai"
     assert spec.identity == ("http://h:1/v1", "m")
-    assert spec.options_dict == {"api_key_env": "MY_KEY_VAR", "request_timeout": 600.0}
+    assert spec.options_dict == {
+        "api_key_env": "MY_KEY_VAR",
+        "api_key_ref": None,
+        "request_timeout": 600.0,
+    }
     handle = backend.load(spec)
     try:
         assert "sk-secret" not in repr(spec) + spec.describe() + repr(handle)
@@ -95,11 +99,27 @@ def test_spec_is_url_and_model_and_never_the_key(monkeypatch: pytest.MonkeyPatch
         ({"server_model": ""}, "server_model"),
         ({"request_timeout": 0}, "request_timeout"),
         ({"api_key_env": ""}, "api_key_env"),
+        ({"api_key_ref": "sk-the-key-itself"}, "api_key_ref is a reference"),
     ],
 )
 def test_bad_spec_options_are_refused(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         OpenAICompatBackend().spec_for("http://h:1/v1", **kwargs)
+
+
+def test_a_key_reference_is_opaque_stable_and_resolved_only_in_this_process() -> None:
+    from langchain_setraf.backends.openai_compat import api_key_ref
+
+    ref = api_key_ref("sk-secret-456")
+    assert ref.startswith("key-") and "secret" not in ref
+    assert api_key_ref("sk-secret-456") == ref != api_key_ref("sk-other")
+    backend = OpenAICompatBackend()
+    spec = backend.spec_for("http://127.0.0.1:1/v1", server_model="m", api_key_ref=ref)
+    assert "sk-secret" not in repr(spec) + spec.describe()
+    # a reference no class made (another process's, a guess) names no key: refused at load
+    unknown = backend.spec_for("http://127.0.0.1:1/v1", api_key_ref="key-0123456789abcdef")
+    with pytest.raises(ValueError, match="names no key given to a class in this process"):
+        backend.load(unknown)
 
 
 def test_unknown_sampling_parameter_is_refused() -> None:

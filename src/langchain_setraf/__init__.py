@@ -18,6 +18,7 @@ from langchain_setraf.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from langchain_setraf._load_options import ContextFitWarning
+    from langchain_setraf.backends.base import Backend, BackendBase
     from langchain_setraf.backends.chat_template import ChatTemplateError
     from langchain_setraf.backends.gguf.file import GGUFFormatError
     from langchain_setraf.backends.gguf.mlock import MemoryLockError
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from langchain_setraf.llms import GGUFLLM
     from langchain_setraf.memory import MemorySnapshot, give_back_memory, memory_snapshot
     from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
-    from langchain_setraf.plugins import BackendInfo
+    from langchain_setraf.plugins import BackendInfo, IncompleteBackendError
     from langchain_setraf.transformers_llm import TransformersLLM
 
 _EXPORTS = {
@@ -73,6 +74,9 @@ _EXPORTS = {
     "init_llm": "langchain_setraf.factory",
     "init_chat_model": "langchain_setraf.factory",
     "BackendInfo": "langchain_setraf.plugins",
+    "IncompleteBackendError": "langchain_setraf.plugins",
+    "Backend": "langchain_setraf.backends.base",
+    "BackendBase": "langchain_setraf.backends.base",
     "get_backend": "langchain_setraf.factory",
     "list_backends": "langchain_setraf.factory",
     "LoadedModel": "langchain_setraf.cache",
@@ -97,6 +101,8 @@ _EXPORTS = {
 __all__ = [
     "GGUFLLM",
     "APIKeyOriginError",
+    "Backend",
+    "BackendBase",
     "BackendInfo",
     "CachedLLM",
     "CallTimeoutError",
@@ -108,6 +114,7 @@ __all__ = [
     "ContextFitWarning",
     "DefaultModelNotInstalledError",
     "GGUFFormatError",
+    "IncompleteBackendError",
     "InsufficientMemoryError",
     "LoadedModel",
     "LocalChatModel",

@@ -39,7 +39,7 @@ class CachedModelMixin(CallLimits):
 
     def _keep_alive_for_cache(self, backend: Backend) -> float | None:
         """The ``keep_alive`` the cache applies (a server backend applies it itself)."""
-        if getattr(backend, "owns_keep_alive", False):
+        if backend.owns_keep_alive:
             return None
         return self.keep_alive
 
@@ -55,7 +55,7 @@ class CachedModelMixin(CallLimits):
         backend, spec = self._backend_and_spec()
         keep = self._keep_alive_for_cache(backend)
         # a server batches concurrent requests itself: no per-model lock on this side
-        lock = lock and not getattr(backend, "concurrent", False)
+        lock = lock and not backend.concurrent
         with ExitStack() as stack:
             try:
                 handle = stack.enter_context(
@@ -179,10 +179,7 @@ class CachedModelMixin(CallLimits):
         """The prompt ``messages`` become under the model's chat template, as the backend
         renders it without loading the weights."""
         backend, spec = self._backend_and_spec()
-        render = getattr(backend, "render_chat", None)
-        if render is None:
-            raise NotImplementedError(f"backend {backend.name!r} cannot render chat prompts")
-        return str(render(spec, messages))
+        return str(backend.render_chat(spec, messages))
 
     def prompt_token_ids(self, prompt: str) -> list[int]:
         """The token ids the engine is given for ``prompt``: special-token text parsed and
@@ -196,14 +193,13 @@ class CachedModelMixin(CallLimits):
             The ids, BOS included where the model adds one.
         """
         backend, spec = self._backend_and_spec()
-        return [int(t) for t in backend.prompt_tokens(spec, prompt)]  # type: ignore[attr-defined]
+        return [int(t) for t in backend.prompt_tokens(spec, prompt)]
 
     def eos_token_id(self) -> int | None:
         """The model's end-of-sequence token id, from its vocabulary (never loads the
         weights); ``None`` when it has none or the backend cannot tell (a remote server)."""
         backend, spec = self._backend_and_spec()
-        eos = getattr(backend, "eos_token_id", None)
-        return None if eos is None else eos(spec)
+        return backend.eos_token_id(spec)
 
     def estimate_memory(self) -> int:
         """Bytes a load of this model is estimated to take, from its metadata only (the

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from langchain_core.language_models import BaseLanguageModel
 from pydantic import ConfigDict, PrivateAttr, model_validator
@@ -44,6 +44,10 @@ from langchain_setraf.cache import (
 from langchain_setraf.cpu import physical_cores
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import default_gguf_path
+
+if TYPE_CHECKING:
+    from langchain_setraf.backends.llama_server.backend import LlamaServerBackend
+    from langchain_setraf.backends.openai_compat import OpenAICompatBackend
 
 __all__ = [
     "DEFAULT_FIT_MIN_CTX",
@@ -163,16 +167,31 @@ class GGUFLoadOptions(CallLimits):
     api_key_env: str = _ATTACH.api_key_env
     """Name of the environment variable holding the API key for ``server_url`` (sent as a
     bearer token when set, only to the origin named by ``<api_key_env>_ORIGIN``, else only
-    to loopback servers; another origin is refused with ``APIKeyOriginError``). The key
-    itself is never a field, so never logged."""
+    to loopback servers; another origin is refused with ``APIKeyOriginError``). The key is
+    read at load, never stored in a field. ``api_key=`` gives a key directly instead
+    (giving both is refused)."""
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     """Seconds one request to a server may take in total, streaming included (connecting:
     at most 10 s of them).
     ``timeout`` (LangChain's name) is another name for it: when given, it is used."""
 
+    def _api_key_has_use(self) -> bool:
+        return self.server_url is not None or self.server
+
     @model_validator(mode="after")
     def _check_where(self) -> GGUFLoadOptions:
         given = self.model_fields_set
+        if self.api_key is not None and self.server_url is None and self.server:
+            raise ValueError(
+                "api_key with server=True: the host's managed llama.cpp server makes its own "
+                "random key at each launch (given to it in a private file, never chosen by a "
+                "caller): drop api_key, or attach to a server of your own with server_url="
+            )
+        if self.api_key is not None and "api_key_env" in given:
+            raise ValueError(
+                f"api_key and api_key_env={self.api_key_env!r} both name the server's key: "
+                "give one (api_key: the key itself; api_key_env: the variable holding it)"
+            )
         if self.server_url is not None:
             clash = [f for f in (*_FILE_OPTIONS, "n_parallel", "cache_ram_mib") if f in given]
             if self.server:
@@ -274,7 +293,7 @@ class GGUFLoadOptions(CallLimits):
         """The best configuration of ``spec`` within ``room`` bytes (see ``fit``)."""
         if not isinstance(spec.options, GGUFOptions):
             return None
-        cost_of = getattr(backend, "server_bytes", None) or backend.estimate_bytes
+        cost_of = backend.server_bytes
 
         def cost(options: GGUFOptions) -> int:
             return int(cost_of(dataclasses.replace(spec, options=options)))
@@ -297,17 +316,21 @@ class GGUFLoadOptions(CallLimits):
 
     def _asked_backend_and_spec(self) -> tuple[Backend, LoadSpec]:
         if self.server_url is not None:
-            attach = get_model_cache().backends.get("openai")
+            attach = cast("OpenAICompatBackend", get_model_cache().backends.get("openai"))
+            from langchain_setraf.backends.openai_compat import api_key_ref
+
+            key = self.api_key
             spec = attach.spec_for(
                 self.server_url,
                 server_model=self.server_model,
                 request_timeout=self._request_timeout(),
                 api_key_env=self.api_key_env,
+                api_key_ref=None if key is None else api_key_ref(key.get_secret_value()),
             )
             return attach, spec
         path = self.resolved_model_path()
         if self.server:
-            managed = get_model_cache().backends.get("llama-server")
+            managed = cast("LlamaServerBackend", get_model_cache().backends.get("llama-server"))
             keep = self.keep_alive
             spec = managed.spec_for(
                 path,
@@ -361,7 +384,7 @@ class GGUFLoadOptions(CallLimits):
         if custom is not None:
             return [int(t) for t in custom(text)]
         backend, spec = self._gguf_backend_and_spec()
-        return [int(t) for t in backend.tokenize(spec, text)]  # type: ignore[attr-defined]
+        return [int(t) for t in backend.tokenize(spec, text)]
 
 
 class TransformersLoadOptions(CallLimits):

@@ -137,6 +137,15 @@ class ChatGGUF(GGUFLoadOptions, LocalChatModel):
             answers 5xx before the first byte of its answer (never after text arrived,
             never on 4xx or a timeout). In this process: when the model is refused as
             busy (``ModelBusyError``). Tries are 0.5 s apart, doubling (at most 4 s).
+        api_key: SecretStr | None
+            LangChain's key argument, with a meaning in every placement. Over
+            ``server_url``: the server's bearer key, bound like ``api_key_env``'s key (to
+            the origin in ``SETRAF_API_KEY_ORIGIN``, else loopback servers only;
+            another origin raises ``APIKeyOriginError`` before anything is sent);
+            giving ``api_key_env`` too is refused. With ``server=True``: refused (the
+            managed server makes its own random key at each launch). In this process
+            no server is reached: a ``UserWarning`` naming the class says the key has
+            no use. A ``SecretStr``: never shown in a repr, a log or a dump.
 
     See the fields below for every init arg.
 
@@ -388,6 +397,10 @@ class ChatTransformers(TransformersLoadOptions, LocalChatModel):
             Tries after the first when the model is refused as busy (``ModelBusyError``:
             another generation held it past the cache's ``lock_timeout``); 0.5 s apart,
             doubling (at most 4 s). 2 by default.
+        api_key: SecretStr | None
+            Accepted for LangChain's conventions, but the model runs in this process and
+            no server is reached: a ``UserWarning`` naming the class says the key has no
+            use. A ``SecretStr``: never shown in a repr, a log or a dump.
 
     See the fields below for every init arg.
 

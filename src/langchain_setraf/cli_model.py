@@ -80,7 +80,7 @@ def build_llm(uri: str, given: Mapping[str, Any], defaults: Mapping[str, Any]) -
     """
     backend, _, cls = resolve_class(uri)
     fields = getattr(cls, "model_fields", {})
-    attached = getattr(backend, "model_field", "model") == "server_url"
+    attached = backend.model_field == "server_url"
     kwargs = {
         name: value
         for name, value in defaults.items()

@@ -16,6 +16,7 @@ import stat
 import warnings
 from typing import Any
 
+from langchain_setraf.backends.base import Backend
 from langchain_setraf.cache import get_model_cache
 from langchain_setraf.models import default_gguf_path
 from langchain_setraf.plugins import BackendInfo, UnknownBackendError
@@ -36,7 +37,7 @@ def list_backends() -> list[BackendInfo]:
     return get_model_cache().backends.list()
 
 
-def get_backend(name: str) -> Any:
+def get_backend(name: str) -> Backend:
     """The backend registered as ``name`` (see :meth:`BackendRegistry.get`)."""
     return get_model_cache().backends.get(name)
 
@@ -62,7 +63,7 @@ def _special_file(model: str) -> str | None:
 DEFAULT_URI = "default"
 
 
-def resolve_uri(uri: str) -> tuple[Any, str]:
+def resolve_uri(uri: str) -> tuple[Backend, str]:
     """``"<backend>:<model>"`` → (backend, model). ``auto:`` asks each backend's
     ``accepts(path)``; a bare path is treated as ``auto:``; ``default`` is the embedded
     SmolLM2 model on the ``gguf`` backend (a file named ``default``: ``./default``).
@@ -93,11 +94,8 @@ def resolve_uri(uri: str) -> tuple[Any, str]:
         if not info.importable:
             continue
         backend = get_backend(info.name)
-        accepts = getattr(backend, "accepts", None)
-        if not callable(accepts):
-            continue
         try:
-            accepted = accepts(model)
+            accepted = backend.accepts(model)
         except Exception as exc:  # one plugin's bug must not break auto: for the others
             warnings.warn(
                 f"backend {info.name!r} ({info.distribution}): accepts({model!r}) raised "
@@ -117,7 +115,7 @@ def resolve_uri(uri: str) -> tuple[Any, str]:
     return candidates[0], model
 
 
-def resolve_class(uri: str, *, chat: bool = False) -> tuple[Any, str, type[Any]]:
+def resolve_class(uri: str, *, chat: bool = False) -> tuple[Backend, str, type[Any]]:
     """(backend, model, class) that :func:`init_llm` (``chat``: :func:`init_chat_model`)
     would build for ``uri``, without building it.
 
@@ -125,8 +123,7 @@ def resolve_class(uri: str, *, chat: bool = False) -> tuple[Any, str, type[Any]]
         UnknownBackendError: As :func:`resolve_uri`, or the backend has no such class.
     """
     backend, model = resolve_uri(uri)
-    attr, kind = ("chat_class", "chat model") if chat else ("llm_class", "LLM class")
-    target = getattr(backend, attr, None)
+    target, kind = (backend.chat_class, "chat model") if chat else (backend.llm_class, "LLM class")
     if not target:
         raise UnknownBackendError(f"backend {backend.name!r} provides no {kind}")
     module, _, cls_name = str(target).partition(":")
@@ -135,16 +132,16 @@ def resolve_class(uri: str, *, chat: bool = False) -> tuple[Any, str, type[Any]]
 
 def _build(uri: str, chat: bool, kwargs: dict[str, Any]) -> Any:
     backend, model, cls = resolve_class(uri, chat=chat)
-    field = getattr(backend, "model_field", "model")
+    field = backend.model_field
     kwargs = dict(kwargs)
     # a backend may rename init arguments (``openai:URL, model=name`` → ``server_model``)
     # and fix some (``llama-server:`` → ``server=True``); a clash is refused, not merged
-    for alias, target in dict(getattr(backend, "init_aliases", {}) or {}).items():
+    for alias, target in backend.init_aliases.items():
         if alias in kwargs:
             if target in kwargs:
                 raise TypeError(f"pass {alias!r} or {target!r}, not both")
             kwargs[target] = kwargs.pop(alias)
-    for name, value in dict(getattr(backend, "init_defaults", {}) or {}).items():
+    for name, value in backend.init_defaults.items():
         if name in kwargs and kwargs[name] != value:
             raise TypeError(f"backend {backend.name!r} implies {name}={value!r}")
         kwargs[name] = value

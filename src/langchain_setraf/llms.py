@@ -143,6 +143,15 @@ class GGUFLLM(GGUFLoadOptions, CachedLLM):
             answers 5xx before the first byte of its answer (never after text arrived,
             never on 4xx or a timeout). In this process: when the model is refused as
             busy (``ModelBusyError``). Tries are 0.5 s apart, doubling (at most 4 s).
+        api_key: SecretStr | None
+            LangChain's key argument, with a meaning in every placement. Over
+            ``server_url``: the server's bearer key, bound like ``api_key_env``'s key (to
+            the origin in ``SETRAF_API_KEY_ORIGIN``, else loopback servers only;
+            another origin raises ``APIKeyOriginError`` before anything is sent);
+            giving ``api_key_env`` too is refused. With ``server=True``: refused (the
+            managed server makes its own random key at each launch). In this process
+            no server is reached: a ``UserWarning`` naming the class says the key has
+            no use. A ``SecretStr``: never shown in a repr, a log or a dump.
 
     See the fields below for every init arg.
 

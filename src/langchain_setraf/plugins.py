@@ -2,12 +2,17 @@
 
 The built-in ``gguf`` and ``transformers`` backends are registered through this package's
 own ``pyproject.toml`` exactly like a third-party one. Discovery is lazy, done once, under
-a lock; a plugin that fails to import, or whose ``missing_requirements()`` raises, is
-reported as unavailable with its error (``list_backends()``) and never breaks the others;
-two distributions claiming one name is an error naming both. The registry lives on the
-process-wide model cache (:func:`~langchain_setraf.factory.list_backends` and
-:func:`~langchain_setraf.factory.get_backend` read it); this module imports nothing of
-the package's, so the cache can import it without a cycle. ``SETRAF_PLUGINS``
+a lock; a plugin that fails to import, lacks an attribute of the
+:class:`~langchain_setraf.backends.Backend` protocol (it does not subclass
+:class:`~langchain_setraf.backends.BackendBase`, which gives the defaults), or whose
+``missing_requirements()`` raises, is reported as unavailable with its error
+(``list_backends()``; :func:`~langchain_setraf.factory.get_backend` raises it) and never
+breaks the others; two distributions claiming one name is an error naming both. The
+registry lives on the process-wide model cache
+(:func:`~langchain_setraf.factory.list_backends` and
+:func:`~langchain_setraf.factory.get_backend` read it); this module imports only the
+backend contract (``backends.base``) and the settings, so the cache can import it without
+a cycle. ``SETRAF_PLUGINS``
 (comma-separated names, or ``none``) limits which third-party backends are loaded.
 
 Example:
@@ -22,8 +27,8 @@ import importlib.metadata as md
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
+from langchain_setraf.backends.base import Backend, missing_backend_attributes
 from langchain_setraf.settings import get_settings
 
 __all__ = [
@@ -31,6 +36,7 @@ __all__ = [
     "BackendCollisionError",
     "BackendInfo",
     "BackendRegistry",
+    "IncompleteBackendError",
     "UnknownBackendError",
 ]
 
@@ -44,6 +50,12 @@ class UnknownBackendError(LookupError):
 
 class BackendCollisionError(RuntimeError):
     """Two distributions register the same backend name."""
+
+
+class IncompleteBackendError(TypeError):
+    """A registered backend lacks attributes of the
+    :class:`~langchain_setraf.backends.Backend` protocol (the message names the plugin,
+    its entry point and the missing attributes)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,8 @@ class BackendRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._infos: dict[str, BackendInfo] | None = None
-        self._backends: dict[str, Any] = {}
+        self._backends: dict[str, Backend] = {}
+        self._incomplete: set[str] = set()
 
     def _discover(self) -> dict[str, BackendInfo]:
         with self._lock:
@@ -135,9 +148,21 @@ class BackendRegistry:
                         f"{type(exc).__name__}: {exc}",
                     )  # fmt: skip
                     continue
+                absent = missing_backend_attributes(backend)
+                if absent:
+                    incomplete = (
+                        f"backend {name!r} ({dist} {version}, entry point "
+                        f"{name} = {first.value}) does not implement the Backend protocol: "
+                        f"missing {', '.join(absent)}; subclass "
+                        "langchain_setraf.backends.BackendBase for their defaults"
+                    )
+                    self._incomplete.add(name)
+                    infos[name] = BackendInfo(
+                        name, first.value, dist, version, builtin, False, incomplete
+                    )
+                    continue
                 try:
-                    missing = getattr(backend, "missing_requirements", None)
-                    lacking = missing() if callable(missing) else None
+                    lacking = backend.missing_requirements()
                 except Exception as exc:  # a plugin's own check failing is its problem only
                     infos[name] = BackendInfo(
                         name, first.value, dist, version, builtin, False,
@@ -161,12 +186,13 @@ class BackendRegistry:
         """Every backend found, importable or not."""
         return list(self._discover().values())
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str) -> Backend:
         """The backend registered as ``name``.
 
         Raises:
             UnknownBackendError: no such backend (lists the available ones).
             BackendCollisionError: two distributions claim ``name``.
+            IncompleteBackendError: the plugin lacks attributes of the Backend protocol.
             ImportError: the plugin failed to load (its error is in the message).
         """
         infos = self._discover()
@@ -175,6 +201,8 @@ class BackendRegistry:
             available = ", ".join(n for n, i in infos.items() if i.importable) or "none"
             raise UnknownBackendError(f"unknown backend {name!r}; available: {available}")
         if not info.importable:
+            if name in self._incomplete:
+                raise IncompleteBackendError(info.error)
             if "registered by" in (info.error or ""):
                 raise BackendCollisionError(info.error)
             raise ImportError(f"backend {name!r} ({info.distribution}) unavailable: {info.error}")
@@ -185,3 +213,4 @@ class BackendRegistry:
         with self._lock:
             self._infos = None
             self._backends.clear()
+            self._incomplete.clear()

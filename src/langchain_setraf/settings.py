@@ -247,13 +247,13 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         DEFAULT_API_KEY_ENV, "", "an API key", "none",
         "The key sent to an attached or managed server when `api_key_env` is left unset "
-        "(read at load time, never stored in a field or logged).",
+        "and no `api_key=` is given (read at load time, never stored in a field or logged).",
     ),
     Variable(
         f"{DEFAULT_API_KEY_ENV}_ORIGIN", "", "an origin (`https://host:port`)",
-        "the `server_url`'s origin",
-        f"The one origin `{DEFAULT_API_KEY_ENV}` may be sent to (any `<api_key_env>_ORIGIN` "
-        "works the same way).",
+        "none (loopback servers only)",
+        f"The one origin `{DEFAULT_API_KEY_ENV}`, or a key given as `api_key=`, may be sent "
+        "to (any `<api_key_env>_ORIGIN` works the same way).",
     ),
 )  # fmt: skip
 

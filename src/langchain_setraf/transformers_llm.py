@@ -129,6 +129,10 @@ class TransformersLLM(TransformersLoadOptions, CachedLLM):
             Tries after the first when the model is refused as busy (``ModelBusyError``:
             another generation held it past the cache's ``lock_timeout``); 0.5 s apart,
             doubling (at most 4 s). 2 by default.
+        api_key: SecretStr | None
+            Accepted for LangChain's conventions, but the model runs in this process and
+            no server is reached: a ``UserWarning`` naming the class says the key has no
+            use. A ``SecretStr``: never shown in a repr, a log or a dump.
 
     See the fields below for every init arg.
 

@@ -255,6 +255,154 @@ def test_a_bad_origin_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None
         api_key_for("http://127.0.0.1:1/v1", "K", env)
 
 
+# -- api_key= given to the class (LangChain's argument) -----------------------------------------
+
+#: A key only these tests know: it must never show up anywhere but the server's header.
+SECRET = "sk-only-the-server-may-see-this-7f3a"
+
+
+def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SETRAF_API_KEY", raising=False)
+    monkeypatch.delenv("SETRAF_API_KEY_ORIGIN", raising=False)
+
+
+def test_api_key_given_to_the_class_is_the_servers_bearer_key(
+    monkeypatch: pytest.MonkeyPatch, cache: Any
+) -> None:
+    from langchain_setraf import GGUFLLM, ChatGGUF, ServerResponseError
+
+    _no_env_key(monkeypatch)
+    monkeypatch.setenv("SETRAF_API_KEY", "the-environment-key")  # api_key= takes its place
+    routes = {"/v1/completions": fs.unauthorized, "/v1/chat/completions": fs.unauthorized}
+    with fs.FaultServer(routes) as srv:
+        chat = ChatGGUF(server_url=srv.base_url, server_model="m", api_key="good-key")
+        assert chat.invoke("hi").content == "Hello world"
+        llm = GGUFLLM(server_url=srv.base_url, server_model="m", api_key="good-key")
+        assert llm.invoke("hi") == "Hello world"
+        # the chat twin shares the key; a wrong key gets the server's 401, not the right key
+        assert llm.as_chat_model().invoke("hi").content == "Hello world"
+        wrong = ChatGGUF(server_url=srv.base_url, server_model="m", api_key="wrong-key")
+        with pytest.raises(ServerResponseError, match="401"):
+            wrong.invoke("hi")
+        for obj in (chat, llm, wrong):
+            obj.release()
+    sent = [
+        (r.path, r.headers.get("authorization"))
+        for r in srv.requests
+        if r.path != "/v1/models"  # each handle's one check of the model name, keyed too
+    ]
+    assert sent == [
+        ("/v1/chat/completions", "Bearer good-key"),
+        ("/v1/completions", "Bearer good-key"),
+        ("/v1/chat/completions", "Bearer good-key"),
+        ("/v1/chat/completions", "Bearer wrong-key"),
+    ]
+    assert all(r.headers.get("authorization") for r in srv.requests)
+
+
+def test_api_key_given_to_the_class_follows_the_origin_binding(
+    monkeypatch: pytest.MonkeyPatch, cache: Any
+) -> None:
+    from langchain_setraf import ChatGGUF
+
+    _no_env_key(monkeypatch)
+    # unbound: loopback servers only; a typed remote URL is refused before anything is sent
+    remote = ChatGGUF(server_url="http://attacker.example:8080/v1", api_key=SECRET)
+    with pytest.raises(APIKeyOriginError) as info:
+        remote.invoke("hi")
+    message = str(info.value)
+    assert "the api_key given to the class is bound to no origin" in message
+    assert "SETRAF_API_KEY_ORIGIN=http://attacker.example:8080" in message
+    assert SECRET not in message
+    # bound elsewhere: a loopback server does not get it either
+    monkeypatch.setenv("SETRAF_API_KEY_ORIGIN", "https://gpu-box.example:8443")
+    with fs.FaultServer({"/v1/chat/completions": fs.good_stream}) as srv:
+        local = ChatGGUF(server_url=srv.base_url, server_model="m", api_key=SECRET)
+        with pytest.raises(APIKeyOriginError, match=r"bound to https://gpu-box\.example:8443"):
+            local.invoke("hi")
+        local.release()
+        assert srv.requests == [], "a request went out although the key may not go there"
+    # bound to this server: sent
+    with fs.FaultServer({"/v1/chat/completions": fs.unauthorized}) as srv:
+        monkeypatch.setenv("SETRAF_API_KEY_ORIGIN", srv.root)
+        bound = ChatGGUF(server_url=srv.base_url, server_model="m", api_key="good-key")
+        assert bound.invoke("hi").content == "Hello world"
+        bound.release()
+
+
+def test_api_key_refused_where_it_cannot_mean_what_it_says() -> None:
+    from langchain_setraf import GGUFLLM, ChatGGUF
+
+    for cls in (GGUFLLM, ChatGGUF):
+        with pytest.raises(ValueError, match="api_key and api_key_env='MY_KEY' both") as info:
+            cls(server_url="http://127.0.0.1:9/v1", api_key=SECRET, api_key_env="MY_KEY")
+        assert SECRET not in str(info.value)
+        with pytest.raises(ValueError, match="server=True: the host's managed") as info:
+            cls(server=True, api_key=SECRET)
+        assert SECRET not in str(info.value)
+        with pytest.raises(ValueError, match="api_key must be a non-empty string"):
+            cls(server_url="http://127.0.0.1:9/v1", api_key="")
+        # any refused construction hides its arguments (pydantic quotes them otherwise)
+        with pytest.raises(ValueError) as info:
+            cls(api_key=SECRET, n_ctx="many")
+        assert SECRET not in str(info.value)
+
+
+def test_the_key_never_shows_in_a_repr_a_log_a_dump_or_a_trace(
+    monkeypatch: pytest.MonkeyPatch, cache: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.load import dumpd, dumps
+
+    from langchain_setraf import ChatGGUF, get_model_cache
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def on_chat_model_start(self, serialized: Any, messages: Any, **kw: Any) -> None:
+            self.seen.append(json.dumps([serialized, kw], default=repr))
+
+        def on_llm_start(self, serialized: Any, prompts: Any, **kw: Any) -> None:
+            self.seen.append(json.dumps([serialized, kw], default=repr))
+
+        def on_llm_end(self, response: Any, **kw: Any) -> None:
+            self.seen.append(repr(response))
+
+    _no_env_key(monkeypatch)
+    caplog.set_level(logging.DEBUG)  # every logger, httpx's included
+    recorder = Recorder()
+    with fs.FaultServer({"/v1/chat/completions": fs.good_stream}) as srv:
+        chat = ChatGGUF(server_url=srv.base_url, server_model="m", api_key=SECRET)
+        chat.invoke("hi", config={"callbacks": [recorder]})
+        "".join(str(c.content) for c in chat.stream("hi", config={"callbacks": [recorder]}))
+        [model] = get_model_cache().loaded()
+        spec = model.key
+        shown = [
+            repr(chat),
+            str(chat),
+            chat.model_dump_json(),
+            str(chat.model_dump()),
+            json.dumps(dumpd(chat)),
+            dumps(chat),
+            repr(spec),
+            spec.describe(),
+            json.dumps(model.options, default=str),
+            repr(model),
+            caplog.text,
+            *recorder.seen,
+        ]
+        chat.release()
+    assert srv.requests and all(
+        r.headers.get("authorization") == f"Bearer {SECRET}" for r in srv.requests
+    ), "the key did not reach the server"
+    assert recorder.seen and "**********" in repr(chat)
+    leaks = [text[:200] for text in shown if SECRET in text]
+    assert not leaks, f"the key leaked: {leaks}"
+
+
 # -- 11: chat templates bounded in time and size -----------------------------------------------
 
 _TEMPLATE_CHILD = """

@@ -1,5 +1,30 @@
-"""Model backends: each turns a :class:`LoadSpec` into a loaded model handle."""
+"""Model backends: each turns a :class:`LoadSpec` into a loaded model handle.
 
-from langchain_setraf.backends.base import Backend, LoadSpec, ModelHandle
+A plugin's backend subclasses :class:`BackendBase` (every optional :class:`Backend`
+attribute with its default) and registers under the ``langchain_setraf.backends`` entry
+point.
+"""
 
-__all__ = ["Backend", "LoadSpec", "ModelHandle"]
+from langchain_setraf.backends.base import (
+    BACKEND_ATTRIBUTES,
+    Backend,
+    BackendBase,
+    GenerationHandle,
+    GenerationRequest,
+    GenerationStats,
+    LoadSpec,
+    ModelHandle,
+    file_identity,
+)
+
+__all__ = [
+    "BACKEND_ATTRIBUTES",
+    "Backend",
+    "BackendBase",
+    "GenerationHandle",
+    "GenerationRequest",
+    "GenerationStats",
+    "LoadSpec",
+    "ModelHandle",
+    "file_identity",
+]

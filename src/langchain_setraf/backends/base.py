@@ -11,20 +11,24 @@ OpenAI-compatible URL).
 
 from __future__ import annotations
 
+import abc
 import errno
 import os
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from langchain_setraf.backends.options import BackendOptions, PluginOptions
 
 __all__ = [
+    "BACKEND_ATTRIBUTES",
     "LLAMA_SAMPLING_PARAMS",
     "MAX_BACKOFF",
     "Backend",
+    "BackendBase",
     "GenerationHandle",
     "GenerationRequest",
     "GenerationStats",
@@ -33,6 +37,7 @@ __all__ = [
     "ModelHandle",
     "backoff_seconds",
     "file_identity",
+    "missing_backend_attributes",
 ]
 
 #: ``None``: free text. Otherwise decoding is constrained to JSON: ``{"schema": dict | None}``
@@ -217,16 +222,165 @@ class GenerationHandle(ModelHandle, Protocol):
 class Backend(Protocol):
     """A way to load models. Registered under the ``langchain_setraf.backends`` entry point.
 
-    Optional attributes: ``concurrent = True`` when generations on one loaded model may run
-    at once (a server batches them; otherwise the cache serialises them with a per-model
-    lock); ``llm_class``/``chat_class``/``model_field`` for :func:`~langchain_setraf.init_llm`;
-    ``accepts(path)`` for ``auto:`` URIs; ``missing_requirements()``.
+    Every attribute below is part of the contract and is read as a plain attribute.
+    :class:`BackendBase` gives each its default; a backend that does not subclass it
+    must define them all, or it is refused when it is registered (see
+    :data:`BACKEND_ATTRIBUTES`). Only :attr:`name`, :meth:`load` and
+    :meth:`estimate_bytes` have no default.
+
+    Attributes:
+        name: The backend's name, the entry point's name (``"gguf"``, a plugin's).
+        concurrent: Whether generations on one loaded model may run at once (a server
+            batches them). Default ``False``: the cache serialises them with a per-model
+            lock.
+        owns_keep_alive: Whether the backend applies the classes' ``keep_alive`` itself
+            (a managed server sleeps when idle). Default ``False``: the cache releases
+            the model after ``keep_alive`` idle seconds.
+        llm_class: The LangChain LLM class :func:`~langchain_setraf.init_llm` builds,
+            as ``"module:Class"``. Default ``None``: none.
+        chat_class: The chat model class :func:`~langchain_setraf.init_chat_model`
+            builds, as ``"module:Class"``. Default ``None``: none.
+        model_field: The constructor argument the URI's model part is passed as.
+            Default ``"model"``.
+        init_aliases: Constructor arguments the factory renames (``{"model":
+            "server_model"}``: ``init_chat_model("openai:URL", model="x")`` passes
+            ``server_model="x"``). Default: none.
+        init_defaults: Constructor arguments the backend implies (``{"server": True}``);
+            a caller giving another value is refused. Default: none.
     """
 
     name: str
+    concurrent: bool
+    owns_keep_alive: bool
+    llm_class: str | None
+    chat_class: str | None
+    model_field: str
+    init_aliases: Mapping[str, str]
+    init_defaults: Mapping[str, Any]
 
     def load(self, spec: LoadSpec) -> ModelHandle:
         """Load the model described by ``spec`` (called at most once per spec by the cache)."""
 
     def estimate_bytes(self, spec: LoadSpec) -> int:
         """Estimate the memory a load of ``spec`` will take, without loading it."""
+
+    def server_bytes(self, spec: LoadSpec) -> int:
+        """Memory the spec's model holds at most once loaded, loaded or not (what
+        ``fit=True`` sizes a configuration by; a server backend's :meth:`estimate_bytes`
+        is 0 for a server already running). Default: :meth:`estimate_bytes`."""
+
+    def accepts(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` is a model of this backend, for ``auto:`` URIs. Must not block
+        or raise on any path. Default ``False``: never picked by ``auto:``."""
+
+    def missing_requirements(self) -> str | None:
+        """``None`` when the backend's own dependencies are installed, else what to
+        install (shown by ``list_backends()`` and ``setraf models``). Default ``None``."""
+
+    def tokenize(self, spec: LoadSpec, text: str) -> list[int]:
+        """Token ids of ``text`` (special-token text parsed, no BOS added), without
+        loading the weights. Default: raises ``NotImplementedError`` naming the backend."""
+
+    def prompt_tokens(self, spec: LoadSpec, prompt: str) -> list[int]:
+        """The token ids the engine is given for a whole ``prompt`` (at most one BOS),
+        without loading the weights. Default: raises ``NotImplementedError`` naming the
+        backend."""
+
+    def render_chat(self, spec: LoadSpec, messages: list[dict[str, str]]) -> str:
+        """``messages`` rendered with the model's chat template, without loading the
+        weights. Default: raises ``NotImplementedError`` naming the backend."""
+
+    def eos_token_id(self, spec: LoadSpec) -> int | None:
+        """The model's end-of-sequence token id, without loading the weights. Default
+        ``None``: none, or the backend cannot tell (a remote server)."""
+
+
+#: Every attribute of the :class:`Backend` protocol, in its order. A registered backend
+#: lacking one of them is refused (:func:`missing_backend_attributes`).
+BACKEND_ATTRIBUTES: tuple[str, ...] = (
+    "name",
+    "concurrent",
+    "owns_keep_alive",
+    "llm_class",
+    "chat_class",
+    "model_field",
+    "init_aliases",
+    "init_defaults",
+    "load",
+    "estimate_bytes",
+    "server_bytes",
+    "accepts",
+    "missing_requirements",
+    "tokenize",
+    "prompt_tokens",
+    "render_chat",
+    "eos_token_id",
+)
+
+
+def missing_backend_attributes(backend: object) -> list[str]:
+    """The :data:`BACKEND_ATTRIBUTES` ``backend`` lacks (``[]``: it is complete)."""
+    return [name for name in BACKEND_ATTRIBUTES if not hasattr(backend, name)]
+
+
+class BackendBase(Backend):
+    """Base class for backends: every optional :class:`Backend` attribute with its default.
+
+    A backend (built-in or a plugin's) subclasses it, sets :attr:`name`, implements
+    :meth:`load` and :meth:`estimate_bytes`, and overrides what it offers::
+
+        class MyBackend(BackendBase):
+            name = "mine"
+            llm_class = "my_plugin:MyLLM"
+
+            def load(self, spec: LoadSpec) -> ModelHandle: ...
+            def estimate_bytes(self, spec: LoadSpec) -> int: ...
+    """
+
+    concurrent: bool = False
+    owns_keep_alive: bool = False
+    llm_class: str | None = None
+    chat_class: str | None = None
+    model_field: str = "model"
+    init_aliases: Mapping[str, str] = MappingProxyType({})
+    init_defaults: Mapping[str, Any] = MappingProxyType({})
+
+    @abc.abstractmethod
+    def load(self, spec: LoadSpec) -> ModelHandle:
+        """Load the model described by ``spec`` (called at most once per spec by the cache)."""
+
+    @abc.abstractmethod
+    def estimate_bytes(self, spec: LoadSpec) -> int:
+        """Estimate the memory a load of ``spec`` will take, without loading it."""
+
+    def server_bytes(self, spec: LoadSpec) -> int:
+        """:meth:`estimate_bytes` (a backend whose estimate depends on what runs
+        already overrides this)."""
+        return self.estimate_bytes(spec)
+
+    def accepts(self, path: str | os.PathLike[str]) -> bool:
+        """``False``: this backend is never picked by ``auto:``."""
+        return False
+
+    def missing_requirements(self) -> str | None:
+        """``None``: nothing is missing."""
+        return None
+
+    def _cannot(self, what: str) -> NotImplementedError:
+        return NotImplementedError(f"backend {self.name!r} cannot {what} without a load")
+
+    def tokenize(self, spec: LoadSpec, text: str) -> list[int]:
+        """Raises ``NotImplementedError``: the backend cannot tokenize without a load."""
+        raise self._cannot("tokenize text")
+
+    def prompt_tokens(self, spec: LoadSpec, prompt: str) -> list[int]:
+        """Raises ``NotImplementedError``: the backend cannot tokenize without a load."""
+        raise self._cannot("tokenize prompts")
+
+    def render_chat(self, spec: LoadSpec, messages: list[dict[str, str]]) -> str:
+        """Raises ``NotImplementedError``: the backend cannot render chat prompts."""
+        raise self._cannot("render chat prompts")
+
+    def eos_token_id(self, spec: LoadSpec) -> int | None:
+        """``None``: the backend cannot tell."""
+        return None

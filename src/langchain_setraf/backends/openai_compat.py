@@ -17,11 +17,12 @@ bounded too: one event-stream line at most
 the limit is passed, with a :class:`ResponseTooLargeError` naming the URL and the limit.
 Every failure is a :class:`~langchain_setraf.backends.server_errors.ServerError`.
 
-The API key is read from the environment variable named by ``api_key_env`` at load time
-and sent as ``Authorization: Bearer``, only to the origin it is bound to (see
-:func:`api_key_for`: the origin in ``<api_key_env>_ORIGIN``, else loopback servers only);
-a request to another origin is refused with :class:`APIKeyOriginError` before anything is
-sent. The key is never part of a spec, a repr or a message.
+The API key is the one given to the class (``api_key=``, held by this process under an
+opaque reference, :func:`api_key_ref`) or else read from the environment variable named by
+``api_key_env`` at load time, and sent as ``Authorization: Bearer``, only to the origin it
+is bound to (see :func:`api_key_for`: the origin in ``<api_key_env>_ORIGIN``, else loopback
+servers only); a request to another origin is refused with :class:`APIKeyOriginError`
+before anything is sent. The key is never part of a spec, a repr or a message.
 
 :class:`HTTPHandle` is also the handle of the managed ``llama-server`` backend, which
 overrides :meth:`HTTPHandle._before_request` (to re-ensure its server) and
@@ -38,16 +39,19 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from langchain_setraf.backends.base import (
     LLAMA_SAMPLING_PARAMS,
+    BackendBase,
     GenerationRequest,
     GenerationStats,
     LoadSpec,
@@ -68,6 +72,7 @@ from langchain_setraf.backends.server_errors import (
     ServerUnavailableError,
     snippet,
 )
+from langchain_setraf.settings import DEFAULT_API_KEY_ENV
 
 __all__ = [
     "API_KEY_ORIGIN_SUFFIX",
@@ -77,6 +82,7 @@ __all__ = [
     "HTTPHandle",
     "OpenAICompatBackend",
     "api_key_for",
+    "api_key_ref",
     "normalize_base_url",
     "origin_of",
 ]
@@ -86,7 +92,7 @@ __all__ = [
 HTTP_PARAMS = LLAMA_SAMPLING_PARAMS
 
 #: Load options of the ``openai`` backend (the cache key, with the URL and model name).
-OPENAI_LOAD_OPTIONS = ("request_timeout", "api_key_env")
+OPENAI_LOAD_OPTIONS = ("request_timeout", "api_key_env", "api_key_ref")
 
 #: Seconds to wait for a TCP connection (within the request's total deadline).
 CONNECT_TIMEOUT = 10.0
@@ -121,16 +127,55 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{host}:{port}"
 
 
+_KEY_LOCK = threading.Lock()
+#: Keys given to the classes (``api_key=``), by their opaque reference, and back.
+_KEYS_BY_REF: dict[str, str] = {}
+_REFS_BY_KEY: dict[str, str] = {}
+
+
+def api_key_ref(api_key: str) -> str:
+    """An opaque reference to ``api_key`` for a spec (``"key-"`` and random hex, the same
+    for the same key in this process): the spec carries the reference, this process holds
+    the key, so a spec's repr, ``describe()`` or JSON never contains it and two keys never
+    share one cached handle.
+
+    Raises:
+        ValueError: ``api_key`` is empty.
+    """
+    if not api_key:
+        raise ValueError("api_key must be a non-empty string (None: no key)")
+    with _KEY_LOCK:
+        ref = _REFS_BY_KEY.get(api_key)
+        if ref is None:
+            ref = f"key-{secrets.token_hex(8)}"
+            _REFS_BY_KEY[api_key] = ref
+            _KEYS_BY_REF[ref] = api_key
+        return ref
+
+
+def _key_of_ref(ref: str) -> str:
+    with _KEY_LOCK:
+        key = _KEYS_BY_REF.get(ref)
+    if key is None:
+        raise ValueError(f"api_key_ref={ref!r} names no key given to a class in this process")
+    return key
+
+
 def api_key_for(
-    base_url: str, api_key_env: str | None, environ: Mapping[str, str] | None = None
+    base_url: str,
+    api_key_env: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    api_key: str | None = None,
 ) -> str | None:
     """The API key to send to ``base_url``, by the binding rule.
 
-    The key is the value of the variable named ``api_key_env``. It is bound to an origin
-    (``scheme://host:port``) by the variable ``<api_key_env>_ORIGIN`` (e.g.
-    ``SETRAF_API_KEY_ORIGIN=https://gpu-box:8443``; a path in it is ignored) and then sent
-    to that origin only. A key without an origin variable is sent to loopback servers only
-    (127.0.0.0/8, ``::1``, ``localhost``), never to a typed remote URL. No key set: ``None``.
+    The key is ``api_key`` when given (a class's ``api_key=``), else the value of the
+    variable named ``api_key_env``. It is bound to an origin (``scheme://host:port``) by
+    the variable ``<api_key_env>_ORIGIN`` (e.g. ``SETRAF_API_KEY_ORIGIN=https://gpu-box:8443``;
+    a path in it is ignored) and then sent to that origin only. A key without an origin
+    variable is sent to loopback servers only (127.0.0.0/8, ``::1``, ``localhost``), never
+    to a typed remote URL. No key: ``None``.
 
     Raises:
         APIKeyOriginError: A key is set and ``base_url`` is not the origin it may go to,
@@ -138,18 +183,24 @@ def api_key_for(
             that needs no key is reached with ``api_key_env`` naming an unset variable.
     """
     env = os.environ if environ is None else environ
-    if not api_key_env:
-        return None
-    key = env.get(api_key_env)
-    if not key:
+    if api_key is None and not api_key_env:
         return None
     target = origin_of(base_url)
-    bind_var = api_key_env + API_KEY_ORIGIN_SUFFIX
+    bind_var = (api_key_env or DEFAULT_API_KEY_ENV) + API_KEY_ORIGIN_SUFFIX
+    if api_key is not None:
+        key: str | None = api_key
+        what = "the api_key given to the class"
+        fix = f"to attach to {target} without a key, drop api_key (or give {target}'s own key)"
+    else:
+        key = env.get(api_key_env) if api_key_env else None
+        what = f"the API key in {api_key_env}"
+        fix = (
+            f"to attach to {target} without that key, set api_key_env to the name of a "
+            f"variable that holds {target}'s own key (or that is unset)"
+        )
+    if not key:
+        return None
     bound = env.get(bind_var)
-    fix = (
-        f"to attach to {target} without that key, set api_key_env to the name of a "
-        f"variable that holds {target}'s own key (or that is unset)"
-    )
     if bound:
         try:
             allowed = origin_of(bound)
@@ -159,14 +210,13 @@ def api_key_for(
             ) from None
         if allowed != target:
             raise APIKeyOriginError(
-                f"the API key in {api_key_env} is bound to {allowed} ({bind_var}); refusing "
-                f"to send it to {target}: {fix}"
+                f"{what} is bound to {allowed} ({bind_var}); refusing to send it to {target}: {fix}"
             )
         return key
     if _is_loopback(base_url):
         return key
     raise APIKeyOriginError(
-        f"the API key in {api_key_env} is bound to no origin, so it goes to loopback servers "
+        f"{what} is bound to no origin, so it goes to loopback servers "
         f"only; refusing to send it to {target}: set {bind_var}={target} if the key is "
         f"for that server, or {fix}"
     )
@@ -524,7 +574,7 @@ class HTTPHandle:
             if "html" in ctype:
                 hint = " (an HTML page: is this the OpenAI-compatible API's base URL?)"
         elif status in (401, 403):
-            hint = " (check the API key in the environment variable named by api_key_env)"
+            hint = " (check the API key: api_key=, or the variable named by api_key_env)"
         return ServerResponseError(
             f"{self.name} at {url} answered HTTP {status}{hint}: {message}",
             url=url,
@@ -843,12 +893,13 @@ def _chat_text(choice: Mapping[str, Any]) -> str:
     return content if isinstance(content, str) else ""
 
 
-class OpenAICompatBackend:
+class OpenAICompatBackend(BackendBase):
     """The built-in ``openai`` backend: a model on a server, by URL.
 
     The spec's identity is ``(base_url, server_model or "")``; its options are
-    ``request_timeout`` (the total deadline of each request) and ``api_key_env`` (the NAME
-    of the variable holding the key).
+    ``request_timeout`` (the total deadline of each request), ``api_key_env`` (the NAME
+    of the variable holding the key) and ``api_key_ref`` (the opaque reference of a key
+    given to the class, :func:`api_key_ref`; it takes the place of the variable's key).
 
     The key goes only to the origin it is bound to (:func:`api_key_for`): the one named by
     ``<api_key_env>_ORIGIN`` (``SETRAF_API_KEY_ORIGIN=https://gpu-box:8443``), else
@@ -865,7 +916,7 @@ class OpenAICompatBackend:
     model_field = "server_url"
     #: ``init_chat_model("openai:http://host:8080/v1", model="name")``: ``model`` is the
     #: name sent to the server.
-    init_aliases: ClassVar[Mapping[str, str]] = {"model": "server_model"}
+    init_aliases: Mapping[str, str] = MappingProxyType({"model": "server_model"})
 
     def missing_requirements(self) -> str | None:
         """``None``: httpx is a dependency of the package."""
@@ -885,7 +936,7 @@ class OpenAICompatBackend:
     ) -> LoadSpec:
         """The cache key of a model at ``server_url`` (normalised to its ``/v1`` base)
         with these options (an :class:`~langchain_setraf.backends.options.OpenAIOptions`,
-        or ``request_timeout`` / ``api_key_env`` as keywords).
+        or ``request_timeout`` / ``api_key_env`` / ``api_key_ref`` as keywords).
 
         Raises:
             TypeError: an unknown option.
@@ -905,14 +956,16 @@ class OpenAICompatBackend:
         """A handle on the server (no request is made until the first generation).
 
         Raises:
-            APIKeyOriginError: The key in ``api_key_env`` is set and not bound to this
-                server's origin (see :func:`api_key_for`).
+            APIKeyOriginError: The key (``api_key_ref``'s, else the one in
+                ``api_key_env``) is set and not bound to this server's origin (see
+                :func:`api_key_for`).
         """
         base, model = spec.identity[0], spec.identity[1] or None
         opts = spec.options
         if not isinstance(opts, OpenAIOptions):
             raise TypeError(f"{spec.describe()}: expected OpenAI attach options")
-        api_key = api_key_for(base, opts.api_key_env)
+        given = None if opts.api_key_ref is None else _key_of_ref(opts.api_key_ref)
+        api_key = api_key_for(base, opts.api_key_env, api_key=given)
         return HTTPHandle(base, model, api_key=api_key, timeout=opts.request_timeout, name="server")
 
     def tokenize(self, spec: LoadSpec, text: str) -> list[int]:

@@ -249,18 +249,29 @@ class OpenAIOptions(BackendOptions):
     Attributes:
         request_timeout: Seconds one request may take in total, streaming included.
         api_key_env: Name of the environment variable holding the API key.
+        api_key_ref: Opaque reference of a key given to the class (``api_key=``), which
+            this process holds (see
+            :func:`~langchain_setraf.backends.openai_compat.api_key_ref`); it takes the
+            place of the variable's key. ``None``: the variable's key, if set.
     """
 
     kind: ClassVar[str] = "openai attach"
 
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     api_key_env: str = DEFAULT_API_KEY_ENV
+    api_key_ref: str | None = None
 
     def __post_init__(self) -> None:
         _seconds("request_timeout", self.request_timeout)
         if not isinstance(self.api_key_env, str) or not self.api_key_env:
             raise ValueError(
                 f"api_key_env is the NAME of an environment variable, got {self.api_key_env!r}"
+            )
+        if self.api_key_ref is not None and (
+            not isinstance(self.api_key_ref, str) or not self.api_key_ref.startswith("key-")
+        ):
+            raise ValueError(
+                f"api_key_ref is a reference from api_key_ref(key), got {self.api_key_ref!r}"
             )
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_setraf.backends.base import (
+    BackendBase,
     GenerationRequest,
     GenerationStats,
     LoadSpec,
@@ -323,7 +324,7 @@ def gguf_file_identity(model_path: str | os.PathLike[str]) -> tuple[str, int, in
         raise GGUFFormatError(f"{path}: cannot open model file ({exc.strerror})") from None
 
 
-class GGUFBackend:
+class GGUFBackend(BackendBase):
     """The built-in ``gguf`` backend."""
 
     name = "gguf"

@@ -22,9 +22,11 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, Final
+from types import MappingProxyType
+from typing import Any, Final
 
 from langchain_setraf.backends.base import (
+    BackendBase,
     GenerationRequest,
     GenerationStats,
     LoadSpec,
@@ -140,7 +142,7 @@ class ManagedServerHandle(HTTPHandle):
         return err
 
 
-class LlamaServerBackend:
+class LlamaServerBackend(BackendBase):
     """The built-in ``llama-server`` backend (managed llama.cpp server per model + options)."""
 
     name = "llama-server"
@@ -150,7 +152,7 @@ class LlamaServerBackend:
     chat_class = "langchain_setraf.chat_models:ChatGGUF"
     model_field = "model_path"
     #: ``init_llm("llama-server:/m.gguf")`` builds the GGUF classes with ``server=True``.
-    init_defaults: ClassVar[Mapping[str, Any]] = {"server": True}
+    init_defaults: Mapping[str, Any] = MappingProxyType({"server": True})
     #: ``keep_alive`` is the server's own idle sleep (``--sleep-idle-seconds``), passed in the
     #: spec: the cache keeps the connection.
     owns_keep_alive = True

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_setraf.backends.base import (
+    BackendBase,
     GenerationRequest,
     GenerationStats,
     LoadSpec,
@@ -45,9 +46,9 @@ from langchain_setraf.backends.options import (
     TransformersOptions,
     options_from,
 )
+from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 from langchain_setraf.backends.transformers.constraint import json_logits_processor
 from langchain_setraf.backends.transformers.generate import hf_generate_kwargs, hf_generate_stream
-from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 from langchain_setraf.backends.transformers.tokenizer import HFTokenizer, hf_tokenizer
 from langchain_setraf.memory import give_back_memory, tune_allocator
 
@@ -347,7 +348,11 @@ def _spare_tokenizer_key(path: str, common: dict[str, Any]) -> Hashable | None:
     the options the tokenizer was built with (``None``: not a local directory, not kept)."""
     if not Path(path).is_dir():
         return None
-    return ("hf-loaded", file_identity(path), tuple(sorted((k, repr(v)) for k, v in common.items())))
+    return (
+        "hf-loaded",
+        file_identity(path),
+        tuple(sorted((k, repr(v)) for k, v in common.items())),
+    )
 
 
 def _dtype(torch: Any, name: str) -> Any:
@@ -505,7 +510,7 @@ def _warm_kernels(
         del x, w, y
 
 
-class TransformersBackend:
+class TransformersBackend(BackendBase):
     """The built-in ``transformers`` backend."""
 
     name = "transformers"

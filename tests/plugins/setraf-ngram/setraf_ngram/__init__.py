@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from langchain_setraf import CachedLLM
-from langchain_setraf.backends.base import (
+from langchain_setraf.backends import (
+    BackendBase,
     GenerationRequest,
     GenerationStats,
     LoadSpec,
@@ -57,10 +58,11 @@ class NGramHandle:
         return len(text.split())
 
 
-class NGramBackend:
+class NGramBackend(BackendBase):
+    """Every optional attribute not set here takes BackendBase's default."""
+
     name = "ngram"
     llm_class = "setraf_ngram:NGramLLM"
-    chat_class = None
     model_field = "corpus"
 
     def accepts(self, path: str | os.PathLike[str]) -> bool:
