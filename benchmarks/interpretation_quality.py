@@ -36,7 +36,7 @@ from typing import Any
 
 from langchain_setraf.ert import check_numbers, interpretation_chain, load_survey, summarize
 from langchain_setraf.ert.classify import MATERIALS
-from langchain_setraf.ert.i18n import TEXTS
+from langchain_setraf.ert.i18n import TEXTS, array_name
 from langchain_setraf.ert.interpretation import (
     Choices,
     coerce_choices,
@@ -48,6 +48,7 @@ from langchain_setraf.ert.interpretation import (
     render,
     spec_of,
 )
+from langchain_setraf.ert.rendering import span
 from langchain_setraf.ert.summary import SurveySummary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,10 +197,13 @@ def score(summary: SurveySummary, result: Any, lang: str) -> dict[str, Any]:
     items["A1"] = int(not unsupported)
     pseudo_ok = s.depth_kind != "pseudo" or w["pseudo"] in low
     items["A2"] = int("Ω·m" in geo and " m" in geo and pseudo_ok and "ohm" not in geo.lower())
-    items["A3"] = int((s.array or s.format) in geo and str(s.n_data or s.n_cells) in geo)
-    items["B1"] = int(all(f"{u.name}, {f(u.top)}–{f(u.bottom)} m" in geo for u in summary.units))
+    array = array_name(s.array, lang) if s.array else s.format
+    items["A3"] = int(array in geo and str(s.n_data or s.n_cells) in geo)
+    items["B1"] = int(all(f"{u.name}, {span(u.top, u.bottom, lang)} m" in geo
+                          for u in summary.units))  # fmt: skip
     items["B2"] = int(not summary.boundaries or any(x in low for x in w["gradual"]))
-    items["B3"] = int(all(f"x {f(a.x_from)}–{f(a.x_to)} m" in geo for a in summary.anomalies))
+    items["B3"] = int(all(f"x {span(a.x_from, a.x_to, lang)} m" in geo
+                          for a in summary.anomalies))  # fmt: skip
     c1 = True
     for u, c in zip(summary.units, choices.units, strict=True):
         c1 &= _overlaps(c.material, u.stats.p10, u.stats.p90)
@@ -207,7 +211,8 @@ def score(summary: SurveySummary, result: Any, lang: str) -> dict[str, Any]:
             c1 &= c.alternative != c.material and material_name(c.alternative, lang) in geo
     items["C1"] = int(c1)
     items["C3"] = int(not choices.water_table or w["confirm"] in low or "do not support" in low
-                      or "ne la soutiennent pas" in low)  # fmt: skip
+                      or "ne la soutiennent pas" in low
+                      or "n'y soutiennent pas" in low)  # fmt: skip
     items["D1"] = int(w["doi"] in low)
     items["D2"] = int(w["nonunique"] in low)
     items["D4"] = int(s.rms_percent is None or "rms" in low)

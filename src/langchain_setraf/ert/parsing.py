@@ -30,7 +30,7 @@ from langchain_setraf.ert.form import (
     InterpretationSpec,
     n_fields,
 )
-from langchain_setraf.ert.i18n import check_language, confidence_name
+from langchain_setraf.ert.i18n import TEXTS, check_language, confidence_name, material_name
 from langchain_setraf.ert.i18n import text as tr
 
 __all__ = [
@@ -119,6 +119,13 @@ def _text(value: Any, limit: int) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+def _field_name(field: str, language: str) -> str:
+    """A form field (``U1.material``, ``summary``) as a warning names it in ``language``."""
+    owner, _, key = field.rpartition(".")
+    word = tr(language, f"field.{key}") if f"field.{key}" in TEXTS["en"] else key
+    return f"{owner}.{word}" if owner else word
+
+
 def coerce_choices(
     spec: InterpretationSpec,
     data: dict[str, Any],
@@ -169,7 +176,12 @@ def coerce_choices(
         elif alternative == material and len(u.candidates) > 1:
             alternative = next(c for c in u.candidates if c != material)
             warnings.append(
-                tr(language, "warn.own_alternative", unit=u.name, alternative=alternative)
+                tr(
+                    language,
+                    "warn.own_alternative",
+                    unit=u.name,
+                    alternative=material_name(alternative, language),
+                )
             )
         confidence = _pick(got.get("confidence"), CONFIDENCE)
         if confidence is None:
@@ -220,7 +232,8 @@ def coerce_choices(
     if not summary:
         missing.append("summary")
     if missing:
-        warnings.append(tr(language, "warn.missing", fields=", ".join(missing)))
+        shown = ", ".join(_field_name(m, language) for m in missing)
+        warnings.append(tr(language, "warn.missing", fields=shown))
         if len(missing) == n_fields(spec):
             source = "default"
     choices = Choices(
