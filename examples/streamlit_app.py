@@ -60,7 +60,7 @@ from langchain_setraf.ert.figures import close_figure, section_figure
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import confidence_name, material_name
 from langchain_setraf.ert.model_section import InversionProgress, ModelSection
-from langchain_setraf.ert.report import collect_versions, html_report
+from langchain_setraf.ert.report import collect_versions, fact_rows, html_report
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
 from langchain_setraf.settings import get_settings
@@ -333,14 +333,15 @@ def _report_page(
         return None
 
 
-def _invert(survey: Survey, t: dict[str, Any]) -> ModelSection | None:
+def _invert(survey: Survey, t: dict[str, Any], lang: str) -> ModelSection | None:
     """Run the inversion with a progress bar; every failure becomes an st.error."""
     from langchain_setraf.ert.invert import invert_survey
 
     bar = st.progress(0.0, text=t["inverting"])
 
     def report(p: InversionProgress) -> None:
-        bar.progress(min(p.iteration / p.max_iterations, 1.0), text=f"{t['inverting']}: {p}")
+        done = min(p.iteration / p.max_iterations, 1.0)
+        bar.progress(done, text=f"{t['inverting']}: {p.describe(lang)}")
 
     try:
         section = invert_survey(survey, progress=report)
@@ -470,7 +471,7 @@ def main() -> None:
         buttons = st.columns([1, 1, 6])
         interpret_clicked = buttons[0].button(t["interpret"], key="interpret", type="primary")
         if buttons[1].button(t["invert"], key="invert"):
-            section = _invert(survey, t)
+            section = _invert(survey, t, lang)
             if section is not None:
                 sections[key] = section
         section = sections.get(key)
@@ -478,12 +479,14 @@ def main() -> None:
         summary = summarize(survey, language=lang, model=section)
 
         with st.expander(t["facts"], expanded=True):
-            st.code(summary.to_text(), language="text", wrap_lines=True)
+            sep = " : " if lang == "fr" else ": "  # the facts in the UI's language
+            facts = "\n".join(f"{k}{sep}{v}" for k, v in fact_rows(summary, lang))
+            st.code(facts, language="text", wrap_lines=True)
         fig = section_figure(survey, section, lang)
         st.pyplot(fig, width="stretch")
         close_figure(fig)
         if section is not None:
-            st.caption(section.describe())
+            st.caption(section.describe(lang))
 
         on_model = section is not None
         reports: dict[tuple[str, str, bool], str] = st.session_state.setdefault("reports", {})

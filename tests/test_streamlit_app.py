@@ -228,6 +228,7 @@ def test_the_report_button_offers_the_html_report(app, ert_dir: Path) -> None:  
     from langchain_core.language_models import FakeListLLM
 
     from langchain_setraf.ert import interpretation_chain, load_survey, summarize
+    from langchain_setraf.ert.fluency import sentence_language
     from langchain_setraf.ert.interpretation import spec_of
 
     path = ROOT / "examples" / FLAT_SAMPLE
@@ -242,6 +243,10 @@ def test_the_report_button_offers_the_html_report(app, ert_dir: Path) -> None:  
     app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
     assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
     assert "Raison" not in list(app.table[0].value.columns)
+    facts = app.code[0].value  # the facts panel: French labels and French words
+    assert "dispositif : wenner-alpha" in facts and "valeurs : résistivité apparente" in facts
+    ours = facts.replace(load_survey(path).title, " ")  # the file's own title is data
+    assert not [ln for ln in ours.splitlines() if sentence_language(ln) == "en"], facts
     buttons = app.get("download_button")
     assert [b.proto.label for b in buttons] == ["Télécharger le rapport"]
     page = app.session_state["report_html"]

@@ -138,6 +138,8 @@ _EN: dict[str, str] = {
     "caveat.inverted": "Depths are true depths of a smooth 2.5-D inversion ({library}, chi² "
     "{chi2:.2f}, RMS {rms:.2f} %, {iterations} iteration(s)); a smooth model spreads "
     "sharp boundaries over several cells, and one model is not the only one that fits.",
+    "model.progress": "iteration {iteration}/{max_iterations}: χ² {chi2:.2f}, β {beta:.3g}, "
+    "{elapsed:.1f} s",
     "model.describe": "{library} 2.5-D smooth inversion: χ² {chi2:.2f}, RMS {rms:.2f} %, "
     "{iterations} iteration(s) (stopped by {stopped_by}), depth of investigation {doi:.3g} m",
     "model.stopped_by.target": "target",
@@ -510,6 +512,8 @@ _FR: dict[str, str] = {
     "lissée ({library}, chi² {chi2:.2f}, RMS {rms:.2f} %, {iterations} itération(s)) ; "
     "un modèle lissé étale les limites franches sur plusieurs cellules, et d'autres "
     "modèles ajustent aussi les données.",
+    "model.progress": "itération {iteration}/{max_iterations} : χ² {chi2:.2f}, β {beta:.3g}, "
+    "{elapsed:.1f} s",
     "model.describe": "inversion lissée 2,5-D par {library} : χ² {chi2:.2f}, RMS {rms:.2f} %, "
     "{iterations} itération(s) (arrêt : {stopped_by}), profondeur d'investigation {doi:.3g} m",
     "model.stopped_by.target": "χ² cible atteint",

@@ -48,6 +48,7 @@ from langchain_setraf.ert.survey import Survey
 __all__ = [
     "Versions",
     "collect_versions",
+    "fact_rows",
     "fact_value",
     "html_report",
     "report_target",
@@ -153,6 +154,17 @@ def fact_value(key: str, value: Any, summary: SurveySummary, language: str) -> s
     if isinstance(value, float):
         return fmt(value, language) if language == "fr" else f"{value:g}"
     return str(value)
+
+
+def fact_rows(summary: SurveySummary, language: str) -> list[tuple[str, str]]:
+    """The survey facts as (label, value) pairs in ``language``, the depth of investigation
+    last: what the report's facts table and the app's facts panel show."""
+    rows = [
+        (tr(language, f"fact.{k}"), fact_value(k, v, summary, language))
+        for k, v in summary.facts().items()
+        if v not in (None, "")
+    ]
+    return [*rows, (tr(language, "fact.doi"), summary.doi_text(language))]
 
 
 _IP_KEYS = {f"ip.{q}" for q in ("Chargeability", "Frequency Effect", "IP", "Metal Factor",
@@ -278,12 +290,7 @@ def html_report(
         f"<h1>{_e(title)}</h1>",
         f"<h2>{_e(t('report.facts'))}</h2>",
     ]
-    facts = [
-        [t(f"fact.{k}"), fact_value(k, val, summary, lang)]
-        for k, val in summary.facts().items()
-        if val not in (None, "")
-    ]
-    facts.append([t("fact.doi"), summary.doi_text(lang)])
+    facts = [list(row) for row in fact_rows(summary, lang)]
     out.append(_table([t("report.facts"), ""], facts))
     if figures:
         out += [f"<h2>{_e(t('html.sections'))}</h2>", _figure_html(survey, summary, lang)]
