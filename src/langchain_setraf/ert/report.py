@@ -123,14 +123,12 @@ def collect_versions(
             ``openai`` or a plugin's name): which runtime versions are named.
         inverter: The inversion library and version (:attr:`ModelSection.library`).
     """
-    from langchain_setraf._version import __version__
-
     runtime = None
     if backend is not None:
         found = [f"{n} {v}" for n in _RUNTIMES.get(backend, ()) if (v := _dist_version(n))]
         runtime = ", ".join([backend, *found]) if found else backend
     return Versions(
-        package=f"langchain-setraf {__version__}",
+        package=f"langchain-setraf {_dist_version('langchain-setraf') or '(not installed)'}",
         llm=None if model is None else _model_label(os.fspath(model)),
         runtime=runtime,
         inverter=inverter,
