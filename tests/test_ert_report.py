@@ -283,6 +283,29 @@ def test_an_inverted_section_is_drawn_and_its_method_stated() -> None:
     assert not [s for s in _sentences(_ours(visible, survey)) if sentence_language(s) == "en"]
 
 
+def test_what_the_data_cannot_resolve_is_said_in_the_reports_language() -> None:
+    from langchain_setraf.ert.report import unresolved_sentences
+
+    codes = ("below_doi", "basement_lower_bound", "conductor_equivalence")
+    fr = unresolved_sentences(codes, "fr", doi_m=16.5, basement_rho=123.0, conductance_s=0.233)
+    assert fr == [
+        "Rien n'est résolu sous la profondeur d'investigation (16,5 m).",
+        "La résistivité du substratum résistant n'est qu'une borne inférieure (au moins "
+        "123 Ω·m) : la vraie valeur peut être bien plus élevée.",
+        "Le conducteur au-dessus n'est connu que par sa conductance (0,233 S, épaisseur / "
+        "résistivité) : son épaisseur et sa résistivité se compensent.",
+    ]
+    assert "at least 123 Ω·m" in unresolved_sentences(codes, "en", basement_rho=123.0)[1]
+    with pytest.raises(ValueError, match="'nope'"):
+        unresolved_sentences(["nope"], "fr")
+    survey, summary, result = _interpret(EXAMPLE)
+    page = html_report(result, survey, summary, figures=False, unresolved=fr[1:])
+    visible = _visible(page)
+    head = visible.index("Ce que les données ne peuvent pas résoudre")
+    assert visible.index("borne inférieure (au moins 123 Ω·m)") > head
+    assert visible.index("0,233 S") > head
+
+
 # -- the command line -------------------------------------------------------------------------
 def test_cli_writes_the_report_and_refuses_a_bad_path_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -386,6 +386,11 @@ _EN: dict[str, str] = {
     "html.rms": "RMS misfit (%)",
     "html.elapsed": "time (s)",
     "html.resolution": "What the data cannot resolve",
+    "unresolved.below_doi": "Nothing below the depth of investigation ({doi} m) is resolved.",
+    "unresolved.basement_lower_bound": "The resistive basement's resistivity is only a lower "
+    "bound (at least {rho} Ω·m): the true value may be much higher.",
+    "unresolved.conductor_equivalence": "The conductor above it is known by its conductance "
+    "({s} S, thickness / resistivity) only: its thickness and resistivity trade off.",
     "html.versions": "Versions used",
     "html.package": "package",
     "html.llm": "language model",
@@ -757,6 +762,12 @@ _FR: dict[str, str] = {
     "html.rms": "écart RMS (%)",
     "html.elapsed": "durée (s)",
     "html.resolution": "Ce que les données ne peuvent pas résoudre",
+    "unresolved.below_doi": "Rien n'est résolu sous la profondeur d'investigation ({doi} m).",
+    "unresolved.basement_lower_bound": "La résistivité du substratum résistant n'est qu'une "
+    "borne inférieure (au moins {rho} Ω·m) : la vraie valeur peut être bien plus élevée.",
+    "unresolved.conductor_equivalence": "Le conducteur au-dessus n'est connu que par sa "
+    "conductance ({s} S, épaisseur / résistivité) : son épaisseur et sa résistivité se "
+    "compensent.",
     "html.versions": "Versions utilisées",
     "html.package": "paquet",
     "html.llm": "modèle de langage",

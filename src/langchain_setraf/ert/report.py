@@ -27,6 +27,7 @@ import html
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -52,6 +53,7 @@ __all__ = [
     "fact_value",
     "html_report",
     "report_target",
+    "unresolved_sentences",
     "write_report",
 ]
 
@@ -215,7 +217,40 @@ def _figure_html(survey: Survey, summary: SurveySummary, language: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _method(summary: SurveySummary, language: str) -> list[str]:
+def unresolved_sentences(
+    codes: Sequence[str],
+    language: str,
+    *,
+    doi_m: float | None = None,
+    basement_rho: float | None = None,
+    conductance_s: float | None = None,
+) -> list[str]:
+    """What the data cannot resolve, as sentences in ``language``, from the codes of a
+    layered reading of the inverted section: ``"below_doi"``, ``"basement_lower_bound"``
+    (the basement's resistivity is a lower bound), ``"conductor_equivalence"`` (the
+    conductor above it is known by its conductance only).
+
+    Raises:
+        ValueError: ``language`` is neither ``"fr"`` nor ``"en"``, or a code is none of
+            these three (the message names it).
+    """
+    f = functools.partial(fmt, language=check_language(language))
+    values = {
+        "below_doi": {"doi": f(doi_m)},
+        "basement_lower_bound": {"rho": f(basement_rho)},
+        "conductor_equivalence": {"s": f(conductance_s)},
+    }
+    out = []
+    for code in codes:
+        if code not in values:
+            raise ValueError(
+                f"unknown unresolved code {code!r}; expected one of {', '.join(values)}"
+            )
+        out.append(tr(language, f"unresolved.{code}", **values[code]))
+    return out
+
+
+def _method(summary: SurveySummary, language: str, unresolved: Sequence[str]) -> list[str]:
     t = functools.partial(tr, language)
     f = functools.partial(fmt, language=language)
     parts: list[str] = []
@@ -240,7 +275,7 @@ def _method(summary: SurveySummary, language: str) -> list[str]:
     if summary.doi_depth:
         doi += t("render.doi_depth", d=f(summary.doi_depth))
     parts.append(f"<h3>{_e(t('html.resolution'))}</h3>")
-    return [*parts, _items([doi])]
+    return [*parts, _items([doi, *unresolved])]
 
 
 def _stopped(stopped_by: str, language: str) -> str:
@@ -258,6 +293,7 @@ def html_report(
     *,
     versions: Versions | None = None,
     figures: bool = True,
+    unresolved: Sequence[str] = (),
 ) -> str:
     """The report as one self-contained HTML page, in ``result.language``.
 
@@ -268,6 +304,8 @@ def html_report(
             the inverted section is drawn beside the pseudo-section).
         versions: What produced it (:func:`collect_versions`; ``None``: the package's only).
         figures: Draw the sections (needs matplotlib, the ``app`` extra).
+        unresolved: Sentences, in ``result.language``, on what else the data cannot resolve
+            (:func:`unresolved_sentences`), listed after the depth of investigation.
 
     Raises:
         ValueError: ``result.language`` is neither ``"fr"`` nor ``"en"``.
@@ -317,7 +355,7 @@ def html_report(
     out += [f"<h2>{_e(t('report.recs'))}</h2>", _items(result.recommendations or ["—"])]
     if result.model_notes:
         out += [f"<h2>{_e(t('report.notes'))}</h2>", f"<p>{_e(result.model_notes)}</p>"]
-    out += [f"<h2>{_e(t('html.method'))}</h2>", *_method(summary, lang)]
+    out += [f"<h2>{_e(t('html.method'))}</h2>", *_method(summary, lang, unresolved)]
     caveats = result.caveats or [translated(c, lang) for c in summary.caveats]
     out += [f"<h3>{_e(t('report.caveats'))}</h3>", _items(caveats or ["—"])]
     out += [f"<h2>{_e(t('report.warn'))}</h2>", _items(result.warnings or ["—"])]
