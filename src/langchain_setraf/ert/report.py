@@ -177,7 +177,7 @@ h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:1.8rem;
 border-bottom:1px solid #ccc;padding-bottom:.2rem}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.92rem}
 th,td{border:1px solid #bbb;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#f0f0f0}td.n{text-align:right;white-space:nowrap}
+th{background:#f0f0f0;font-weight:600}td.n{text-align:right;white-space:nowrap}
 img{max-width:100%;height:auto}.muted{color:#555;font-size:.9rem}
 @media print{body{margin:0;max-width:none}h2{break-after:avoid}}
 """
@@ -187,8 +187,18 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _table(header: list[str], rows: list[list[str]], numeric: set[int] | None = None) -> str:
+def _table(header: list[str] | None, rows: list[list[str]], numeric: set[int] | None = None) -> str:
+    """A table; without ``header``, the first column of each row is its heading."""
     numeric = numeric or set()
+    if header is None:
+        body = "".join(
+            f'<tr><th scope="row">{_e(r[0])}</th>'
+            + "".join(f'<td class="n">{_e(c)}</td>' if i + 1 in numeric else f"<td>{_e(c)}</td>"
+                      for i, c in enumerate(r[1:]))
+            + "</tr>"
+            for r in rows
+        )  # fmt: skip
+        return f"<table><tbody>{body}</tbody></table>"
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join(
         "<tr>"
@@ -266,7 +276,7 @@ def _method(summary: SurveySummary, language: str, unresolved: Sequence[str]) ->
             [t("fact.doi") + " (m)", f(model.doi_m)],
             [t("html.elapsed"), f(model.elapsed_s)],
         ]
-        parts.append(_table([t("html.method"), ""], rows, numeric={1}))
+        parts.append(_table(None, rows, numeric={1}))
     elif summary.survey.depth_kind == "model":
         parts.append(f"<p>{_e(t('html.file_model'))}</p>")
     else:
@@ -327,7 +337,7 @@ def html_report(
         f"<h2>{_e(t('report.facts'))}</h2>",
     ]
     facts = [list(row) for row in fact_rows(summary, lang)]
-    out.append(_table([t("report.facts"), ""], facts))
+    out.append(_table(None, facts))
     if figures:
         out += [f"<h2>{_e(t('html.sections'))}</h2>", _figure_html(survey, summary, lang)]
         if summary.inversion is not None:
@@ -368,7 +378,7 @@ def html_report(
         ["Python", v.python],
         [t("html.generated"), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())],
     ]
-    out += [f"<h2>{_e(t('html.versions'))}</h2>", _table([t("html.versions"), ""], vrows)]
+    out += [f"<h2>{_e(t('html.versions'))}</h2>", _table(None, vrows)]
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
