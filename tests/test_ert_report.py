@@ -43,6 +43,9 @@ BAD_FR = {
     "Une erreur de l'auteur sur le papier.": "warn.off_topic",
     "Le groupe est ensemble de choses.": "warn.off_topic",
     "unite de la limite.": "warn.fragment",
+    # SmolLM2 on resipy_res2dinv_dd.dat (a French word list, nothing about the ground)
+    "la couleur des mères dans la formation du cérémonie de l'utilisateur pour les façons "
+    "d'ent.": "warn.off_topic",
 }
 GOOD_FR = (
     "La couche conductrice est probablement une argile saturée.",
@@ -91,6 +94,22 @@ def test_real_good_sentences_are_kept(two_layer_fr: Any) -> None:
     assert kept == GOOD_EN[0]
     assert [w.split(";")[0] for w in warnings] == ["the model's sentence says nothing about "
                                                    "the ground"] * 2  # fmt: skip
+
+
+def test_a_sentence_cut_at_the_fields_length_is_dropped(two_layer_fr: Any) -> None:
+    spec = spec_of(two_layer_fr)
+    cut = "Une couche conductrice repose sur une unité plus résistante qui pourrait être un"
+    long = {"reason": cut + " granite altéré très fracturé et saturé sous la nappe"}
+    choices, _ = coerce_choices(spec, {spec.units[0].name: long}, language="fr")
+    reason = choices.units[0].reason
+    assert reason.endswith("…") and len(reason) <= 90
+    assert choices.free_text()[-1] == reason  # no period after the cut
+    kept, warnings = useful_text(" ".join(choices.free_text()), two_layer_fr, "fr", "")
+    assert kept == ""
+    assert warnings[0].startswith("la phrase du modèle a été coupée à la longueur du champ")
+    whole = "Une couche conductrice repose sur une unité plus résistante."
+    choices, _ = coerce_choices(spec, {spec.units[0].name: {"reason": whole}}, language="fr")
+    assert choices.units[0].reason == whole  # a complete sentence is left as written
 
 
 def test_fluency_and_language_of_a_sentence() -> None:

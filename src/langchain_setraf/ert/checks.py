@@ -20,7 +20,7 @@ from langchain_setraf.ert.fluency import MIN_WORDS, check_fluency, speaks_of_gro
 from langchain_setraf.ert.grounding import check_numbers
 from langchain_setraf.ert.i18n import MATERIALS_FR, check_language, material_name
 from langchain_setraf.ert.i18n import text as tr
-from langchain_setraf.ert.parsing import Choices
+from langchain_setraf.ert.parsing import CUT, Choices
 from langchain_setraf.ert.summary import SurveySummary
 
 __all__ = ["detect_language", "useful_text"]
@@ -49,7 +49,7 @@ def detect_language(text: str) -> str | None:
     return "fr" if fr > en else "en"
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+")
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]{2,}(?:\s+[A-Z][a-z]+)*)")
 
 
@@ -167,6 +167,9 @@ def useful_text(
             warnings.append(
                 tr(language, "warn.ghost_labels", labels=", ".join(ghost), text=repr(s[:80]))
             )
+            continue
+        if s.endswith(CUT):
+            warnings.append(tr(language, "warn.cut_off", text=repr(s[:80])))
             continue
         junk = _junk(s)
         if junk is not None:

@@ -68,7 +68,7 @@ GROUND_WORDS: dict[str, frozenset[str]] = {
         "résistivités résistant résistante résistants résistantes conducteur conductrice "
         "conducteurs conductrices conductivité saturé saturée saturés saturées humide "
         "humides sec sèche secs sèches anomalie anomalies limite limites interface "
-        "formation formations dépôt dépôts sédiment sédiments sédimentaire profondeur "
+        "dépôt dépôts sédiment sédiments sédimentaire profondeur "
         "épaisseur argileux argileuse sableux sableuse altéré altérée fracturé fracturée "
         "poreux poreuse lentille cavité vide remblai déchets lixiviat karst socle "
         "piézomètre piézométrique forage puits paléochenal colluvions altérites".split()
@@ -77,16 +77,16 @@ GROUND_WORDS: dict[str, frozenset[str]] = {
         "layer layers unit units ground soil soils subsurface rock rocks bedrock basement "
         "water waters aquifer aquifers groundwater resistivity resistivities resistive "
         "resistant conductive conductor conductors conductivity saturated wet dry moist "
-        "anomaly anomalies boundary boundaries interface formation formations deposit "
+        "anomaly anomalies boundary boundaries interface deposit "
         "deposits sediment sediments sedimentary depth thickness clayey sandy weathered "
-        "fractured porous lens cavity void fill landfill waste leachate karst "
-        "piezometer piezometric borehole well palaeochannel paleochannel colluvium".split()
+        "fractured porous lens cavity void landfill waste leachate karst "
+        "piezometer piezometric borehole wells palaeochannel paleochannel colluvium".split()
     ),
 }
 #: Words that make a sentence about the model, the form or the report instead of the ground.
 ABOUT_TEXT_WORDS: dict[str, frozenset[str]] = {
-    "fr": frozenset("modèle modèles auteur rapport".split()),
-    "en": frozenset("model models author report".split()),
+    "fr": frozenset("modèle modèles auteur rapport utilisateur utilisateurs assistant".split()),
+    "en": frozenset("model models author report user users assistant".split()),
 }
 
 _LABEL = re.compile(r"\b[UA]\d+\b")

@@ -251,6 +251,7 @@ _EN: dict[str, str] = {
     "warn.not_fluent": "the model's sentence is not fluent English (unknown or foreign words: "
     "{words}); dropped: {text}",
     "warn.fragment": "the model's text is a fragment, not a sentence; dropped: {text}",
+    "warn.cut_off": "the model's sentence was cut off at the field's length; dropped: {text}",
     "warn.off_topic": "the model's sentence says nothing about the ground; dropped: {text}",
     # -- warnings: numbers -----------------------------------------------------------------------
     "check.rho": "{value} Ω·m is not supported by the survey (observed {lo}–{hi} Ω·m)",
@@ -628,6 +629,7 @@ _FR: dict[str, str] = {
     "warn.not_fluent": "la phrase du modèle n'est pas du français correct (mots inconnus ou "
     "étrangers : {words}) ; écartée : {text}",
     "warn.fragment": "le texte du modèle est un fragment, pas une phrase ; écarté : {text}",
+    "warn.cut_off": "la phrase du modèle a été coupée à la longueur du champ ; écartée : {text}",
     "warn.off_topic": "la phrase du modèle ne dit rien du sous-sol ; écartée : {text}",
     "check.rho": "{value} Ω·m n'est pas étayé par le levé (observé {lo}–{hi} Ω·m)",
     "check.position": "x = {value} m est hors du profil ({lo}–{hi} m)",

@@ -34,6 +34,7 @@ from langchain_setraf.ert.i18n import TEXTS, check_language, confidence_name, ma
 from langchain_setraf.ert.i18n import text as tr
 
 __all__ = [
+    "CUT",
     "AnomalyChoice",
     "Choices",
     "UnitChoice",
@@ -83,7 +84,7 @@ class Choices(BaseModel):
         for p in parts:  # each field is a sentence of its own
             p = p.strip()
             if p:
-                out.append(p if p[-1] in ".!?" else p + ".")
+                out.append(p if p[-1] in ".!?" + CUT else p + ".")
         return out
 
 
@@ -115,8 +116,20 @@ def _pick(value: Any, allowed: tuple[str, ...]) -> str | None:
     return max(hits, key=len) if hits else None
 
 
+#: Ends a field's text that was cut at its length limit (the checks drop that sentence).
+CUT = "…"
+
+
 def _text(value: Any, limit: int) -> str:
-    return value.strip()[:limit] if isinstance(value, str) else ""
+    """A free-text field, at most ``limit`` characters; text that reaches the limit without
+    ending a sentence was cut (by the schema's ``maxLength`` or here) and ends with
+    :data:`CUT`."""
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()
+    if len(text) >= limit and text[:limit].rstrip()[-1:] not in (".", "!", "?"):
+        return text[: limit - 1].rstrip() + CUT
+    return text[:limit]
 
 
 def _field_name(field: str, language: str) -> str:
