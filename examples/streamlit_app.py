@@ -60,7 +60,7 @@ from langchain_setraf.ert.figures import close_figure, section_figure
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import confidence_name, material_name
 from langchain_setraf.ert.model_section import InversionProgress, ModelSection
-from langchain_setraf.ert.report import collect_versions, fact_rows, html_report
+from langchain_setraf.ert.report import collect_versions, fact_rows, html_report, progress_text
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
 from langchain_setraf.settings import get_settings
@@ -341,7 +341,7 @@ def _invert(survey: Survey, t: dict[str, Any], lang: str) -> ModelSection | None
 
     def report(p: InversionProgress) -> None:
         done = min(p.iteration / p.max_iterations, 1.0)
-        bar.progress(done, text=f"{t['inverting']}: {p.describe(lang)}")
+        bar.progress(done, text=f"{t['inverting']}: {progress_text(p, lang)}")
 
     try:
         section = invert_survey(survey, progress=report)

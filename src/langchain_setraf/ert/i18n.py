@@ -138,8 +138,6 @@ _EN: dict[str, str] = {
     "caveat.inverted": "Depths are true depths of a smooth 2.5-D inversion ({library}, chi² "
     "{chi2:.2f}, RMS {rms:.2f} %, {iterations} iteration(s)); a smooth model spreads "
     "sharp boundaries over several cells, and one model is not the only one that fits.",
-    "model.progress": "iteration {iteration}/{max_iterations}: χ² {chi2:.2f}, β {beta:.3g}, "
-    "{elapsed:.1f} s",
     "model.describe": "{library} 2.5-D smooth inversion: χ² {chi2:.2f}, RMS {rms:.2f} %, "
     "{iterations} iteration(s) (stopped by {stopped_by}), depth of investigation {doi:.3g} m",
     "model.stopped_by.target": "target",
@@ -400,6 +398,7 @@ _EN: dict[str, str] = {
     "html.generated": "generated",
     "html.none": "none",
     "html.download": "Download report",
+    "html.progress": "iteration {iteration}/{max_iterations}: χ² {chi2}, β {beta}, {elapsed} s",
     # -- prompts ---------------------------------------------------------------------------------
     "prompt.system": "You are a geophysicist interpreting electrical resistivity tomography "
     "(ERT). Use only the numbers given in the survey facts; do not invent depths, boreholes or "
@@ -518,8 +517,6 @@ _FR: dict[str, str] = {
     "lissée ({library}, chi² {chi2:.2f}, RMS {rms:.2f} %, {iterations} itération(s)) ; "
     "un modèle lissé étale les limites franches sur plusieurs cellules, et d'autres "
     "modèles ajustent aussi les données.",
-    "model.progress": "itération {iteration}/{max_iterations} : χ² {chi2:.2f}, β {beta:.3g}, "
-    "{elapsed:.1f} s",
     "model.describe": "inversion lissée 2,5-D par {library} : χ² {chi2:.2f}, RMS {rms:.2f} %, "
     "{iterations} itération(s) (arrêt : {stopped_by}), profondeur d'investigation {doi:.3g} m",
     "model.stopped_by.target": "χ² cible atteint",
@@ -778,6 +775,7 @@ _FR: dict[str, str] = {
     "html.generated": "produit le",
     "html.none": "aucun",
     "html.download": "Télécharger le rapport",
+    "html.progress": "itération {iteration}/{max_iterations} : χ² {chi2}, β {beta}, {elapsed} s",
     "prompt.system": "Tu es un géophysicien qui interprète une tomographie de résistivité "
     "électrique (ERT). Utilise uniquement les chiffres des faits du levé ; n'invente ni "
     "profondeur, ni forage, ni niveau d'eau. Les gammes de résistivité des matériaux se "

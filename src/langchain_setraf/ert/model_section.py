@@ -122,18 +122,9 @@ class InversionProgress:
     elapsed_s: float
 
     def __str__(self) -> str:
-        return self.describe("en")
-
-    def describe(self, language: str = "en") -> str:
-        """One line in ``language`` (``"en"`` or ``"fr"``): iteration, χ², β, elapsed time."""
-        return tr(
-            language,
-            "model.progress",
-            iteration=self.iteration,
-            max_iterations=self.max_iterations,
-            chi2=self.chi2,
-            beta=self.beta,
-            elapsed=self.elapsed_s,
+        return (
+            f"iteration {self.iteration}/{self.max_iterations}: χ² {self.chi2:.2f}, "
+            f"β {self.beta:.3g}, {self.elapsed_s:.1f} s"
         )
 
 

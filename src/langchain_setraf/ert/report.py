@@ -42,6 +42,7 @@ from langchain_setraf.ert.i18n import (
     translated,
 )
 from langchain_setraf.ert.i18n import text as tr
+from langchain_setraf.ert.model_section import InversionProgress
 from langchain_setraf.ert.rendering import fmt, span
 from langchain_setraf.ert.summary import SurveySummary
 from langchain_setraf.ert.survey import Survey
@@ -52,6 +53,7 @@ __all__ = [
     "fact_rows",
     "fact_value",
     "html_report",
+    "progress_text",
     "report_target",
     "unresolved_sentences",
     "write_report",
@@ -154,6 +156,30 @@ def fact_value(key: str, value: Any, summary: SurveySummary, language: str) -> s
     if isinstance(value, float):
         return fmt(value, language) if language == "fr" else f"{value:g}"
     return str(value)
+
+
+def progress_text(progress: InversionProgress, language: str) -> str:
+    """An inversion iteration as the app's progress bar says it, in ``language``.
+
+    Example:
+        >>> progress_text(InversionProgress(3, 10, 1.234, 0.5, 12.34), "fr")
+        'itération 3/10 : χ² 1,23, β 0,5, 12,3 s'
+    """
+    p = progress
+
+    def num(x: float, spec: str) -> str:
+        s = format(x, spec)
+        return s.replace(".", ",") if check_language(language) == "fr" else s
+
+    return tr(
+        language,
+        "html.progress",
+        iteration=p.iteration,
+        max_iterations=p.max_iterations,
+        chi2=num(p.chi2, ".2f"),
+        beta=num(p.beta, ".3g"),
+        elapsed=num(p.elapsed_s, ".1f"),
+    )
 
 
 def fact_rows(summary: SurveySummary, language: str) -> list[tuple[str, str]]:
