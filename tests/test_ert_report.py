@@ -325,6 +325,21 @@ def test_what_the_data_cannot_resolve_is_said_in_the_reports_language() -> None:
     assert visible.index("0,233 S") > head
 
 
+def test_an_english_report_has_no_french_sentence_and_progress_follows_the_language() -> None:
+    from langchain_setraf.ert.model_section import InversionProgress
+    from langchain_setraf.ert.report import progress_text
+
+    survey, summary, result = _interpret(EXAMPLE, "en")
+    visible = _visible(html_report(result, survey, summary, figures=False))
+    assert "\nSurvey facts\n" in visible and "\nVersions used\n" in visible
+    french = [s for s in _sentences(_ours(visible, survey).replace("dropped:", "écartée :"))
+              if sentence_language(s) == "fr"]  # fmt: skip
+    assert not french, french
+    p = InversionProgress(3, 10, 1.234, 0.5, 12.34)
+    assert progress_text(p, "fr") == "itération 3/10 : χ² 1,23, β 0,5, 12,3 s"
+    assert progress_text(p, "en") == "iteration 3/10: χ² 1.23, β 0.5, 12.3 s"
+
+
 # -- the command line -------------------------------------------------------------------------
 def test_cli_writes_the_report_and_refuses_a_bad_path_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
