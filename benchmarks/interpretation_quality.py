@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from langchain_setraf.ert import check_numbers, interpretation_chain, load_survey, summarize
+from langchain_setraf.ert.checks import useful_text
 from langchain_setraf.ert.classify import MATERIALS
-from langchain_setraf.ert.i18n import TEXTS
+from langchain_setraf.ert.fluency import check_fluency, sentence_language, speaks_of_ground
+from langchain_setraf.ert.i18n import TEXTS, array_name
 from langchain_setraf.ert.interpretation import (
     Choices,
     coerce_choices,
@@ -48,6 +50,7 @@ from langchain_setraf.ert.interpretation import (
     render,
     spec_of,
 )
+from langchain_setraf.ert.rendering import span
 from langchain_setraf.ert.summary import SurveySummary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,10 +199,13 @@ def score(summary: SurveySummary, result: Any, lang: str) -> dict[str, Any]:
     items["A1"] = int(not unsupported)
     pseudo_ok = s.depth_kind != "pseudo" or w["pseudo"] in low
     items["A2"] = int("Ω·m" in geo and " m" in geo and pseudo_ok and "ohm" not in geo.lower())
-    items["A3"] = int((s.array or s.format) in geo and str(s.n_data or s.n_cells) in geo)
-    items["B1"] = int(all(f"{u.name}, {f(u.top)}–{f(u.bottom)} m" in geo for u in summary.units))
+    array = array_name(s.array, lang) if s.array else s.format
+    items["A3"] = int(array in geo and str(s.n_data or s.n_cells) in geo)
+    items["B1"] = int(all(f"{u.name}, {span(u.top, u.bottom, lang)} m" in geo
+                          for u in summary.units))  # fmt: skip
     items["B2"] = int(not summary.boundaries or any(x in low for x in w["gradual"]))
-    items["B3"] = int(all(f"x {f(a.x_from)}–{f(a.x_to)} m" in geo for a in summary.anomalies))
+    items["B3"] = int(all(f"x {span(a.x_from, a.x_to, lang)} m" in geo
+                          for a in summary.anomalies))  # fmt: skip
     c1 = True
     for u, c in zip(summary.units, choices.units, strict=True):
         c1 &= _overlaps(c.material, u.stats.p10, u.stats.p90)
@@ -207,7 +213,8 @@ def score(summary: SurveySummary, result: Any, lang: str) -> dict[str, Any]:
             c1 &= c.alternative != c.material and material_name(c.alternative, lang) in geo
     items["C1"] = int(c1)
     items["C3"] = int(not choices.water_table or w["confirm"] in low or "do not support" in low
-                      or "ne la soutiennent pas" in low)  # fmt: skip
+                      or "ne la soutiennent pas" in low
+                      or "n'y soutiennent pas" in low or "n'en soutiennent pas" in low)  # fmt: skip
     items["D1"] = int(w["doi"] in low)
     items["D2"] = int(w["nonunique"] in low)
     items["D4"] = int(s.rms_percent is None or "rms" in low)
@@ -225,13 +232,48 @@ def score(summary: SurveySummary, result: Any, lang: str) -> dict[str, Any]:
         "recommendations_present": int(bool(result.recommendations)),
         "language_ok": int(all(detect_language(t) == lang for t in texts)),
     }
+    shown = [geo, *result.recommendations, result.image_prompt, result.model_notes,
+             *getattr(result, "warnings", [])]  # fmt: skip
+    leaks = other_language_sentences(shown, lang)
+    unfluent = unfluent_sentences(result.model_notes, lang)
     return {
         "items": items,
         "checks": extra,
         "hard_pass": all(items[k] for k in HARD),
         "unsupported_numbers": len(unsupported),
         "unsupported": unsupported,
+        "other_language_sentences": len(leaks),
+        "other_language": leaks,
+        "unfluent_model_sentences": len(unfluent),
+        "unfluent": unfluent,
     }
+
+
+#: What a warning quotes of the model: the dropped text (after "dropped:"/"écartée :") and
+#: the words it names.
+_QUOTED = re.compile(r"(?:dropped|écartée?) ?: .*$|\((?:mots inconnus ou étrangers|unknown "
+                     r"or foreign words) ?: [^)]*\)", re.M)  # fmt: skip
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"\n|(?<=[.;:!?])\s+", text) if s.strip()]
+
+
+def other_language_sentences(texts: list[str], lang: str) -> list[str]:
+    """Sentences of the package's own words (what a warning quotes of the model is left
+    out) that the word-frequency detector reads as the other language."""
+    other = "en" if lang == "fr" else "fr"
+    out: list[str] = []
+    for t in texts:
+        out += [s for s in _sentences(_QUOTED.sub(" ", t)) if sentence_language(s) == other]
+    return out
+
+
+def unfluent_sentences(notes: str, lang: str) -> list[str]:
+    """The model's kept sentences (split as :func:`useful_text` splits them) that fail the
+    fluency or ground check."""
+    return [s for s in re.split(r"(?<=[.!?])\s+", notes) if s.strip()
+            if not check_fluency(s, lang).fluent or not speaks_of_ground(s, lang)]  # fmt: skip
 
 
 class _Baseline:
@@ -242,6 +284,7 @@ class _Baseline:
         r = render(summary, self.choices, lang)
         self.geology, self.recommendations = r.geology, r.recommendations
         self.image_prompt, self.model_notes = r.image_prompt, r.model_notes
+        self.warnings = r.warnings
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -367,6 +410,8 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "all_sections": sum(r["checks"]["sections_non_empty"] for r in rs),
             "language_ok": sum(r["checks"]["language_ok"] for r in rs),
             "unsupported_numbers": sum(r["unsupported_numbers"] for r in rs),
+            "other_language_sentences": sum(r.get("other_language_sentences", 0) for r in rs),
+            "unfluent_model_sentences": sum(r.get("unfluent_model_sentences", 0) for r in rs),
             "fields_filled": sum(bool(r.get("fields_filled", True)) for r in rs),
             "checklist_mean": round(
                 sum(sum(r["items"].values()) for r in rs) / (len(rs) * len(items)), 3
@@ -380,15 +425,17 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The table published in docs/interpretation.md."""
     head = ("| model | lang | files | hard items pass | all sections | language | unsupported "
-            "numbers | form filled | checklist mean | truth: units matched | baseline, same "
-            "files | s/run |")  # fmt: skip
-    lines = [head, "|" + "---|" * 12]
+            "numbers | sentences in the other language | model sentences failing fluency | "
+            "form filled | checklist mean | truth: units matched | baseline, same files | "
+            "s/run |")  # fmt: skip
+    lines = [head, "|" + "---|" * 14]
 
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['lang']} | {r['files']} | {r['hard_pass']}/{r['files']} | "
             f"{r['all_sections']}/{r['files']} | {r['language_ok']}/{r['files']} | "
-            f"{r['unsupported_numbers']} | {r['fields_filled']}/{r['files']} | "
+            f"{r['unsupported_numbers']} | {r.get('other_language_sentences', 0)} | "
+            f"{r.get('unfluent_model_sentences', 0)} | {r['fields_filled']}/{r['files']} | "
             f"{r['checklist_mean']:.3f} | {r['truth_matched']}/{r['truth_units']} | "
             f"{r['baseline_matched']}/{r['truth_units']} | "
             f"{r['seconds_mean']} |"
@@ -397,13 +444,19 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 class _Stored:
-    """A stored run re-rendered from its choices (rendering is deterministic)."""
+    """A stored run re-rendered from its choices (rendering is deterministic); the notes it
+    kept are checked again by today's :func:`useful_text` (the prompt-copy check, which they
+    passed when they were written, needs the prompt and is not repeated)."""
 
     def __init__(self, summary: SurveySummary, run: dict[str, Any]) -> None:
         self.choices = Choices.model_validate(run["choices"])
-        r = render(summary, self.choices, run["lang"])
+        lang = run["lang"]
+        r = render(summary, self.choices, lang)
         self.geology, self.recommendations = r.geology, r.recommendations
-        self.image_prompt, self.model_notes = r.image_prompt, run.get("model_notes", "")
+        stored = run.get("model_notes", "")
+        self.model_notes, dropped = useful_text(stored, summary, lang, "", self.choices)
+        self.image_prompt, self.warnings = r.image_prompt, [*r.warnings, *dropped]
+        self.stored_unfluent = len(unfluent_sentences(stored, lang))
 
 
 def rescore(report: dict[str, Any]) -> dict[str, Any]:
@@ -416,6 +469,8 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
             else _Stored(summary, run)
         )  # fmt: skip
         run.update(score(summary, result, run["lang"]))
+        if isinstance(result, _Stored):  # the notes as the earlier checks kept them
+            run["unfluent_model_sentences_stored"] = result.stored_unfluent
         run["truth"] = truth_score(summary, result.choices, truth_of(paths[run["file"]]))
     report["table"] = aggregate(report["runs"])
     return report

@@ -4,7 +4,8 @@ Pick a backend (the embedded GGUF model by default, whatever plugins are install
 model, upload or pick an ERT survey, read its facts and pseudo-section, "Inverser" it
 (SimPEG, the ``invert`` extra) to see the model section beside the pseudo-section on the
 same colour scale, and "Interpréter" it: the model fills a per-survey form and the app shows
-the units as a table (material, alternative, confidence, reason) and the package's prose.
+the units as a table (material, alternative, confidence) and the package's prose, and
+"Télécharger le rapport" offers the same as one self-contained HTML file (figures embedded).
 Any failure is shown as an error, never swallowed. "Décharger LLM" releases the model
 through the package's cache and the memory panel shows the drop. Reruns never reload: the
 process-wide model cache is the singleton, so no ``st.cache_resource`` is needed.
@@ -55,8 +56,11 @@ from langchain_setraf.ert import (
     load_survey,
     summarize,
 )
+from langchain_setraf.ert.figures import close_figure, section_figure
+from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import confidence_name, material_name
 from langchain_setraf.ert.model_section import InversionProgress, ModelSection
+from langchain_setraf.ert.report import collect_versions, fact_rows, html_report, progress_text
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
 from langchain_setraf.settings import get_settings
@@ -64,7 +68,6 @@ from langchain_setraf.settings import get_settings
 HERE = Path(__file__).resolve().parent
 #: Largest survey upload accepted (MB, as Streamlit counts them: 2**20 bytes).
 MAX_UPLOAD_MB = 50
-COLORMAP = "viridis"  # perceptually uniform, readable in greyscale and by colour-blind readers
 TEXT: dict[str, dict[str, Any]] = {
     "fr": {
         "title": "SETRAF — interprétation ERT",
@@ -91,14 +94,8 @@ TEXT: dict[str, dict[str, Any]] = {
         "none": "aucun",
         "failed": "Échec de l'interprétation",
         "inv_failed": "Échec de l'inversion",
-        "pseudo": "Pseudo-section (ρa mesurée)",
-        "model_section": "Section inversée (ρ du modèle)",
-        "file_model": "Section du fichier (ρ)",
-        "x": "x (m)",
-        "depth": "profondeur (m)",
-        "pseudo_depth": "pseudo-profondeur (m)",
-        "rho": "ρ (Ω·m, échelle log)",
-        "doi": "profondeur d'investigation",
+        "report_failed": "Échec du rapport",
+        "report_suffix": "rapport",
         "interpretation": "Interprétation",
         "recommendations": "Recommandations",
         "warnings": "Avertissements et limites",
@@ -112,7 +109,6 @@ TEXT: dict[str, dict[str, Any]] = {
             "Matériau",
             "Alternative",
             "Confiance",
-            "Raison",
         ),
     },
     "en": {
@@ -140,14 +136,8 @@ TEXT: dict[str, dict[str, Any]] = {
         "none": "none",
         "failed": "Interpretation failed",
         "inv_failed": "Inversion failed",
-        "pseudo": "Pseudo-section (measured ρa)",
-        "model_section": "Inverted section (model ρ)",
-        "file_model": "Section from the file (ρ)",
-        "x": "x (m)",
-        "depth": "depth (m)",
-        "pseudo_depth": "pseudo-depth (m)",
-        "rho": "ρ (Ω·m, log scale)",
-        "doi": "depth of investigation",
+        "report_failed": "Report failed",
+        "report_suffix": "report",
         "interpretation": "Interpretation",
         "recommendations": "Recommendations",
         "warnings": "Warnings and caveats",
@@ -161,7 +151,6 @@ TEXT: dict[str, dict[str, Any]] = {
             "Material",
             "Alternative",
             "Confidence",
-            "Reason",
         ),
     },
 }
@@ -253,78 +242,6 @@ def _server_memory(t: dict[str, Any]) -> None:
         )
 
 
-# -- plots ------------------------------------------------------------------------------------
-def _figure(survey: Survey, section: ModelSection | None, t: dict[str, Any]) -> Any:
-    """The pseudo-section, and the inverted section beside it on the same log colour scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import PatchCollection
-    from matplotlib.colors import LogNorm
-    from matplotlib.patches import Rectangle
-
-    cells = survey.cells
-    values = [c.rho for c in cells] + (list(section.rho) if section else [])
-    norm = LogNorm(vmin=min(values), vmax=max(values)) if values else None
-    n = 2 if section is not None else 1
-    fig, axes = plt.subplots(1, n, figsize=(12.4, 3.8), squeeze=False)
-    ax = axes[0][0]
-    mappable: Any = None
-    if cells:
-        mappable = ax.scatter(
-            [c.x for c in cells],
-            [c.depth for c in cells],
-            c=[c.rho for c in cells],
-            cmap=COLORMAP,
-            norm=norm,
-            s=30,
-            marker="s",
-        )
-    pseudo = survey.depth_kind != "model"
-    ax.set_title(t["pseudo"] if pseudo else t["file_model"], fontsize=10)
-    ax.set_ylabel(t["pseudo_depth"] if pseudo else t["depth"])
-    if section is not None:
-        ax2 = axes[0][1]
-        rects = [
-            Rectangle((x - w / 2, d - h / 2), w, h)
-            for x, d, w, h in zip(
-                section.x, section.depth, section.width, section.height, strict=True
-            )
-        ]
-        coll = PatchCollection(rects, cmap=COLORMAP, norm=norm, linewidths=0)
-        coll.set_array(list(section.rho))
-        ax2.add_collection(coll)
-        x_lo = min(x - w / 2 for x, w in zip(section.x, section.width, strict=True))
-        x_hi = max(x + w / 2 for x, w in zip(section.x, section.width, strict=True))
-        z_hi = max(d + h / 2 for d, h in zip(section.depth, section.height, strict=True))
-        ax2.set_xlim(x_lo, x_hi)
-        ax2.set_ylim(0, z_hi)
-        if section.doi_m < z_hi:  # the model below the depth of investigation is greyed out
-            ax2.axhspan(section.doi_m, z_hi, color="white", alpha=0.6, lw=0)
-            ax2.axhline(section.doi_m, color="black", ls="--", lw=1)
-            ax2.text(
-                x_lo + 0.01 * (x_hi - x_lo), section.doi_m, f"{t['doi']} ≈ {section.doi_m:.3g} m",
-                va="top", fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
-            )  # fmt: skip
-        ax2.set_title(t["model_section"], fontsize=10)
-        ax2.set_ylabel(t["depth"])
-        mappable = mappable or coll
-    for a in axes[0]:
-        a.set_xlabel(t["x"])
-        if not a.yaxis_inverted():
-            a.invert_yaxis()
-    if mappable is not None:
-        fig.colorbar(mappable, ax=list(axes[0]), label=t["rho"], fraction=0.04, pad=0.02)
-    return fig
-
-
-def _close(fig: Any) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-
-
 # -- the interpretation -----------------------------------------------------------------------
 def _units_rows(result: Interpretation, t: dict[str, Any]) -> list[dict[str, str]]:
     lang = result.language
@@ -345,7 +262,6 @@ def _units_rows(result: Interpretation, t: dict[str, Any]) -> list[dict[str, str
                 cols[4]: material_name(u.material, lang) if u.material else "—",
                 cols[5]: material_name(u.alternative, lang) if u.alternative else "—",
                 cols[6]: confidence_name(u.confidence, lang) if u.confidence else "—",
-                cols[7]: u.reason or "—",
             }
         )
     return rows
@@ -397,14 +313,35 @@ def _interpret(
     return result
 
 
-def _invert(survey: Survey, t: dict[str, Any]) -> ModelSection | None:
+def _report_page(
+    result: Interpretation,
+    survey: Survey,
+    summary: Any,
+    backend: str,
+    model: str,
+    section: ModelSection | None,
+    t: dict[str, Any],
+) -> str | None:
+    """The HTML report of the interpretation shown (as ``setraf interpret --report``
+    writes it); a failure becomes an st.error."""
+    try:
+        made_by = collect_versions(model.strip(), backend, section.library if section else None)
+        return html_report(result, survey, summary, versions=made_by)
+    except Exception as exc:  # shown to the user, never swallowed
+        st.error(f"{t['report_failed']}: {type(exc).__name__}: {exc}")
+        st.session_state["error"] = f"{type(exc).__name__}: {exc}"
+        return None
+
+
+def _invert(survey: Survey, t: dict[str, Any], lang: str) -> ModelSection | None:
     """Run the inversion with a progress bar; every failure becomes an st.error."""
     from langchain_setraf.ert.invert import invert_survey
 
     bar = st.progress(0.0, text=t["inverting"])
 
     def report(p: InversionProgress) -> None:
-        bar.progress(min(p.iteration / p.max_iterations, 1.0), text=f"{t['inverting']}: {p}")
+        done = min(p.iteration / p.max_iterations, 1.0)
+        bar.progress(done, text=f"{t['inverting']}: {progress_text(p, lang)}")
 
     try:
         section = invert_survey(survey, progress=report)
@@ -534,7 +471,7 @@ def main() -> None:
         buttons = st.columns([1, 1, 6])
         interpret_clicked = buttons[0].button(t["interpret"], key="interpret", type="primary")
         if buttons[1].button(t["invert"], key="invert"):
-            section = _invert(survey, t)
+            section = _invert(survey, t, lang)
             if section is not None:
                 sections[key] = section
         section = sections.get(key)
@@ -542,23 +479,39 @@ def main() -> None:
         summary = summarize(survey, language=lang, model=section)
 
         with st.expander(t["facts"], expanded=True):
-            st.code(summary.to_text(), language="text", wrap_lines=True)
-        fig = _figure(survey, section, t)
+            sep = " : " if lang == "fr" else ": "  # the facts in the UI's language
+            facts = "\n".join(f"{k}{sep}{v}" for k, v in fact_rows(summary, lang))
+            st.code(facts, language="text", wrap_lines=True)
+        fig = section_figure(survey, section, lang)
         st.pyplot(fig, width="stretch")
-        _close(fig)
+        close_figure(fig)
         if section is not None:
-            st.caption(section.describe())
+            st.caption(section.describe(lang))
 
         on_model = section is not None
+        reports: dict[tuple[str, str, bool], str] = st.session_state.setdefault("reports", {})
         if interpret_clicked:
             result = _interpret(backend, model, options, summary, lang, t)
             if result is not None:
                 results[(key, lang, on_model)] = result
+                reports.pop((key, lang, on_model), None)
         result = results.get((key, lang, on_model))
         if result is not None:
             st.session_state["interpretation"] = result.geology
             st.session_state["interpretation_result"] = result
             _show_interpretation(result, t, on_model)
+            page = reports.get((key, lang, on_model))
+            if page is None:
+                page = _report_page(result, survey, summary, backend, model, section, t)
+            if page is not None:
+                reports[(key, lang, on_model)] = st.session_state["report_html"] = page
+                st.download_button(
+                    tr(lang, "html.download"),
+                    page,
+                    file_name=f"{path.stem}_{t['report_suffix']}.html",
+                    mime="text/html",
+                    key="report",
+                )
 
     with memory_panel:  # last, so it shows the state after this run's actions
         st.subheader(t["memory"])

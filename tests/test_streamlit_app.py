@@ -96,9 +96,14 @@ def test_interpretation_is_a_table_of_units_and_prose(app, cache: ModelCache) ->
     result = app.session_state["interpretation_result"]
     table = app.table[0].value
     assert list(table.columns) == [
-        "Unité", "Profondeur (m)", "ρ p10–p90 (Ω·m)", "ρ médiane (Ω·m)",
-        "Matériau", "Alternative", "Confiance", "Raison",
-    ]  # fmt: skip
+        "Unité",
+        "Profondeur (m)",
+        "ρ p10–p90 (Ω·m)",
+        "ρ médiane (Ω·m)",
+        "Matériau",
+        "Alternative",
+        "Confiance",
+    ]  # fmt: skip  (no "Raison": a one-word reason is not a reason)
     assert len(table) == len(result.units) >= 2
     assert list(table["Unité"]) == [u.name for u in result.units]
     assert all(m and m != "—" for m in table["Matériau"]), "a unit has no material"
@@ -211,6 +216,46 @@ def test_an_inversion_failure_is_shown(app, ert_dir: Path) -> None:  # type: ign
     assert app.error[0].value.startswith("Échec de l'inversion:")
     assert "topography" in app.error[0].value
     assert app.session_state["section"] is None
+
+
+def test_the_report_button_offers_the_html_report(app, ert_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """An interpretation on screen comes with "Télécharger le rapport": the same
+    self-contained HTML report as ``setraf interpret --report`` (a stand-in model's answer,
+    put where the app keeps its results, isolates the button from a real model run)."""
+    import hashlib
+    import json
+
+    from langchain_core.language_models import FakeListLLM
+
+    from langchain_setraf.ert import interpretation_chain, load_survey, summarize
+    from langchain_setraf.ert.fluency import sentence_language
+    from langchain_setraf.ert.interpretation import spec_of
+
+    path = ROOT / "examples" / FLAT_SAMPLE
+    summary = summarize(load_survey(path), language="fr")
+    answer = {u.name: {"material": u.candidates[0]} for u in spec_of(summary).units}
+    answer["summary"] = "<script>alert(1)</script> Une couche conductrice repose sur le socle."
+    result = interpretation_chain(FakeListLLM(responses=[json.dumps(answer)]), "fr").invoke(
+        {"survey": summary}
+    )
+    key = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    app.session_state["results"] = {(key, "fr", False): result}
+    app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    assert "Raison" not in list(app.table[0].value.columns)
+    facts = app.code[0].value  # the facts panel: French labels and French words
+    assert "dispositif : wenner-alpha" in facts and "valeurs : résistivité apparente" in facts
+    ours = facts.replace(load_survey(path).title, " ")  # the file's own title is data
+    assert not [ln for ln in ours.splitlines() if sentence_language(ln) == "en"], facts
+    buttons = app.get("download_button")
+    assert [b.proto.label for b in buttons] == ["Télécharger le rapport"]
+    page = app.session_state["report_html"]
+    assert page.startswith("<!DOCTYPE html>") and '<html lang="fr">' in page
+    assert page.count("data:image/png;base64,") == 1 and "http" not in page
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Versions utilisées" in page and "SmolLM2" in page  # the app's default model
+    app.radio[0].set_value("en").run()  # the English UI has no English result yet: no button
+    assert not app.get("download_button")
 
 
 def _free_port() -> int:

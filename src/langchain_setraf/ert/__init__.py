@@ -17,10 +17,13 @@ from langchain_setraf.ert.chains import (
     legend_chain,
 )
 from langchain_setraf.ert.classify import candidate_materials, setraf_class, setraf_water_class
+from langchain_setraf.ert.figures import section_figure
+from langchain_setraf.ert.fluency import check_fluency, sentence_language, speaks_of_ground
 from langchain_setraf.ert.grounding import check_numbers
 from langchain_setraf.ert.invert import InversionUnavailableError, invert_survey
 from langchain_setraf.ert.model_section import InversionOptions, InversionProgress, ModelSection
 from langchain_setraf.ert.readers import FORMATS, load_survey
+from langchain_setraf.ert.report import Versions, collect_versions, html_report, write_report
 from langchain_setraf.ert.summary import SurveySummary, summarize
 from langchain_setraf.ert.survey import Cell, ERTFormatError, Quadrupole, Survey
 
@@ -38,15 +41,23 @@ __all__ = [
     "Survey",
     "SurveySummary",
     "UnitReport",
+    "Versions",
     "candidate_materials",
+    "check_fluency",
     "check_numbers",
+    "collect_versions",
     "ert_chat_chain",
     "graph_explanation_chain",
+    "html_report",
     "interpretation_chain",
     "invert_survey",
     "legend_chain",
     "load_survey",
+    "section_figure",
+    "sentence_language",
     "setraf_class",
     "setraf_water_class",
+    "speaks_of_ground",
     "summarize",
+    "write_report",
 ]

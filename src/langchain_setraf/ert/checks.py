@@ -1,8 +1,10 @@
 """Which sentences of a model's free text are worth showing beside the written prose.
 
-A sentence is kept only when it is in the requested language, not copied from the prompt,
-names nothing the input does not, agrees with the model's own choices and states no depth
-or resistivity the survey does not support. Every dropped sentence becomes a warning (in
+A sentence is kept only when it is in the requested language and fluent in it (a
+word-frequency check, :mod:`~langchain_setraf.ert.fluency`), speaks of the ground (not of
+the model or the form), is not copied from the prompt, names nothing the input does not,
+agrees with the model's own choices and states no depth or resistivity the survey does not
+support. Every dropped sentence becomes a warning (in
 the requested language) that says why.
 
 Example:
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 import re
 
+from langchain_setraf.ert.fluency import MIN_WORDS, check_fluency, speaks_of_ground
 from langchain_setraf.ert.grounding import check_numbers
 from langchain_setraf.ert.i18n import MATERIALS_FR, check_language, material_name
 from langchain_setraf.ert.i18n import text as tr
-from langchain_setraf.ert.parsing import Choices
+from langchain_setraf.ert.parsing import CUT, Choices
 from langchain_setraf.ert.summary import SurveySummary
 
 __all__ = ["detect_language", "useful_text"]
@@ -46,7 +49,7 @@ def detect_language(text: str) -> str | None:
     return "fr" if fr > en else "en"
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+")
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]{2,}(?:\s+[A-Z][a-z]+)*)")
 
 
@@ -120,7 +123,10 @@ def useful_text(
 ) -> tuple[str, list[str]]:
     """Keep the sentences of the model's free text that are worth showing.
 
-    A sentence is dropped when it copies the prompt or the file's title, names something
+    A sentence is dropped when it copies the prompt or the file's title, is a fragment or
+    not fluent ``language`` (:func:`~langchain_setraf.ert.fluency.check_fluency`), says
+    nothing about the ground or speaks of the model instead
+    (:func:`~langchain_setraf.ert.fluency.speaks_of_ground`), names something
     (a capitalised name, a unit label) the input does not contain, gives a unit another
     material than ``choices`` do, or states a depth or resistivity the survey does not
     support. The whole text is dropped when it is not in ``language``.
@@ -162,9 +168,23 @@ def useful_text(
                 tr(language, "warn.ghost_labels", labels=", ".join(ghost), text=repr(s[:80]))
             )
             continue
+        if s.endswith(CUT):
+            warnings.append(tr(language, "warn.cut_off", text=repr(s[:80])))
+            continue
         junk = _junk(s)
         if junk is not None:
             warnings.append(tr(language, "warn.junk", reason=tr(language, junk), text=repr(s[:80])))
+            continue
+        fluency = check_fluency(s, language)
+        if fluency.words < MIN_WORDS:
+            warnings.append(tr(language, "warn.fragment", text=repr(s[:80])))
+            continue
+        if not fluency.fluent:
+            words = ", ".join(fluency.bad)
+            warnings.append(tr(language, "warn.not_fluent", words=words, text=repr(s[:80])))
+            continue
+        if not speaks_of_ground(s, language):
+            warnings.append(tr(language, "warn.off_topic", text=repr(s[:80])))
             continue
         other = _contradiction(s, choices)
         if other is not None:

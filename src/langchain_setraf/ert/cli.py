@@ -1,4 +1,5 @@
-"""``setraf interpret FILE``: a Markdown (or JSON) report of one survey."""
+"""``setraf interpret FILE``: a Markdown (or JSON) report of one survey, and with
+``--report out.html`` the self-contained HTML report (:mod:`langchain_setraf.ert.report`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import fmt
 from langchain_setraf.ert.model_section import InversionOptions, ModelSection
 from langchain_setraf.ert.readers import load_survey
+from langchain_setraf.ert.rendering import span
+from langchain_setraf.ert.report import fact_value
 from langchain_setraf.ert.summary import SurveySummary, summarize
 
 #: ``setraf interpret``'s own model options (given to the class only where they apply: the
@@ -49,6 +52,13 @@ def add_interpret_parser(sub: Any) -> None:
         "survey need ~2.2k; an attached openai: server has its own)",
     )
     p.add_argument("--json", action="store_true", help="print the Interpretation as JSON")
+    p.add_argument(
+        "--report",
+        metavar="OUT.html",
+        default=None,
+        help="also write the report as one self-contained HTML file (figures embedded; "
+        "needs matplotlib, the 'app' extra)",
+    )
     add_inversion_arguments(p)
     p.set_defaults(func=run_interpret)
 
@@ -105,6 +115,13 @@ def run_interpret(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None
     }
     llm = build_llm(uri, given, INTERPRET_DEFAULTS)  # refuses a bad URI before any work
+    report_path = None
+    if getattr(args, "report", None):
+        from langchain_setraf.ert.figures import require_matplotlib
+        from langchain_setraf.ert.report import report_target
+
+        report_path = report_target(args.report)  # a bad path is refused before any work
+        require_matplotlib()
 
     _progress(f"reading {args.file}")
     survey = load_survey(args.file, format=args.fmt)
@@ -130,24 +147,23 @@ def run_interpret(args: argparse.Namespace) -> int:
     release = getattr(llm, "release", None)
     if callable(release):
         release()
+    if report_path is not None:
+        from langchain_setraf.ert.report import collect_versions, html_report, write_report
+        from langchain_setraf.factory import resolve_uri
+
+        backend, model_name = resolve_uri(uri)
+        made_by = collect_versions(
+            model_name or None,
+            backend.name,
+            model.library if model is not None else None,
+        )
+        page = html_report(result, survey, summary, versions=made_by)
+        _progress(f"report written to {write_report(report_path, page)}")
     if args.json:
         print(json.dumps(result.model_dump(), ensure_ascii=False, indent=2))
     else:
         print(render_markdown(result, summary))
     return 0
-
-
-def _fact_value(key: str, value: Any, summary: SurveySummary, language: str) -> Any:
-    """A fact's value as the report shows it: words in ``language``, data as read."""
-    if key == "depth":
-        return summary.depth_text(language)
-    if key == "values":
-        return summary.value_text(language)
-    if key == "inversion" and summary.inversion is not None:
-        return summary.inversion.describe(language)
-    if isinstance(value, float) and language == "fr":
-        return f"{value:g}".replace(".", ",")
-    return value
 
 
 def render_markdown(result: Interpretation, summary: SurveySummary) -> str:
@@ -164,7 +180,7 @@ def render_markdown(result: Interpretation, summary: SurveySummary) -> str:
     lines = [f"# {title}{summary.survey.path.name}", "", f"## {t('report.facts')}", ""]
     for key, value in summary.facts().items():
         if value not in (None, ""):
-            shown = _fact_value(key, value, summary, lang)
+            shown = fact_value(key, value, summary, lang)
             lines.append(f"- **{t(f'fact.{key}')}**{sep} {shown}")
     header = " | ".join(
         t(f"report.{k}")
@@ -185,7 +201,8 @@ def render_markdown(result: Interpretation, summary: SurveySummary) -> str:
             else "—"
         )
         lines.append(
-            f"| {u.name} | {f(u.top_m)}–{f(u.bottom_m)} | {f(u.rho_p10)} | {f(u.rho_median)} | "
+            f"| {u.name} | {span(u.top_m, u.bottom_m, lang)} | {f(u.rho_p10)} | "
+            f"{f(u.rho_median)} | "
             f"{f(u.rho_p90)} | {', '.join(material_name(c, lang) for c in u.candidates)} | "
             f"{choice} | {u.setraf_class} |"
         )

@@ -64,6 +64,12 @@ def extract_numbers(text: str) -> tuple[list[float], list[float]]:
     return rhos, depths
 
 
+def _g(value: float, language: str) -> str:
+    """A figure in a warning: as read (``%g``), with a decimal comma in French."""
+    s = f"{value:g}"
+    return s.replace(".", ",") if language == "fr" else s
+
+
 def _near(value: float, allowed: list[float], rel: float = 0.05) -> bool:
     return any(abs(value - a) <= rel * max(abs(a), 1e-9) for a in allowed)
 
@@ -84,7 +90,9 @@ def check_numbers(text: str, summary: SurveySummary, language: str | None = None
     allowed_rho = summary.allowed_resistivities()
     for v in dict.fromkeys(rhos):
         if not (lo / 1.25 <= v <= hi * 1.25) and not _near(v, allowed_rho):
-            warnings.append(tr(lang, "check.rho", value=f"{v:g}", lo=f"{lo:g}", hi=f"{hi:g}"))
+            warnings.append(
+                tr(lang, "check.rho", value=_g(v, lang), lo=_g(lo, lang), hi=_g(hi, lang))
+            )
     xs = [c.x for c in summary.survey.cells]
     if xs:
         x_lo, x_hi = min(xs), max(xs)
@@ -92,7 +100,13 @@ def check_numbers(text: str, summary: SurveySummary, language: str | None = None
         for v in dict.fromkeys(extract_positions(text)):
             if not (x_lo - pad <= v <= max(x_hi, summary.survey.line_length or 0.0) + pad):
                 warnings.append(
-                    tr(lang, "check.position", value=f"{v:g}", lo=f"{x_lo:g}", hi=f"{x_hi:g}")
+                    tr(
+                        lang,
+                        "check.position",
+                        value=_g(v, lang),
+                        lo=_g(x_lo, lang),
+                        hi=_g(x_hi, lang),
+                    )
                 )
     allowed_depth = summary.allowed_depths()
     dmax = summary.depth_max
@@ -101,7 +115,7 @@ def check_numbers(text: str, summary: SurveySummary, language: str | None = None
         if _near(v, allowed_depth):
             continue
         if v > dmax * 1.2:
-            warnings.append(tr(lang, "check.deeper", value=f"{v:g}", dmax=f"{dmax:g}"))
+            warnings.append(tr(lang, "check.deeper", value=_g(v, lang), dmax=_g(dmax, lang)))
         elif doi is not None and summary.masked_fraction > 0 and v > doi * 1.1:
-            warnings.append(tr(lang, "check.below_doi", value=f"{v:g}", doi=f"{doi:g}"))
+            warnings.append(tr(lang, "check.below_doi", value=_g(v, lang), doi=_g(doi, lang)))
     return warnings

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal
@@ -28,6 +29,7 @@ __all__ = [
     "UNKNOWN_MATERIAL",
     "Language",
     "Note",
+    "array_name",
     "check_language",
     "confidence_name",
     "material_name",
@@ -171,7 +173,7 @@ _EN: dict[str, str] = {
     "not true layer depths",
     "render.depth_log": "depths are measured depths of a vertical log",
     "render.depth_setraf": "depths follow the SETRAF app's convention for this format",
-    "render.unit": "{name}, {top}–{bottom} m: {lo}–{hi} Ω·m (p10–p90), median {med} Ω·m. "
+    "render.unit": "{name}, {depth} m: {rho} Ω·m (p10–p90), median {med} Ω·m. "
     "Most likely {mat} (confidence: {conf}); alternative: {alt}{others}.",
     "render.others": "; other candidates: {names}",
     "render.single": "; the reference table offers no other candidate",
@@ -181,12 +183,12 @@ _EN: dict[str, str] = {
     "render.decreases": "decreases",
     "render.water_yes": "A water table may lie at the {u} boundary ({a}–{b} m), where "
     "resistivity drops from {r1} to {r2} Ω·m; this needs confirmation in a well or piezometer.",
-    "render.water_bad": "The model suggested a water table at the {u} boundary, but "
-    "resistivity rises there; the data do not support it.",
+    "render.water_bad": "Resistivity rises at the {u} boundary: the data do not support a "
+    "water table there.",
     "render.water_no": "The data alone do not establish a water table.",
-    "render.water_unlocated": "The model suggests a water table but names no boundary for it: "
-    "the data do not support one, and only a well or piezometer could confirm it.",
-    "render.anomaly": "{kind} anomaly {name} at x {x1}–{x2} m, depth {d1}–{d2} m ({rho} Ω·m "
+    "render.water_unlocated": "No boundary of the section locates a water table: the data do "
+    "not support one, and only a well or piezometer could establish it.",
+    "render.anomaly": "{kind} anomaly {name} at x {x} m, depth {d} m ({rho} Ω·m "
     "against {bg} Ω·m around it): possibly {cause}.",
     "render.conductive": "Conductive",
     "render.resistive": "Resistive",
@@ -209,6 +211,7 @@ _EN: dict[str, str] = {
     "render.image": "Cross-section of a resistivity survey with {k} layer(s): {layers}; "
     "colour scale from {lo} to {hi} Ω·m.",
     "render.layer": "{mat} from {top} to {bottom} m",
+    "render.layer_at": "{mat} at {d} m",
     # -- warnings: reading the form ------------------------------------------------------------
     "warn.not_candidate": "{unit}: the model's material {given} is not one of the unit's "
     "candidates; the first candidate was used",
@@ -218,6 +221,14 @@ _EN: dict[str, str] = {
     "without site information, cannot support more",
     "warn.missing": "the model left these fields empty or off-list; trivial values were used: "
     "{fields}",
+    "field.material": "material",
+    "field.alternative": "alternative",
+    "field.confidence": "confidence",
+    "field.reason": "reason",
+    "field.cause": "cause",
+    "field.explanation": "explanation",
+    "field.water_table": "water_table",
+    "field.summary": "summary",
     "warn.water_rises": "the model claimed a water table at {boundary}, where resistivity "
     "increases; it is reported as unsupported",
     "warn.water_unlocated": "the model claimed a water table without naming a boundary; it is "
@@ -235,6 +246,11 @@ _EN: dict[str, str] = {
     "warn.invented": "the model named {names}, absent from the survey; dropped: {text}",
     "warn.number_dropped": "{warning}; the model's sentence was dropped: {text}",
     "warn.repeated": "the model repeated itself; dropped: {text}",
+    "warn.not_fluent": "the model's sentence is not fluent English (unknown or foreign words: "
+    "{words}); dropped: {text}",
+    "warn.fragment": "the model's text is a fragment, not a sentence; dropped: {text}",
+    "warn.cut_off": "the model's sentence was cut off at the field's length; dropped: {text}",
+    "warn.off_topic": "the model's sentence says nothing about the ground; dropped: {text}",
     # -- warnings: numbers -----------------------------------------------------------------------
     "check.rho": "{value} Ω·m is not supported by the survey (observed {lo}–{hi} Ω·m)",
     "check.position": "x = {value} m lies outside the line ({lo}–{hi} m)",
@@ -324,7 +340,7 @@ _EN: dict[str, str] = {
     "report.median": "ρ median",
     "report.p90": "ρ p90 (Ω·m)",
     "report.cand": "candidates",
-    "report.choice": "model's choice",
+    "report.choice": "most likely (confidence)",
     "report.setraf": "SETRAF",
     "fact.file": "file",
     "fact.format": "format",
@@ -342,6 +358,47 @@ _EN: dict[str, str] = {
     "fact.inversion": "inversion",
     "fact.chi2": "χ²",
     "fact.doi": "DOI",
+    "ip.Chargeability": "Chargeability",
+    "ip.Frequency Effect": "Frequency Effect",
+    "ip.IP": "IP",
+    "ip.Metal Factor": "Metal Factor",
+    "ip.Phase Angle": "Phase Angle",
+    # -- figures ---------------------------------------------------------------------------------
+    "figure.pseudo": "Pseudo-section (measured ρa)",
+    "figure.model_section": "Inverted section (model ρ)",
+    "figure.file_model": "Section from the file (ρ)",
+    "figure.x": "x (m)",
+    "figure.depth": "depth (m)",
+    "figure.pseudo_depth": "pseudo-depth (m)",
+    "figure.rho": "ρ (Ω·m, log scale)",
+    "figure.doi": "depth of investigation",
+    # -- the HTML report -------------------------------------------------------------------------
+    "html.sections": "Sections",
+    "html.alternative": "alternative",
+    "html.method": "Method and limits",
+    "html.no_inversion": "No inversion was run: the figures are apparent resistivities at "
+    "pseudo-depths, not a model of the ground.",
+    "html.file_model": "The file holds an inverted section; it was read as given.",
+    "html.inversion": "Inversion",
+    "html.iterations": "iterations",
+    "html.stopped_by": "stopped by",
+    "html.rms": "RMS misfit (%)",
+    "html.elapsed": "time (s)",
+    "html.resolution": "What the data cannot resolve",
+    "unresolved.below_doi": "Nothing below the depth of investigation ({doi} m) is resolved.",
+    "unresolved.basement_lower_bound": "The resistive basement's resistivity is only a lower "
+    "bound (at least {rho} Ω·m): the true value may be much higher.",
+    "unresolved.conductor_equivalence": "The conductor above it is known by its conductance "
+    "({s} S, thickness / resistivity) only: its thickness and resistivity trade off.",
+    "html.versions": "Versions used",
+    "html.package": "package",
+    "html.llm": "language model",
+    "html.runtime": "runtime",
+    "html.inverter": "inversion library",
+    "html.generated": "generated",
+    "html.none": "none",
+    "html.download": "Download report",
+    "html.progress": "iteration {iteration}/{max_iterations}: χ² {chi2}, β {beta}, {elapsed} s",
     # -- prompts ---------------------------------------------------------------------------------
     "prompt.system": "You are a geophysicist interpreting electrical resistivity tomography "
     "(ERT). Use only the numbers given in the survey facts; do not invent depths, boreholes or "
@@ -493,7 +550,7 @@ _FR: dict[str, str] = {
     "render.depth_log": "les profondeurs sont celles d'un log vertical mesuré",
     "render.depth_setraf": "les profondeurs suivent la convention de l'application SETRAF pour "
     "ce type de fichier",
-    "render.unit": "{name}, {top}–{bottom} m : {lo}–{hi} Ω·m (p10–p90), médiane {med} Ω·m. "
+    "render.unit": "{name}, {depth} m : {rho} Ω·m (p10–p90), médiane {med} Ω·m. "
     "Le plus probable : {mat} (confiance : {conf}) ; alternative : {alt}{others}.",
     "render.others": " ; autres candidats : {names}",
     "render.single": " ; le tableau de référence n'offre pas d'autre candidat",
@@ -503,12 +560,12 @@ _FR: dict[str, str] = {
     "render.decreases": "diminue",
     "render.water_yes": "Une nappe pourrait se trouver à la limite {u} ({a}–{b} m), où la "
     "résistivité chute de {r1} à {r2} Ω·m ; à confirmer par un puits ou un piézomètre.",
-    "render.water_bad": "Le modèle a proposé une nappe à la limite {u}, mais la résistivité y "
-    "augmente : les données ne la soutiennent pas.",
+    "render.water_bad": "La résistivité augmente à la limite {u} : les données n'y soutiennent "
+    "pas de nappe.",
     "render.water_no": "Les données seules n'établissent pas de nappe.",
-    "render.water_unlocated": "Le modèle évoque une nappe sans la situer à une limite : les "
-    "données ne la soutiennent pas, et seul un puits ou un piézomètre pourrait la confirmer.",
-    "render.anomaly": "Anomalie {kind} {name} à x {x1}–{x2} m, profondeur {d1}–{d2} m ({rho} "
+    "render.water_unlocated": "Aucune limite de la coupe ne situe une nappe : les données n'en "
+    "soutiennent pas, et seul un puits ou un piézomètre pourrait en établir une.",
+    "render.anomaly": "Anomalie {kind} {name} à x {x} m, profondeur {d} m ({rho} "
     "Ω·m contre {bg} Ω·m autour) : peut-être {cause}.",
     "render.conductive": "conductrice",
     "render.resistive": "résistante",
@@ -533,6 +590,7 @@ _FR: dict[str, str] = {
     "render.image": "Coupe de résistivité électrique à {k} couche(s) : {layers} ; échelle de "
     "couleurs de {lo} à {hi} Ω·m.",
     "render.layer": "{mat} de {top} à {bottom} m",
+    "render.layer_at": "{mat} à {d} m",
     "warn.not_candidate": "{unit} : le matériau {given} du modèle n'est pas un des candidats de "
     "l'unité ; le premier candidat a été retenu",
     "warn.own_alternative": "{unit} : le modèle a donné son matériau comme sa propre "
@@ -541,6 +599,14 @@ _FR: dict[str, str] = {
     "seule, sans information de site, ne permet pas davantage",
     "warn.missing": "le modèle a laissé ces champs vides ou hors liste ; des valeurs par défaut "
     "ont été prises : {fields}",
+    "field.material": "matériau",
+    "field.alternative": "alternative",
+    "field.confidence": "confiance",
+    "field.reason": "raison",
+    "field.cause": "cause",
+    "field.explanation": "explication",
+    "field.water_table": "nappe",
+    "field.summary": "résumé",
     "warn.water_rises": "le modèle a affirmé une nappe à {boundary}, où la résistivité "
     "augmente ; elle est signalée comme non étayée",
     "warn.water_unlocated": "le modèle a affirmé une nappe sans nommer de limite ; elle est "
@@ -557,6 +623,11 @@ _FR: dict[str, str] = {
     "warn.invented": "le modèle a nommé {names}, absent(s) du levé ; écarté : {text}",
     "warn.number_dropped": "{warning} ; la phrase du modèle a été écartée : {text}",
     "warn.repeated": "le modèle s'est répété ; écarté : {text}",
+    "warn.not_fluent": "la phrase du modèle n'est pas du français correct (mots inconnus ou "
+    "étrangers : {words}) ; écartée : {text}",
+    "warn.fragment": "le texte du modèle est un fragment, pas une phrase ; écarté : {text}",
+    "warn.cut_off": "la phrase du modèle a été coupée à la longueur du champ ; écartée : {text}",
+    "warn.off_topic": "la phrase du modèle ne dit rien du sous-sol ; écartée : {text}",
     "check.rho": "{value} Ω·m n'est pas étayé par le levé (observé {lo}–{hi} Ω·m)",
     "check.position": "x = {value} m est hors du profil ({lo}–{hi} m)",
     "check.deeper": "{value} m est plus profond que la coupe ({dmax} m)",
@@ -647,7 +718,7 @@ _FR: dict[str, str] = {
     "report.median": "ρ médiane",
     "report.p90": "ρ p90 (Ω·m)",
     "report.cand": "candidats",
-    "report.choice": "choix du modèle",
+    "report.choice": "le plus probable (confiance)",
     "report.setraf": "SETRAF",
     "fact.file": "fichier",
     "fact.format": "type de fichier",
@@ -665,6 +736,46 @@ _FR: dict[str, str] = {
     "fact.inversion": "inversion",
     "fact.chi2": "χ²",
     "fact.doi": "profondeur d'investigation",
+    "ip.Chargeability": "chargeabilité",
+    "ip.Frequency Effect": "effet de fréquence",
+    "ip.IP": "PP",
+    "ip.Metal Factor": "facteur métallique",
+    "ip.Phase Angle": "angle de phase",
+    "figure.pseudo": "Pseudo-section (ρa mesurée)",
+    "figure.model_section": "Section inversée (ρ du modèle)",
+    "figure.file_model": "Section du fichier (ρ)",
+    "figure.x": "x (m)",
+    "figure.depth": "profondeur (m)",
+    "figure.pseudo_depth": "pseudo-profondeur (m)",
+    "figure.rho": "ρ (Ω·m, échelle log)",
+    "figure.doi": "profondeur d'investigation",
+    "html.sections": "Coupes",
+    "html.alternative": "alternative",
+    "html.method": "Méthode et limites",
+    "html.no_inversion": "Aucune inversion n'a été faite : les figures sont des résistivités "
+    "apparentes à des pseudo-profondeurs, pas un modèle du sous-sol.",
+    "html.file_model": "Le fichier contient une section inversée ; elle a été lue telle quelle.",
+    "html.inversion": "Inversion",
+    "html.iterations": "itérations",
+    "html.stopped_by": "arrêt par",
+    "html.rms": "écart RMS (%)",
+    "html.elapsed": "durée (s)",
+    "html.resolution": "Ce que les données ne peuvent pas résoudre",
+    "unresolved.below_doi": "Rien n'est résolu sous la profondeur d'investigation ({doi} m).",
+    "unresolved.basement_lower_bound": "La résistivité du substratum résistant n'est qu'une "
+    "borne inférieure (au moins {rho} Ω·m) : la vraie valeur peut être bien plus élevée.",
+    "unresolved.conductor_equivalence": "Le conducteur au-dessus n'est connu que par sa "
+    "conductance ({s} S, épaisseur / résistivité) : son épaisseur et sa résistivité se "
+    "compensent.",
+    "html.versions": "Versions utilisées",
+    "html.package": "paquet",
+    "html.llm": "modèle de langage",
+    "html.runtime": "moteur",
+    "html.inverter": "bibliothèque d'inversion",
+    "html.generated": "produit le",
+    "html.none": "aucun",
+    "html.download": "Télécharger le rapport",
+    "html.progress": "itération {iteration}/{max_iterations} : χ² {chi2}, β {beta}, {elapsed} s",
     "prompt.system": "Tu es un géophysicien qui interprète une tomographie de résistivité "
     "électrique (ERT). Utilise uniquement les chiffres des faits du levé ; n'invente ni "
     "profondeur, ni forage, ni niveau d'eau. Les gammes de résistivité des matériaux se "
@@ -825,6 +936,19 @@ def text(language: str, key: str, /, **values: Any) -> str:
 def material_name(material: str, language: str) -> str:
     """A material (or anomaly cause) in the requested language."""
     return MATERIALS_FR.get(material, material) if language == "fr" else material
+
+
+_ARRAY_WORDS_FR = {"dipole": "dipôle", "pole": "pôle"}
+
+
+def array_name(array: str, language: str) -> str:
+    """An electrode array's name in ``language`` (``dipole-dipole`` → ``dipôle-dipôle``);
+    names both languages share (``wenner-alpha``, ``schlumberger``) are unchanged."""
+    if check_language(language) == "en":
+        return array
+    return re.sub(
+        r"\b(dipole|pole)\b", lambda m: _ARRAY_WORDS_FR[m.group(1).lower()], array, flags=re.I
+    )
 
 
 def confidence_name(confidence: str, language: str) -> str:

@@ -30,10 +30,11 @@ from langchain_setraf.ert.form import (
     InterpretationSpec,
     n_fields,
 )
-from langchain_setraf.ert.i18n import check_language, confidence_name
+from langchain_setraf.ert.i18n import TEXTS, check_language, confidence_name, material_name
 from langchain_setraf.ert.i18n import text as tr
 
 __all__ = [
+    "CUT",
     "AnomalyChoice",
     "Choices",
     "UnitChoice",
@@ -83,7 +84,7 @@ class Choices(BaseModel):
         for p in parts:  # each field is a sentence of its own
             p = p.strip()
             if p:
-                out.append(p if p[-1] in ".!?" else p + ".")
+                out.append(p if p[-1] in ".!?" + CUT else p + ".")
         return out
 
 
@@ -115,8 +116,27 @@ def _pick(value: Any, allowed: tuple[str, ...]) -> str | None:
     return max(hits, key=len) if hits else None
 
 
+#: Ends a field's text that was cut at its length limit (the checks drop that sentence).
+CUT = "…"
+
+
 def _text(value: Any, limit: int) -> str:
-    return value.strip()[:limit] if isinstance(value, str) else ""
+    """A free-text field, at most ``limit`` characters; text that reaches the limit without
+    ending a sentence was cut (by the schema's ``maxLength`` or here) and ends with
+    :data:`CUT`."""
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()
+    if len(text) >= limit and text[:limit].rstrip()[-1:] not in (".", "!", "?"):
+        return text[: limit - 1].rstrip() + CUT
+    return text[:limit]
+
+
+def _field_name(field: str, language: str) -> str:
+    """A form field (``U1.material``, ``summary``) as a warning names it in ``language``."""
+    owner, _, key = field.rpartition(".")
+    word = tr(language, f"field.{key}") if f"field.{key}" in TEXTS["en"] else key
+    return f"{owner}.{word}" if owner else word
 
 
 def coerce_choices(
@@ -169,7 +189,12 @@ def coerce_choices(
         elif alternative == material and len(u.candidates) > 1:
             alternative = next(c for c in u.candidates if c != material)
             warnings.append(
-                tr(language, "warn.own_alternative", unit=u.name, alternative=alternative)
+                tr(
+                    language,
+                    "warn.own_alternative",
+                    unit=u.name,
+                    alternative=material_name(alternative, language),
+                )
             )
         confidence = _pick(got.get("confidence"), CONFIDENCE)
         if confidence is None:
@@ -220,7 +245,8 @@ def coerce_choices(
     if not summary:
         missing.append("summary")
     if missing:
-        warnings.append(tr(language, "warn.missing", fields=", ".join(missing)))
+        shown = ", ".join(_field_name(m, language) for m in missing)
+        warnings.append(tr(language, "warn.missing", fields=shown))
         if len(missing) == n_fields(spec):
             source = "default"
     choices = Choices(

@@ -20,12 +20,12 @@ from pydantic import BaseModel, Field
 
 from langchain_setraf.ert.checks import useful_text
 from langchain_setraf.ert.form import material_class
-from langchain_setraf.ert.i18n import check_language, confidence_name, material_name
+from langchain_setraf.ert.i18n import array_name, check_language, confidence_name, material_name
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.parsing import Choices
 from langchain_setraf.ert.summary import SurveySummary
 
-__all__ = ["Rendered", "fmt", "render"]
+__all__ = ["Rendered", "fmt", "render", "span"]
 
 
 def _sig(x: float) -> float:
@@ -40,6 +40,18 @@ def fmt(x: float | None, language: str = "en") -> str:
         return tr(language, "na")
     s = f"{_sig(x):g}"
     return s.replace(".", ",") if language == "fr" else s
+
+
+def span(a: float | None, b: float | None, language: str = "en") -> str:
+    """A range as the report writes it: ``"3,85–4,2"``, or one figure when both ends read
+    the same (never ``"3,85–3,85"``).
+
+    Example:
+        >>> span(3.85, 3.851, "fr"), span(1.04, 2.08, "en")
+        ('3,85', '1.04–2.08')
+    """
+    lo, hi = fmt(a, language), fmt(b, language)
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 class Rendered(BaseModel):
@@ -83,7 +95,7 @@ def render(
         t(
             "render.intro",
             n=s.n_data or s.n_cells,
-            array=s.array or s.format,
+            array=array_name(s.array, language) if s.array else s.format,
             k=len(summary.units),
             depth=t(f"render.{depth_key}"),
         )
@@ -103,10 +115,8 @@ def render(
             t(
                 "render.unit",
                 name=u.name,
-                top=f(u.top),
-                bottom=f(u.bottom),
-                lo=f(u.stats.p10),
-                hi=f(u.stats.p90),
+                depth=span(u.top, u.bottom, language),
+                rho=span(u.stats.p10, u.stats.p90, language),
                 med=f(u.stats.median),
                 mat=material_name(c.material, language),
                 conf=confidence_name(c.confidence, language),
@@ -162,10 +172,8 @@ def render(
                 "render.anomaly",
                 kind=t(f"render.{a.kind}") if a.kind in ("conductive", "resistive") else a.kind,
                 name=ac.name,
-                x1=f(a.x_from),
-                x2=f(a.x_to),
-                d1=f(a.depth_from),
-                d2=f(a.depth_to),
+                x=span(a.x_from, a.x_to, language),
+                d=span(a.depth_from, a.depth_to, language),
                 rho=f(a.rho_median),
                 bg=f(a.background),
                 cause=material_name(ac.cause, language),
@@ -185,6 +193,8 @@ def render(
             top=f(u.top),
             bottom=f(u.bottom),
         )
+        if f(u.top) != f(u.bottom)
+        else t("render.layer_at", mat=material_name(by_name[u.name].material, language), d=f(u.top))
         for u in summary.units
     )
     image = t(
