@@ -13,15 +13,19 @@ import pytest
 MODULES = [
     "langchain_setraf.settings",
     "langchain_setraf.pull_lock",
+    "langchain_setraf.ert.checks",
     "langchain_setraf.ert.classify",
+    "langchain_setraf.ert.fluency",
     "langchain_setraf.ert.form",
     "langchain_setraf.ert.geometry",
+    "langchain_setraf.ert.grounding",
     "langchain_setraf.ert.i18n",
     "langchain_setraf.ert.model_section",
     "langchain_setraf.ert.parsing",
     "langchain_setraf.ert.readers",
     "langchain_setraf.ert.readers._straight_line",
     "langchain_setraf.ert.rendering",
+    "langchain_setraf.ert.report",
     "langchain_setraf.ert.summary",
 ]
 
