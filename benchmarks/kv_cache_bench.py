@@ -7,7 +7,7 @@ quantised V cache), each measured in its own child process:
 
 - **KV bytes at ``--n-ctx`` (8,192)**: the KV buffer llama.cpp reports when it creates the
   context (``KV buffer size``), against the package's estimate
-  (:func:`~langchain_setraf.backends.kv_cache.kv_bytes_per_token` × n_ctx), and the ratio
+  (:func:`~langchain_setraf.backends.kv_cache.kv_cache_bytes`), and the ratio
   to f16 of the same model. Targets: q8_0 ≤ 0.55×, q4_0 ≤ 0.30×.
 - **RSS** after the load at that context (the child's VmRSS).
 - **Perplexity** on ``benchmarks/data/kv_long_text.txt`` (≥ 2,000 tokens of this
@@ -48,7 +48,7 @@ import json, math, os, re, sys, time
 import numpy as np
 import llama_cpp
 from langchain_setraf.backends.gguf.backend import model_params
-from langchain_setraf.backends.kv_cache import kv_bytes_per_token
+from langchain_setraf.backends.kv_cache import kv_cache_bytes
 from langchain_setraf.backends.options import GGUFOptions
 from langchain_setraf.backends.gguf.file import read_gguf_header
 
@@ -56,7 +56,7 @@ path, kv, text_path = sys.argv[1], sys.argv[2], sys.argv[4]
 n_ctx, threads = int(sys.argv[3]), int(sys.argv[5])
 opts = GGUFOptions(n_ctx=n_ctx, type_k=kv, type_v=kv, flash_attn="auto", n_threads=threads)
 info = read_gguf_header(path)
-out = {"estimate_kv_bytes": kv_bytes_per_token(info, type_k=kv, type_v=kv) * n_ctx,
+out = {"estimate_kv_bytes": kv_cache_bytes(info, n_ctx, type_k=kv, type_v=kv),
        "flash_attn": opts.flash_attn_in_process()}
 
 def rss():
@@ -134,7 +134,9 @@ def run_one(path: Path, kv: str, n_ctx: int, threads: int) -> dict[str, Any]:
     sizes = [float(m) for m in _KV_LINE.findall(proc.stderr)]
     if not sizes:
         raise RuntimeError(f"{path.name} {kv}: llama.cpp reported no KV buffer size")
-    out["llama_cpp_kv_bytes"] = int(sizes[0] * (1 << 20))
+    # one line per cache: a sliding-window model has a dense and a sliding-window cache
+    out["llama_cpp_kv_bytes"] = int(sum(sizes) * (1 << 20))
+    out["llama_cpp_kv_buffers_mib"] = sizes
     out["estimate_vs_llama_cpp"] = out["estimate_kv_bytes"] / out["llama_cpp_kv_bytes"]
     return out
 
@@ -155,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         "models": {},
         "machine": machine_info(),
     }
+    if args.models and args.out.exists():
+        # a partial run keeps the other models' rows (each row names its machine and load)
+        report["models"] = json.loads(args.out.read_text()).get("models", {})
     ok = True
     for name, path in models().items():
         if args.models and not any(m.lower() in name.lower() for m in args.models):
@@ -183,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             if not math.isfinite(row["perplexity"]):
                 ok = False
-        report["models"][name] = rows
+        report["models"][name] = {
+            **rows,
+            "machine": machine_info(),
+            "load_average_1_5_15": list(os.getloadavg()),
+        }
         report["targets_met"] = ok
         args.out.parent.mkdir(parents=True, exist_ok=True)  # after each model: a slow
         args.out.write_text(json.dumps(report, indent=1) + "\n")  # machine keeps what it did

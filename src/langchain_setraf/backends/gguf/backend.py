@@ -47,7 +47,7 @@ from langchain_setraf.backends.gguf.vocabulary import (
     prompt_tokens,
     render_gguf_prompt,
 )
-from langchain_setraf.backends.kv_cache import kv_bytes_per_token
+from langchain_setraf.backends.kv_cache import kv_cache_bytes
 from langchain_setraf.backends.options import GGUFOptions, options_from
 from langchain_setraf.cpu import physical_cores
 from langchain_setraf.settings import get_settings
@@ -122,12 +122,16 @@ def estimate_gguf_bytes(
     n_gpu_layers: int = 0,
     type_k: str = "f16",
     type_v: str = "f16",
+    n_seq: int = 1,
+    swa_full: bool = True,
 ) -> int:
     """Estimate the host memory (RAM) of a GGUF model with an ``n_ctx`` context.
 
     Weights (tensor bytes, mmapped: they count in RSS once touched) + the repacked copy
     when ``repack`` is on (anonymous memory, see :func:`repackable_bytes`) + KV cache
-    (layers × n_ctx × (K + V width) in the cache's types ``type_k``/``type_v``: see
+    (layers × n_ctx × (K + V width) in the cache's types ``type_k``/``type_v``, sliding-
+    window layers holding only their window for each of ``n_seq`` sequences unless
+    ``swa_full`` (llama-cpp-python's default; llama-server's is off): see
     :mod:`~langchain_setraf.backends.kv_cache`) + compute buffers (a per-context graph
     buffer that grows with the batch and vocabulary).
 
@@ -138,7 +142,15 @@ def estimate_gguf_bytes(
     n_layer = int(info.arch_value("block_count", 0) or 0)
     n_embd = int(info.arch_value("embedding_length", 0) or 0)
     gpu_blocks, gpu_output = offloaded_layers(n_layer, n_gpu_layers)
-    kv = n_ctx * kv_bytes_per_token(info, n_layer - gpu_blocks, type_k=type_k, type_v=type_v)
+    kv = kv_cache_bytes(
+        info,
+        n_ctx,
+        n_layer=n_layer - gpu_blocks,
+        type_k=type_k,
+        type_v=type_v,
+        n_seq=n_seq,
+        swa_full=swa_full,
+    )
     vocab = 0
     tokens = info.metadata.get("tokenizer.ggml.tokens")
     if tokens is not None:

@@ -218,6 +218,8 @@ class LlamaServerBackend(BackendBase):
             n_ctx * n_parallel,
             repack=opts.repack,
             n_gpu_layers=opts.n_gpu_layers,
+            n_seq=n_parallel,
+            swa_full=False,  # llama-server's default: the window per slot, not n_ctx
             **kv_types,
         )
         cache_ram = opts.cache_ram_mib
