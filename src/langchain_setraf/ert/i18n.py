@@ -141,6 +141,7 @@ _EN: dict[str, str] = {
     "model.stopped_by.target": "target",
     "model.stopped_by.iterations": "iterations",
     "model.stopped_by.time": "time",
+    "model.stopped_by.stalled": "no step lowered the objective",
     # -- the summary as prompt text (one fact a line) -----------------------------------------
     "summary.survey": "Format: {format}; array: {array}; electrode spacing: {spacing} m; "
     "line length: {length} m",
@@ -465,6 +466,7 @@ _FR: dict[str, str] = {
     "model.stopped_by.target": "χ² cible atteint",
     "model.stopped_by.iterations": "nombre maximal d'itérations",
     "model.stopped_by.time": "limite de temps",
+    "model.stopped_by.stalled": "aucun pas ne réduisait l'objectif",
     "summary.survey": "Type de fichier : {format} ; dispositif : {array} ; espacement des "
     "électrodes : {spacing} m ; longueur du profil : {length} m",
     "summary.counts": "Électrodes : {electrodes} ; données : {data} ; cellules : {cells}",
