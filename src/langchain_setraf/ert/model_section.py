@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from langchain_setraf.ert.i18n import TEXTS
 from langchain_setraf.ert.i18n import text as tr
+from langchain_setraf.ert.layering import LayeredModel, layered_model
 from langchain_setraf.ert.survey import Cell, Survey
 
 __all__ = ["REGULARIZATIONS", "InversionOptions", "InversionProgress", "ModelSection"]
@@ -243,6 +244,21 @@ class ModelSection:
     @property
     def n_cells(self) -> int:
         return len(self.x)
+
+    def layers(self, *, max_layers: int = 6, floor_decades: float = 0.04) -> LayeredModel:
+        """The layered reading of this section (see :mod:`~langchain_setraf.ert.layering`).
+
+        Raises:
+            ValueError: Fewer than two depth levels above the depth of investigation.
+        """
+        return layered_model(
+            self.depth,
+            self.height,
+            self.rho,
+            self.doi_m,
+            max_layers=max_layers,
+            floor_decades=floor_decades,
+        )
 
     def cells(self) -> list[Cell]:
         """The section as :class:`Cell` objects (``sensitivity`` = coverage)."""
