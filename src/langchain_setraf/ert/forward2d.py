@@ -166,7 +166,7 @@ class PoleForward:
         not_top = ~np.isclose(faces[:, -1], top) | (np.abs(normals[:, -1]) < 0.5)
         source = np.r_[np.median(mesh.nodes[:, 0]), top]
         r_vec = faces - source
-        r = np.linalg.norm(r_vec, axis=1)
+        r = np.maximum(np.linalg.norm(r_vec, axis=1), 1e-9)  # top faces: unused
         alpha = np.zeros(len(faces))
         cos = np.einsum("ij,ij->i", r_vec / r[:, None], normals)
         alpha[not_top] = ky * k1e(ky * r[not_top]) / k0e(ky * r[not_top]) * cos[not_top]

@@ -173,7 +173,7 @@ def _build_mesh(survey: Survey, opts: InversionOptions, discretize: Any) -> _Mes
     core_depth = opts.depth_factor * max(q.pseudo_depth for q in survey.data)
     n_core_x = max(4, math.ceil((x_max - x_min + 2 * spacing) / dx))
     dz0 = dx / 2
-    hz_relief = [dz0] * (math.ceil(relief / dz0) if topography else 0)
+    hz_relief = [dx] * (math.ceil(relief / dx) if topography else 0)
     hz_core: list[float] = []
     while sum(hz_core) < core_depth:
         hz_core.append(dz0 * _LAYER_GROWTH ** len(hz_core))
