@@ -52,7 +52,7 @@ def make_long_line(path: Path = LONG_LINE) -> None:
     from simpeg import maps
     from simpeg.electromagnetics.static import resistivity as dc
 
-    n_el, spacing = 72, 1.0
+    n_el, spacing = 64, 2.5
     quads = [
         (i, i + a, i + a + n * a, i + 2 * a + n * a)
         for a in (1, 2, 3)
@@ -81,7 +81,7 @@ def make_long_line(path: Path = LONG_LINE) -> None:
         mesh,
         survey=dc.Survey(srcs),
         sigmaMap=maps.IdentityMap(mesh),
-        miniaturize=True,  # one pole source per electrode: 72 solves per wavenumber
+        miniaturize=True,  # one pole source per electrode: 64 solves per wavenumber
     )
     volts = sim.dpred(1.0 / rho)
     k = np.array(

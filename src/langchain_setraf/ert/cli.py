@@ -107,8 +107,7 @@ def progress_bar(p: InversionProgress, *, width: int = 24) -> str:
 
 
 def _bar(p: InversionProgress) -> None:
-    end = "\n" if p.iteration >= p.max_iterations else ""
-    print(f"\r[setraf] {progress_bar(p)}", end=end, file=sys.stderr, flush=True)
+    print(f"\r[setraf] {progress_bar(p)}", end="", file=sys.stderr, flush=True)
 
 
 def _progress(message: str) -> None:

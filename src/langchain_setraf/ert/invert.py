@@ -341,7 +341,7 @@ def invert_survey(
     wj = wd[:, None] * jac
     if opts.sensitivity_weighting:
         sens = np.sqrt(np.sum(wj**2, axis=0)) / area
-        sens = np.maximum(sens / sens.max(), 1e-12)
+        sens = np.maximum(sens / sens.max(), 1e-4)  # keeps the CG system well posed
     else:
         sens = np.ones(n_act)
     sx = (np.abs(dx_) @ sens) / 2
@@ -387,7 +387,7 @@ def invert_survey(
         op = LinearOperator((n_act, n_act), matvec=hess, dtype=float)
         pre = LinearOperator((n_act, n_act), matvec=lambda v, d=diag: v / d, dtype=float)
         step, _ = cg(op, -grad, rtol=1e-3, maxiter=opts.cg_iterations, M=pre)
-        step = np.clip(step, -2.0, 2.0)
+        step *= min(1.0, 2.0 / max(float(np.abs(step).max()), 1e-12))  # ≤ e² per step
         phi_old = phi_d + beta * float((model - m0) @ rmat @ (model - m0))
         accepted = False
         for k in range(5):
