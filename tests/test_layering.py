@@ -71,11 +71,19 @@ def test_a_resistor_over_a_conductor_is_not_a_lower_bound() -> None:
     assert fit.conductance_s is None and fit.unresolved == ("below_doi",)
 
 
+def test_one_level_alone_is_not_a_layer() -> None:
+    tops, thick = _levels(12)
+    values = [2.0] * 11 + [1.0]  # the last level above the DOI dips: no third layer
+    fit = fit_layers(tops, thick, values)
+    assert fit.n_layers == 1
+    assert fit_layers(tops, thick, values, min_levels=1).n_layers == 2
+
+
 def test_cells_below_the_doi_are_left_out_and_bad_input_is_named() -> None:
     depth = [0.25, 0.75, 1.25, 1.75, 2.25, 2.75] * 2
     height = [0.5] * 12
-    rho = [100.0, 100.0, 100.0, 1000.0, 1.0, 1.0] * 2
-    fit = layered_model(depth, height, rho, doi_m=2.0)
+    rho = [100.0, 100.0, 100.0, 1000.0, 1000.0, 1.0] * 2  # the 1 Ω·m level is below the DOI
+    fit = layered_model(depth, height, rho, doi_m=2.5)
     assert fit.n_layers == 2 and fit.layers[-1].rho == pytest.approx(1000.0)
     with pytest.raises(ValueError, match="fewer than two depth levels"):
         layered_model(depth, height, rho, doi_m=0.4)

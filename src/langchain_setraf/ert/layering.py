@@ -155,17 +155,18 @@ def _gap_cost(values: Sequence[float], weights: Sequence[float]) -> list[list[fl
 
 
 def _best_split(
-    cost: list[list[float]], gap: list[list[float]], n: int, k: int
+    cost: list[list[float]], gap: list[list[float]], n: int, k: int, min_levels: int
 ) -> tuple[float, list[tuple[int, int, int]]]:
-    """Least-cost k layers with ramps between them: (cost, [(gap start, start, end)])."""
+    """Least-cost k layers of ≥ ``min_levels`` levels with ramps between them:
+    (cost, [(gap start, start, end)]); the cost is infinite when none fits."""
     inf = math.inf
     best = [[inf] * (n + 1) for _ in range(k + 1)]
     back: list[list[tuple[int, int]]] = [[(0, 0)] * (n + 1) for _ in range(k + 1)]
-    for j in range(1, n + 1):
+    for j in range(min_levels, n + 1):
         best[1][j] = cost[0][j]
     for s in range(2, k + 1):
         for j in range(s, n + 1):
-            for i in range(s - 1, j):
+            for i in range(s - 1, j - min_levels + 1):
                 for g in range(s - 1, i + 1):
                     c = best[s - 1][g] + gap[g][i] + cost[i][j]
                     if c < best[s][j]:
@@ -188,6 +189,7 @@ def fit_layers(
     max_layers: int = 6,
     floor_decades: float = 0.04,
     doi_m: float | None = None,
+    min_levels: int = 2,
 ) -> LayeredModel:
     """Fit 1…``max_layers`` constant layers joined by ramps to a log-ρ profile; pick by BIC.
 
@@ -202,6 +204,8 @@ def fit_layers(
         max_layers: Most layers tried.
         floor_decades: Resolution floor ``s`` of the misfit (see the module).
         doi_m: Depth of investigation (default: the base of the last level).
+        min_levels: Fewest levels a layer spans (default 2: one level alone, often the
+            last above the DOI, is not a layer).
 
     Returns:
         The layered model.
@@ -227,7 +231,9 @@ def fit_layers(
     fits = []
     bics = []
     for k in range(1, min(max_layers, (n + 1) // 2) + 1):
-        rss, parts = _best_split(cost, gap, n, k)
+        rss, parts = _best_split(cost, gap, n, k, min(min_levels, n))
+        if not math.isfinite(rss):
+            break
         bic = n * math.log(max(rss / n, floor2)) + (3 * k - 2) * math.log(n)
         fits.append((rss, parts))
         bics.append(bic)
