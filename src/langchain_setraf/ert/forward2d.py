@@ -68,11 +68,24 @@ def pick_solver() -> Factoriser:
         return Factoriser("mumps", mumps, "Pardiso (pydiso) is faster where installed")
     except ImportError:
         pass
-    from scipy.sparse.linalg import splu  # type: ignore[import-untyped]
+    from scipy.sparse.linalg import (  # type: ignore[import-untyped]
+        splu,
+        spsolve_triangular,
+    )
 
     def superlu(a: Any) -> Any:
+        # SuperLU factors; the two triangular solves of many right-hand sides are ~8x
+        # faster through spsolve_triangular than through SuperLU.solve (scipy 1.17)
         lu = splu(a.tocsc(), permc_spec="MMD_AT_PLUS_A")
-        return lu.solve
+        lower, upper, perm_c = lu.L.tocsr(), lu.U.tocsr(), lu.perm_c
+        n = len(lu.perm_r)
+        p_r = sp.csr_matrix((np.ones(n), (lu.perm_r, np.arange(n))), shape=(n, n))
+
+        def solve(b: Any) -> Any:
+            y = spsolve_triangular(lower, p_r @ b, lower=True, unit_diagonal=True)
+            return spsolve_triangular(upper, y, lower=False)[perm_c]
+
+        return solve
 
     return Factoriser(
         "superlu",
@@ -135,7 +148,7 @@ class PoleForward:
         self.sigma_air = sigma_air
         self.solver = solver or pick_solver()
         self.workers = max(1, workers)
-        n_el, n_d = len(electrodes), len(quadrupoles)
+        n_el = len(electrodes)
         self.grad = mesh.nodal_gradient.tocsr()
         vol = mesh.cell_volumes
         self.p_edge = (
@@ -143,19 +156,18 @@ class PoleForward:
         ).tocsr()
         self.p_node = (mesh.average_node_to_cell.T @ sp.diags(vol)).tocsr()
         self.q = mesh.get_interpolation_matrix(np.asarray(electrodes), "nodes").T.tocsc()
-        src, rec = sp.lil_matrix((n_el, n_d)), sp.lil_matrix((n_el, n_d))
-        for d, (a, b, m, n) in enumerate(quadrupoles):
-            src[a, d] += 1.0
-            rec[m, d] += 1.0
-            if b is not None:
-                src[b, d] -= 1.0
-            if n is not None:
-                rec[n, d] -= 1.0
-        self.c_src, self.c_rec = src.tocsc(), rec.tocsc()
+        remote = n_el
+        self.index = tuple(
+            np.array([remote if e is None else e for e in col], dtype=np.intp)
+            for col in zip(*quadrupoles, strict=True)
+        )
+        self.p_edge_act_t = self.p_edge[:, self.active].T.tocsr()
+        self.p_node_act_t = self.p_node[:, self.active].T.tocsr()
         spacings = np.linalg.norm(np.diff(np.asarray(electrodes), axis=0), axis=1)
         span = float(np.ptp(np.asarray(electrodes)[:, 0]))
         self.ky, self.w = wavenumbers(float(np.min(spacings[spacings > 0])), span, nky)
         self.boundary = [self._robin(k) for k in self.ky]
+        self.boundary_act_t = [b[:, self.active].T.tocsr() for b in self.boundary]
 
     def _robin(self, ky: float) -> Any:
         """``B_ky`` (nodes × cells): the mixed boundary term on the sides and bottom."""
@@ -187,21 +199,26 @@ class PoleForward:
         a = self.grad.T @ sp.diags(self.p_edge @ sigma) @ self.grad + sp.diags(node_diag)
         solve = self.solver.factor(a)
         u = np.asarray(solve(self.q.toarray()))  # nodes × electrodes
-        phi = np.asarray(self.q.T @ u)  # electrodes × electrodes
-        volts = w * np.asarray(self.c_rec.multiply(phi @ self.c_src).sum(axis=0)).ravel()
+        # a zero column stands for a remote electrode (index n_electrodes)
+        u = np.hstack([u, np.zeros((u.shape[0], 1))])
+        phi = np.asarray(self.q.T @ u[:, :-1])
+        phi = np.pad(phi, ((0, 1), (0, 1)))
+        ia, ib, im, in_ = self.index
+        volts = w * (phi[im, ia] - phi[im, ib] - phi[in_, ia] + phi[in_, ib])
         if not want_j:
             return volts, None
-        gu = self.grad @ u
-        node_op = (ky**2 * self.p_node + self.boundary[i]).T.tocsr()
-        edge_op = self.p_edge.T.tocsr()
-        n_d = self.c_src.shape[1]
-        jac = np.empty((n_d, int(self.active.sum())))
+        gu = np.ascontiguousarray(self.grad @ u)
+        node_op = (ky**2 * self.p_node_act_t + self.boundary_act_t[i]).tocsr()
+        n_d = len(ia)
+        jac = np.empty((self.p_edge_act_t.shape[0], n_d))  # active cells × data
         for lo in range(0, n_d, 256):
-            cols = slice(lo, min(lo + 256, n_d))
-            cs, cr = self.c_src[:, cols], self.c_rec[:, cols]
-            je = edge_op @ (np.asarray(gu @ cs) * np.asarray(gu @ cr))
-            jn = node_op @ (np.asarray(u @ cs) * np.asarray(u @ cr))
-            jac[cols] = -w * (je + jn)[self.active].T
+            c = slice(lo, min(lo + 256, n_d))
+            grad_src = gu[:, ia[c]] - gu[:, ib[c]]
+            grad_rec = gu[:, im[c]] - gu[:, in_[c]]
+            src = u[:, ia[c]] - u[:, ib[c]]
+            rec = u[:, im[c]] - u[:, in_[c]]
+            jac[:, c] = self.p_edge_act_t @ (grad_src * grad_rec) + node_op @ (src * rec)
+        jac *= -w
         return volts, jac
 
     def response(self, log_sigma: np.ndarray, *, jacobian: bool = True) -> tuple[Any, Any]:
@@ -227,5 +244,5 @@ class PoleForward:
                 if j is not None:
                     jac = j if jac is None else jac + j
         if jac is not None:
-            jac *= sigma[self.active]
+            jac = jac.T * sigma[self.active]  # data × active cells
         return np.asarray(volts), jac
