@@ -488,7 +488,7 @@ def invert_survey(
         stopped_by=stopped,
         rhoa_observed=tuple(float(v) for v in rhoa),
         rhoa_predicted=tuple(float(v) for v in pred * k_num),
-        library=f"setraf pole-field 2.5-D (discretize {metadata.version('discretize')}, "
+        library=f"setraf pole-field (discretize {metadata.version('discretize')}, "
         f"scipy {metadata.version('scipy')})",
         options=opts,
         elapsed_s=time.perf_counter() - start,

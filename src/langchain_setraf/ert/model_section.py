@@ -283,12 +283,16 @@ class ModelSection:
         )
 
     def describe(self, language: str = "en") -> str:
-        """One line, in ``language`` (``"en"`` or ``"fr"``): library, misfit, iterations, DOI."""
+        """One line, in ``language`` (``"en"`` or ``"fr"``): method, library, misfit,
+        iterations, DOI."""
         key = f"model.stopped_by.{self.stopped_by}"
         stopped = tr(language, key) if key in TEXTS["en"] else self.stopped_by
+        method_key = f"model.method.{self.regularization}"
+        method = tr(language, method_key) if method_key in TEXTS["en"] else self.regularization
         return tr(
             language,
             "model.describe",
+            method=method,
             library=self.library,
             chi2=self.chi2,
             rms=self.rms_percent,
