@@ -13,7 +13,8 @@ extreme cell above the DOI lies inside the block widened by one cell.
 
 Run: ``python -m benchmarks.inversion_bench [--quick]`` → ``benchmarks/results/inversion.json``
 (CPU, load average and solver recorded). ``--quick`` skips the field line and the
-1,000-datum line.
+1,000-datum line. ``--simpeg-baseline`` adds to that file two iterations of the former
+SimPEG ``Simulation2DNodal`` inversion on the 189-datum three-layer line, same machine.
 """
 
 from __future__ import annotations
@@ -102,6 +103,93 @@ def make_long_line(path: Path = LONG_LINE) -> None:
     path.write_text("\n".join([*lines, "0"]) + "\n", encoding="ascii")
 
 
+def simpeg_baseline(path: Path, iterations: int = 2) -> dict[str, Any]:
+    """The former inversion on the same machine: SimPEG ``Simulation2DNodal`` (one source per
+    datum, full J stored, 7 wavenumbers, ``pymatsolver.SolverLU``, tensor mesh as now),
+    ``iterations`` Gauss–Newton iterations; seconds per iteration."""
+    import contextlib
+    import io
+    import warnings
+
+    import discretize
+    import numpy as np
+    import pymatsolver
+    from simpeg import data as sdata
+    from simpeg import (
+        data_misfit,
+        directives,
+        inverse_problem,
+        inversion,
+        maps,
+        optimization,
+        regularization,
+    )
+    from simpeg.electromagnetics.static import resistivity as dc
+
+    from langchain_setraf.ert.invert import build_mesh
+
+    survey = load_survey(path)
+    grid = build_mesh(survey, InversionOptions(), discretize)
+    mesh, el = grid.mesh, grid.electrodes
+    srcs = []
+    for q in survey.data:
+        rx = dc.receivers.Dipole(el[q.m][None], el[q.n][None])
+        srcs.append(dc.sources.Dipole([rx], el[q.a], el[q.b]))
+    rhoa = np.array([q.rhoa for q in survey.data])
+    t0 = time.perf_counter()
+    times: list[float] = []
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        sim = dc.Simulation2DNodal(
+            mesh,
+            survey=dc.Survey(srcs),
+            sigmaMap=maps.ExpMap(mesh),
+            nky=7,
+            storeJ=True,
+            solver=pymatsolver.SolverLU,
+        )
+        rho0 = float(np.exp(np.median(np.log(rhoa))))
+        m0 = np.full(mesh.n_cells, math.log(1 / rho0))
+        k_num = rho0 / sim.dpred(m0)
+        sim._Jmatrix = None
+        std = (0.03 * rhoa + 0.5) / np.abs(k_num)
+        data = sdata.Data(dc.Survey(srcs), dobs=rhoa / k_num, standard_deviation=std)
+        sim.survey = data.survey
+        reg = regularization.WeightedLeastSquares(
+            mesh, alpha_s=1e-3, alpha_x=1.0, alpha_y=0.1, reference_model=m0
+        )
+        opt = optimization.InexactGaussNewton(maxIter=iterations, cg_maxiter=30)
+        prob = inverse_problem.BaseInvProblem(
+            data_misfit.L2DataMisfit(data=data, simulation=sim), reg, opt
+        )
+
+        class Clock(directives.InversionDirective):  # type: ignore[misc]
+            def endIter(self) -> None:
+                times.append(time.perf_counter())
+
+        inv = inversion.BaseInversion(
+            prob,
+            directiveList=[
+                directives.UpdateSensitivityWeights(every_iteration=False),
+                directives.BetaEstimate_ByEig(beta0_ratio=10.0, random_seed=0),
+                directives.BetaSchedule(coolingFactor=2.0, coolingRate=1),
+                Clock(),
+            ],
+        )
+        start = time.perf_counter()
+        inv.run(m0)
+    steps = [b - a for a, b in zip([start, *times], times, strict=False)]
+    return {
+        "tool": "SimPEG Simulation2DNodal (former setup), SolverLU",
+        "case": path.name,
+        "n_data": len(rhoa),
+        "iterations": len(times),
+        "s_per_iteration": round(sum(steps) / max(len(steps), 1), 2),
+        "total_s": round(time.perf_counter() - t0, 1),
+        "load_avg_1m": os.getloadavg()[0],
+    }
+
+
 def _truth_check(section: ModelSection, truth: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if truth.get("kind") == "layers":
@@ -180,6 +268,13 @@ def run_case(name: str, path: Path, truth: dict[str, Any], regularization: str, 
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
+    if "--simpeg-baseline" in argv:
+        row = simpeg_baseline(SYNTHETIC / "three_layer.dat")
+        print(json.dumps(row))
+        result = json.loads(OUT.read_text("utf-8")) if OUT.exists() else {}
+        result["simpeg_baseline"] = {**row, "machine": machine_info()}
+        OUT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        return 0
     cases: list[tuple[str, Path, dict[str, Any], dict[str, Any]]] = [
         (
             "two_layer_wenner (bundled)",

@@ -47,8 +47,10 @@ from langchain_setraf.ert.model_section import InversionOptions, InversionProgre
 from langchain_setraf.ert.survey import Survey
 
 __all__ = [
+    "InversionMesh",
     "InversionUnavailableError",
     "auto_nky",
+    "build_mesh",
     "invert_survey",
     "require_inversion_libraries",
     "require_simpeg",
@@ -148,19 +150,39 @@ def auto_nky(span_m: float, spacing_m: float) -> int:
 
 
 @dataclass(frozen=True)
-class _Mesh:
+class InversionMesh:
+    """The mesh of an inversion and where the survey sits on it.
+
+    Attributes:
+        mesh: The ``discretize.TensorMesh`` (2-D, z up).
+        active: Boolean per cell: ground (inverted) or air (fixed).
+        electrodes: (x, z) of each electrode on its surface node, numpy array (n, 2).
+        depth: Depth of every cell centre below the (local) surface, m.
+        bins: Depth-bin edges for the depth of investigation, m.
+        core_depth: Depth of the core mesh below the surface, m.
+        x_min: First electrode along the line, m.
+        x_max: Last electrode along the line, m.
+        topography: Whether the electrodes have elevations (the mesh then follows them).
+    """
+
     mesh: Any
-    active: Any  # bool per cell
-    electrodes: Any  # (n, 2) on surface nodes
-    depth: Any  # depth of every cell centre below the surface, m
-    bins: Any  # depth-bin edges for the depth of investigation
+    active: Any
+    electrodes: Any
+    depth: Any
+    bins: Any
     core_depth: float
     x_min: float
     x_max: float
     topography: bool
 
 
-def _build_mesh(survey: Survey, opts: InversionOptions, discretize: Any) -> _Mesh:
+def build_mesh(survey: Survey, opts: InversionOptions, discretize: Any) -> InversionMesh:
+    """The inversion mesh of a survey: core cells of ``opts.cell_size``, padding, air above
+    the surface the electrodes define, each electrode on the ground node under it.
+
+    Raises:
+        ValueError: The mesh would have more than 100,000 cells.
+    """
     np = importlib.import_module("numpy")
     spacing = _spacing(survey)
     dx = opts.cell_size or spacing / 2
@@ -215,7 +237,7 @@ def _build_mesh(survey: Survey, opts: InversionOptions, discretize: Any) -> _Mes
         near = [tops[i] for i in (i_node - 1, i_node) if 0 <= i < len(tops)]
         el[j] = (nodes_x[i_node], max(near))
     bins = np.r_[0.0, np.cumsum(hz_core)]
-    return _Mesh(mesh, active, el, depth, bins, core_depth, x_min, x_max, topography)
+    return InversionMesh(mesh, active, el, depth, bins, core_depth, x_min, x_max, topography)
 
 
 def _gradient_pairs(mesh: Any, active: Any) -> tuple[Any, Any, Any, Any]:
@@ -283,7 +305,7 @@ def invert_survey(
     from langchain_setraf.ert.forward2d import PoleForward, pick_solver
 
     start = time.perf_counter()
-    grid = _build_mesh(survey, opts, discretize)
+    grid = build_mesh(survey, opts, discretize)
     mesh, active = grid.mesh, grid.active
     quads = []
     for q in survey.data:
@@ -311,7 +333,7 @@ def invert_survey(
         flat = dataclasses.replace(
             survey, electrodes=[(x, 0.0) for x, _ in survey.electrodes], spacing=spacing
         )
-        flat_grid = _build_mesh(flat, opts, discretize)
+        flat_grid = build_mesh(flat, opts, discretize)
         flat_fw = PoleForward(
             flat_grid.mesh,
             flat_grid.active,
