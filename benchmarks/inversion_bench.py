@@ -4,7 +4,9 @@ Cases: the bundled two-layer Wenner line, the committed synthetic dipole-dipole 
 ``examples/synthetic`` (3 % noise, error model 3 % + 0.5 Ω·m), a ~1,000-datum synthetic
 three-layer line (120/15/800 Ω·m, interfaces 3 and 10 m; 2 % noise, forward-modelled by
 SimPEG's ``Simulation2DNodal`` on a mesh twice as fine, so not an inverse crime) and the
-1,223-datum field line ``tests/data/ert/gimli_bedrock.dat``. Each runs smooth and blocky.
+1,223-datum field line ``tests/data/ert/gimli_bedrock.dat`` and two field lines with
+topography (``gimli_slagdump.ohm``, 12.8 m of relief; ``resipy_res2dinv_dd.dat``, 61 m).
+Each runs smooth and blocky.
 
 Truth, for layered cases: the number of layers of :meth:`ModelSection.layers` equals the
 truth's, each resistivity within ±25 % (a basement reported as a lower bound: the bound
@@ -16,6 +18,7 @@ Run: ``python -m benchmarks.inversion_bench [--quick]`` → ``benchmarks/results
 (CPU, load average and solver recorded). ``--quick`` skips the field line and the
 1,000-datum line. ``--simpeg-baseline`` adds to that file two iterations of the former
 SimPEG ``Simulation2DNodal`` inversion on the 189-datum three-layer line, same machine.
+``--markdown`` prints the stored results as the table of ``docs/interpretation.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from benchmarks.machine import machine_info
 from langchain_setraf.ert import load_survey
 from langchain_setraf.ert.invert import invert_survey
+from langchain_setraf.ert.layering import layered_model
 from langchain_setraf.ert.model_section import InversionOptions, ModelSection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,6 +229,24 @@ def _truth_check(section: ModelSection, truth: dict[str, Any]) -> dict[str, Any]
             true_s = (want[-2]["bottom"] - want[-2]["top"]) / want[-2]["rho"]
             out["conductance_true_s"] = round(true_s, 4)
             out["conductance_ok"] = abs(fit.conductance_s - true_s) <= 0.25 * true_s
+    elif truth.get("kind") == "dipping":
+        # each column (x ± 2 m): the layered reading of that column's cells
+        errors, within = [], []
+        for x in truth["tolerances"]["columns_x"]:
+            cells = [
+                (d, h, r)
+                for cx, d, h, r in zip(
+                    section.x, section.depth, section.height, section.rho, strict=True
+                )
+                if abs(cx - x) <= 2.0
+            ]
+            fit = layered_model(*zip(*cells, strict=True), section.doi_m)  # type: ignore[arg-type]
+            want = truth["interface"]["depth_at_x0"] + truth["interface"]["slope"] * x
+            got = min((i.depth_m for i in fit.interfaces), key=lambda d: abs(d - want), default=0)
+            errors.append(round(got - want, 2))
+            within.append(abs(got - want) <= 0.2 * want)
+        out["interface_errors_m"] = errors
+        out["interfaces_ok"] = all(within)
     elif truth.get("kind") == "block":
         block, background = truth["block"], truth["background"]
         cells = [
@@ -264,6 +286,7 @@ def run_case(name: str, path: Path, truth: dict[str, Any], regularization: str, 
         "s_per_iteration": round(section.seconds_per_iteration, 2),
         "total_s": round(total, 1),
         "doi_m": round(section.doi_m, 2),
+        "topography": bool(section.elevation),
         "load_avg_1m": os.getloadavg()[0],
         **_truth_check(section, truth),
     }
@@ -271,8 +294,55 @@ def run_case(name: str, path: Path, truth: dict[str, Any], regularization: str, 
     return row
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The results as the Markdown table of ``docs/interpretation.md``."""
+
+    def ok(row: dict[str, Any]) -> str:
+        if "units" in row:
+            marks = [f"units {row['units']} {'✓' if row['units_ok'] else '✗'}"]
+            for key, name in (
+                ("rho_ok", "ρ"),
+                ("interfaces_ok", "depths"),
+                ("conductance_ok", "conductance"),
+            ):
+                if key in row:
+                    marks.append(f"{name} {'✓' if row[key] else '✗'}")
+            return ", ".join(marks)
+        if "interface_errors_m" in row:
+            errs = ", ".join(f"{e:+g}" for e in row["interface_errors_m"])
+            return f"interface error {errs} m {'✓' if row['interfaces_ok'] else '✗'}"
+        if "box_ok" in row:
+            return f"anomaly in box {'✓' if row['box_ok'] else '✗'}"
+        return "–"
+
+    def layers(row: dict[str, Any]) -> str:
+        if "layers" not in row:
+            return "–"
+        rho = " / ".join(
+            ("≥ " if lay["lower_bound"] else "") + f"{lay['rho']:g}" for lay in row["layers"]
+        )
+        depths = ", ".join(f"{i[0]:g} ({i[1]:g}–{i[2]:g})" for i in row["interfaces"])
+        return f"{rho} Ω·m; {depths} m" if depths else f"{rho} Ω·m"
+
+    lines = [
+        "| case | data | regularisation | iterations | χ² | s/iteration | total s | load | "
+        "layers: ρ; interfaces (range) | truth |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['case']} | {r['n_data']} | {r['regularization']} | {r['iterations']} | "
+            f"{r['chi2']:.2f} | {r['s_per_iteration']:.2f} | {r['total_s']:.1f} | "
+            f"{r['load_avg_1m']:.1f} | {layers(r)} | {ok(r)} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
+    if "--markdown" in argv:
+        print(markdown(json.loads(OUT.read_text("utf-8"))))
+        return 0
     if "--simpeg-baseline" in argv:
         row = simpeg_baseline(SYNTHETIC / "three_layer.dat")
         print(json.dumps(row))
@@ -302,6 +372,11 @@ def main(argv: list[str]) -> int:
             make_long_line()
         cases.append(("three_layer_dd_1000", LONG_LINE, LONG_TRUTH, {"error_percent": 2.0}))
         cases.append(("gimli_bedrock (field)", ROOT / "tests/data/ert/gimli_bedrock.dat", {}, {}))
+        data = ROOT / "tests" / "data" / "ert"
+        cases.append(("gimli_slagdump (field, topography)", data / "gimli_slagdump.ohm", {}, {}))
+        cases.append(
+            ("resipy_res2dinv_dd (field, topography)", data / "resipy_res2dinv_dd.dat", {}, {})
+        )
     rows = []
     for name, path, truth, kw in cases:
         for reg in ("smooth", "blocky"):
