@@ -19,6 +19,7 @@ from langchain_setraf.ert.chains import (
 from langchain_setraf.ert.classify import candidate_materials, setraf_class, setraf_water_class
 from langchain_setraf.ert.grounding import check_numbers
 from langchain_setraf.ert.invert import InversionUnavailableError, invert_survey
+from langchain_setraf.ert.layering import LayeredModel
 from langchain_setraf.ert.model_section import InversionOptions, InversionProgress, ModelSection
 from langchain_setraf.ert.readers import FORMATS, load_survey
 from langchain_setraf.ert.summary import SurveySummary, summarize
@@ -32,6 +33,7 @@ __all__ = [
     "InversionOptions",
     "InversionProgress",
     "InversionUnavailableError",
+    "LayeredModel",
     "LegendResult",
     "ModelSection",
     "Quadrupole",
