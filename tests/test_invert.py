@@ -123,12 +123,27 @@ def test_cli_maps_inversion_flags_to_options() -> None:
     assert (opts.error_percent, opts.cell_size, opts.max_iterations) == (5.0, 0.5, 3)
     assert opts.alpha_z == InversionOptions().alpha_z
     assert not parser.parse_args([]).invert
+    assert opts.regularization == "smooth"
+    blocky = inversion_options(parser.parse_args(["--invert", "--regularization", "blocky"]))
+    assert blocky.regularization == "blocky"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--regularization", "sharp"])
+    with pytest.raises(ValueError, match="regularization must be one of smooth, blocky"):
+        InversionOptions(regularization="sharp")
+
+
+def test_progress_bar_line() -> None:
+    from langchain_setraf.ert.cli import progress_bar
+    from langchain_setraf.ert.model_section import InversionProgress
+
+    line = progress_bar(InversionProgress(3, 12, 2.5, 10.0, 9.0, 2.0, "blocky"), width=12)
+    assert line.startswith("[###.........] iteration 3/12 (blocky): χ² 2.50")
 
 
 def test_missing_simpeg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from langchain_setraf.ert.invert import InversionUnavailableError, invert_survey
 
-    monkeypatch.setitem(sys.modules, "simpeg", None)  # import simpeg -> ImportError
+    monkeypatch.setitem(sys.modules, "discretize", None)  # import discretize -> ImportError
     with pytest.raises(InversionUnavailableError, match=r"langchain-setraf\[invert\]"):
         invert_survey(load_survey(TWO_LAYER))
 
@@ -147,6 +162,37 @@ def test_a_too_fine_mesh_is_refused() -> None:
 
     with pytest.raises(ValueError, match="choose a larger cell_size"):
         invert_survey(load_survey(TWO_LAYER), options=InversionOptions(cell_size=0.01))
+
+
+@pytest.mark.slow
+def test_a_line_with_topography_is_inverted_on_a_surface_following_mesh() -> None:
+    """pyGIMLi's slag dump (222 data, 12.8 m of relief): two iterations, cells below the
+    ground surface only, depths measured from it, and the solver named."""
+    from langchain_setraf.ert.invert import invert_survey
+
+    survey = load_survey(ROOT / "tests" / "data" / "ert" / "gimli_slagdump.ohm")
+    heights = [z for _, z in survey.electrodes]
+    assert max(heights) - min(heights) > 10  # the file does have topography
+    section = invert_survey(survey, options=InversionOptions(max_iterations=2))
+    assert section.iterations >= 1 and math.isfinite(section.chi2)
+    assert section.history[-1].chi2 < section.history[0].chi2 or section.iterations == 1
+    assert len(section.elevation) == section.n_cells
+    assert min(section.depth) > 0
+    pts = sorted(survey.electrodes)
+
+    def surface(x: float) -> float:  # the line between electrodes, as the mesh uses it
+        for (x0, z0), (x1, z1) in zip(pts, pts[1:], strict=False):
+            if x0 <= x <= x1:
+                return z0 + (z1 - z0) * (x - x0) / (x1 - x0)
+        raise AssertionError(f"cell at x = {x} is outside the spread")
+
+    for x, d, z in zip(section.x, section.depth, section.elevation, strict=True):
+        assert d == pytest.approx(surface(x) - z, abs=1e-6)  # depth below the local surface
+    top_cells = sorted(zip(section.x, section.elevation, section.depth, strict=True))
+    assert max(e for _, e, _ in top_cells) - min(e for _, e, _ in top_cells) > 10
+    assert section.solver in ("pardiso", "mumps", "superlu")
+    if section.solver == "superlu":
+        assert "Pardiso" in section.solver_note
 
 
 # -- the summary of an inverted section --------------------------------------------------------
@@ -181,9 +227,12 @@ def test_two_layer_wenner_comes_back() -> None:
     """50 Ω·m over 500 Ω·m, interface at 6 m: depth ±20 %, both ρ ±25 %, inside the DOI.
 
     The file holds exact analytical values (3 decimals), so the error model is 1 % + 0.1 Ω·m
-    instead of the default 3 % + 0.5 Ω·m meant for field data.
+    instead of the default 3 % + 0.5 Ω·m meant for field data. Blocky: a smooth model puts
+    its steepest gradient at the geometric mean of the two resistivities (~7.3 m here).
     """
-    options = InversionOptions(error_percent=1.0, error_floor=0.1)
+    options = InversionOptions(
+        error_percent=1.0, error_floor=0.1, regularization="blocky", max_iterations=15
+    )
     section = _inverted(str(TWO_LAYER), options)
     assert section.chi2 < 1.5
     prof = [p for p in _profile(section, 10.0, 52.0) if p[0] < section.doi_m]
@@ -194,6 +243,13 @@ def test_two_layer_wenner_comes_back() -> None:
     deepest = prof[-1]
     assert deepest[0] > interface
     assert _within(10 ** deepest[1], 500.0, 0.25), (deepest, section.doi_m)
+    assert section.regularization == "blocky" and section.iterations == len(section.history)
+    assert any(h.phase == "blocky" for h in section.history)
+    layered = section.layers()  # the units: two, the interface within ±20 %
+    assert layered.n_layers == 2, layered.layers
+    assert _within(layered.interfaces[0].depth_m, 6.0, 0.20), layered.interfaces
+    assert _within(layered.layers[0].rho, 50.0, 0.25), layered.layers
+    assert layered.layers[1].lower_bound and layered.layers[1].rho >= 0.75 * 500.0
     summary = summarize(load_survey(TWO_LAYER), model=section)
     assert summary.doi_depth == pytest.approx(section.doi_m, rel=0.01)
     assert summary.units[0].stats.median < 100 < summary.units[-1].stats.median
@@ -252,7 +308,10 @@ def test_resistive_block() -> None:
 def test_dipping_interface() -> None:
     truth = _truth("dipping_interface")
     tol = truth["tolerances"]
-    section = _inverted(str(SYNTHETIC / "dipping_interface.dat"))
+    # blocky: a smooth model puts the steepest change at the geometric mean of 30 and
+    # 300 Ω·m, below the interface where it is deep (1.8 m at x = 30 m)
+    options = InversionOptions(regularization="blocky", max_iterations=15)
+    section = _inverted(str(SYNTHETIC / "dipping_interface.dat"), options)
     depths = []
     for x in tol["columns_x"]:
         prof = [p for p in _profile(section, x - 2.0, x + 2.0) if p[0] < section.doi_m]

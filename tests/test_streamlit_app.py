@@ -196,7 +196,7 @@ def test_invert_shows_the_model_section_and_interprets_it(app, cache: ModelCache
     assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
     section = app.session_state["section"]
     assert section is not None and section.n_cells > 100 and section.doi_m > 0
-    assert any("χ²" in c.value and "simpeg" in c.value for c in app.caption)
+    assert any("χ²" in c.value and "pole-field" in c.value for c in app.caption)
     assert any("model depth" in c.value or "profondeur" in c.value for c in app.code)
     app.button(key="interpret").click().run()
     assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
@@ -208,13 +208,13 @@ def test_invert_shows_the_model_section_and_interprets_it(app, cache: ModelCache
 
 
 def test_an_inversion_failure_is_shown(app, ert_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    real = ert_dir / "gimli_slagdump.ohm"  # electrodes with topography
+    real = ert_dir / "geoelectrics_p3_dipoledipole_model.xyz"  # a model: nothing to invert
     app.file_uploader(key="upload").upload(real.name, real.read_bytes()).run()
     app.button(key="invert").click().run()
     assert not app.exception, app.exception
     assert len(app.error) == 1
     assert app.error[0].value.startswith("Échec de l'inversion:")
-    assert "topography" in app.error[0].value
+    assert "no apparent-resistivity data to invert" in app.error[0].value
     assert app.session_state["section"] is None
 
 

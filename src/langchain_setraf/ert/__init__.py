@@ -21,6 +21,7 @@ from langchain_setraf.ert.figures import section_figure
 from langchain_setraf.ert.fluency import check_fluency, sentence_language, speaks_of_ground
 from langchain_setraf.ert.grounding import check_numbers
 from langchain_setraf.ert.invert import InversionUnavailableError, invert_survey
+from langchain_setraf.ert.layering import LayeredModel
 from langchain_setraf.ert.model_section import InversionOptions, InversionProgress, ModelSection
 from langchain_setraf.ert.readers import FORMATS, load_survey
 from langchain_setraf.ert.report import Versions, collect_versions, html_report, write_report
@@ -35,6 +36,7 @@ __all__ = [
     "InversionOptions",
     "InversionProgress",
     "InversionUnavailableError",
+    "LayeredModel",
     "LegendResult",
     "ModelSection",
     "Quadrupole",

@@ -15,7 +15,12 @@ from langchain_setraf.ert.chains import Interpretation, interpretation_chain
 from langchain_setraf.ert.i18n import confidence_name, material_name
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import fmt
-from langchain_setraf.ert.model_section import InversionOptions, ModelSection
+from langchain_setraf.ert.model_section import (
+    REGULARIZATIONS,
+    InversionOptions,
+    InversionProgress,
+    ModelSection,
+)
 from langchain_setraf.ert.readers import load_survey
 from langchain_setraf.ert.rendering import span
 from langchain_setraf.ert.report import fact_value
@@ -66,11 +71,17 @@ def add_interpret_parser(sub: Any) -> None:
 def add_inversion_arguments(p: Any) -> None:
     """``--invert`` and the inversion settings (defaults: :class:`InversionOptions`)."""
     d = InversionOptions()
-    g = p.add_argument_group("inversion (needs the 'invert' extra: SimPEG)")
+    g = p.add_argument_group("inversion (needs the 'invert' extra: discretize, scipy)")
     g.add_argument(
         "--invert",
         action="store_true",
-        help="invert apparent resistivities (SimPEG 2.5-D) and read true depths",
+        help="invert apparent resistivities (2.5-D) and read true depths",
+    )
+    g.add_argument(
+        "--regularization",
+        choices=REGULARIZATIONS,
+        default=d.regularization,
+        help="smooth (gradational) or blocky (IRLS, sharp boundaries); default %(default)s",
     )
     g.add_argument("--error-percent", type=float, default=d.error_percent, help="%% of |ρa|")
     g.add_argument("--error-floor", type=float, default=d.error_floor, help="Ω·m")
@@ -95,7 +106,18 @@ def inversion_options(args: argparse.Namespace) -> InversionOptions:
         alpha_z=args.alpha_z,
         max_iterations=args.max_iterations,
         max_seconds=args.max_seconds,
+        regularization=getattr(args, "regularization", "smooth"),
     )
+
+
+def progress_bar(p: InversionProgress, *, width: int = 24) -> str:
+    """One line of a text progress bar for an inversion iteration (for stderr)."""
+    done = round(width * p.iteration / p.max_iterations)
+    return f"[{'#' * done}{'.' * (width - done)}] {p}"
+
+
+def _bar(p: InversionProgress) -> None:
+    print(f"\r[setraf] {progress_bar(p)}", end="", file=sys.stderr, flush=True)
 
 
 def _progress(message: str) -> None:
@@ -130,9 +152,13 @@ def run_interpret(args: argparse.Namespace) -> int:
         from langchain_setraf.ert.invert import invert_survey
 
         options = inversion_options(args)
-        _progress(f"inverting {survey.n_data} data with SimPEG…")
-        model = invert_survey(survey, options=options, progress=lambda p: _progress(str(p)))
+        _progress(f"inverting {survey.n_data} data ({options.regularization})…")
+        model = invert_survey(survey, options=options, progress=_bar)
+        print(file=sys.stderr)
         _progress(model.describe())
+        _progress(f"solver {model.solver}, {model.nky} wavenumbers, {model.mesh_cells} cells")
+        if model.solver_note:
+            _progress(model.solver_note)
     summary = summarize(survey, language=args.lang, model=model)
     _progress(
         f"{survey.format}: {survey.n_electrodes} electrodes, {survey.n_data} data, "

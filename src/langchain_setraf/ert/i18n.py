@@ -138,11 +138,14 @@ _EN: dict[str, str] = {
     "caveat.inverted": "Depths are true depths of a smooth 2.5-D inversion ({library}, chi² "
     "{chi2:.2f}, RMS {rms:.2f} %, {iterations} iteration(s)); a smooth model spreads "
     "sharp boundaries over several cells, and one model is not the only one that fits.",
-    "model.describe": "{library} 2.5-D smooth inversion: χ² {chi2:.2f}, RMS {rms:.2f} %, "
+    "model.describe": "{library} 2.5-D {method} inversion: χ² {chi2:.2f}, RMS {rms:.2f} %, "
     "{iterations} iteration(s) (stopped by {stopped_by}), depth of investigation {doi:.3g} m",
     "model.stopped_by.target": "target",
     "model.stopped_by.iterations": "iterations",
     "model.stopped_by.time": "time",
+    "model.stopped_by.stalled": "no step lowered the objective",
+    "model.method.smooth": "smooth",
+    "model.method.blocky": "blocky (IRLS)",
     # -- the summary as prompt text (one fact a line) -----------------------------------------
     "summary.survey": "Format: {format}; array: {array}; electrode spacing: {spacing} m; "
     "line length: {length} m",
@@ -517,11 +520,14 @@ _FR: dict[str, str] = {
     "lissée ({library}, chi² {chi2:.2f}, RMS {rms:.2f} %, {iterations} itération(s)) ; "
     "un modèle lissé étale les limites franches sur plusieurs cellules, et d'autres "
     "modèles ajustent aussi les données.",
-    "model.describe": "inversion lissée 2,5-D par {library} : χ² {chi2:.2f}, RMS {rms:.2f} %, "
+    "model.describe": "inversion {method} 2,5-D par {library} : χ² {chi2:.2f}, RMS {rms:.2f} %, "
     "{iterations} itération(s) (arrêt : {stopped_by}), profondeur d'investigation {doi:.3g} m",
     "model.stopped_by.target": "χ² cible atteint",
     "model.stopped_by.iterations": "nombre maximal d'itérations",
     "model.stopped_by.time": "limite de temps",
+    "model.stopped_by.stalled": "aucun pas ne réduisait l'objectif",
+    "model.method.smooth": "lissée",
+    "model.method.blocky": "par blocs (IRLS)",
     "summary.survey": "Type de fichier : {format} ; dispositif : {array} ; espacement des "
     "électrodes : {spacing} m ; longueur du profil : {length} m",
     "summary.counts": "Électrodes : {electrodes} ; données : {data} ; cellules : {cells}",

@@ -17,14 +17,18 @@ from dataclasses import dataclass, field
 
 from langchain_setraf.ert.i18n import TEXTS
 from langchain_setraf.ert.i18n import text as tr
+from langchain_setraf.ert.layering import LayeredModel, layered_model
 from langchain_setraf.ert.survey import Cell, Survey
 
-__all__ = ["InversionOptions", "InversionProgress", "ModelSection"]
+__all__ = ["REGULARIZATIONS", "InversionOptions", "InversionProgress", "ModelSection"]
+
+#: The regularisations :class:`InversionOptions` accepts.
+REGULARIZATIONS = ("smooth", "blocky")
 
 
 @dataclass(frozen=True)
 class InversionOptions:
-    """Settings of a smooth 2.5-D DC inversion (SimPEG), with documented defaults.
+    """Settings of a 2.5-D DC inversion (smooth or blocky), with documented defaults.
 
     Attributes:
         error_percent: Relative data error, % of |ρa| (default 3 %).
@@ -46,13 +50,22 @@ class InversionOptions:
         max_seconds: Wall-clock budget; the inversion stops after the iteration that
             exceeds it.
         target_chi2: Target normalised misfit χ²/N (1 = fit the data to their errors).
-        nky: Number of wavenumbers of the 2.5-D transform.
+        nky: Number of wavenumbers of the 2.5-D transform; ``None`` (default) sizes it to
+            the ratio of the longest to the shortest electrode distance (5 to 9).
         sensitivity_weighting: Weight the regularization by the inverse sensitivity
             (SimPEG ``UpdateSensitivityWeights``), which lets deep cells change as readily
             as shallow ones.
         doi_coverage: A depth level is below the depth of investigation when the median
             data-weighted coverage of its cells under the electrodes falls below this
             fraction of the shallowest level's (default 0.003).
+        regularization: ``"smooth"`` (least squares on the gradients of ln ρ: gradational
+            boundaries) or ``"blocky"`` (the same until χ² nears the target, then
+            iteratively reweighted least squares with p = 1 on the gradients: sharp
+            boundaries where the data allow them).
+        irls_epsilon: The smallest IRLS threshold on the difference of ln ρ between
+            neighbouring cells (blocky only); smaller = sharper and slower to converge.
+        cg_iterations: Conjugate-gradient iterations of each Gauss–Newton step at most.
+        workers: Threads solving the wavenumbers in parallel; ``None`` = one per CPU (≤ 8).
     """
 
     error_percent: float = 3.0
@@ -67,9 +80,13 @@ class InversionOptions:
     max_iterations: int = 10
     max_seconds: float = 600.0
     target_chi2: float = 1.0
-    nky: int = 7
+    nky: int | None = None
     sensitivity_weighting: bool = True
     doi_coverage: float = 0.003
+    regularization: str = "smooth"
+    irls_epsilon: float = 0.02
+    cg_iterations: int = 50
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         positive = {
@@ -81,6 +98,7 @@ class InversionOptions:
             "max_seconds": self.max_seconds,
             "target_chi2": self.target_chi2,
             "doi_coverage": self.doi_coverage,
+            "irls_epsilon": self.irls_epsilon,
         }
         for name, value in positive.items():
             if not (math.isfinite(value) and value > 0):
@@ -103,8 +121,19 @@ class InversionOptions:
             raise ValueError(
                 f"InversionOptions.max_iterations must be in 1..100, got {self.max_iterations}"
             )
-        if not 3 <= self.nky <= 31:
+        if self.nky is not None and not 3 <= self.nky <= 31:
             raise ValueError(f"InversionOptions.nky must be in 3..31, got {self.nky}")
+        if self.regularization not in REGULARIZATIONS:
+            raise ValueError(
+                f"InversionOptions.regularization must be one of {', '.join(REGULARIZATIONS)}, "
+                f"got {self.regularization!r}"
+            )
+        if not 1 <= self.cg_iterations <= 1000:
+            raise ValueError(
+                f"InversionOptions.cg_iterations must be in 1..1000, got {self.cg_iterations}"
+            )
+        if self.workers is not None and not 1 <= self.workers <= 64:
+            raise ValueError(f"InversionOptions.workers must be in 1..64, got {self.workers}")
         if self.doi_coverage >= 1:
             raise ValueError(
                 f"InversionOptions.doi_coverage must be below 1, got {self.doi_coverage}"
@@ -113,18 +142,31 @@ class InversionOptions:
 
 @dataclass(frozen=True)
 class InversionProgress:
-    """One finished iteration, as reported to a progress callback."""
+    """One finished iteration, as reported to a progress callback.
+
+    Attributes:
+        iteration: 1-based number of the iteration just finished.
+        max_iterations: The most iterations the inversion will do.
+        chi2: χ²/N after this iteration.
+        beta: The regularisation trade-off used.
+        elapsed_s: Seconds since the inversion started (mesh and set-up included).
+        iteration_s: Seconds this iteration took.
+        phase: ``"smooth"``, or ``"blocky"`` once the IRLS reweighting runs.
+    """
 
     iteration: int
     max_iterations: int
     chi2: float
     beta: float
     elapsed_s: float
+    iteration_s: float = 0.0
+    phase: str = "smooth"
 
     def __str__(self) -> str:
         return (
-            f"iteration {self.iteration}/{self.max_iterations}: χ² {self.chi2:.2f}, "
-            f"β {self.beta:.3g}, {self.elapsed_s:.1f} s"
+            f"iteration {self.iteration}/{self.max_iterations} ({self.phase}): "
+            f"χ² {self.chi2:.2f}, β {self.beta:.3g}, {self.iteration_s:.1f} s "
+            f"({self.elapsed_s:.1f} s in all)"
         )
 
 
@@ -152,9 +194,20 @@ class ModelSection:
         stopped_by: ``"target"`` (χ² reached), ``"iterations"`` or ``"time"``.
         rhoa_observed: Observed ρa, Ω·m, one per datum used.
         rhoa_predicted: ρa the model predicts, Ω·m.
-        library: The library and version that inverted (e.g. ``"simpeg 0.25.2"``).
+        library: The code and versions that inverted.
         options: The settings used.
         elapsed_s: Wall-clock time of the inversion, s.
+        regularization: ``"smooth"`` or ``"blocky"`` (see
+            :attr:`InversionOptions.regularization`).
+        solver: The direct sparse solver used (``"pardiso"``, ``"mumps"``, ``"superlu"``).
+        solver_note: Names the faster solver that was not installed ("" when none).
+        nky: Wavenumbers of the 2.5-D transform.
+        mesh_cells: Cells of the whole mesh (padding and air included).
+        setup_s: Seconds spent on the mesh, the operators and the start model.
+        history: One :class:`InversionProgress` per iteration.
+        elevation: Cell centre elevation, m, one per cell, when the line has topography
+            (the mesh then follows the surface: ``depth`` is below the local surface);
+            empty on a flat line.
     """
 
     x: tuple[float, ...]
@@ -173,10 +226,39 @@ class ModelSection:
     library: str
     options: InversionOptions = field(default_factory=InversionOptions)
     elapsed_s: float = 0.0
+    regularization: str = "smooth"
+    solver: str = ""
+    solver_note: str = ""
+    nky: int = 0
+    mesh_cells: int = 0
+    setup_s: float = 0.0
+    history: tuple[InversionProgress, ...] = ()
+    elevation: tuple[float, ...] = ()
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        """Mean wall-clock seconds of one Gauss–Newton iteration (0 when none ran)."""
+        times = [h.iteration_s for h in self.history]
+        return sum(times) / len(times) if times else 0.0
 
     @property
     def n_cells(self) -> int:
         return len(self.x)
+
+    def layers(self, *, max_layers: int = 6, floor_decades: float = 0.04) -> LayeredModel:
+        """The layered reading of this section (see :mod:`~langchain_setraf.ert.layering`).
+
+        Raises:
+            ValueError: Fewer than two depth levels above the depth of investigation.
+        """
+        return layered_model(
+            self.depth,
+            self.height,
+            self.rho,
+            self.doi_m,
+            max_layers=max_layers,
+            floor_decades=floor_decades,
+        )
 
     def cells(self) -> list[Cell]:
         """The section as :class:`Cell` objects (``sensitivity`` = coverage)."""
@@ -201,12 +283,16 @@ class ModelSection:
         )
 
     def describe(self, language: str = "en") -> str:
-        """One line, in ``language`` (``"en"`` or ``"fr"``): library, misfit, iterations, DOI."""
+        """One line, in ``language`` (``"en"`` or ``"fr"``): method, library, misfit,
+        iterations, DOI."""
         key = f"model.stopped_by.{self.stopped_by}"
         stopped = tr(language, key) if key in TEXTS["en"] else self.stopped_by
+        method_key = f"model.method.{self.regularization}"
+        method = tr(language, method_key) if method_key in TEXTS["en"] else self.regularization
         return tr(
             language,
             "model.describe",
+            method=method,
             library=self.library,
             chi2=self.chi2,
             rms=self.rms_percent,

@@ -25,6 +25,7 @@ from langchain_setraf.ert.classify import (
 )
 from langchain_setraf.ert.i18n import check_language, translated
 from langchain_setraf.ert.i18n import text as tr
+from langchain_setraf.ert.layering import LayeredModel
 from langchain_setraf.ert.model_section import ModelSection
 from langchain_setraf.ert.survey import Cell, Survey
 
@@ -150,6 +151,9 @@ class SurveySummary:
     doi_kind: str = "unknown"
     """How the depth of investigation was found: ``model``, ``sensitivity``, ``pseudo``,
     ``log`` or ``unknown`` (:attr:`doi_rule` says it in :attr:`language`)."""
+    layering: LayeredModel | None = None
+    """The layered reading of the inverted section the units come from (BIC fit, interfaces
+    with their depth ranges, what is unresolved); ``None`` without an inversion."""
 
     # -- words in either language ------------------------------------------------------------
     def doi_text(self, language: str) -> str:
@@ -356,6 +360,17 @@ def _doi_mask(
     return cells, "unknown", None
 
 
+def _layering(model: ModelSection | None) -> LayeredModel | None:
+    """The layered reading of an inverted section (``None``: no section, or too few levels
+    above its depth of investigation to fit layers)."""
+    if model is None:
+        return None
+    try:
+        return model.layers()
+    except ValueError:
+        return None
+
+
 def _bands(cells: list[Cell], max_bands: int = 6) -> list[tuple[float, float, list[Cell]]]:
     levels = sorted({round(c.depth, 2) for c in cells})
     by_level: dict[float, list[Cell]] = {}
@@ -409,9 +424,36 @@ def summarize(
     raw_bands = _bands(kept)
     bands = [Band(top, bottom, LogStats.of([c.rho for c in cs])) for top, bottom, cs in raw_bands]
 
-    # merge adjacent bands with similar medians into units
+    layering = _layering(model)
+    units: list[Unit] = []
+    boundaries: list[Boundary] = []
+    if layering is not None:
+        # an inverted section: one unit per layer of the BIC fit, so a gradational zone is
+        # one boundary (with its depth range) instead of a staircase of units
+        for k, layer in enumerate(layering.layers):
+            bottom = layer.bottom_m if layer.bottom_m is not None else layering.doi_m
+            cells = [c for c in kept if layer.top_m <= c.depth < bottom] or [
+                min(kept, key=lambda c: abs(c.depth - (layer.top_m + bottom) / 2))
+            ]
+            st = LogStats.of([c.rho for c in cells])
+            units.append(
+                Unit(
+                    name=f"U{k + 1}",
+                    top=_sig(layer.top_m),
+                    bottom=_sig(bottom),
+                    stats=st,
+                    candidates=candidate_materials(st.p10, st.p90),
+                    setraf_class=setraf_class(layer.rho, language),
+                    water_class=setraf_water_class(layer.rho, language),
+                )
+            )
+        boundaries = [
+            Boundary(_sig(i.depth_min_m), _sig(i.depth_max_m), i.rho_above, i.rho_below)
+            for i in layering.interfaces
+        ]
     groups: list[list[int]] = []
-    for i, b in enumerate(bands):
+    for i, b in enumerate(bands if layering is None else []):
+        # no inverted section: merge adjacent bands with similar medians into units
         if (
             groups
             and abs(b.stats.log_median - bands[groups[-1][-1]].stats.log_median) < BOUNDARY_DECADES
@@ -419,8 +461,6 @@ def summarize(
             groups[-1].append(i)
         else:
             groups.append([i])
-    units = []
-    boundaries = []
     for k, g in enumerate(groups):
         cells = [c for i in g for c in raw_bands[i][2]]
         st = LogStats.of([c.rho for c in cells])
@@ -516,4 +556,5 @@ def summarize(
         language=lang,
         inversion=model,
         doi_kind=doi_kind,
+        layering=layering,
     )
