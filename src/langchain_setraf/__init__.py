@@ -18,6 +18,7 @@ from langchain_setraf.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from langchain_setraf._load_options import ContextFitWarning
+    from langchain_setraf.backends.base import TextTooLongError
     from langchain_setraf.backends.chat_template import ChatTemplateError
     from langchain_setraf.backends.gguf.file import GGUFFormatError
     from langchain_setraf.backends.gguf.mlock import MemoryLockError
@@ -46,6 +47,11 @@ if TYPE_CHECKING:
     )
     from langchain_setraf.chat_base import LocalChatModel
     from langchain_setraf.chat_models import ChatGGUF, ChatTransformers
+    from langchain_setraf.embeddings import (
+        CachedEmbeddings,
+        GGUFEmbeddings,
+        TransformersEmbeddings,
+    )
     from langchain_setraf.factory import get_backend, init_chat_model, init_llm, list_backends
     from langchain_setraf.llm_base import CachedLLM
     from langchain_setraf.llms import GGUFLLM
@@ -59,6 +65,10 @@ _EXPORTS = {
     "ChatGGUF": "langchain_setraf.chat_models",
     "ChatTransformers": "langchain_setraf.chat_models",
     "TransformersLLM": "langchain_setraf.transformers_llm",
+    "GGUFEmbeddings": "langchain_setraf.embeddings",
+    "TransformersEmbeddings": "langchain_setraf.embeddings",
+    "CachedEmbeddings": "langchain_setraf.embeddings",
+    "TextTooLongError": "langchain_setraf.backends.base",
     "CachedLLM": "langchain_setraf.llm_base",
     "LocalChatModel": "langchain_setraf.chat_base",
     "CheckpointError": "langchain_setraf.backends.transformers.backend",
@@ -98,6 +108,7 @@ __all__ = [
     "GGUFLLM",
     "APIKeyOriginError",
     "BackendInfo",
+    "CachedEmbeddings",
     "CachedLLM",
     "CallTimeoutError",
     "ChatGGUF",
@@ -107,6 +118,7 @@ __all__ = [
     "ContextDoesNotFitError",
     "ContextFitWarning",
     "DefaultModelNotInstalledError",
+    "GGUFEmbeddings",
     "GGUFFormatError",
     "InsufficientMemoryError",
     "LoadedModel",
@@ -122,6 +134,8 @@ __all__ = [
     "ServerError",
     "ServerResponseError",
     "ServerUnavailableError",
+    "TextTooLongError",
+    "TransformersEmbeddings",
     "TransformersLLM",
     "__version__",
     "default_gguf_path",

@@ -25,12 +25,14 @@ __all__ = [
     "LLAMA_SAMPLING_PARAMS",
     "MAX_BACKOFF",
     "Backend",
+    "EmbeddingHandle",
     "GenerationHandle",
     "GenerationRequest",
     "GenerationStats",
     "JSONConstraint",
     "LoadSpec",
     "ModelHandle",
+    "TextTooLongError",
     "backoff_seconds",
     "file_identity",
 ]
@@ -211,6 +213,48 @@ class GenerationHandle(ModelHandle, Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by the model's own tokenizer (special-token text parsed)."""
+
+
+class TextTooLongError(ValueError):
+    """A text to embed has more tokens than the model takes at once.
+
+    Attributes:
+        index: Position of the text in the call's list.
+        tokens: Its tokens, special tokens included.
+        limit: The most the model takes.
+    """
+
+    def __init__(self, what: str, index: int, tokens: int, limit: int) -> None:
+        self.index, self.tokens, self.limit = index, tokens, limit
+        super().__init__(
+            f"{what}: text {index} has {tokens} tokens, more than the {limit} the model "
+            "takes at once; split it (a LangChain text splitter with a token length "
+            "function), or pass truncate=True to embed its first tokens only"
+        )
+
+
+@runtime_checkable
+class EmbeddingHandle(ModelHandle, Protocol):
+    """A loaded embedding model: one vector per text, pooled as the model says."""
+
+    @property
+    def dimensions(self) -> int:
+        """Length of every vector."""
+
+    @property
+    def max_tokens(self) -> int:
+        """The most tokens of one text (special tokens included) the model takes."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as the model embeds it (special tokens included)."""
+
+    def embed(self, texts: list[str], *, truncate: bool) -> list[list[float]]:
+        """The pooled vectors of ``texts`` (not normalised), in order, batched by tokens.
+
+        Raises:
+            TextTooLongError: a text is longer than :attr:`max_tokens` and ``truncate`` is
+                false (nothing is embedded).
+        """
 
 
 @runtime_checkable
