@@ -86,6 +86,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "backends.transformers.backend",
             "backends.transformers.embedding",
             "backends.openai_compat",
+            "backends.openai_embeddings",
         ),
     ),
     (

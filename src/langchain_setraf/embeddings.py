@@ -29,23 +29,31 @@ from pydantic import model_validator
 from langchain_setraf._cached import CachedModelMixin
 from langchain_setraf.backends.base import Backend, EmbeddingHandle, LoadSpec, backoff_seconds
 from langchain_setraf.backends.gguf.embedding import GGUFEmbeddingBackend
+from langchain_setraf.backends.openai_embeddings import OpenAIEmbeddingBackend
 from langchain_setraf.backends.options import (
+    DEFAULT_REQUEST_TIMEOUT,
     EmbeddingDType,
     GGUFEmbeddingOptions,
+    OpenAIOptions,
     Pooling,
     TransformersEmbeddingOptions,
 )
+from langchain_setraf.backends.server_errors import ServerResponseError, ServerUnavailableError
 from langchain_setraf.backends.transformers.embedding import TransformersEmbeddingBackend
 from langchain_setraf.cache import CallTimeoutError, ModelBusyError
+from langchain_setraf.settings import DEFAULT_API_KEY_ENV
 
 __all__ = ["CachedEmbeddings", "GGUFEmbeddings", "TransformersEmbeddings"]
 
 _LOG = logging.getLogger(__name__)
 _GGUF_BACKEND = GGUFEmbeddingBackend()
 _HF_BACKEND = TransformersEmbeddingBackend()
+_HTTP_BACKEND = OpenAIEmbeddingBackend()
 #: The defaults, held by the backends' options classes (one place each).
 _GGUF = GGUFEmbeddingOptions()
 _HF = TransformersEmbeddingOptions()
+#: GGUFEmbeddings fields that only mean something for a file loaded in this process.
+_FILE_FIELDS = ("n_batch", "n_threads", "n_gpu_layers", "use_mmap", "use_mlock", "pooling")
 #: Texts handed to the model at once; the call's ``timeout`` is checked between them.
 CHUNK_TEXTS = 64
 
@@ -53,6 +61,14 @@ CHUNK_TEXTS = 64
 def _normalized(vector: list[float]) -> list[float]:
     norm = math.sqrt(sum(x * x for x in vector))
     return vector if norm == 0.0 else [x / norm for x in vector]
+
+
+def _retryable(exc: Exception) -> bool:
+    """A failure worth another try: the model busy in this process, or a server that could
+    not be reached or answered 5xx."""
+    if isinstance(exc, ModelBusyError | ServerUnavailableError):
+        return True
+    return isinstance(exc, ServerResponseError) and (exc.status or 0) >= 500
 
 
 def _check_texts(texts: Any, owner: str) -> list[str]:
@@ -136,14 +152,14 @@ class CachedEmbeddings(CachedModelMixin, Embeddings):
                         )
                     normalize = self._normalizes(handle)
                 break
-            except ModelBusyError as exc:
-                if attempt >= self.max_retries:
+            except (ModelBusyError, ServerUnavailableError, ServerResponseError) as exc:
+                if not _retryable(exc) or attempt >= self.max_retries:
                     raise
                 pause = backoff_seconds(attempt)
                 attempt += 1
                 if deadline is not None and time.monotonic() + pause >= deadline:
                     raise CallTimeoutError(
-                        str(exc), self.timeout or 0.0, "waiting for the busy model"
+                        str(exc), self.timeout or 0.0, "waiting to try again"
                     ) from exc
                 _LOG.warning("%s; trying again in %.1f s", exc, pause)
                 time.sleep(pause)
@@ -163,9 +179,18 @@ class GGUFEmbeddings(CachedEmbeddings):
         >>> vectors = emb.embed_documents(["clay", "granite"])  # doctest: +SKIP
     """
 
-    model_path: str
+    model_path: str | None = None
     """Path of the ``.gguf`` embedding model (e.g. all-MiniLM-L6-v2 converted by llama.cpp's
-    ``convert_hf_to_gguf.py``)."""
+    ``convert_hf_to_gguf.py``). Give it or ``server_url``."""
+    server_url: str | None = None
+    """An OpenAI-compatible server's base URL (``http://127.0.0.1:8080/v1``): the texts go
+    to its ``/v1/embeddings`` (llama-server needs ``--embeddings``). The pooling and the
+    longest text are then the server's; ``timeout`` is each request's total deadline."""
+    server_model: str | None = None
+    """With ``server_url``: the model name sent (``None``: the first the server lists)."""
+    api_key_env: str = DEFAULT_API_KEY_ENV
+    """With ``server_url``: the NAME of the variable holding the API key (sent only to the
+    origin it is bound to, as on the chat path)."""
     n_batch: int | None = _GGUF.n_batch
     """Tokens evaluated at once, and the longest text (``None``: the file's training
     context, at most 2048)."""
@@ -195,9 +220,28 @@ class GGUFEmbeddings(CachedEmbeddings):
     @model_validator(mode="after")
     def _check_options(self) -> GGUFEmbeddings:
         self._options()  # every value checked at construction (no file is read)
+        if (self.model_path is None) == (self.server_url is None):
+            raise ValueError("GGUFEmbeddings needs model_path= (a .gguf file) or server_url=")
+        if self.server_url is not None:
+            local = sorted(self.model_fields_set & set(_FILE_FIELDS))
+            if local or self.truncate:
+                raise ValueError(
+                    f"GGUFEmbeddings with server_url: {local or ['truncate']} apply to a file "
+                    "loaded in this process; the server applies its own"
+                )
+        elif self.server_model is not None:
+            raise ValueError("server_model= names a model on a server: give server_url= too")
         return self
 
     def _backend_and_spec(self) -> tuple[Backend, LoadSpec]:
+        if self.server_url is not None:
+            options = OpenAIOptions(
+                request_timeout=self.timeout or DEFAULT_REQUEST_TIMEOUT,
+                api_key_env=self.api_key_env,
+            )
+            spec = _HTTP_BACKEND.spec_for(self.server_url, options, server_model=self.server_model)
+            return _HTTP_BACKEND, spec
+        assert self.model_path is not None  # checked at construction
         return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(self.model_path, self._options())
 
     def _normalizes(self, handle: EmbeddingHandle) -> bool:
