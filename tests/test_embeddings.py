@@ -106,7 +106,7 @@ def gguf_emb(minilm_gguf: Path) -> Iterator[GGUFEmbeddings]:
 
 @pytest.fixture(scope="module")
 def hf_emb(minilm_dir: Path) -> Iterator[TransformersEmbeddings]:
-    emb = TransformersEmbeddings(model_path=str(minilm_dir))
+    emb = TransformersEmbeddings(model=str(minilm_dir))
     yield emb
     emb.release()
 
@@ -153,7 +153,7 @@ class TestTransformersEmbeddingsUnit(EmbeddingsUnitTests):
 
     @property
     def embedding_model_params(self) -> dict[str, object]:
-        return {"model_path": _minilm_dir_path()}
+        return {"model": _minilm_dir_path()}
 
 
 class TestTransformersEmbeddingsIntegration(EmbeddingsIntegrationTests):
@@ -163,7 +163,7 @@ class TestTransformersEmbeddingsIntegration(EmbeddingsIntegrationTests):
 
     @property
     def embedding_model_params(self) -> dict[str, object]:
-        return {"model_path": _minilm_dir_path()}
+        return {"model": _minilm_dir_path()}
 
 
 # -- parity with sentence-transformers -------------------------------------------------------
@@ -243,7 +243,7 @@ def test_batches_by_tokens_give_the_same_vectors(
     minilm_dir: Path, hf_emb: TransformersEmbeddings
 ) -> None:
     texts = [f"layer {i}: " + "clay " * (i % 7) for i in range(20)]
-    small = TransformersEmbeddings(model_path=str(minilm_dir), batch_tokens=16)
+    small = TransformersEmbeddings(model=str(minilm_dir), batch_tokens=16)
     try:
         one_by_one = small.embed_documents(texts)
     finally:
@@ -258,7 +258,7 @@ def test_bad_arguments_are_refused_at_construction(minilm_gguf: Path) -> None:
     with pytest.raises(ValueError, match="pooling"):
         GGUFEmbeddings(model_path=str(minilm_gguf), pooling="max")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="batch_tokens"):
-        TransformersEmbeddings(model_path="anything", batch_tokens=0)
+        TransformersEmbeddings(model="anything", batch_tokens=0)
 
 
 def test_documents_must_be_strings(gguf_emb: GGUFEmbeddings) -> None:
@@ -293,7 +293,7 @@ def test_a_checkpoint_with_an_unknown_module_is_refused(minilm_dir: Path, tmp_pa
     )
     (copy / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(CheckpointError, match="Dense"):
-        TransformersEmbeddings(model_path=str(copy)).embed_query("clay")
+        TransformersEmbeddings(model=str(copy)).embed_query("clay")
 
 
 def test_pickled_weights_are_refused(minilm_dir: Path, tmp_path: Path) -> None:
@@ -303,7 +303,7 @@ def test_pickled_weights_are_refused(minilm_dir: Path, tmp_path: Path) -> None:
         shutil.copy(minilm_dir / name, copy / name)
     (copy / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(CheckpointError, match="pickled"):
-        TransformersEmbeddings(model_path=str(copy)).embed_query("clay")
+        TransformersEmbeddings(model=str(copy)).embed_query("clay")
 
 
 # -- the cache ---------------------------------------------------------------------------------
@@ -327,7 +327,7 @@ def test_objects_share_one_load_and_release_frees_it(minilm_gguf: Path, cache: M
 
 
 def test_keep_alive_zero_releases_after_the_call(minilm_dir: Path, cache: ModelCache) -> None:
-    emb = TransformersEmbeddings(model_path=str(minilm_dir), keep_alive=0)
+    emb = TransformersEmbeddings(model=str(minilm_dir), keep_alive=0)
     assert len(emb.embed_query("clay")) == 384
     assert cache.loaded() == []
     assert sum(cache.release_counts.values()) == 1
@@ -340,7 +340,7 @@ def test_a_model_over_the_budget_is_refused_before_loading(
     emb: GGUFEmbeddings | TransformersEmbeddings = (
         GGUFEmbeddings(model_path=str(minilm_gguf))
         if which == "gguf"
-        else TransformersEmbeddings(model_path=str(minilm_dir))
+        else TransformersEmbeddings(model=str(minilm_dir))
     )
     need = emb.estimate_memory()
     assert need > 40_000_000  # the weights at least
@@ -378,3 +378,36 @@ def test_async_embedding_leaves_the_event_loop_running(gguf_emb: GGUFEmbeddings)
     vectors, ticks = asyncio.run(main())
     assert len(vectors) == 48
     assert ticks > 1  # the loop ran other tasks while the model embedded
+
+
+# -- the factory -------------------------------------------------------------------------------
+
+
+def test_init_embeddings_builds_each_class_without_loading(
+    minilm_gguf: Path, minilm_dir: Path, cache: ModelCache
+) -> None:
+    from langchain_setraf import init_embeddings
+
+    for uri in (f"gguf:{minilm_gguf}", f"setraf:gguf:{minilm_gguf}", f"auto:{minilm_gguf}"):
+        emb = init_embeddings(uri, query_prefix="query: ")
+        assert type(emb) is GGUFEmbeddings
+        assert (emb.model_path, emb.query_prefix) == (str(minilm_gguf), "query: ")
+    for uri in (f"transformers:{minilm_dir}", f"setraf:{minilm_dir}"):
+        hf = init_embeddings(uri)
+        assert type(hf) is TransformersEmbeddings and hf.model == str(minilm_dir)
+    remote = init_embeddings("setraf:openai:http://127.0.0.1:9/v1", model="minilm")
+    assert type(remote) is GGUFEmbeddings
+    assert (remote.server_url, remote.server_model) == ("http://127.0.0.1:9/v1", "minilm")
+    assert cache.total_loads == 0
+
+
+def test_init_embeddings_refuses_what_has_no_embeddings_class(minilm_gguf: Path) -> None:
+    from langchain_setraf import init_embeddings
+    from langchain_setraf.plugins import UnknownBackendError
+
+    with pytest.raises(UnknownBackendError, match="no embeddings class"):
+        init_embeddings(f"llama-server:{minilm_gguf}")
+    with pytest.raises(UnknownBackendError, match="no default embedding model"):
+        init_embeddings("setraf:default")
+    with pytest.raises(UnknownBackendError, match="nope"):
+        init_embeddings("nope:/x")

@@ -52,7 +52,13 @@ if TYPE_CHECKING:
         GGUFEmbeddings,
         TransformersEmbeddings,
     )
-    from langchain_setraf.factory import get_backend, init_chat_model, init_llm, list_backends
+    from langchain_setraf.factory import (
+        get_backend,
+        init_chat_model,
+        init_embeddings,
+        init_llm,
+        list_backends,
+    )
     from langchain_setraf.llm_base import CachedLLM
     from langchain_setraf.llms import GGUFLLM
     from langchain_setraf.memory import MemorySnapshot, give_back_memory, memory_snapshot
@@ -82,6 +88,7 @@ _EXPORTS = {
     "MemoryLockError": "langchain_setraf.backends.gguf.mlock",
     "init_llm": "langchain_setraf.factory",
     "init_chat_model": "langchain_setraf.factory",
+    "init_embeddings": "langchain_setraf.factory",
     "BackendInfo": "langchain_setraf.plugins",
     "get_backend": "langchain_setraf.factory",
     "list_backends": "langchain_setraf.factory",
@@ -143,6 +150,7 @@ __all__ = [
     "get_model_cache",
     "give_back_memory",
     "init_chat_model",
+    "init_embeddings",
     "init_llm",
     "list_backends",
     "memory_snapshot",

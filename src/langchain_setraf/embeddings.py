@@ -257,13 +257,14 @@ class TransformersEmbeddings(CachedEmbeddings):
     objects with the same checkpoint and options share one load.
 
     Example:
-        >>> emb = TransformersEmbeddings(model_path="all-MiniLM-L6-v2/")  # doctest: +SKIP
+        >>> emb = TransformersEmbeddings(model="all-MiniLM-L6-v2/")  # doctest: +SKIP
         >>> vector = emb.embed_query("apparent resistivity")  # doctest: +SKIP
     """
 
-    model_path: str
+    model: str
     """The checkpoint directory (``config.json``, ``*.safetensors``, the tokenizer, and
-    sentence-transformers' ``modules.json`` / ``1_Pooling``)."""
+    sentence-transformers' ``modules.json`` / ``1_Pooling``), as ``TransformersLLM.model``
+    (a local directory only: never the network)."""
     dtype: EmbeddingDType = _HF.dtype
     """Weights in memory: ``"fp32"`` (the reference), ``"bf16"`` or ``"fp16"``."""
     device: str = _HF.device
@@ -293,7 +294,7 @@ class TransformersEmbeddings(CachedEmbeddings):
         return self
 
     def _backend_and_spec(self) -> tuple[Backend, LoadSpec]:
-        return _HF_BACKEND, _HF_BACKEND.spec_for(self.model_path, self._options())
+        return _HF_BACKEND, _HF_BACKEND.spec_for(self.model, self._options())
 
     def _normalizes(self, handle: EmbeddingHandle) -> bool:
         if self.normalize is not None:

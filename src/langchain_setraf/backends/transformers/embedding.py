@@ -281,7 +281,7 @@ class TransformersEmbeddingBackend:
     """The built-in ``transformers-embeddings`` backend."""
 
     name = "transformers-embeddings"
-    model_field = "model_path"
+    model_field = "model"
 
     def missing_requirements(self) -> str | None:
         """``None`` if torch and transformers are installed, else what to install."""
