@@ -237,6 +237,10 @@ def test_a_text_longer_than_the_model_takes_is_named_not_cut(
         assert "truncate=True" in str(info.value)
         cut = emb.model_copy(update={"truncate": True}).embed_documents(["short", long])
         assert len(cut) == 2 and len(cut[1]) == 384
+    # past the first group of texts handed to the model, the index is still the caller's
+    with pytest.raises(TextTooLongError) as info:
+        gguf_emb.embed_documents(["clay"] * 70 + [long])
+    assert info.value.index == 70
 
 
 def test_batches_by_tokens_give_the_same_vectors(

@@ -27,7 +27,13 @@ from langchain_core.embeddings import Embeddings
 from pydantic import model_validator
 
 from langchain_setraf._cached import CachedModelMixin
-from langchain_setraf.backends.base import Backend, EmbeddingHandle, LoadSpec, backoff_seconds
+from langchain_setraf.backends.base import (
+    Backend,
+    EmbeddingHandle,
+    LoadSpec,
+    TextTooLongError,
+    backoff_seconds,
+)
 from langchain_setraf.backends.gguf.embedding import GGUFEmbeddingBackend
 from langchain_setraf.backends.openai_embeddings import OpenAIEmbeddingBackend
 from langchain_setraf.backends.options import (
@@ -147,9 +153,14 @@ class CachedEmbeddings(CachedModelMixin, Embeddings):
                             raise CallTimeoutError(
                                 self._cache_description(), self.timeout or 0.0, "embedding"
                             )
-                        vectors += handle.embed(
-                            texts[start : start + CHUNK_TEXTS], truncate=self.truncate
-                        )
+                        try:
+                            vectors += handle.embed(
+                                texts[start : start + CHUNK_TEXTS], truncate=self.truncate
+                            )
+                        except TextTooLongError as exc:  # its index in the caller's list
+                            raise TextTooLongError(
+                                exc.what, start + exc.index, exc.tokens, exc.limit
+                            ) from None
                     normalize = self._normalizes(handle)
                 break
             except (ModelBusyError, ServerUnavailableError, ServerResponseError) as exc:

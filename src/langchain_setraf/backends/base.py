@@ -219,13 +219,14 @@ class TextTooLongError(ValueError):
     """A text to embed has more tokens than the model takes at once.
 
     Attributes:
+        what: The model (its path or URL).
         index: Position of the text in the call's list.
         tokens: Its tokens, special tokens included.
         limit: The most the model takes.
     """
 
     def __init__(self, what: str, index: int, tokens: int, limit: int) -> None:
-        self.index, self.tokens, self.limit = index, tokens, limit
+        self.what, self.index, self.tokens, self.limit = what, index, tokens, limit
         super().__init__(
             f"{what}: text {index} has {tokens} tokens, more than the {limit} the model "
             "takes at once; split it (a LangChain text splitter with a token length "

@@ -32,6 +32,7 @@ __all__ = [
     "GGUFEmbeddingBackend",
     "GGUFEmbeddingHandle",
     "embedding_batch",
+    "estimate_embedding_bytes",
     "file_pooling",
 ]
 
@@ -91,6 +92,20 @@ def embedding_batch(info: GGUFInfo, asked: int | None, path: str) -> int:
     return asked
 
 
+def estimate_embedding_bytes(info: GGUFInfo, n_batch: int) -> int:
+    """Host memory of a GGUF embedding model evaluating ``n_batch`` tokens at once.
+
+    :func:`~langchain_setraf.backends.gguf.backend.estimate_gguf_bytes` at a context of
+    ``n_batch`` (weights, KV cache where the model has one, compute buffers) plus one float
+    per vocabulary entry and batch token: the output buffer an embedding context reserves.
+    Measured on all-MiniLM-L6-v2 f16 (``n_batch`` 512): 134 MiB resident after full
+    batches, this estimate 125 MiB (docs/embeddings.md).
+    """
+    tokens = info.metadata.get("tokenizer.ggml.tokens")
+    vocab = 0 if tokens is None else int(getattr(tokens, "length", None) or len(tokens))
+    return estimate_gguf_bytes(info, n_batch) + n_batch * vocab * 4
+
+
 class GGUFEmbeddingHandle:
     """A ``llama_cpp.Llama`` loaded with ``embedding=True``, owned by the cache. Not
     thread-safe: the cache serialises calls on one handle."""
@@ -102,7 +117,7 @@ class GGUFEmbeddingHandle:
         self.pooling = _POOLING_NAMES.get(int(llama.pooling_type()), "?")
         self._n_batch = n_batch
         self._dimensions = int(llama.n_embd())
-        self._estimate = estimate_gguf_bytes(info, n_batch)
+        self._estimate = estimate_embedding_bytes(info, n_batch)
 
     @property
     def estimated_bytes(self) -> int:
@@ -176,7 +191,7 @@ class GGUFEmbeddingBackend:
     def estimate_bytes(self, spec: LoadSpec) -> int:
         info = read_gguf_header_cached(spec.path)
         opts = _options(spec)
-        return estimate_gguf_bytes(info, embedding_batch(info, opts.n_batch, spec.path))
+        return estimate_embedding_bytes(info, embedding_batch(info, opts.n_batch, spec.path))
 
     def load(self, spec: LoadSpec) -> GGUFEmbeddingHandle:
         info = read_gguf_header_cached(spec.path)  # validated before llama.cpp sees it
