@@ -415,3 +415,26 @@ def test_init_embeddings_refuses_what_has_no_embeddings_class(minilm_gguf: Path)
         init_embeddings("setraf:default")
     with pytest.raises(UnknownBackendError, match="nope"):
         init_embeddings("nope:/x")
+
+
+def test_repack_is_a_load_option_off_by_default(
+    minilm_gguf: Path, gguf_emb: GGUFEmbeddings
+) -> None:
+    from langchain_setraf import RepackUnsupportedError
+    from langchain_setraf.backends.gguf.repack_probe import repack_verdict
+
+    on = GGUFEmbeddings(model_path=str(minilm_gguf), n_threads=1, repack=True)
+    assert gguf_emb.repack is False
+    assert on._backend_and_spec()[1] != gguf_emb._backend_and_spec()[1]
+    verdict = repack_verdict()
+    assert verdict is not None
+    try:
+        if not verdict.supported:  # the probe refuses before llama.cpp could crash here
+            with pytest.raises(RepackUnsupportedError, match="repack=False"):
+                on.embed_query("clay")
+            return
+        vectors = on.embed_documents(SENTENCES[:3])
+        reference = gguf_emb.embed_documents(SENTENCES[:3])
+        assert min(_cos(a, b) for a, b in zip(vectors, reference, strict=True)) > 0.9999
+    finally:
+        on.release()

@@ -59,7 +59,15 @@ _HTTP_BACKEND = OpenAIEmbeddingBackend()
 _GGUF = GGUFEmbeddingOptions()
 _HF = TransformersEmbeddingOptions()
 #: GGUFEmbeddings fields that only mean something for a file loaded in this process.
-_FILE_FIELDS = ("n_batch", "n_threads", "n_gpu_layers", "use_mmap", "use_mlock", "pooling")
+_FILE_FIELDS = (
+    "n_batch",
+    "n_threads",
+    "n_gpu_layers",
+    "use_mmap",
+    "use_mlock",
+    "pooling",
+    "repack",
+)
 #: Texts handed to the model at once; the call's ``timeout`` is checked between them.
 CHUNK_TEXTS = 64
 
@@ -215,6 +223,12 @@ class GGUFEmbeddings(CachedEmbeddings):
     """Pin the weights in RAM."""
     pooling: Pooling | None = _GGUF.pooling
     """``"mean"``, ``"cls"``, ``"last"``; ``None``: the file's own."""
+    repack: bool = _GGUF.repack
+    """Let llama.cpp's CPU backend use its extra buffer types (llama.cpp's own default,
+    which langchain-community's ``LlamaCppEmbeddings`` keeps): faster on some CPUs, at the
+    cost of an anonymous copy of some weights (docs/embeddings.md). Off, as
+    ``GGUFLLM.repack``; where the extra buffer types crash the process (probed once per
+    machine), ``repack=True`` raises :class:`~langchain_setraf.RepackUnsupportedError`."""
     normalize: bool = True
     """L2-normalise every vector (cosine similarity is then a dot product)."""
 
@@ -226,6 +240,7 @@ class GGUFEmbeddings(CachedEmbeddings):
             use_mmap=self.use_mmap,
             use_mlock=self.use_mlock,
             pooling=self.pooling,
+            repack=self.repack,
         )
 
     @model_validator(mode="after")

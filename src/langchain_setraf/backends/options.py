@@ -345,6 +345,8 @@ class GGUFEmbeddingOptions(BackendOptions):
         use_mlock: Pin the weights in RAM.
         pooling: ``"mean"``, ``"cls"`` or ``"last"`` (``None``: the file's own
             ``<arch>.pooling_type``; a file without one must be given one).
+        repack: Let llama.cpp's CPU backend use its extra buffer types (llama.cpp's
+            default; off here, as for ``GGUFOptions.repack``).
     """
 
     kind: ClassVar[str] = "GGUF embedding load"
@@ -355,12 +357,13 @@ class GGUFEmbeddingOptions(BackendOptions):
     use_mmap: bool = True
     use_mlock: bool = False
     pooling: Pooling | None = None
+    repack: bool = False
 
     def __post_init__(self) -> None:
         _positive_int("n_batch", self.n_batch, allow_none=True)
         _positive_int("n_threads", self.n_threads, allow_none=True)
         _positive_int("n_gpu_layers", self.n_gpu_layers, minimum=-1)
-        for name in ("use_mmap", "use_mlock"):
+        for name in ("use_mmap", "use_mlock", "repack"):
             _boolean(name, getattr(self, name))
         _pooling(self.pooling)
 

@@ -21,6 +21,7 @@ from langchain_setraf.backends.gguf.backend import (
 )
 from langchain_setraf.backends.gguf.file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
 from langchain_setraf.backends.gguf.mlock import check_mlock_allowed
+from langchain_setraf.backends.gguf.repack_probe import require_repack
 from langchain_setraf.backends.gguf.runtime import import_llama_cpp
 from langchain_setraf.backends.options import GGUFEmbeddingOptions, options_from
 from langchain_setraf.cpu import physical_cores
@@ -92,7 +93,7 @@ def embedding_batch(info: GGUFInfo, asked: int | None, path: str) -> int:
     return asked
 
 
-def estimate_embedding_bytes(info: GGUFInfo, n_batch: int) -> int:
+def estimate_embedding_bytes(info: GGUFInfo, n_batch: int, *, repack: bool = False) -> int:
     """Host memory of a GGUF embedding model evaluating ``n_batch`` tokens at once.
 
     :func:`~langchain_setraf.backends.gguf.backend.estimate_gguf_bytes` at a context of
@@ -103,21 +104,23 @@ def estimate_embedding_bytes(info: GGUFInfo, n_batch: int) -> int:
     """
     tokens = info.metadata.get("tokenizer.ggml.tokens")
     vocab = 0 if tokens is None else int(getattr(tokens, "length", None) or len(tokens))
-    return estimate_gguf_bytes(info, n_batch) + n_batch * vocab * 4
+    return estimate_gguf_bytes(info, n_batch, repack=repack) + n_batch * vocab * 4
 
 
 class GGUFEmbeddingHandle:
     """A ``llama_cpp.Llama`` loaded with ``embedding=True``, owned by the cache. Not
     thread-safe: the cache serialises calls on one handle."""
 
-    def __init__(self, llama: Any, info: GGUFInfo, n_batch: int, *, path: str) -> None:
+    def __init__(
+        self, llama: Any, info: GGUFInfo, n_batch: int, *, path: str, repack: bool = False
+    ) -> None:
         self.llama = llama
         self.info = info
         self.path = path
         self.pooling = _POOLING_NAMES.get(int(llama.pooling_type()), "?")
         self._n_batch = n_batch
         self._dimensions = int(llama.n_embd())
-        self._estimate = estimate_embedding_bytes(info, n_batch)
+        self._estimate = estimate_embedding_bytes(info, n_batch, repack=repack)
 
     @property
     def estimated_bytes(self) -> int:
@@ -191,7 +194,8 @@ class GGUFEmbeddingBackend:
     def estimate_bytes(self, spec: LoadSpec) -> int:
         info = read_gguf_header_cached(spec.path)
         opts = _options(spec)
-        return estimate_embedding_bytes(info, embedding_batch(info, opts.n_batch, spec.path))
+        n_batch = embedding_batch(info, opts.n_batch, spec.path)
+        return estimate_embedding_bytes(info, n_batch, repack=opts.repack)
 
     def load(self, spec: LoadSpec) -> GGUFEmbeddingHandle:
         info = read_gguf_header_cached(spec.path)  # validated before llama.cpp sees it
@@ -200,8 +204,10 @@ class GGUFEmbeddingBackend:
         n_batch = embedding_batch(info, opts.n_batch, spec.path)
         if opts.use_mlock:
             check_mlock_allowed(os.path.getsize(spec.path), spec.path)
+        if opts.repack:  # llama.cpp's extra buffer types may kill this process: probed first
+            require_repack(spec.path, what=f"{os.path.basename(spec.path)}, in this process")
         llama_cpp = import_llama_cpp()
-        with model_params(llama_cpp, use_extra_bufts=False):
+        with model_params(llama_cpp, use_extra_bufts=opts.repack):
             llama = llama_cpp.Llama(
                 model_path=spec.path,
                 embedding=True,
@@ -216,7 +222,7 @@ class GGUFEmbeddingBackend:
                 use_mlock=opts.use_mlock,
                 verbose=get_settings().llama_verbose,
             )
-        return GGUFEmbeddingHandle(llama, info, n_batch, path=spec.path)
+        return GGUFEmbeddingHandle(llama, info, n_batch, path=spec.path, repack=opts.repack)
 
 
 def _options(spec: LoadSpec) -> GGUFEmbeddingOptions:
