@@ -438,3 +438,20 @@ def test_repack_is_a_load_option_off_by_default(
         assert min(_cos(a, b) for a, b in zip(vectors, reference, strict=True)) > 0.9999
     finally:
         on.release()
+
+
+def test_count_tokens_reads_the_tokenizer_only(
+    minilm_gguf: Path, minilm_dir: Path, cache: ModelCache
+) -> None:
+    gguf = GGUFEmbeddings(model_path=str(minilm_gguf), n_threads=1)
+    hf = TransformersEmbeddings(model=str(minilm_dir))
+    text = "The apparent resistivity of wet clay is low."
+    counts = (gguf.count_tokens(text), hf.count_tokens(text))
+    assert cache.total_loads == 0  # no weights for a count
+    assert counts[0] == counts[1] == 12  # [CLS] + 10 word pieces + [SEP]
+    long = "resistivity " * 300
+    with pytest.raises(TextTooLongError) as info:
+        hf.embed_query(long)
+    assert info.value.tokens == hf.count_tokens(long)
+    with cache.lease(*gguf._backend_and_spec()) as handle:
+        assert handle.count_tokens(long) == gguf.count_tokens(long)

@@ -57,7 +57,13 @@ def server(local: GGUFEmbeddings) -> Iterator[FaultServer]:
         random.Random(len(items)).shuffle(items)
         _answer(sock, {"object": "list", "data": items, "model": "minilm"})
 
-    with FaultServer({"/v1/embeddings": embeddings, "/v1/models": _models}) as srv:
+    def tokenize(req: Request, sock: socket.socket, stop: threading.Event) -> None:
+        body = req.json()
+        assert body["add_special"] is True
+        _answer(sock, {"tokens": local.prompt_token_ids(body["content"])})
+
+    routes = {"/v1/embeddings": embeddings, "/v1/models": _models, "/tokenize": tokenize}
+    with FaultServer(routes) as srv:
         yield srv
 
 
@@ -68,6 +74,14 @@ def test_server_vectors_are_the_models_in_input_order(
     assert remote.embed_documents(TEXTS) == local.embed_documents(TEXTS)
     unit = GGUFEmbeddings(server_url=server.base_url).embed_query("Clay is conductive.")
     assert abs(sum(x * x for x in unit) - 1.0) < 1e-6  # normalised on this side by default
+
+
+def test_count_tokens_asks_the_servers_tokenizer(
+    server: FaultServer, local: GGUFEmbeddings
+) -> None:
+    remote = GGUFEmbeddings(server_url=server.base_url)
+    assert remote.count_tokens("Clay is conductive.") == local.count_tokens("Clay is conductive.")
+    assert remote.count_tokens("Clay is conductive.") > 2
 
 
 async def test_async_over_the_server(server: FaultServer) -> None:

@@ -116,6 +116,12 @@ class CachedEmbeddings(CachedModelMixin, Embeddings):
     def _normalizes(self, handle: EmbeddingHandle) -> bool:
         return True
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as the model embeds it (special tokens included, no prefix),
+        from its tokenizer alone: never loads the weights. A LangChain text splitter's
+        ``length_function`` (chunks that fit the model's limit: see ``truncate``)."""
+        return len(self.prompt_token_ids(text))
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents (each with ``document_prefix``).
 

@@ -112,6 +112,27 @@ class HTTPEmbeddingHandle(HTTPHandle):
         self._dimensions = len(vectors[0])
         return vectors
 
+    def embedding_tokens(self, text: str) -> list[int]:
+        """Token ids of ``text`` with the special tokens an embedding adds, from llama.cpp's
+        ``/tokenize`` (``add_special``)."""
+        url = self.root_url + "/tokenize"
+        data = self._post_json(
+            url,
+            {"content": text, "add_special": True, "parse_special": False},
+            what="/tokenize (llama.cpp's tokenizer endpoint)",
+        )
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        if not isinstance(tokens, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) for t in tokens
+        ):
+            raise ServerResponseError(
+                f"{self.name} at {url} answered without a list of token ids: "
+                f"{snippet(json.dumps(data)[:2000])}",
+                url=url,
+                status=200,
+            )
+        return [int(t) for t in tokens]
+
 
 class OpenAIEmbeddingBackend:
     """The built-in ``openai-embeddings`` backend: ``/v1/embeddings`` at a URL.
@@ -166,3 +187,11 @@ class OpenAIEmbeddingBackend:
         return HTTPEmbeddingHandle(
             base, model, api_key=api_key, timeout=opts.request_timeout, name="server"
         )
+
+    def prompt_tokens(self, spec: LoadSpec, text: str) -> list[int]:
+        """The token ids the server embeds ``text`` as (llama.cpp's ``/tokenize``)."""
+        handle = self.load(spec)
+        try:
+            return handle.embedding_tokens(text)
+        finally:
+            handle.close()

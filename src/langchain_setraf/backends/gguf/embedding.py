@@ -23,6 +23,7 @@ from langchain_setraf.backends.gguf.file import GGUFFormatError, GGUFInfo, read_
 from langchain_setraf.backends.gguf.mlock import check_mlock_allowed
 from langchain_setraf.backends.gguf.repack_probe import require_repack
 from langchain_setraf.backends.gguf.runtime import import_llama_cpp
+from langchain_setraf.backends.gguf.vocabulary import gguf_vocabulary
 from langchain_setraf.backends.options import GGUFEmbeddingOptions, options_from
 from langchain_setraf.cpu import physical_cores
 from langchain_setraf.settings import get_settings
@@ -223,6 +224,11 @@ class GGUFEmbeddingBackend:
                 verbose=get_settings().llama_verbose,
             )
         return GGUFEmbeddingHandle(llama, info, n_batch, path=spec.path, repack=opts.repack)
+
+    def prompt_tokens(self, spec: LoadSpec, text: str) -> list[int]:
+        """The token ids ``text`` is embedded as (the file's BOS/CLS and EOS/SEP included),
+        from the file's vocabulary alone (no weights loaded)."""
+        return gguf_vocabulary(spec.path).tokenize(text.encode("utf-8"), True, False)
 
 
 def _options(spec: LoadSpec) -> GGUFEmbeddingOptions:

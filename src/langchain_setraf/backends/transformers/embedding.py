@@ -15,12 +15,14 @@ import json
 import math
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langchain_setraf.backends.base import LoadSpec, TextTooLongError, file_identity
 from langchain_setraf.backends.options import TransformersEmbeddingOptions, options_from
+from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 from langchain_setraf.backends.transformers.backend import (
     CheckpointError,
     check_checkpoint,
@@ -362,6 +364,35 @@ class TransformersEmbeddingBackend:
             estimate=estimate,
             path=spec.path,
         )
+
+    def prompt_tokens(self, spec: LoadSpec, text: str) -> list[int]:
+        """The token ids ``text`` is embedded as (special tokens included), from the
+        checkpoint's tokenizer alone (no weights loaded)."""
+        return _tokenizer(spec.path).encode(text)
+
+
+class _Tokenizer:
+    """A checkpoint's tokenizer alone, shared by threads (a fast tokenizer is not)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tok = tokenizer
+        self._lock = threading.Lock()
+
+    def encode(self, text: str) -> list[int]:
+        with self._lock:
+            return [int(i) for i in self._tok(text, add_special_tokens=True)["input_ids"]]
+
+
+def _tokenizer(path: str) -> _Tokenizer:
+    def build() -> _Tokenizer:
+        _, transformers = import_transformers()
+        return _Tokenizer(
+            transformers.AutoTokenizer.from_pretrained(
+                path, local_files_only=True, trust_remote_code=False
+            )
+        )
+
+    return tokenizer_cache().hf.get(("hf-embedding", *file_identity(path)), build)
 
 
 def _options(spec: LoadSpec) -> TransformersEmbeddingOptions:
