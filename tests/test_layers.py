@@ -78,12 +78,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "backends.gguf.repack_probe",
             "backends.gguf.vocabulary",
             "backends.gguf.backend",
+            "backends.gguf.embedding",
             "backends.transformers",
             "backends.transformers.constraint",
             "backends.transformers.generate",
             "backends.transformers.tokenizer",
             "backends.transformers.backend",
+            "backends.transformers.embedding",
             "backends.openai_compat",
+            "backends.openai_embeddings",
         ),
     ),
     (
@@ -105,7 +108,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "base classes and load options",
         ("_cached", "_load_options", "llm_base", "chat_base"),
     ),
-    ("LangChain classes", ("llms", "chat_models", "transformers_llm")),
+    ("LangChain classes", ("llms", "chat_models", "transformers_llm", "embeddings")),
     ("services over the classes", ("factory", "pull")),
     ("ERT readers and chains", ("ert.*", "ert.readers.*")),
     (
@@ -146,9 +149,9 @@ KNOWN_REACH_INS: frozenset[tuple[str, str]] = frozenset()
 #: Private members of other distributions' objects (not this package's reach-ins).
 THIRD_PARTY_PRIVATE: frozenset[tuple[str, str]] = frozenset(
     {
-        # SimPEG's simulation caches its sensitivity matrix here; the inversion resets it
-        ("ert.invert", "sim._Jmatrix"),
-        ("ert.invert", "sim._gtgdiag"),
+        # the standard library's frame access (CPython's documented sys._getframe): a
+        # warning raised in a validator points at the line that built the object
+        ("_call_limits", "sys._getframe"),
     }
 )
 

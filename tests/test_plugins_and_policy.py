@@ -179,7 +179,7 @@ def test_a_plugin_lacking_protocol_attributes_is_refused_at_registration(
     data = _child(plugin_sites["good"], code, tmp_path)
     assert data["importable"] is False
     missing = (
-        "missing concurrent, owns_keep_alive, chat_class, model_field, init_aliases, "
+        "missing concurrent, owns_keep_alive, chat_class, embeddings_class, model_field, init_aliases, "
         "init_defaults, server_bytes, missing_requirements, tokenize, prompt_tokens, "
         "render_chat, eos_token_id;"
     )

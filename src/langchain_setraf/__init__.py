@@ -18,7 +18,7 @@ from langchain_setraf.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from langchain_setraf._load_options import ContextFitWarning
-    from langchain_setraf.backends.base import Backend, BackendBase
+    from langchain_setraf.backends.base import Backend, BackendBase, TextTooLongError
     from langchain_setraf.backends.chat_template import ChatTemplateError
     from langchain_setraf.backends.gguf.file import GGUFFormatError
     from langchain_setraf.backends.gguf.mlock import MemoryLockError
@@ -47,7 +47,18 @@ if TYPE_CHECKING:
     )
     from langchain_setraf.chat_base import LocalChatModel
     from langchain_setraf.chat_models import ChatGGUF, ChatTransformers
-    from langchain_setraf.factory import get_backend, init_chat_model, init_llm, list_backends
+    from langchain_setraf.embeddings import (
+        CachedEmbeddings,
+        GGUFEmbeddings,
+        TransformersEmbeddings,
+    )
+    from langchain_setraf.factory import (
+        get_backend,
+        init_chat_model,
+        init_embeddings,
+        init_llm,
+        list_backends,
+    )
     from langchain_setraf.llm_base import CachedLLM
     from langchain_setraf.llms import GGUFLLM
     from langchain_setraf.memory import MemorySnapshot, give_back_memory, memory_snapshot
@@ -60,6 +71,10 @@ _EXPORTS = {
     "ChatGGUF": "langchain_setraf.chat_models",
     "ChatTransformers": "langchain_setraf.chat_models",
     "TransformersLLM": "langchain_setraf.transformers_llm",
+    "GGUFEmbeddings": "langchain_setraf.embeddings",
+    "TransformersEmbeddings": "langchain_setraf.embeddings",
+    "CachedEmbeddings": "langchain_setraf.embeddings",
+    "TextTooLongError": "langchain_setraf.backends.base",
     "CachedLLM": "langchain_setraf.llm_base",
     "LocalChatModel": "langchain_setraf.chat_base",
     "CheckpointError": "langchain_setraf.backends.transformers.backend",
@@ -73,6 +88,7 @@ _EXPORTS = {
     "MemoryLockError": "langchain_setraf.backends.gguf.mlock",
     "init_llm": "langchain_setraf.factory",
     "init_chat_model": "langchain_setraf.factory",
+    "init_embeddings": "langchain_setraf.factory",
     "BackendInfo": "langchain_setraf.plugins",
     "IncompleteBackendError": "langchain_setraf.plugins",
     "Backend": "langchain_setraf.backends.base",
@@ -104,6 +120,7 @@ __all__ = [
     "Backend",
     "BackendBase",
     "BackendInfo",
+    "CachedEmbeddings",
     "CachedLLM",
     "CallTimeoutError",
     "ChatGGUF",
@@ -113,6 +130,7 @@ __all__ = [
     "ContextDoesNotFitError",
     "ContextFitWarning",
     "DefaultModelNotInstalledError",
+    "GGUFEmbeddings",
     "GGUFFormatError",
     "IncompleteBackendError",
     "InsufficientMemoryError",
@@ -129,6 +147,8 @@ __all__ = [
     "ServerError",
     "ServerResponseError",
     "ServerUnavailableError",
+    "TextTooLongError",
+    "TransformersEmbeddings",
     "TransformersLLM",
     "__version__",
     "default_gguf_path",
@@ -136,6 +156,7 @@ __all__ = [
     "get_model_cache",
     "give_back_memory",
     "init_chat_model",
+    "init_embeddings",
     "init_llm",
     "list_backends",
     "memory_snapshot",

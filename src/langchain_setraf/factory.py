@@ -1,4 +1,5 @@
-"""One factory for every backend: ``init_llm("gguf:/path")``, ``init_chat_model("auto:/path")``.
+"""One factory for every backend: ``init_llm("gguf:/path")``, ``init_chat_model("auto:/path")``,
+``init_embeddings("setraf:gguf:/path")``.
 
 Example:
     >>> from langchain_setraf import init_llm
@@ -23,8 +24,10 @@ from langchain_setraf.plugins import BackendInfo, UnknownBackendError
 
 __all__ = [
     "DEFAULT_URI",
+    "PROVIDER_PREFIX",
     "get_backend",
     "init_chat_model",
+    "init_embeddings",
     "init_llm",
     "list_backends",
     "resolve_class",
@@ -115,23 +118,30 @@ def resolve_uri(uri: str) -> tuple[Backend, str]:
     return candidates[0], model
 
 
-def resolve_class(uri: str, *, chat: bool = False) -> tuple[Backend, str, type[Any]]:
-    """(backend, model, class) that :func:`init_llm` (``chat``: :func:`init_chat_model`)
-    would build for ``uri``, without building it.
+def resolve_class(
+    uri: str, *, chat: bool = False, embeddings: bool = False
+) -> tuple[Backend, str, type[Any]]:
+    """(backend, model, class) that :func:`init_llm` (``chat``: :func:`init_chat_model`;
+    ``embeddings``: :func:`init_embeddings`) would build for ``uri``, without building it.
 
     Raises:
         UnknownBackendError: As :func:`resolve_uri`, or the backend has no such class.
     """
     backend, model = resolve_uri(uri)
-    target, kind = (backend.chat_class, "chat model") if chat else (backend.llm_class, "LLM class")
+    if embeddings:
+        target, kind = backend.embeddings_class, "embeddings class"
+    elif chat:
+        target, kind = backend.chat_class, "chat model"
+    else:
+        target, kind = backend.llm_class, "LLM class"
     if not target:
         raise UnknownBackendError(f"backend {backend.name!r} provides no {kind}")
     module, _, cls_name = str(target).partition(":")
     return backend, model, getattr(importlib.import_module(module), cls_name)
 
 
-def _build(uri: str, chat: bool, kwargs: dict[str, Any]) -> Any:
-    backend, model, cls = resolve_class(uri, chat=chat)
+def _build(uri: str, chat: bool, kwargs: dict[str, Any], *, embeddings: bool = False) -> Any:
+    backend, model, cls = resolve_class(uri, chat=chat, embeddings=embeddings)
     field = backend.model_field
     kwargs = dict(kwargs)
     # a backend may rename init arguments (``openai:URL, model=name`` → ``server_model``)
@@ -165,3 +175,35 @@ def init_llm(uri: str, **kwargs: Any) -> Any:
 def init_chat_model(uri: str, **kwargs: Any) -> Any:
     """A LangChain chat model for ``uri``, like :func:`init_llm`."""
     return _build(uri, True, kwargs)
+
+
+#: The prefix of LangChain's ``provider:model`` convention: ``init_embeddings`` takes
+#: ``setraf:gguf:/m.gguf`` as well as ``gguf:/m.gguf``.
+PROVIDER_PREFIX = "setraf:"
+
+
+def init_embeddings(uri: str, **kwargs: Any) -> Any:
+    """LangChain ``Embeddings`` for ``uri``.
+
+    ``gguf:/m.gguf`` gives a :class:`~langchain_setraf.GGUFEmbeddings`,
+    ``transformers:/checkpoint`` a :class:`~langchain_setraf.TransformersEmbeddings`,
+    ``openai:http://…/v1`` a ``GGUFEmbeddings`` on that server's ``/v1/embeddings``
+    (``model=`` names the served model); ``auto:/path`` or a bare path picks by the file.
+    Each may start with ``setraf:`` (LangChain's ``provider:model`` form).
+
+    Keyword arguments go to the class (``query_prefix="query: "``, ``n_batch=512``...).
+    Nothing is loaded until the first call.
+
+    Raises:
+        UnknownBackendError: unknown backend name, ``auto:`` found no backend for the path,
+            the backend has no embeddings class (``llama-server:``), or ``default`` (the
+            embedded model generates text; there is no default embedding model).
+    """
+    if uri.startswith(PROVIDER_PREFIX):
+        uri = uri[len(PROVIDER_PREFIX) :]
+    if uri == DEFAULT_URI:
+        raise UnknownBackendError(
+            "there is no default embedding model (the embedded SmolLM2 generates text): "
+            "name one, e.g. init_embeddings('gguf:/models/all-MiniLM-L6-v2.f16.gguf')"
+        )
+    return _build(uri, False, kwargs, embeddings=True)

@@ -29,12 +29,14 @@ __all__ = [
     "MAX_BACKOFF",
     "Backend",
     "BackendBase",
+    "EmbeddingHandle",
     "GenerationHandle",
     "GenerationRequest",
     "GenerationStats",
     "JSONConstraint",
     "LoadSpec",
     "ModelHandle",
+    "TextTooLongError",
     "backoff_seconds",
     "file_identity",
     "missing_backend_attributes",
@@ -218,6 +220,49 @@ class GenerationHandle(ModelHandle, Protocol):
         """Tokens of ``text`` by the model's own tokenizer (special-token text parsed)."""
 
 
+class TextTooLongError(ValueError):
+    """A text to embed has more tokens than the model takes at once.
+
+    Attributes:
+        what: The model (its path or URL).
+        index: Position of the text in the call's list.
+        tokens: Its tokens, special tokens included.
+        limit: The most the model takes.
+    """
+
+    def __init__(self, what: str, index: int, tokens: int, limit: int) -> None:
+        self.what, self.index, self.tokens, self.limit = what, index, tokens, limit
+        super().__init__(
+            f"{what}: text {index} has {tokens} tokens, more than the {limit} the model "
+            "takes at once; split it (a LangChain text splitter with a token length "
+            "function), or pass truncate=True to embed its first tokens only"
+        )
+
+
+@runtime_checkable
+class EmbeddingHandle(ModelHandle, Protocol):
+    """A loaded embedding model: one vector per text, pooled as the model says."""
+
+    @property
+    def dimensions(self) -> int:
+        """Length of every vector."""
+
+    @property
+    def max_tokens(self) -> int:
+        """The most tokens of one text (special tokens included) the model takes."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as the model embeds it (special tokens included)."""
+
+    def embed(self, texts: list[str], *, truncate: bool) -> list[list[float]]:
+        """The pooled vectors of ``texts`` (not normalised), in order, batched by tokens.
+
+        Raises:
+            TextTooLongError: a text is longer than :attr:`max_tokens` and ``truncate`` is
+                false (nothing is embedded).
+        """
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A way to load models. Registered under the ``langchain_setraf.backends`` entry point.
@@ -240,6 +285,8 @@ class Backend(Protocol):
             as ``"module:Class"``. Default ``None``: none.
         chat_class: The chat model class :func:`~langchain_setraf.init_chat_model`
             builds, as ``"module:Class"``. Default ``None``: none.
+        embeddings_class: The embeddings class :func:`~langchain_setraf.init_embeddings`
+            builds, as ``"module:Class"``. Default ``None``: none.
         model_field: The constructor argument the URI's model part is passed as.
             Default ``"model"``.
         init_aliases: Constructor arguments the factory renames (``{"model":
@@ -254,6 +301,7 @@ class Backend(Protocol):
     owns_keep_alive: bool
     llm_class: str | None
     chat_class: str | None
+    embeddings_class: str | None
     model_field: str
     init_aliases: Mapping[str, str]
     init_defaults: Mapping[str, Any]
@@ -303,6 +351,7 @@ BACKEND_ATTRIBUTES: tuple[str, ...] = (
     "owns_keep_alive",
     "llm_class",
     "chat_class",
+    "embeddings_class",
     "model_field",
     "init_aliases",
     "init_defaults",
@@ -341,6 +390,7 @@ class BackendBase(Backend):
     owns_keep_alive: bool = False
     llm_class: str | None = None
     chat_class: str | None = None
+    embeddings_class: str | None = None
     model_field: str = "model"
     init_aliases: Mapping[str, str] = MappingProxyType({})
     init_defaults: Mapping[str, Any] = MappingProxyType({})

@@ -913,6 +913,7 @@ class OpenAICompatBackend(BackendBase):
     concurrent = True
     llm_class = "langchain_setraf.llms:GGUFLLM"
     chat_class = "langchain_setraf.chat_models:ChatGGUF"
+    embeddings_class = "langchain_setraf.embeddings:GGUFEmbeddings"
     model_field = "server_url"
     #: ``init_chat_model("openai:http://host:8080/v1", model="name")``: ``model`` is the
     #: name sent to the server.

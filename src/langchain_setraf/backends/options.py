@@ -30,12 +30,15 @@ from langchain_setraf.settings import DEFAULT_API_KEY_ENV
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
     "KV_CACHE_TYPES",
+    "POOLING_MODES",
     "QUANTIZATION_MODES",
     "BackendOptions",
+    "GGUFEmbeddingOptions",
     "GGUFOptions",
     "LlamaServerOptions",
     "OpenAIOptions",
     "PluginOptions",
+    "TransformersEmbeddingOptions",
     "TransformersOptions",
     "options_from",
 ]
@@ -51,6 +54,12 @@ KVCacheType = Literal["f16", "q8_0", "q4_0"]
 KV_CACHE_TYPES: tuple[str, ...] = ("f16", "q8_0", "q4_0")
 #: Flash attention: llama.cpp decides (``"auto"``), on, or off.
 FlashAttention = Literal["auto"] | bool
+
+#: How an embedding model turns its token vectors into one vector per text.
+Pooling = Literal["mean", "cls", "last"]
+POOLING_MODES: tuple[str, ...] = ("mean", "cls", "last")
+#: Weight types of an embedding model loaded with transformers.
+EmbeddingDType = Literal["fp32", "bf16", "fp16"]
 
 _O = TypeVar("_O", bound="BackendOptions")
 #: ggml's type numbers of the KV cache types (ggml.h: ``GGML_TYPE_F16`` = 1, ...).
@@ -322,6 +331,89 @@ class TransformersOptions(BackendOptions):
             )
         for name in ("double_quant", "allow_pickle", "trust_remote_code", "local_files_only"):
             _boolean(name, getattr(self, name))
+
+
+def _pooling(value: Any) -> None:
+    if value is not None and value not in POOLING_MODES:
+        raise ValueError(
+            f"pooling must be one of {', '.join(POOLING_MODES)} or None (the model's own), "
+            f"got {value!r}"
+        )
+
+
+@dataclass(frozen=True)
+class GGUFEmbeddingOptions(BackendOptions):
+    """A GGUF embedding model in this process (llama.cpp with ``embedding=True``).
+
+    Attributes:
+        n_batch: Tokens evaluated at once, several texts together (``None``: the file's
+            training context, at most 2048). It is also the longest text in tokens, and
+            may not exceed the file's training context (the position embeddings of an
+            encoder end there).
+        n_threads: CPU threads (``None``: every physical core this process may use).
+        n_gpu_layers: Layers offloaded to a GPU (0: CPU only; -1: all).
+        use_mmap: Map the weights from the file instead of copying them.
+        use_mlock: Pin the weights in RAM.
+        pooling: ``"mean"``, ``"cls"`` or ``"last"`` (``None``: the file's own
+            ``<arch>.pooling_type``; a file without one must be given one).
+        repack: Let llama.cpp's CPU backend use its extra buffer types (llama.cpp's
+            default; off here, as for ``GGUFOptions.repack``).
+    """
+
+    kind: ClassVar[str] = "GGUF embedding load"
+
+    n_batch: int | None = None
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    use_mmap: bool = True
+    use_mlock: bool = False
+    pooling: Pooling | None = None
+    repack: bool = False
+
+    def __post_init__(self) -> None:
+        _positive_int("n_batch", self.n_batch, allow_none=True)
+        _positive_int("n_threads", self.n_threads, allow_none=True)
+        _positive_int("n_gpu_layers", self.n_gpu_layers, minimum=-1)
+        for name in ("use_mmap", "use_mlock", "repack"):
+            _boolean(name, getattr(self, name))
+        _pooling(self.pooling)
+
+
+@dataclass(frozen=True)
+class TransformersEmbeddingOptions(BackendOptions):
+    """A sentence-transformers style checkpoint directory loaded with transformers
+    (safetensors only, never the network, never the checkpoint's own code).
+
+    Attributes:
+        dtype: Weight type in memory: ``"fp32"`` (the reference), ``"bf16"``, ``"fp16"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        pooling: ``"mean"``, ``"cls"`` or ``"last"`` (``None``: as the checkpoint's
+            ``1_Pooling/config.json`` says; a checkpoint without one must be given one).
+        max_tokens: Longest text in tokens, special tokens included (``None``: the
+            checkpoint's ``sentence_bert_config.json`` ``max_seq_length``, else its
+            ``max_position_embeddings``).
+        batch_tokens: Padded tokens in one forward pass (texts are grouped by length
+            up to it); it bounds the activations' memory, which the estimate counts.
+    """
+
+    kind: ClassVar[str] = "transformers embedding load"
+
+    dtype: EmbeddingDType = "fp32"
+    device: str = "cpu"
+    pooling: Pooling | None = None
+    max_tokens: int | None = None
+    batch_tokens: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"dtype must be fp32, bf16 or fp16, got {self.dtype!r}")
+        if not isinstance(self.device, str) or not (
+            self.device == "cpu" or self.device.startswith("cuda")
+        ):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        _pooling(self.pooling)
+        _positive_int("max_tokens", self.max_tokens, allow_none=True, minimum=2)
+        _positive_int("batch_tokens", self.batch_tokens)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Modules: :mod:`.backend` (the :class:`GGUFBackend` and its handle), :mod:`.file` (the
 bounds-checked header reader), :mod:`.vocabulary` (tokenizer and chat template without
 weights), :mod:`.mlock` (``use_mlock`` checked against the limits), :mod:`.gbnf` (JSON
-constraint to grammar), :mod:`.repack_probe` (does llama.cpp's repack run on this CPU).
+constraint to grammar), :mod:`.repack_probe` (does llama.cpp's repack run on this CPU),
+:mod:`.embedding` (embedding models: :class:`GGUFEmbeddingBackend`).
 The names below are imported lazily: importing the header reader loads no engine.
 """
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
         offloaded_layers,
         repackable_bytes,
     )
+    from langchain_setraf.backends.gguf.embedding import (
+        GGUFEmbeddingBackend,
+        GGUFEmbeddingHandle,
+    )
     from langchain_setraf.backends.gguf.runtime import (
         MIN_LLAMA_CPP,
         OMP_WAIT_POLICY,
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "GGUFBackend": "langchain_setraf.backends.gguf.backend",
     "GGUFHandle": "langchain_setraf.backends.gguf.backend",
+    "GGUFEmbeddingBackend": "langchain_setraf.backends.gguf.embedding",
+    "GGUFEmbeddingHandle": "langchain_setraf.backends.gguf.embedding",
     "GGUF_LOAD_OPTIONS": "langchain_setraf.backends.gguf.backend",
     "MIN_LLAMA_CPP": "langchain_setraf.backends.gguf.runtime",
     "OMP_WAIT_POLICY": "langchain_setraf.backends.gguf.runtime",
@@ -54,6 +61,8 @@ __all__ = [
     "OMP_WAIT_POLICY",
     "REPACKABLE_TYPES",
     "GGUFBackend",
+    "GGUFEmbeddingBackend",
+    "GGUFEmbeddingHandle",
     "GGUFHandle",
     "estimate_gguf_bytes",
     "gguf_file_identity",

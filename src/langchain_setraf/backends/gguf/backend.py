@@ -343,6 +343,7 @@ class GGUFBackend(BackendBase):
     #: LangChain classes for this backend (``module:Class``) and their model-path field.
     llm_class = "langchain_setraf.llms:GGUFLLM"
     chat_class = "langchain_setraf.chat_models:ChatGGUF"
+    embeddings_class = "langchain_setraf.embeddings:GGUFEmbeddings"
     model_field = "model_path"
 
     def missing_requirements(self) -> str | None:

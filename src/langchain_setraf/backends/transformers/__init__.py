@@ -3,7 +3,8 @@
 Modules: :mod:`.backend` (the :class:`TransformersBackend` and its handle),
 :mod:`.generate` (generation in a worker thread with text-level stops),
 :mod:`.constraint` (JSON constraint to a token mask), :mod:`.tokenizer` (the tokenizer
-without the weights). The names below are imported lazily (no torch at import).
+without the weights), :mod:`.embedding` (sentence-transformers checkpoints:
+:class:`TransformersEmbeddingBackend`). The names below are imported lazily (no torch at import).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
         resolve_mode,
         weights_on_gpu,
     )
+    from langchain_setraf.backends.transformers.embedding import (
+        TransformersEmbeddingBackend,
+        TransformersEmbeddingHandle,
+    )
 
 _EXPORTS = {
     "CheckpointError": "langchain_setraf.backends.transformers.backend",
@@ -39,6 +44,8 @@ _EXPORTS = {
     "TRANSFORMERS_LOAD_OPTIONS": "langchain_setraf.backends.transformers.backend",
     "TransformersBackend": "langchain_setraf.backends.transformers.backend",
     "TransformersHandle": "langchain_setraf.backends.transformers.backend",
+    "TransformersEmbeddingBackend": "langchain_setraf.backends.transformers.embedding",
+    "TransformersEmbeddingHandle": "langchain_setraf.backends.transformers.embedding",
     "TransformersInfo": "langchain_setraf.backends.transformers.backend",
     "check_checkpoint": "langchain_setraf.backends.transformers.backend",
     "cpu_repack_supported": "langchain_setraf.backends.transformers.backend",
@@ -57,6 +64,8 @@ __all__ = [
     "CheckpointError",
     "PickleWeightsRefusedError",
     "TransformersBackend",
+    "TransformersEmbeddingBackend",
+    "TransformersEmbeddingHandle",
     "TransformersHandle",
     "TransformersInfo",
     "check_checkpoint",

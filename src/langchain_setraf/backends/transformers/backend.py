@@ -517,6 +517,7 @@ class TransformersBackend(BackendBase):
     #: LangChain classes for this backend (``module:Class``) and their model field.
     llm_class = "langchain_setraf.transformers_llm:TransformersLLM"
     chat_class = "langchain_setraf.chat_models:ChatTransformers"
+    embeddings_class = "langchain_setraf.embeddings:TransformersEmbeddings"
     model_field = "model"
 
     def missing_requirements(self) -> str | None:
