@@ -71,6 +71,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "backends.gguf",
             "backends.gguf.file",
             "backends.kv_cache",
+            "backends.llama_buffers",
             "backends.context_fit",
             "backends.gguf.runtime",
             "backends.gguf.mlock",

@@ -47,8 +47,10 @@ from langchain_setraf.backends.gguf.vocabulary import (
     render_gguf_prompt,
 )
 from langchain_setraf.backends.kv_cache import kv_bytes_per_token
+from langchain_setraf.backends.llama_buffers import capture_llama_log, parse_buffer_lines
 from langchain_setraf.backends.options import GGUFOptions, options_from
 from langchain_setraf.cpu import physical_cores
+from langchain_setraf.memory import MemorySplit
 from langchain_setraf.settings import get_settings
 
 __all__ = ["GGUF_LOAD_OPTIONS", "GGUFBackend", "GGUFHandle", "import_llama_cpp"]
@@ -113,7 +115,7 @@ def _host_tensor_bytes(info: GGUFInfo, n_layer: int, gpu_blocks: int, gpu_output
     return total
 
 
-def estimate_gguf_bytes(
+def estimate_gguf_split(
     info: GGUFInfo,
     n_ctx: int,
     *,
@@ -121,14 +123,16 @@ def estimate_gguf_bytes(
     n_gpu_layers: int = 0,
     type_k: str = "f16",
     type_v: str = "f16",
-) -> int:
-    """Estimate the host memory (RAM) of a GGUF model with an ``n_ctx`` context.
+    prompt_cache_bytes: int = 0,
+) -> MemorySplit:
+    """Estimate the host memory (RAM) of a GGUF model with an ``n_ctx`` context, split.
 
-    Weights (tensor bytes, mmapped: they count in RSS once touched) + the repacked copy
-    when ``repack`` is on (anonymous memory, see :func:`repackable_bytes`) + KV cache
+    Weights (tensor bytes, mmapped: they count in RSS once touched; plus the repacked copy
+    when ``repack`` is on, anonymous memory, see :func:`repackable_bytes`); KV cache
     (layers × n_ctx × (K + V width) in the cache's types ``type_k``/``type_v``: see
-    :mod:`~langchain_setraf.backends.kv_cache`) + compute buffers (a per-context graph
-    buffer that grows with the batch and vocabulary).
+    :mod:`~langchain_setraf.backends.kv_cache`); the prompt cache at its cap
+    (``prompt_cache_bytes``); other: compute buffers (a per-context graph buffer that
+    grows with the batch and vocabulary).
 
     Layers offloaded to a GPU (``n_gpu_layers``; pass 0 when llama.cpp has no GPU, see
     :func:`gpu_offload_supported`) are left out: their weights and KV cache are in GPU
@@ -152,7 +156,31 @@ def estimate_gguf_bytes(
     else:
         weights = info.tensor_bytes
         extra = repackable_bytes(info) if repack else 0
-    return weights + extra + kv + compute
+    return MemorySplit(
+        weights=weights + extra, kv_cache=kv, prompt_cache=prompt_cache_bytes, other=compute
+    )
+
+
+def estimate_gguf_bytes(
+    info: GGUFInfo,
+    n_ctx: int,
+    *,
+    repack: bool = False,
+    n_gpu_layers: int = 0,
+    type_k: str = "f16",
+    type_v: str = "f16",
+    prompt_cache_bytes: int = 0,
+) -> int:
+    """The total of :func:`estimate_gguf_split` (same arguments)."""
+    return estimate_gguf_split(
+        info,
+        n_ctx,
+        repack=repack,
+        n_gpu_layers=n_gpu_layers,
+        type_k=type_k,
+        type_v=type_v,
+        prompt_cache_bytes=prompt_cache_bytes,
+    ).total
 
 
 @contextmanager
@@ -224,15 +252,31 @@ class GGUFHandle:
         repack: bool = False,
         n_gpu_layers: int = 0,
         path: str | None = None,
+        type_k: str = "f16",
+        type_v: str = "f16",
+        allocated: MemorySplit | None = None,
     ) -> None:
         self.llama = llama
         self.info = info
         self.path = path
-        self._estimate = estimate_gguf_bytes(info, n_ctx, repack=repack, n_gpu_layers=n_gpu_layers)
+        self._split = estimate_gguf_split(
+            info, n_ctx, repack=repack, n_gpu_layers=n_gpu_layers, type_k=type_k, type_v=type_v
+        )
+        self._allocated = allocated
 
     @property
     def estimated_bytes(self) -> int:
-        return self._estimate
+        return self._split.total
+
+    def memory_split(self) -> MemorySplit:
+        """The estimate, split (weights / KV cache / prompt cache / other) at the context
+        llama.cpp actually made."""
+        return self._split
+
+    def allocated_split(self) -> MemorySplit | None:
+        """The host buffers llama.cpp reported when it loaded the model (``None``: it
+        reported none)."""
+        return self._allocated
 
     def _loaded(self) -> Any:
         if self.llama is None:
@@ -398,7 +442,7 @@ class GGUFBackend:
             require_repack(spec.path, what=f"{Path(spec.path).name}, in this process")
         mlock_need = _mlock_bytes(spec.path, info, opts)
         locked_before = locked_bytes()
-        with model_params(llama_cpp, use_extra_bufts=repack):
+        with model_params(llama_cpp, use_extra_bufts=repack), capture_llama_log(llama_cpp) as log:
             llama = llama_cpp.Llama(model_path=spec.path, verbose=verbose, **opts)
         if mlock_need:
             try:  # llama.cpp only logs a failed mlock: check that the pages are locked
@@ -414,6 +458,9 @@ class GGUFBackend:
             repack=repack,
             n_gpu_layers=_gpu_layers(options.n_gpu_layers),
             path=spec.path,
+            type_k=options.type_k,
+            type_v=options.type_v,
+            allocated=parse_buffer_lines(log),
         )
 
     # -- what the file says, without loading the weights ------------------------------------
