@@ -78,6 +78,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "backends.gguf.gbnf",
             "backends.gguf.repack_probe",
             "backends.gguf.vocabulary",
+            "backends.gguf.prompt_cache",
             "backends.gguf.backend",
             "backends.transformers",
             "backends.transformers.constraint",

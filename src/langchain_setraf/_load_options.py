@@ -149,11 +149,14 @@ class GGUFLoadOptions(CallLimits):
     n_parallel: int = _SERVER.n_parallel
     """Slots of the managed server (``--parallel``): requests decoded together by
     continuous batching, each with an ``n_ctx`` context. Only with ``server=True``."""
-    cache_ram_mib: int | None = _SERVER.cache_ram_mib
-    """Cap of the managed server's prompt cache in MiB (``--cache-ram``; 0: none). The
-    cache keeps earlier prompts' KV state so a returning conversation is not evaluated
-    again; the memory budget counts it at its cap. ``None``: the KV state of one full slot
-    (``n_ctx`` tokens), where llama.cpp's own default is 8 GiB. Only with ``server=True``."""
+    cache_ram_mib: int | None = _GGUF.cache_ram_mib
+    """Cap of the prompt cache in MiB (0: none). The cache keeps earlier prompts' KV state
+    so a prompt that starts like one of them (the same instructions, a returning
+    conversation) evaluates only what differs; the memory budget counts it at its cap.
+    With ``server=True``: the managed server's ``--cache-ram``; ``None``: the KV state of
+    one full slot (``n_ctx`` tokens), where llama.cpp's own default is 8 GiB. In this
+    process: a bounded store of saved states (``None``: none; the context still re-uses
+    the previous prompt's prefix)."""
     server_url: str | None = None
     """Attach to a running server instead of loading a file: any URL speaking the
     OpenAI-compatible API (llama-server, Ollama, vLLM, a Ray Serve ingress), e.g.
@@ -188,10 +191,6 @@ class GGUFLoadOptions(CallLimits):
                 raise ValueError(f"{', '.join(stray)} needs server_url")
             if not self.server and "n_parallel" in given:
                 raise ValueError("n_parallel sets the managed server's slots: it needs server=True")
-            if not self.server and "cache_ram_mib" in given:
-                raise ValueError(
-                    "cache_ram_mib caps the managed server's prompt cache: it needs server=True"
-                )
         if self.n_parallel < 1:
             raise ValueError(f"n_parallel must be >= 1, got {self.n_parallel}")
         if self.fit_min_ctx < 1:
@@ -322,7 +321,8 @@ class GGUFLoadOptions(CallLimits):
                 ),
             )
             return managed, spec
-        return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, GGUFOptions(**self._load_options()))
+        options = GGUFOptions(**self._load_options(), cache_ram_mib=self.cache_ram_mib)
+        return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, options)
 
     def _gguf_identity(self) -> dict[str, Any]:
         """Where the model runs and the options that can change an answer (LangChain's
@@ -395,7 +395,6 @@ class TransformersLoadOptions(CallLimits):
     """Never touch the network."""
     revision: str | None = _HF.revision
     """Hub revision (with ``local_files_only=False``)."""
-
     def _hf_backend_and_spec(self) -> tuple[TransformersBackend, LoadSpec]:
         options = TransformersOptions(
             quantization=self.quantization,

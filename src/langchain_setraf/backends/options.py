@@ -133,6 +133,11 @@ class GGUFOptions(BackendOptions):
         flash_attn: ``"auto"`` (llama.cpp's choice on a server; in this process, where
             llama-cpp-python offers only on/off: on when ``type_v`` is quantised, else
             off), ``True`` or ``False``.
+        cache_ram_mib: Cap in MiB of the prompt cache: saved KV states of earlier prompts,
+            restored when a prompt starts like one of them (0: none). In this process a
+            bounded store like llama-cpp-python's ``LlamaRAMCache``, counted at its cap by
+            the estimate; ``None``: none (the context's own prefix match with the previous
+            prompt still works). On a server see :class:`LlamaServerOptions`.
     """
 
     kind: ClassVar[str] = "GGUF load"
@@ -147,6 +152,7 @@ class GGUFOptions(BackendOptions):
     type_k: KVCacheType = "f16"
     type_v: KVCacheType = "f16"
     flash_attn: FlashAttention = "auto"
+    cache_ram_mib: int | None = None
 
     def __post_init__(self) -> None:
         _positive_int("n_ctx", self.n_ctx)
@@ -168,6 +174,20 @@ class GGUFOptions(BackendOptions):
                 f"type_v={self.type_v!r} needs flash attention (llama.cpp refuses a "
                 "quantised V cache without it): use flash_attn=True or 'auto', or type_v='f16'"
             )
+        if self.cache_ram_mib is not None and (
+            isinstance(self.cache_ram_mib, bool)
+            or not isinstance(self.cache_ram_mib, int)
+            or self.cache_ram_mib < 0
+        ):
+            raise ValueError(
+                f"cache_ram_mib must be an integer >= 0 (MiB; 0: no prompt cache), got "
+                f"{self.cache_ram_mib!r}: an unbounded prompt cache is not offered, the "
+                "memory budget could not count it"
+            )
+
+    def prompt_cache_bytes(self) -> int:
+        """The prompt cache's cap in bytes in this process (``None`` counts as 0)."""
+        return (self.cache_ram_mib or 0) << 20
 
     def flash_attn_in_process(self) -> bool:
         """Flash attention for llama-cpp-python (on/off only): ``"auto"`` is on where a
@@ -218,23 +238,12 @@ class LlamaServerOptions(GGUFOptions):
 
     n_parallel: int = 4
     sleep_idle_seconds: int = DEFAULT_KEEP_ALIVE
-    cache_ram_mib: int | None = None
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive_int("n_parallel", self.n_parallel)
         _positive_int("sleep_idle_seconds", self.sleep_idle_seconds)
-        if self.cache_ram_mib is not None and (
-            isinstance(self.cache_ram_mib, bool)
-            or not isinstance(self.cache_ram_mib, int)
-            or self.cache_ram_mib < 0
-        ):
-            raise ValueError(
-                f"cache_ram_mib must be an integer >= 0 (MiB; 0: no prompt cache), got "
-                f"{self.cache_ram_mib!r}: an unbounded prompt cache is not offered, the "
-                "memory budget could not count it"
-            )
         _seconds("request_timeout", self.request_timeout)
 
     def server_key(self) -> dict[str, Any]:

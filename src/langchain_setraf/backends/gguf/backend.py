@@ -39,6 +39,7 @@ from langchain_setraf.backends.gguf.mlock import (
     locked_bytes,
     verify_locked,
 )
+from langchain_setraf.backends.gguf.prompt_cache import PromptStateCache
 from langchain_setraf.backends.gguf.repack_probe import require_repack
 from langchain_setraf.backends.gguf.runtime import MIN_LLAMA_CPP, import_llama_cpp
 from langchain_setraf.backends.gguf.vocabulary import (
@@ -255,12 +256,20 @@ class GGUFHandle:
         type_k: str = "f16",
         type_v: str = "f16",
         allocated: MemorySplit | None = None,
+        prompt_cache: PromptStateCache | None = None,
     ) -> None:
         self.llama = llama
         self.info = info
         self.path = path
+        self.prompt_cache = prompt_cache
         self._split = estimate_gguf_split(
-            info, n_ctx, repack=repack, n_gpu_layers=n_gpu_layers, type_k=type_k, type_v=type_v
+            info,
+            n_ctx,
+            repack=repack,
+            n_gpu_layers=n_gpu_layers,
+            type_k=type_k,
+            type_v=type_v,
+            prompt_cache_bytes=0 if prompt_cache is None else prompt_cache.capacity_bytes,
         )
         self._allocated = allocated
 
@@ -274,9 +283,11 @@ class GGUFHandle:
         return self._split
 
     def allocated_split(self) -> MemorySplit | None:
-        """The host buffers llama.cpp reported when it loaded the model (``None``: it
-        reported none)."""
-        return self._allocated
+        """The host buffers llama.cpp reported when it loaded the model, with what the
+        prompt cache holds now (``None``: llama.cpp reported no buffer)."""
+        if self._allocated is None or self.prompt_cache is None:
+            return self._allocated
+        return dataclasses.replace(self._allocated, prompt_cache=self.prompt_cache.cache_size)
 
     def _loaded(self) -> Any:
         if self.llama is None:
@@ -429,6 +440,7 @@ class GGUFBackend:
             n_gpu_layers=_gpu_layers(opts.n_gpu_layers),
             type_k=opts.type_k,
             type_v=opts.type_v,
+            prompt_cache_bytes=opts.prompt_cache_bytes(),
         )
 
     def load(self, spec: LoadSpec) -> GGUFHandle:
@@ -451,6 +463,10 @@ class GGUFBackend:
                 llama.close()
                 raise
         n_ctx = int(llama.n_ctx())
+        prompt_cache = None
+        if options.prompt_cache_bytes():
+            prompt_cache = PromptStateCache(options.prompt_cache_bytes())
+            llama.set_cache(prompt_cache)
         return GGUFHandle(
             llama,
             info,
@@ -461,6 +477,7 @@ class GGUFBackend:
             type_k=options.type_k,
             type_v=options.type_v,
             allocated=parse_buffer_lines(log),
+            prompt_cache=prompt_cache,
         )
 
     # -- what the file says, without loading the weights ------------------------------------
