@@ -29,6 +29,7 @@ from langchain_setraf.backends.options import (
     DEFAULT_REQUEST_TIMEOUT,
     FlashAttention,
     GGUFOptions,
+    HFKVCache,
     KVCacheType,
     LlamaServerOptions,
     OpenAIOptions,
@@ -395,6 +396,20 @@ class TransformersLoadOptions(CallLimits):
     """Never touch the network."""
     revision: str | None = _HF.revision
     """Hub revision (with ``local_files_only=False``)."""
+    kv_cache: HFKVCache = _HF.kv_cache
+    """The KV cache of generation: ``"none"`` (transformers' own, in the model's dtype) or
+    transformers' quantised cache with the backend ``"fp8"`` (torch only), ``"quanto"``
+    (needs optimum-quanto) or ``"hqq"`` (needs hqq). A backend whose package is missing is
+    refused when the object is built (``ImportError`` naming the package)."""
+    kv_cache_nbits: int | None = _HF.kv_cache_nbits
+    """Bits per element with ``kv_cache="quanto"`` (2, 4) or ``"hqq"`` (1, 2, 3, 4, 8);
+    ``None``: 4."""
+
+    @model_validator(mode="after")
+    def _check_kv_cache(self) -> TransformersLoadOptions:
+        TransformersOptions(kv_cache=self.kv_cache, kv_cache_nbits=self.kv_cache_nbits)
+        return self
+
     def _hf_backend_and_spec(self) -> tuple[TransformersBackend, LoadSpec]:
         options = TransformersOptions(
             quantization=self.quantization,
@@ -406,6 +421,8 @@ class TransformersLoadOptions(CallLimits):
             trust_remote_code=self.trust_remote_code,
             local_files_only=self.local_files_only,
             revision=self.revision,
+            kv_cache=self.kv_cache,
+            kv_cache_nbits=self.kv_cache_nbits,
         )
         return _HF_BACKEND, _HF_BACKEND.spec_for(self.model, options)
 

@@ -45,9 +45,9 @@ from langchain_setraf.backends.options import (
     TransformersOptions,
     options_from,
 )
+from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 from langchain_setraf.backends.transformers.constraint import json_logits_processor
 from langchain_setraf.backends.transformers.generate import hf_generate_kwargs, hf_generate_stream
-from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 from langchain_setraf.backends.transformers.tokenizer import HFTokenizer, hf_tokenizer
 from langchain_setraf.memory import give_back_memory, tune_allocator
 
@@ -258,12 +258,15 @@ class TransformersHandle:
         info: TransformersInfo,
         *,
         tokenizer_key: Hashable | None = None,
+        cache_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
         self.llg_tokenizer: Any = None
         self._tokenizer_key = tokenizer_key
+        #: ``generate`` arguments of the KV cache (``TransformersOptions.kv_cache``).
+        self.cache_kwargs: dict[str, Any] = dict(cache_kwargs or {})
 
     def generate(
         self,
@@ -282,7 +285,7 @@ class TransformersHandle:
         seed = params.pop("seed", None)
         core = {k: params.pop(k) for k in _HF_CORE if k in params}
         core.setdefault("do_sample", None)
-        gen_kwargs = hf_generate_kwargs(core, params)
+        gen_kwargs = hf_generate_kwargs(core, {**self.cache_kwargs, **params})
         if request.constraint is not None:
             gen_kwargs["logits_processor"] = json_logits_processor(self, request.constraint)
             if request.constraint.get("schema") is None:
@@ -347,7 +350,11 @@ def _spare_tokenizer_key(path: str, common: dict[str, Any]) -> Hashable | None:
     the options the tokenizer was built with (``None``: not a local directory, not kept)."""
     if not Path(path).is_dir():
         return None
-    return ("hf-loaded", file_identity(path), tuple(sorted((k, repr(v)) for k, v in common.items())))
+    return (
+        "hf-loaded",
+        file_identity(path),
+        tuple(sorted((k, repr(v)) for k, v in common.items())),
+    )
 
 
 def _dtype(torch: Any, name: str) -> Any:
@@ -708,7 +715,12 @@ class TransformersBackend:
             model = tokenizer = None
             give_back_memory()
             raise
-        return TransformersHandle(model, tokenizer, info, tokenizer_key=tokenizer_key)
+        cache_kwargs = (
+            spec.options.cache_kwargs() if isinstance(spec.options, TransformersOptions) else {}
+        )
+        return TransformersHandle(
+            model, tokenizer, info, tokenizer_key=tokenizer_key, cache_kwargs=cache_kwargs
+        )
 
     # -- what the checkpoint says, without loading the weights -------------------------------
     def _tokenizer(self, spec: LoadSpec) -> HFTokenizer:
