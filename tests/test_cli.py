@@ -116,6 +116,15 @@ def test_models_load_takes_default(capsys: pytest.CaptureFixture[str]) -> None:
         assert [(m["backend"], m["path"]) for m in data["loaded"]] == [
             ("gguf", str(default_gguf_path().resolve()))
         ]
+        # the split of issue 23: the estimate's parts add up, llama.cpp's KV buffer is it
+        [loaded] = data["loaded"]
+        estimate, allocated = loaded["memory"], loaded["allocated"]
+        assert estimate["total"] == loaded["estimated_bytes"] > estimate["kv_cache"] > 0
+        assert allocated["source"] == "llama.cpp"
+        assert abs(allocated["kv_cache"] - estimate["kv_cache"]) < 1 << 20
+        assert main(["models"]) == 0
+        text = capsys.readouterr().out
+        assert "estimate   weights" in text and "allocated  weights" in text
     finally:
         release_all()
 

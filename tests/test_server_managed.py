@@ -499,22 +499,40 @@ def test_keep_alive_sleeps_and_wakes(runtime: Path, smollm2_path: Path) -> None:
 def test_cli_ps_and_stop(
     runtime: Path, smollm2_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``setraf ps`` lists a real server (model, pid, port, memory, why up); ``setraf stop
-    MODEL`` stops it by its model's file name; ``server status`` still answers, with a
-    deprecation note naming ``ps``."""
+    """``setraf ps`` lists a real server (model, pid, port, memory, why up) and its memory
+    split (weights / KV cache / prompt cache / other: the estimate, the prompt cache at its
+    cap, and the buffers llama.cpp reported); ``setraf stop MODEL`` stops it by its model's
+    file name; ``server status`` still answers, with a deprecation note naming ``ps``."""
     from langchain_setraf.cli import main
+    from langchain_setraf.memory import format_bytes
 
-    server = ManagedServer.for_spec(_spec(smollm2_path))
+    spec = _spec(smollm2_path)
+    server = ManagedServer.for_spec(spec)
     info = server.ensure()
     assert main(["ps", "--json"]) == 0
     [listed] = json.loads(capsys.readouterr().out)
     assert listed["pid"] == info.pid and listed["port"] == info.port and listed["healthy"]
     assert listed["model"] == str(smollm2_path.resolve()) and listed["rss"] > 0
     assert listed["why_up"]
+    estimate = LlamaServerBackend().server_split(spec)
+    assert listed["memory"] == estimate.as_dict()
+    assert estimate.total == LlamaServerBackend().server_bytes(spec)
+    assert estimate.prompt_cache == server.server_args(0).cache_ram_mib * 1024 * 1024
+    allocated = listed["allocated"]
+    if allocated is None:  # xllamacpp logs no buffer sizes at its default verbosity
+        assert "buffer size" not in server.log_path.read_text()
+    else:
+        assert allocated["source"] == "llama.cpp" and allocated["prompt_cache"] == 0
+        # SmolLM2 attends to every token: llama.cpp's KV buffer is the formula's
+        assert abs(allocated["kv_cache"] - estimate.kv_cache) < 1024 * 1024
     assert main(["ps"]) == 0
     line = capsys.readouterr().out
     assert f"pid {info.pid}" in line and f"port {info.port}" in line
     assert smollm2_path.name in line and "RSS" in line
+    expected = f"prompt cache {format_bytes(estimate.prompt_cache)} (cap)"
+    assert "estimate" in line and expected in line
+    assert f"KV cache {format_bytes(estimate.kv_cache)}" in line
+    assert ("allocated" in line) == (allocated is not None)
     assert main(["server", "status"]) == 0
     old = capsys.readouterr()
     assert old.out.split("RSS")[0] == line.split("RSS")[0]  # the same listing (memory moves)

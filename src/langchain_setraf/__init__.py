@@ -42,7 +42,9 @@ if TYPE_CHECKING:
         LoadedModel,
         ModelBusyError,
         ModelCache,
+        ModelMemory,
         get_model_cache,
+        loaded_memory,
         release_all,
     )
     from langchain_setraf.chat_base import LocalChatModel
@@ -61,7 +63,12 @@ if TYPE_CHECKING:
     )
     from langchain_setraf.llm_base import CachedLLM
     from langchain_setraf.llms import GGUFLLM
-    from langchain_setraf.memory import MemorySnapshot, give_back_memory, memory_snapshot
+    from langchain_setraf.memory import (
+        MemorySnapshot,
+        MemorySplit,
+        give_back_memory,
+        memory_snapshot,
+    )
     from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
     from langchain_setraf.plugins import BackendInfo, IncompleteBackendError
     from langchain_setraf.transformers_llm import TransformersLLM
@@ -99,6 +106,9 @@ _EXPORTS = {
     "get_model_cache": "langchain_setraf.cache",
     "release_all": "langchain_setraf.cache",
     "MemorySnapshot": "langchain_setraf.memory",
+    "MemorySplit": "langchain_setraf.memory",
+    "ModelMemory": "langchain_setraf.cache",
+    "loaded_memory": "langchain_setraf.cache",
     "memory_snapshot": "langchain_setraf.memory",
     "give_back_memory": "langchain_setraf.memory",
     "GGUFFormatError": "langchain_setraf.backends.gguf.file",
@@ -138,8 +148,10 @@ __all__ = [
     "LocalChatModel",
     "MemoryLockError",
     "MemorySnapshot",
+    "MemorySplit",
     "ModelBusyError",
     "ModelCache",
+    "ModelMemory",
     "PickleWeightsRefusedError",
     "RepackUnsupportedError",
     "ResponseTooLargeError",
@@ -159,6 +171,7 @@ __all__ = [
     "init_embeddings",
     "init_llm",
     "list_backends",
+    "loaded_memory",
     "memory_snapshot",
     "release_all",
 ]

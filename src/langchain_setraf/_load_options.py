@@ -29,6 +29,7 @@ from langchain_setraf.backends.options import (
     DEFAULT_REQUEST_TIMEOUT,
     FlashAttention,
     GGUFOptions,
+    HFKVCache,
     KVCacheType,
     LlamaServerOptions,
     OpenAIOptions,
@@ -153,11 +154,14 @@ class GGUFLoadOptions(CallLimits):
     n_parallel: int = _SERVER.n_parallel
     """Slots of the managed server (``--parallel``): requests decoded together by
     continuous batching, each with an ``n_ctx`` context. Only with ``server=True``."""
-    cache_ram_mib: int | None = _SERVER.cache_ram_mib
-    """Cap of the managed server's prompt cache in MiB (``--cache-ram``; 0: none). The
-    cache keeps earlier prompts' KV state so a returning conversation is not evaluated
-    again; the memory budget counts it at its cap. ``None``: the KV state of one full slot
-    (``n_ctx`` tokens), where llama.cpp's own default is 8 GiB. Only with ``server=True``."""
+    cache_ram_mib: int | None = _GGUF.cache_ram_mib
+    """Cap of the prompt cache in MiB (0: none). The cache keeps earlier prompts' KV state
+    so a prompt that starts like one of them (the same instructions, a returning
+    conversation) evaluates only what differs; the memory budget counts it at its cap.
+    With ``server=True``: the managed server's ``--cache-ram``; ``None``: the KV state of
+    one full slot (``n_ctx`` tokens), where llama.cpp's own default is 8 GiB. In this
+    process: a bounded store of saved states (``None``: none; the context still re-uses
+    the previous prompt's prefix)."""
     server_url: str | None = None
     """Attach to a running server instead of loading a file: any URL speaking the
     OpenAI-compatible API (llama-server, Ollama, vLLM, a Ray Serve ingress), e.g.
@@ -207,10 +211,6 @@ class GGUFLoadOptions(CallLimits):
                 raise ValueError(f"{', '.join(stray)} needs server_url")
             if not self.server and "n_parallel" in given:
                 raise ValueError("n_parallel sets the managed server's slots: it needs server=True")
-            if not self.server and "cache_ram_mib" in given:
-                raise ValueError(
-                    "cache_ram_mib caps the managed server's prompt cache: it needs server=True"
-                )
         if self.n_parallel < 1:
             raise ValueError(f"n_parallel must be >= 1, got {self.n_parallel}")
         if self.fit_min_ctx < 1:
@@ -345,7 +345,8 @@ class GGUFLoadOptions(CallLimits):
                 ),
             )
             return managed, spec
-        return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, GGUFOptions(**self._load_options()))
+        options = GGUFOptions(**self._load_options(), cache_ram_mib=self.cache_ram_mib)
+        return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(path, options)
 
     def _gguf_identity(self) -> dict[str, Any]:
         """Where the model runs and the options that can change an answer (LangChain's
@@ -418,6 +419,19 @@ class TransformersLoadOptions(CallLimits):
     """Never touch the network."""
     revision: str | None = _HF.revision
     """Hub revision (with ``local_files_only=False``)."""
+    kv_cache: HFKVCache = _HF.kv_cache
+    """The KV cache of generation: ``"none"`` (transformers' own, in the model's dtype) or
+    transformers' quantised cache with the backend ``"fp8"`` (torch only), ``"quanto"``
+    (needs optimum-quanto) or ``"hqq"`` (needs hqq). A backend whose package is missing is
+    refused when the object is built (``ImportError`` naming the package)."""
+    kv_cache_nbits: int | None = _HF.kv_cache_nbits
+    """Bits per element with ``kv_cache="quanto"`` (2, 4) or ``"hqq"`` (1, 2, 3, 4, 8);
+    ``None``: 4."""
+
+    @model_validator(mode="after")
+    def _check_kv_cache(self) -> TransformersLoadOptions:
+        TransformersOptions(kv_cache=self.kv_cache, kv_cache_nbits=self.kv_cache_nbits)
+        return self
 
     def _hf_backend_and_spec(self) -> tuple[TransformersBackend, LoadSpec]:
         options = TransformersOptions(
@@ -430,6 +444,8 @@ class TransformersLoadOptions(CallLimits):
             trust_remote_code=self.trust_remote_code,
             local_files_only=self.local_files_only,
             revision=self.revision,
+            kv_cache=self.kv_cache,
+            kv_cache_nbits=self.kv_cache_nbits,
         )
         return _HF_BACKEND, _HF_BACKEND.spec_for(self.model, options)
 

@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import weakref
@@ -50,7 +51,12 @@ from typing import Any
 
 from langchain_setraf.backends.base import Backend, LoadSpec, ModelHandle
 from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
-from langchain_setraf.memory import available_memory, format_bytes, give_back_memory
+from langchain_setraf.memory import (
+    MemorySplit,
+    available_memory,
+    format_bytes,
+    give_back_memory,
+)
 from langchain_setraf.plugins import BackendRegistry
 from langchain_setraf.settings import DEFAULT_LOCK_TIMEOUT, get_settings
 
@@ -61,7 +67,9 @@ __all__ = [
     "LoadedModel",
     "ModelBusyError",
     "ModelCache",
+    "ModelMemory",
     "get_model_cache",
+    "loaded_memory",
     "release_all",
 ]
 
@@ -248,6 +256,10 @@ class LoadedModel:
         idle_seconds: Seconds since last use (0 while in use).
         users: Number of live LLM / chat-model objects that used it.
         active: Generations running on it now.
+        memory: The estimate split into weights / KV cache / prompt cache / other
+            (``source="estimate (not split)"``: the backend gives only a total).
+        allocated: What the engine reported it allocated, split the same way (``None``:
+            it reported nothing; llama.cpp's buffer sizes for GGUF models and servers).
     """
 
     key: LoadSpec
@@ -261,6 +273,43 @@ class LoadedModel:
     idle_seconds: float
     users: int
     active: int
+    memory: MemorySplit | None = None
+    allocated: MemorySplit | None = None
+
+
+@dataclass(frozen=True)
+class ModelMemory:
+    """One loaded model's memory, split: what :func:`loaded_memory` returns.
+
+    Attributes:
+        model: The model in words (:meth:`LoadSpec.describe`).
+        backend: Backend name.
+        estimate: The budget's estimate, split (see :class:`~langchain_setraf.memory.MemorySplit`).
+        allocated: What llama.cpp reported it allocated (``None``: not reported).
+    """
+
+    model: str
+    backend: str
+    estimate: MemorySplit
+    allocated: MemorySplit | None
+
+    def __str__(self) -> str:
+        text = f"{self.model}: {self.estimate}"
+        return text if self.allocated is None else f"{text}; allocated: {self.allocated}"
+
+
+def _handle_memory(handle: ModelHandle) -> tuple[MemorySplit, MemorySplit | None]:
+    """A handle's estimate and reported allocation, split (see :class:`LoadedModel`).
+
+    A handle without ``memory_split()`` (a plugin's) gives its total as ``other``."""
+    split = getattr(handle, "memory_split", None)
+    estimate = (
+        split()
+        if callable(split)
+        else MemorySplit(0, 0, 0, int(handle.estimated_bytes), source="estimate (not split)")
+    )
+    allocated = getattr(handle, "allocated_split", None)
+    return estimate, (allocated() if callable(allocated) else None)
 
 
 class ModelCache:
@@ -312,6 +361,7 @@ class ModelCache:
         """List the models loaded now, with key, load time, size, last use and users."""
         now_mono, now_wall = time.monotonic(), time.time()
         out = []
+        handles: list[ModelHandle | None] = []
         with self._cond:
             for e in self._entries.values():
                 if e.state != _READY:
@@ -332,6 +382,12 @@ class ModelCache:
                         active=e.active,
                     )
                 )
+                handles.append(e.handle)
+        # outside the lock: a server handle reads its log file
+        for i, handle in enumerate(handles):
+            if handle is not None:
+                memory, allocated = _handle_memory(handle)
+                out[i] = dataclasses.replace(out[i], memory=memory, allocated=allocated)
         return out
 
     def room_for_load(self, spec: LoadSpec | None = None) -> tuple[int, str]:
@@ -764,3 +820,32 @@ def release_all() -> int:
         True
     """
     return get_model_cache().release_all()
+
+
+def loaded_memory(cache: ModelCache | None = None) -> list[ModelMemory]:
+    """Each loaded model's memory, split into weights / KV cache / prompt cache / other:
+    the budget's estimate and, where llama.cpp reported it, what it allocated.
+
+    Args:
+        cache: The cache to look at; the process-wide one when ``None``.
+
+    Example:
+        >>> from langchain_setraf import GGUFLLM, loaded_memory
+        >>> llm = GGUFLLM(max_tokens=1)
+        >>> _ = llm.load()
+        >>> [m.allocated.source for m in loaded_memory()]
+        ['llama.cpp']
+        >>> llm.release()
+        True
+    """
+    models = (cache or get_model_cache()).loaded()
+    return [
+        ModelMemory(
+            model=m.key.describe(),
+            backend=m.backend,
+            estimate=m.memory
+            or MemorySplit(0, 0, 0, m.estimated_bytes, source="estimate (not split)"),
+            allocated=m.allocated,
+        )
+        for m in models
+    ]

@@ -103,6 +103,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
             "estimated_bytes": m.estimated_bytes,
             "idle_seconds": round(m.idle_seconds, 1),
             "users": m.users,
+            "memory": None if m.memory is None else m.memory.as_dict(),
+            "allocated": None if m.allocated is None else m.allocated.as_dict(),
         }
         for m in cache.loaded()
     ]
@@ -123,6 +125,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
             f"  {m['backend']}:{m['path']}  {format_bytes(m['estimated_bytes'])}  "
             f"idle {m['idle_seconds']} s  users {m['users']}"
         )
+        for name in ("memory", "allocated"):
+            split = m[name]
+            if split is not None:
+                print(
+                    f"    {'estimate' if name == 'memory' else name:9}  weights "
+                    f"{format_bytes(split['weights'])}  KV cache {format_bytes(split['kv_cache'])}"
+                    f"  prompt cache {format_bytes(split['prompt_cache'])}  other "
+                    f"{format_bytes(split['other'])}"
+                )
     return 0
 
 

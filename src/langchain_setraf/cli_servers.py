@@ -2,7 +2,9 @@
 
 ``ps`` lists them with their model, pid, port, RSS/PSS, live clients and why each is still
 up (its clients, or since when it has had none and when it sleeps and exits: see
-:meth:`~langchain_setraf.backends.llama_server.managed.ServerStatus.why_up`). ``stop`` and
+:meth:`~langchain_setraf.backends.llama_server.managed.ServerStatus.why_up`), and under a
+running one its memory split into weights / KV cache / prompt cache / other: the estimate
+(the prompt cache at its cap) and what llama.cpp reported it allocated. ``stop`` and
 ``sleep`` act on servers this package started as the calling user, named by model (path or
 file name) or key prefix, or ``--all``.
 
@@ -92,7 +94,25 @@ def _as_dict(status: ServerStatus) -> dict[str, Any]:
         "pss": status.pss,
         "last_exit": status.last_exit,
         "busy": status.busy,
+        "memory": None if status.memory is None else status.memory.as_dict(),
+        "allocated": None if status.allocated is None else status.allocated.as_dict(),
     }
+
+
+def _memory_lines(status: ServerStatus) -> list[str]:
+    """The split under a running server's line: the estimate, and what llama.cpp
+    reported it allocated."""
+    lines = []
+    for name, split in (("estimate", status.memory), ("allocated", status.allocated)):
+        if split is not None:
+            f = format_bytes
+            lines.append(
+                f"    {name:9}  weights {f(split.weights)}  KV cache {f(split.kv_cache)}  "
+                f"prompt cache {f(split.prompt_cache)}"
+                + (" (cap)" if name == "estimate" else "")
+                + f"  other {f(split.other)}  total {f(split.total)}"
+            )
+    return lines
 
 
 def _line(status: ServerStatus) -> str:
@@ -152,6 +172,9 @@ def run_ps(args: argparse.Namespace) -> int:
         print("no managed server")
     for status in servers:
         print(_line(status))
+        if status.running:
+            for line in _memory_lines(status):
+                print(line)
     return 0
 
 

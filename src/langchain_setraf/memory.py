@@ -26,6 +26,7 @@ from langchain_setraf.settings import get_settings, parse_memory
 __all__ = [
     "CgroupMemory",
     "MemorySnapshot",
+    "MemorySplit",
     "available_memory",
     "format_bytes",
     "give_back_memory",
@@ -108,6 +109,46 @@ class MemorySnapshot:
         return (
             f" | cgroup limit {format_bytes(self.cgroup_limit)}, usage "
             f"{format_bytes(self.cgroup_usage)}, left {format_bytes(self.cgroup_available)}"
+        )
+
+
+@dataclass(frozen=True)
+class MemorySplit:
+    """One loaded model's memory, split by what it is for, in bytes.
+
+    Attributes:
+        weights: The model's tensors in host RAM (mmapped or copied; a repacked copy too).
+        kv_cache: The KV cache: every slot's context, in the cache's element types.
+        prompt_cache: Saved states of earlier prompts (llama-cpp-python's
+            ``LlamaRAMCache``, a server's ``--cache-ram``): its cap in an estimate, what it
+            holds now in an allocation.
+        other: Compute and output buffers, a server's context checkpoints and processes.
+        source: Where the figures come from: ``"estimate"`` (the budget's formula),
+            ``"llama.cpp"`` (the buffer sizes llama.cpp reported when it allocated them),
+            or ``"estimate (not split)"`` (a backend that gives only a total, counted as
+            ``other``).
+    """
+
+    weights: int
+    kv_cache: int
+    prompt_cache: int
+    other: int
+    source: str = "estimate"
+
+    @property
+    def total(self) -> int:
+        """The four parts added."""
+        return self.weights + self.kv_cache + self.prompt_cache + self.other
+
+    def as_dict(self) -> dict[str, Any]:
+        """The split as a plain dict (bytes), with its ``total``."""
+        return {**asdict(self), "total": self.total}
+
+    def __str__(self) -> str:
+        f = format_bytes
+        return (
+            f"weights {f(self.weights)}, KV cache {f(self.kv_cache)}, prompt cache "
+            f"{f(self.prompt_cache)}, other {f(self.other)} ({self.source})"
         )
 
 

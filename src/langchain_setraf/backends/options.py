@@ -29,6 +29,8 @@ from langchain_setraf.settings import DEFAULT_API_KEY_ENV
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
+    "HF_KV_CACHES",
+    "HF_KV_CACHE_BACKENDS",
     "KV_CACHE_TYPES",
     "POOLING_MODES",
     "QUANTIZATION_MODES",
@@ -40,6 +42,7 @@ __all__ = [
     "PluginOptions",
     "TransformersEmbeddingOptions",
     "TransformersOptions",
+    "missing_kv_cache_backend",
     "options_from",
 ]
 
@@ -54,6 +57,17 @@ KVCacheType = Literal["f16", "q8_0", "q4_0"]
 KV_CACHE_TYPES: tuple[str, ...] = ("f16", "q8_0", "q4_0")
 #: Flash attention: llama.cpp decides (``"auto"``), on, or off.
 FlashAttention = Literal["auto"] | bool
+#: A transformers model's KV cache: unquantised (``"none"``) or transformers'
+#: ``QuantizedCache`` with one of its backends.
+HFKVCache = Literal["none", "fp8", "quanto", "hqq"]
+HF_KV_CACHES: tuple[str, ...] = ("none", "fp8", "quanto", "hqq")
+#: Per quantised-cache backend: (module to import, what to install, bit widths it offers;
+#: ``()``: a fixed width, ``kv_cache_nbits`` must stay unset).
+HF_KV_CACHE_BACKENDS: dict[str, tuple[str | None, str, tuple[int, ...]]] = {
+    "fp8": (None, "torch with float8_e4m3fn (torch>=2.1)", ()),
+    "quanto": ("optimum.quanto", "optimum-quanto>=0.2.5", (2, 4)),
+    "hqq": ("hqq", "hqq", (1, 2, 3, 4, 8)),
+}
 
 #: How an embedding model turns its token vectors into one vector per text.
 Pooling = Literal["mean", "cls", "last"]
@@ -142,6 +156,11 @@ class GGUFOptions(BackendOptions):
         flash_attn: ``"auto"`` (llama.cpp's choice on a server; in this process, where
             llama-cpp-python offers only on/off: on when ``type_v`` is quantised, else
             off), ``True`` or ``False``.
+        cache_ram_mib: Cap in MiB of the prompt cache: saved KV states of earlier prompts,
+            restored when a prompt starts like one of them (0: none). In this process a
+            bounded store like llama-cpp-python's ``LlamaRAMCache``, counted at its cap by
+            the estimate; ``None``: none (the context's own prefix match with the previous
+            prompt still works). On a server see :class:`LlamaServerOptions`.
     """
 
     kind: ClassVar[str] = "GGUF load"
@@ -156,6 +175,7 @@ class GGUFOptions(BackendOptions):
     type_k: KVCacheType = "f16"
     type_v: KVCacheType = "f16"
     flash_attn: FlashAttention = "auto"
+    cache_ram_mib: int | None = None
 
     def __post_init__(self) -> None:
         _positive_int("n_ctx", self.n_ctx)
@@ -177,6 +197,20 @@ class GGUFOptions(BackendOptions):
                 f"type_v={self.type_v!r} needs flash attention (llama.cpp refuses a "
                 "quantised V cache without it): use flash_attn=True or 'auto', or type_v='f16'"
             )
+        if self.cache_ram_mib is not None and (
+            isinstance(self.cache_ram_mib, bool)
+            or not isinstance(self.cache_ram_mib, int)
+            or self.cache_ram_mib < 0
+        ):
+            raise ValueError(
+                f"cache_ram_mib must be an integer >= 0 (MiB; 0: no prompt cache), got "
+                f"{self.cache_ram_mib!r}: an unbounded prompt cache is not offered, the "
+                "memory budget could not count it"
+            )
+
+    def prompt_cache_bytes(self) -> int:
+        """The prompt cache's cap in bytes in this process (``None`` counts as 0)."""
+        return (self.cache_ram_mib or 0) << 20
 
     def flash_attn_in_process(self) -> bool:
         """Flash attention for llama-cpp-python (on/off only): ``"auto"`` is on where a
@@ -227,23 +261,12 @@ class LlamaServerOptions(GGUFOptions):
 
     n_parallel: int = 4
     sleep_idle_seconds: int = DEFAULT_KEEP_ALIVE
-    cache_ram_mib: int | None = None
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive_int("n_parallel", self.n_parallel)
         _positive_int("sleep_idle_seconds", self.sleep_idle_seconds)
-        if self.cache_ram_mib is not None and (
-            isinstance(self.cache_ram_mib, bool)
-            or not isinstance(self.cache_ram_mib, int)
-            or self.cache_ram_mib < 0
-        ):
-            raise ValueError(
-                f"cache_ram_mib must be an integer >= 0 (MiB; 0: no prompt cache), got "
-                f"{self.cache_ram_mib!r}: an unbounded prompt cache is not offered, the "
-                "memory budget could not count it"
-            )
         _seconds("request_timeout", self.request_timeout)
 
     def server_key(self) -> dict[str, Any]:
@@ -299,6 +322,14 @@ class TransformersOptions(BackendOptions):
         trust_remote_code: Run the checkpoint's own Python code.
         local_files_only: Never touch the network.
         revision: Hub revision (with ``local_files_only=False``).
+        kv_cache: The KV cache of generation: ``"none"`` (transformers' dynamic cache in
+            the model's dtype), or quantised by transformers' ``QuantizedCache`` with the
+            backend ``"fp8"`` (per-tensor float8, torch only), ``"quanto"``
+            (optimum-quanto, 2/4 bits) or ``"hqq"`` (HQQ, 1/2/3/4/8 bits); refused where
+            the backend's package is missing. Only for models whose layers all attend to
+            every token (transformers refuses sliding-window layers).
+        kv_cache_nbits: Bits per element for ``"quanto"``/``"hqq"`` (``None``: 4);
+            unset for ``"fp8"`` and ``"none"``.
     """
 
     kind: ClassVar[str] = "transformers load"
@@ -312,8 +343,11 @@ class TransformersOptions(BackendOptions):
     trust_remote_code: bool = False
     local_files_only: bool = True
     revision: str | None = None
+    kv_cache: HFKVCache = "none"
+    kv_cache_nbits: int | None = None
 
     def __post_init__(self) -> None:
+        self._check_kv_cache()
         if self.quantization not in QUANTIZATION_MODES:
             raise ValueError(
                 f"unknown quantization {self.quantization!r}; expected one of "
@@ -331,6 +365,90 @@ class TransformersOptions(BackendOptions):
             )
         for name in ("double_quant", "allow_pickle", "trust_remote_code", "local_files_only"):
             _boolean(name, getattr(self, name))
+
+    def _check_kv_cache(self) -> None:
+        """Refuse an unknown cache, a bit width its backend lacks, or a missing package.
+
+        Raises:
+            ValueError: a bad ``kv_cache`` / ``kv_cache_nbits``.
+            ImportError: the backend's package is not installed (named, with the install).
+        """
+        if self.kv_cache not in HF_KV_CACHES:
+            raise ValueError(
+                f"kv_cache must be one of {', '.join(HF_KV_CACHES)}, got {self.kv_cache!r}"
+            )
+        nbits = self.kv_cache_nbits
+        if self.kv_cache == "none" or self.kv_cache == "fp8":
+            if nbits is not None:
+                raise ValueError(
+                    f"kv_cache_nbits applies to kv_cache='quanto' or 'hqq', not "
+                    f"{self.kv_cache!r} (got kv_cache_nbits={nbits!r})"
+                )
+        else:
+            offered = HF_KV_CACHE_BACKENDS[self.kv_cache][2]
+            if nbits is not None and (isinstance(nbits, bool) or nbits not in offered):
+                raise ValueError(
+                    f"kv_cache={self.kv_cache!r} offers kv_cache_nbits in {offered}, got {nbits!r}"
+                )
+        missing = missing_kv_cache_backend(self.kv_cache)
+        if missing is not None:
+            raise ImportError(missing)
+
+    def cache_kwargs(self) -> dict[str, Any]:
+        """``generate`` keyword arguments for the KV cache (empty for ``"none"``)."""
+        if self.kv_cache == "none":
+            return {}
+        config: dict[str, Any] = {"backend": self.kv_cache}
+        if self.kv_cache != "fp8":
+            config["nbits"] = self.kv_cache_nbits or 4
+        return {"cache_implementation": "quantized", "cache_config": config}
+
+
+def missing_kv_cache_backend(kv_cache: str) -> str | None:
+    """What ``kv_cache`` needs that is not installed, in words (``None``: nothing).
+
+    Looks the package up without importing it (torch for ``"fp8"`` only if already
+    imported, else its presence)."""
+    import importlib.util
+    import sys
+
+    if kv_cache == "none":
+        return None
+    module, install, _ = HF_KV_CACHE_BACKENDS[kv_cache]
+    if module is None:
+        torch = sys.modules.get("torch")
+        if torch is None and importlib.util.find_spec("torch") is None:
+            return f"kv_cache={kv_cache!r} needs torch, which is not installed"
+        if torch is not None and not hasattr(torch, "float8_e4m3fn"):
+            return f"kv_cache={kv_cache!r} needs {install}; this torch has no float8_e4m3fn"
+        return None
+    top = module.split(".")[0]
+    try:
+        found = importlib.util.find_spec(top) is not None and (
+            importlib.util.find_spec(module) is not None
+        )
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    installed = [name for name in HF_KV_CACHES[1:] if name != kv_cache and _backend_present(name)]
+    other = f"; installed here: kv_cache={' or '.join(map(repr, installed))}" if installed else ""
+    return (
+        f"kv_cache={kv_cache!r} (transformers' quantised KV cache with the {kv_cache} "
+        f"backend) needs {install}, which is not installed: pip install '{install}'{other}"
+    )
+
+
+def _backend_present(kv_cache: str) -> bool:
+    import importlib.util
+
+    module = HF_KV_CACHE_BACKENDS[kv_cache][0]
+    if module is None:
+        return importlib.util.find_spec("torch") is not None
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _pooling(value: Any) -> None:

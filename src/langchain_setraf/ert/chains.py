@@ -286,10 +286,17 @@ def constrained_stream(
     return None
 
 
+def _form_rules(lang: str) -> str:
+    """The form's rules that are the same for every survey (they open the request, so two
+    interpretations share them as a prompt prefix: see :func:`_messages`)."""
+    form = prompts.FORM[lang]
+    return "\n".join((form["unit_rule"], form["water_rule"], form["anomaly_rule"], form["summary"]))
+
+
 def _form_text(summary: SurveySummary, spec: InterpretationSpec, lang: str, example: bool) -> str:
     form = prompts.FORM[lang]
     f = functools.partial(fmt, language="en")
-    lines = [form["unit_rule"]]
+    lines = []
     for u, us in zip(summary.units, spec.units, strict=True):
         lines.append(
             form["unit"].format(
@@ -311,7 +318,6 @@ def _form_text(summary: SurveySummary, spec: InterpretationSpec, lang: str, exam
     for a in spec.anomalies:
         kind = tr(lang, f"kind.{a.kind}")
         lines.append(form["anomaly"].format(name=a.name, kind=kind, choices=" | ".join(a.causes)))
-    lines.append(form["summary"])
     if example:
         lines.append(form["example"].format(example=json.dumps(_example(spec))))
     return "\n".join(lines)
@@ -349,7 +355,10 @@ def _messages(
         for ln in summary.to_text(lang).splitlines()
         if not ln.startswith(("- U", tr(lang, "summary.units")))
     )
+    # fixed instructions first (system message, then the form's rules), the survey last:
+    # a second interpretation re-uses the first one's KV state for that prefix
     human = prompts.STRUCTURED[lang].format(
+        rules=_form_rules(lang),
         facts=facts,
         data=prompts.as_data(file_text),
         form=_form_text(summary, spec, lang, example),

@@ -416,18 +416,20 @@ _EN: dict[str, str] = {
     "GEOLOGY: 2-3 sentences on the units and what they could be.\n"
     "ACTIONS: 2-3 recommendations, one per line starting with '-'.\n"
     "IMAGE PROMPT: one sentence describing the cross-section for an image generator.",
-    "prompt.structured": "Survey facts:\n{facts}\n\nSite notes and file text:\n{data}\n\n"
-    "Fill this form as a JSON object. Choose only from the lists.\n{form}",
+    "prompt.structured": "Fill the form below as a JSON object. Choose only from the lists.\n"
+    "{rules}\n\nSurvey facts:\n{facts}\n\nSite notes and file text:\n{data}\n\nThe form:\n{form}",
     "prompt.file_text": "title: {title}\nsite notes: {notes}",
     "prompt.no_notes": "unknown",
     "form.unit_rule": 'For each unit: "material" = its most likely material and '
     '"alternative" = another one, both from its list; "confidence" = low, medium or high; '
     '"reason" = one short sentence in English, without numbers.',
     "form.unit": '"{name}" ({top}–{bottom} m, {p10}–{p90} ohm·m, median {median} ohm·m): {choices}',
-    "form.water": '"water_table": "supported" = true only if resistivity drops downwards at a '
-    'boundary; "boundary" = one of: {choices}',
-    "form.anomaly": '"{name}" ({kind} anomaly): "cause" = one of: {choices}; "explanation" = '
-    "one short sentence.",
+    "form.water_rule": 'If the form has "water_table": "supported" = true only if resistivity '
+    'drops downwards at a boundary; "boundary" = one boundary from its list.',
+    "form.anomaly_rule": 'For each anomaly: "cause" = one cause from its list; "explanation" '
+    "= one short sentence.",
+    "form.water": '"water_table": "boundary" = one of: {choices}',
+    "form.anomaly": '"{name}" ({kind} anomaly): "cause" = one of: {choices}',
     "form.summary": '"summary": two short sentences in English, without numbers.',
     "form.example": "Answer with the JSON object only, shaped like:\n{example}",
     "prompt.legend": "Resistivity section: {rho_min} to {rho_max} ohm·m, section type: "
@@ -796,8 +798,9 @@ _FR: dict[str, str] = {
     "GÉOLOGIE : 2-3 phrases sur les unités et ce qu'elles pourraient être.\n"
     "ACTIONS : 2-3 recommandations, une par ligne commençant par '-'.\n"
     "IMAGE / PROMPT IA : une phrase décrivant la coupe pour un générateur d'images.",
-    "prompt.structured": "Faits du levé :\n{facts}\n\nNotes de site et texte du fichier :\n"
-    "{data}\n\nRemplis ce formulaire en objet JSON. Choisis uniquement dans les listes.\n{form}",
+    "prompt.structured": "Remplis le formulaire ci-dessous en objet JSON. Choisis uniquement "
+    "dans les listes.\n{rules}\n\nFaits du levé :\n{facts}\n\nNotes de site et texte du "
+    "fichier :\n{data}\n\nLe formulaire :\n{form}",
     "prompt.file_text": "titre : {title}\nnotes de site : {notes}",
     "prompt.no_notes": "inconnues",
     "form.unit_rule": 'Pour chaque unité : "material" = son matériau le plus probable et '
@@ -805,10 +808,12 @@ _FR: dict[str, str] = {
     '"reason" = une phrase courte en français, sans chiffres.',
     "form.unit": '"{name}" ({top}–{bottom} m, {p10}–{p90} ohm·m, médiane {median} ohm·m) : '
     "{choices}",
-    "form.water": '"water_table" : "supported" = true seulement si la résistivité chute vers le '
-    'bas à une limite ; "boundary" = une de : {choices}',
-    "form.anomaly": '"{name}" (anomalie {kind}) : "cause" = une de : {choices} ; '
+    "form.water_rule": 'Si le formulaire a "water_table" : "supported" = true seulement si la '
+    'résistivité chute vers le bas à une limite ; "boundary" = une limite de sa liste.',
+    "form.anomaly_rule": 'Pour chaque anomalie : "cause" = une cause de sa liste ; '
     '"explanation" = une phrase courte.',
+    "form.water": '"water_table" : "boundary" = une de : {choices}',
+    "form.anomaly": '"{name}" (anomalie {kind}) : "cause" = une de : {choices}',
     "form.summary": '"summary" : deux phrases courtes en français, sans chiffres.',
     "form.example": "Réponds uniquement par l'objet JSON, de la forme :\n{example}",
     "prompt.legend": "Coupe de résistivité : {rho_min} à {rho_max} ohm·m, type de coupe : "

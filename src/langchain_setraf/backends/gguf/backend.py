@@ -40,6 +40,7 @@ from langchain_setraf.backends.gguf.mlock import (
     locked_bytes,
     verify_locked,
 )
+from langchain_setraf.backends.gguf.prompt_cache import PromptStateCache
 from langchain_setraf.backends.gguf.repack_probe import require_repack
 from langchain_setraf.backends.gguf.runtime import MIN_LLAMA_CPP, import_llama_cpp
 from langchain_setraf.backends.gguf.vocabulary import (
@@ -48,8 +49,10 @@ from langchain_setraf.backends.gguf.vocabulary import (
     render_gguf_prompt,
 )
 from langchain_setraf.backends.kv_cache import kv_cache_bytes
+from langchain_setraf.backends.llama_buffers import capture_llama_log, parse_buffer_lines
 from langchain_setraf.backends.options import GGUFOptions, options_from
 from langchain_setraf.cpu import physical_cores
+from langchain_setraf.memory import MemorySplit
 from langchain_setraf.settings import get_settings
 
 __all__ = ["GGUF_LOAD_OPTIONS", "GGUFBackend", "GGUFHandle", "import_llama_cpp"]
@@ -114,7 +117,7 @@ def _host_tensor_bytes(info: GGUFInfo, n_layer: int, gpu_blocks: int, gpu_output
     return total
 
 
-def estimate_gguf_bytes(
+def estimate_gguf_split(
     info: GGUFInfo,
     n_ctx: int,
     *,
@@ -124,16 +127,18 @@ def estimate_gguf_bytes(
     type_v: str = "f16",
     n_seq: int = 1,
     swa_full: bool = True,
-) -> int:
-    """Estimate the host memory (RAM) of a GGUF model with an ``n_ctx`` context.
+    prompt_cache_bytes: int = 0,
+) -> MemorySplit:
+    """Estimate the host memory (RAM) of a GGUF model with an ``n_ctx`` context, split.
 
-    Weights (tensor bytes, mmapped: they count in RSS once touched) + the repacked copy
-    when ``repack`` is on (anonymous memory, see :func:`repackable_bytes`) + KV cache
+    Weights (tensor bytes, mmapped: they count in RSS once touched; plus the repacked copy
+    when ``repack`` is on, anonymous memory, see :func:`repackable_bytes`); KV cache
     (layers × n_ctx × (K + V width) in the cache's types ``type_k``/``type_v``, sliding-
     window layers holding only their window for each of ``n_seq`` sequences unless
     ``swa_full`` (llama-cpp-python's default; llama-server's is off): see
-    :mod:`~langchain_setraf.backends.kv_cache`) + compute buffers (a per-context graph
-    buffer that grows with the batch and vocabulary).
+    :mod:`~langchain_setraf.backends.kv_cache`); the prompt cache at its cap
+    (``prompt_cache_bytes``); other: compute buffers (a per-context graph buffer that
+    grows with the batch and vocabulary).
 
     Layers offloaded to a GPU (``n_gpu_layers``; pass 0 when llama.cpp has no GPU, see
     :func:`gpu_offload_supported`) are left out: their weights and KV cache are in GPU
@@ -165,7 +170,35 @@ def estimate_gguf_bytes(
     else:
         weights = info.tensor_bytes
         extra = repackable_bytes(info) if repack else 0
-    return weights + extra + kv + compute
+    return MemorySplit(
+        weights=weights + extra, kv_cache=kv, prompt_cache=prompt_cache_bytes, other=compute
+    )
+
+
+def estimate_gguf_bytes(
+    info: GGUFInfo,
+    n_ctx: int,
+    *,
+    repack: bool = False,
+    n_gpu_layers: int = 0,
+    type_k: str = "f16",
+    type_v: str = "f16",
+    n_seq: int = 1,
+    swa_full: bool = True,
+    prompt_cache_bytes: int = 0,
+) -> int:
+    """The total of :func:`estimate_gguf_split` (same arguments)."""
+    return estimate_gguf_split(
+        info,
+        n_ctx,
+        repack=repack,
+        n_gpu_layers=n_gpu_layers,
+        type_k=type_k,
+        type_v=type_v,
+        n_seq=n_seq,
+        swa_full=swa_full,
+        prompt_cache_bytes=prompt_cache_bytes,
+    ).total
 
 
 @contextmanager
@@ -237,15 +270,41 @@ class GGUFHandle:
         repack: bool = False,
         n_gpu_layers: int = 0,
         path: str | None = None,
+        type_k: str = "f16",
+        type_v: str = "f16",
+        allocated: MemorySplit | None = None,
+        prompt_cache: PromptStateCache | None = None,
     ) -> None:
         self.llama = llama
         self.info = info
         self.path = path
-        self._estimate = estimate_gguf_bytes(info, n_ctx, repack=repack, n_gpu_layers=n_gpu_layers)
+        self.prompt_cache = prompt_cache
+        self._split = estimate_gguf_split(
+            info,
+            n_ctx,
+            repack=repack,
+            n_gpu_layers=n_gpu_layers,
+            type_k=type_k,
+            type_v=type_v,
+            prompt_cache_bytes=0 if prompt_cache is None else prompt_cache.capacity_bytes,
+        )
+        self._allocated = allocated
 
     @property
     def estimated_bytes(self) -> int:
-        return self._estimate
+        return self._split.total
+
+    def memory_split(self) -> MemorySplit:
+        """The estimate, split (weights / KV cache / prompt cache / other) at the context
+        llama.cpp actually made."""
+        return self._split
+
+    def allocated_split(self) -> MemorySplit | None:
+        """The host buffers llama.cpp reported when it loaded the model, with what the
+        prompt cache holds now (``None``: llama.cpp reported no buffer)."""
+        if self._allocated is None or self.prompt_cache is None:
+            return self._allocated
+        return dataclasses.replace(self._allocated, prompt_cache=self.prompt_cache.cache_size)
 
     def _loaded(self) -> Any:
         if self.llama is None:
@@ -399,6 +458,7 @@ class GGUFBackend(BackendBase):
             n_gpu_layers=_gpu_layers(opts.n_gpu_layers),
             type_k=opts.type_k,
             type_v=opts.type_v,
+            prompt_cache_bytes=opts.prompt_cache_bytes(),
         )
 
     def load(self, spec: LoadSpec) -> GGUFHandle:
@@ -412,7 +472,7 @@ class GGUFBackend(BackendBase):
             require_repack(spec.path, what=f"{Path(spec.path).name}, in this process")
         mlock_need = _mlock_bytes(spec.path, info, opts)
         locked_before = locked_bytes()
-        with model_params(llama_cpp, use_extra_bufts=repack):
+        with model_params(llama_cpp, use_extra_bufts=repack), capture_llama_log(llama_cpp) as log:
             llama = llama_cpp.Llama(model_path=spec.path, verbose=verbose, **opts)
         if mlock_need:
             try:  # llama.cpp only logs a failed mlock: check that the pages are locked
@@ -421,6 +481,10 @@ class GGUFBackend(BackendBase):
                 llama.close()
                 raise
         n_ctx = int(llama.n_ctx())
+        prompt_cache = None
+        if options.prompt_cache_bytes():
+            prompt_cache = PromptStateCache(options.prompt_cache_bytes())
+            llama.set_cache(prompt_cache)
         return GGUFHandle(
             llama,
             info,
@@ -428,6 +492,10 @@ class GGUFBackend(BackendBase):
             repack=repack,
             n_gpu_layers=_gpu_layers(options.n_gpu_layers),
             path=spec.path,
+            type_k=options.type_k,
+            type_v=options.type_v,
+            allocated=parse_buffer_lines(log),
+            prompt_cache=prompt_cache,
         )
 
     # -- what the file says, without loading the weights ------------------------------------

@@ -34,15 +34,13 @@ from langchain_setraf.backends.base import (
 from langchain_setraf.backends.gguf.file import read_gguf_header_cached
 from langchain_setraf.backends.llama_server.managed import ManagedServer, ServerInfo, server_options
 from langchain_setraf.backends.llama_server.server_memory import (
-    DEFAULT_CTX_CHECKPOINTS,
-    MIB,
-    SERVER_PROCESS_BYTES,
-    checkpoint_bytes,
-    default_cache_ram_mib,
+    read_allocated,
+    server_memory_split,
 )
 from langchain_setraf.backends.openai_compat import HTTPHandle
 from langchain_setraf.backends.options import LlamaServerOptions, options_from
 from langchain_setraf.backends.server_errors import ServerDiedError, ServerError
+from langchain_setraf.memory import MemorySplit
 
 __all__ = ["LLAMA_SERVER_OPTIONS", "LlamaServerBackend", "ManagedServerHandle"]
 
@@ -71,6 +69,17 @@ class ManagedServerHandle(HTTPHandle):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.info.url!r}, model={self.info.model_path!r})"
+
+    def memory_split(self) -> MemorySplit:
+        """The server's memory at most (its budget's estimate), split; the prompt cache at
+        its cap."""
+        return server_memory_split(
+            read_gguf_header_cached(self.server.spec.path), server_options(self.server.spec)
+        )
+
+    def allocated_split(self) -> MemorySplit | None:
+        """The host buffers the server's llama.cpp reported in its log (``None``: none left)."""
+        return read_allocated(self.server.log_path)
 
     def close(self) -> None:
         """Detach this process from the server (stopping it when this process was the last
@@ -207,27 +216,11 @@ class LlamaServerBackend(BackendBase):
         for every slot + compute buffers (as in-process) + its prompt cache at its cap +
         its context checkpoints at theirs + the server's and its supervisor's own
         processes (see :mod:`~langchain_setraf.backends.llama_server.server_memory`)."""
-        from langchain_setraf.backends.gguf.backend import estimate_gguf_bytes
+        return self.server_split(spec).total
 
-        info = read_gguf_header_cached(spec.path)
-        opts = server_options(spec)
-        n_ctx, n_parallel = opts.n_ctx, opts.n_parallel
-        kv_types = {"type_k": opts.type_k, "type_v": opts.type_v}
-        base = estimate_gguf_bytes(
-            info,
-            n_ctx * n_parallel,
-            repack=opts.repack,
-            n_gpu_layers=opts.n_gpu_layers,
-            n_seq=n_parallel,
-            swa_full=False,  # llama-server's default: the window per slot, not n_ctx
-            **kv_types,
-        )
-        cache_ram = opts.cache_ram_mib
-        if cache_ram is None:
-            cache_ram = default_cache_ram_mib(info, n_ctx, **kv_types)
-        checkpoint = checkpoint_bytes(info, n_ctx, **kv_types)
-        checkpoints = n_parallel * DEFAULT_CTX_CHECKPOINTS * checkpoint
-        return base + int(cache_ram) * MIB + checkpoints + SERVER_PROCESS_BYTES
+    def server_split(self, spec: LoadSpec) -> MemorySplit:
+        """:meth:`server_bytes`, split into weights / KV cache / prompt cache / other."""
+        return server_memory_split(read_gguf_header_cached(spec.path), server_options(spec))
 
     def load(self, spec: LoadSpec) -> ManagedServerHandle:
         """Start or reuse the spec's server, attach this process, and return a handle."""

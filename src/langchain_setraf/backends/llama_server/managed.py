@@ -85,12 +85,15 @@ from langchain_setraf.backends.llama_server.private_files import (
 from langchain_setraf.backends.llama_server.server_memory import (
     DEFAULT_CTX_CHECKPOINTS,
     default_cache_ram_mib,
+    read_allocated,
+    server_memory_split,
 )
 from langchain_setraf.backends.llama_server.supervisor import (
     describe_exit,
     read_exit,
 )
 from langchain_setraf.backends.options import DEFAULT_KEEP_ALIVE, LlamaServerOptions
+from langchain_setraf.memory import MemorySplit
 from langchain_setraf.settings import Settings, get_settings
 
 __all__ = [
@@ -207,6 +210,9 @@ class ServerStatus:
             one, or its supervisor has not looked yet).
         sleeps_by: When it unloads its weights at the latest, if no client attaches.
         exits_at: When its supervisor stops it, if no client attaches.
+        memory: Its memory at most, split (weights / KV cache / prompt cache at its cap /
+            other), as estimated when it started (``None``: a state written before).
+        allocated: The host buffers its llama.cpp reported in its log (``None``: none).
     """
 
     key: str
@@ -223,6 +229,8 @@ class ServerStatus:
     idle_since: float | None = None
     sleeps_by: float | None = None
     exits_at: float | None = None
+    memory: MemorySplit | None = None
+    allocated: MemorySplit | None = None
 
     def why_up(self) -> str:
         """Why the server is still running, in words (``""`` when it is not): ``2 live
@@ -989,6 +997,11 @@ class ManagedServer:
             )
         server_pid = int(pids["server_pid"])
         supervisor_pid = int(pids["supervisor_pid"])
+        from langchain_setraf.backends.gguf.file import read_gguf_header_cached
+
+        memory = server_memory_split(
+            read_gguf_header_cached(self.spec.path), server_options(self.spec)
+        )
         state: dict[str, Any] = {
             "version": _STATE_VERSION,
             "key": self.key,
@@ -1010,6 +1023,7 @@ class ManagedServer:
             "started_by": {"pid": os.getpid(), "uid": os.getuid()},
             "started_at": time.time(),
             "clients": clients,
+            "memory": memory.as_dict(),
         }
         self._write_state(state)
         self._wait_healthy(state, engine, timeout)
@@ -1149,6 +1163,22 @@ def _read_pids(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, Any]
     return data if isinstance(data, dict) else None
 
 
+def _memory_of(value: object) -> MemorySplit | None:
+    """The split a state recorded (``None``: none, or not one)."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return MemorySplit(
+            weights=int(value["weights"]),
+            kv_cache=int(value["kv_cache"]),
+            prompt_cache=int(value["prompt_cache"]),
+            other=int(value["other"]),
+            source=str(value.get("source", "estimate")),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _status_of(key: str, state: dict[str, Any] | None, directory: Path) -> ServerStatus:
     if state is None:
         return ServerStatus(key=key, spec="", running=False)
@@ -1163,6 +1193,8 @@ def _status_of(key: str, state: dict[str, Any] | None, directory: Path) -> Serve
         record = read_exit(directory / f"{key}.{state.get('launch_id')}.exit")
         status.last_exit = describe_exit(record)
         return status
+    status.memory = _memory_of(state.get("memory"))
+    status.allocated = read_allocated(directory / f"{key}.log")
     base = status.info.url
     code, _ = _http_json(base + "/health", timeout=5.0)
     status.healthy = code == 200

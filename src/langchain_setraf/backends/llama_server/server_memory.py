@@ -22,10 +22,15 @@ counts both at their cap, and the server's processes themselves
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Final
 
 from langchain_setraf.backends.gguf.file import GGUFInfo
 from langchain_setraf.backends.kv_cache import kv_bytes_per_token
+from langchain_setraf.backends.llama_buffers import parse_buffer_lines
+from langchain_setraf.backends.options import LlamaServerOptions
+from langchain_setraf.memory import MemorySplit
 
 __all__ = [
     "DEFAULT_CTX_CHECKPOINTS",
@@ -33,6 +38,8 @@ __all__ = [
     "SERVER_PROCESS_BYTES",
     "checkpoint_bytes",
     "default_cache_ram_mib",
+    "read_allocated",
+    "server_memory_split",
 ]
 
 MIB: Final = 1 << 20
@@ -45,6 +52,8 @@ SERVER_PROCESS_BYTES: Final = 48 * MIB
 #: Tokens llama.cpp evaluates at once (``-ub``, its default): a sliding-window cache holds
 #: the window plus one such batch.
 _N_UBATCH: Final = 512
+#: Bytes of each log file :func:`read_allocated` reads (the buffer lines come first).
+_LOG_READ_BYTES: Final = 1 << 20
 
 
 def default_cache_ram_mib(
@@ -79,3 +88,51 @@ def checkpoint_bytes(
         conv = max(d_conv - 1, 0) * (d_inner + 2 * groups * d_state)
         return n_layer * (conv + d_state * d_inner) * 4
     return 0
+
+
+def server_memory_split(info: GGUFInfo, opts: LlamaServerOptions) -> MemorySplit:
+    """The host memory a server of ``opts`` holds at most, split: weights; the KV cache of
+    every slot (``n_ctx`` × ``n_parallel`` tokens in the cache's types, a sliding-window
+    layer only its window per slot); the prompt cache
+    at its cap (``cache_ram_mib``, or :func:`default_cache_ram_mib`); other: compute
+    buffers (as in-process), context checkpoints at their cap and the server's processes
+    (:data:`SERVER_PROCESS_BYTES`)."""
+    from langchain_setraf.backends.gguf.backend import estimate_gguf_split
+
+    n_ctx, n_parallel = opts.n_ctx, opts.n_parallel
+    kv_types = {"type_k": opts.type_k, "type_v": opts.type_v}
+    cache_ram = opts.cache_ram_mib
+    if cache_ram is None:
+        cache_ram = default_cache_ram_mib(info, n_ctx, **kv_types)
+    base = estimate_gguf_split(
+        info,
+        n_ctx * n_parallel,
+        repack=opts.repack,
+        n_gpu_layers=opts.n_gpu_layers,
+        prompt_cache_bytes=int(cache_ram) * MIB,
+        n_seq=n_parallel,
+        swa_full=False,  # llama-server's default: the window per slot, not n_ctx
+        **kv_types,
+    )
+    checkpoints = n_parallel * DEFAULT_CTX_CHECKPOINTS * checkpoint_bytes(info, n_ctx, **kv_types)
+    return MemorySplit(
+        weights=base.weights,
+        kv_cache=base.kv_cache,
+        prompt_cache=base.prompt_cache,
+        other=base.other + checkpoints + SERVER_PROCESS_BYTES,
+    )
+
+
+def read_allocated(log_path: Path) -> MemorySplit | None:
+    """The host buffers a server's llama.cpp reported in its log (and the log's rotated
+    backup, ``.1``), see :func:`~langchain_setraf.backends.llama_buffers.parse_buffer_lines`;
+    ``None`` when no buffer line is left. Symbolic links are not followed."""
+    lines: list[str] = []
+    for path in (log_path.with_name(log_path.name + ".1"), log_path):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        with open(fd, "rb") as fh:
+            lines.extend(fh.read(_LOG_READ_BYTES).decode("utf-8", "replace").splitlines())
+    return parse_buffer_lines(lines)

@@ -259,12 +259,15 @@ class TransformersHandle:
         info: TransformersInfo,
         *,
         tokenizer_key: Hashable | None = None,
+        cache_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
         self.llg_tokenizer: Any = None
         self._tokenizer_key = tokenizer_key
+        #: ``generate`` arguments of the KV cache (``TransformersOptions.kv_cache``).
+        self.cache_kwargs: dict[str, Any] = dict(cache_kwargs or {})
 
     def generate(
         self,
@@ -283,7 +286,7 @@ class TransformersHandle:
         seed = params.pop("seed", None)
         core = {k: params.pop(k) for k in _HF_CORE if k in params}
         core.setdefault("do_sample", None)
-        gen_kwargs = hf_generate_kwargs(core, params)
+        gen_kwargs = hf_generate_kwargs(core, {**self.cache_kwargs, **params})
         if request.constraint is not None:
             gen_kwargs["logits_processor"] = json_logits_processor(self, request.constraint)
             if request.constraint.get("schema") is None:
@@ -714,7 +717,12 @@ class TransformersBackend(BackendBase):
             model = tokenizer = None
             give_back_memory()
             raise
-        return TransformersHandle(model, tokenizer, info, tokenizer_key=tokenizer_key)
+        cache_kwargs = (
+            spec.options.cache_kwargs() if isinstance(spec.options, TransformersOptions) else {}
+        )
+        return TransformersHandle(
+            model, tokenizer, info, tokenizer_key=tokenizer_key, cache_kwargs=cache_kwargs
+        )
 
     # -- what the checkpoint says, without loading the weights -------------------------------
     def _tokenizer(self, spec: LoadSpec) -> HFTokenizer:
