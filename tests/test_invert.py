@@ -241,6 +241,7 @@ def test_the_summary_names_the_method_run_with_decimal_commas_in_french(
     coverage = section.options.doi_coverage
     assert 0 < coverage < 1 and fr.doi_rule.count(f"{coverage:g}".replace(".", ",")) == 1
     assert f"{coverage:g}" in en.doi_rule and f"{coverage:g}" not in fr.doi_rule
+    assert en.doi_text("fr") == fr.doi_rule and fr.doi_text("en") == en.doi_rule
 
 
 def test_summary_without_a_model_is_unchanged() -> None:

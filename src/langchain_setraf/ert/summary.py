@@ -159,7 +159,7 @@ class SurveySummary:
     def doi_text(self, language: str) -> str:
         """The depth-of-investigation rule (:attr:`doi_rule`) in ``language``."""
         coverage = self.inversion.options.doi_coverage if self.inversion is not None else 0.0
-        return tr(language, f"doi.{self.doi_kind}", coverage=coverage)
+        return tr(language, f"doi.{self.doi_kind}", coverage=number(coverage, "g", language))
 
     def depth_text(self, language: str) -> str:
         """What the depth axis means (:attr:`depth_label`) in ``language``."""
