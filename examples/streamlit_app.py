@@ -450,7 +450,7 @@ def main() -> None:
     st.set_page_config(page_title="SETRAF", layout="wide")
     cache = get_model_cache()
     with st.sidebar:
-        lang = st.radio("Langue / Language", ["fr", "en"], horizontal=True)
+        lang = st.radio("Langue / Language", ["fr", "en"], horizontal=True, key="lang")
         t = TEXT[lang]
         st.header(t["ai"])
         names = backend_names()

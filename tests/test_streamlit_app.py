@@ -110,7 +110,7 @@ def test_interpretation_is_a_table_of_units_and_prose(app, cache: ModelCache) ->
     assert set(table["Confiance"]) <= {"faible", "moyenne", "élevée"}
     assert any(result.geology[:40] in m.value for m in app.markdown), "the prose is not shown"
     # the English UI renders the same structure in English
-    app.radio[0].set_value("en").run()
+    app.radio(key="lang").set_value("en").run()
     app.button(key="interpret").click().run()
     assert list(app.table[0].value.columns)[4] == "Material"
     assert set(app.table[0].value["Confidence"]) <= {"low", "medium", "high"}
@@ -290,7 +290,9 @@ def test_the_report_button_offers_the_html_report(app, ert_dir: Path) -> None:  
     assert page.count("data:image/png;base64,") == 1 and "http" not in page
     assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "Versions utilisées" in page and "SmolLM2" in page  # the app's default model
-    app.radio[0].set_value("en").run()  # the English UI has no English result yet: no button
+    app.radio(key="lang").set_value(
+        "en"
+    ).run()  # the English UI has no English result yet: no button
     assert not app.get("download_button")
 
 
