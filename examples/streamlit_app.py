@@ -59,8 +59,19 @@ from langchain_setraf.ert import (
 from langchain_setraf.ert.figures import close_figure, section_figure
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import confidence_name, material_name
-from langchain_setraf.ert.model_section import InversionProgress, ModelSection
-from langchain_setraf.ert.report import collect_versions, fact_rows, html_report, progress_text
+from langchain_setraf.ert.model_section import (
+    REGULARIZATIONS,
+    InversionOptions,
+    InversionProgress,
+    ModelSection,
+)
+from langchain_setraf.ert.report import (
+    collect_versions,
+    fact_rows,
+    html_report,
+    progress_text,
+    summary_unresolved,
+)
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
 from langchain_setraf.settings import get_settings
@@ -87,7 +98,8 @@ TEXT: dict[str, dict[str, Any]] = {
         "facts": "Faits du levé",
         "interpret": "Interpréter",
         "invert": "Inverser",
-        "inverting": "Inversion (SimPEG 2,5-D)",
+        "inverting": "Inversion 2,5-D",
+        "regularization": "Régularisation",
         "loading": "Chargement du modèle",
         "decoding": "Interprétation",
         "loaded_models": "Modèles chargés",
@@ -129,7 +141,8 @@ TEXT: dict[str, dict[str, Any]] = {
         "facts": "Survey facts",
         "interpret": "Interpret",
         "invert": "Invert",
-        "inverting": "Inversion (SimPEG 2.5-D)",
+        "inverting": "2.5-D inversion",
+        "regularization": "Regularisation",
         "loading": "Loading the model",
         "decoding": "Interpretation",
         "loaded_models": "Loaded models",
@@ -326,15 +339,19 @@ def _report_page(
     writes it); a failure becomes an st.error."""
     try:
         made_by = collect_versions(model.strip(), backend, section.library if section else None)
-        return html_report(result, survey, summary, versions=made_by)
+        unresolved = summary_unresolved(summary, result.language)
+        return html_report(result, survey, summary, versions=made_by, unresolved=unresolved)
     except Exception as exc:  # shown to the user, never swallowed
         st.error(f"{t['report_failed']}: {type(exc).__name__}: {exc}")
         st.session_state["error"] = f"{type(exc).__name__}: {exc}"
         return None
 
 
-def _invert(survey: Survey, t: dict[str, Any], lang: str) -> ModelSection | None:
-    """Run the inversion with a progress bar; every failure becomes an st.error."""
+def _invert(
+    survey: Survey, t: dict[str, Any], lang: str, regularization: str
+) -> ModelSection | None:
+    """Run the inversion (``regularization``: ``"smooth"`` or ``"blocky"``) with a progress
+    bar; every failure becomes an st.error."""
     from langchain_setraf.ert.invert import invert_survey
 
     bar = st.progress(0.0, text=t["inverting"])
@@ -344,8 +361,11 @@ def _invert(survey: Survey, t: dict[str, Any], lang: str) -> ModelSection | None
         bar.progress(done, text=f"{t['inverting']}: {progress_text(p, lang)}")
 
     try:
-        section = invert_survey(survey, progress=report)
-    except Exception as exc:  # SimPEG missing (names the extra), topography, bad data
+        options = InversionOptions(regularization=regularization)
+        section = invert_survey(survey, options=options, progress=report)
+    except Exception as exc:  # discretize/scipy missing (names the extra), no data to invert
+        # (a file holding a model), too few electrodes, a datum without geometric factor;
+        # a line with topography is inverted on a surface-following mesh
         st.error(f"{t['inv_failed']}: {exc}")
         st.session_state["error"] = f"{type(exc).__name__}: {exc}"
         return None
@@ -430,7 +450,7 @@ def main() -> None:
     st.set_page_config(page_title="SETRAF", layout="wide")
     cache = get_model_cache()
     with st.sidebar:
-        lang = st.radio("Langue / Language", ["fr", "en"], horizontal=True)
+        lang = st.radio("Langue / Language", ["fr", "en"], horizontal=True, key="lang")
         t = TEXT[lang]
         st.header(t["ai"])
         names = backend_names()
@@ -470,8 +490,16 @@ def main() -> None:
         )
         buttons = st.columns([1, 1, 6])
         interpret_clicked = buttons[0].button(t["interpret"], key="interpret", type="primary")
+        regularization = buttons[2].radio(
+            t["regularization"],
+            REGULARIZATIONS,
+            index=REGULARIZATIONS.index(InversionOptions().regularization),
+            format_func=lambda r: tr(lang, f"model.method.{r}"),
+            horizontal=True,
+            key="regularization",
+        )
         if buttons[1].button(t["invert"], key="invert"):
-            section = _invert(survey, t, lang)
+            section = _invert(survey, t, lang, regularization)
             if section is not None:
                 sections[key] = section
         section = sections.get(key)

@@ -15,6 +15,7 @@ MODULES = [
     "langchain_setraf.pull_lock",
     "langchain_setraf.ert.checks",
     "langchain_setraf.ert.classify",
+    "langchain_setraf.ert.cli",
     "langchain_setraf.ert.fluency",
     "langchain_setraf.ert.form",
     "langchain_setraf.ert.geometry",

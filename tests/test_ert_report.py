@@ -369,3 +369,54 @@ def test_cli_writes_the_report_and_refuses_a_bad_path_first(
     assert "reading" not in err  # refused before the survey is read
     assert main(["interpret", str(EXAMPLE), "--report", str(tmp_path)]) == 2
     assert "is a folder, not a file name" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_a_blocky_inversion_reports_a_basement_lower_bound_and_the_conductance(
+    language: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``setraf interpret --invert --regularization blocky --report``: the bundled line
+    (50 Ω·m over a 500 Ω·m basement at 6 m, exact values) says, in the HTML and the
+    Markdown report alike, that the basement is only a lower bound and what the
+    conductor's conductance is (6 m / 50 Ω·m = 0.12 S); the method is named blocky, with
+    decimal commas in French, and the progress lines follow ``--lang``."""
+    pytest.importorskip("discretize")
+    import langchain_setraf.ert.cli as ert_cli
+    from langchain_setraf.cli import main
+
+    def fake_llm(uri: str, given: Any, defaults: Any) -> Any:  # isolates the CLI's wiring
+        return FakeListLLM(responses=["{}"])
+
+    monkeypatch.setattr(ert_cli, "build_llm", fake_llm)
+    out = tmp_path / "report.html"
+    argv = ["interpret", str(EXAMPLE), "--lang", language, "--report", str(out), "--invert",
+            "--regularization", "blocky", "--error-percent", "1", "--error-floor", "0.1",
+            "--max-iterations", "15"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    markdown, err = captured.out, captured.err
+    visible = _visible(out.read_text(encoding="utf-8"))
+    fr = language == "fr"
+    figure = r"(\d+,\d+)" if fr else r"(\d+\.\d+)"
+    bound = "borne inférieure (au moins " if fr else "only a lower bound (at least "
+    for text in (visible, markdown):
+        heading = "Ce que les données ne peuvent pas résoudre" if fr else "cannot resolve"
+        assert heading in text
+        assert bound in text, text
+        rho = re.search(re.escape(bound) + r"(\d+) Ω·m", text)
+        assert rho is not None and 0.75 * 500 <= float(rho.group(1)) <= 2000, text
+        found = re.search(r"conductance \(" + figure + " S", text)
+        assert found is not None, text
+        assert 0.09 <= float(found.group(1).replace(",", ".")) <= 0.15, found.group(1)
+        method = "inversion 2,5-D par blocs (IRLS)" if fr else "a blocky (IRLS) 2.5-D inversion"
+        assert method in text and ("lissé" not in text if fr else "smooth" not in text), text
+        assert re.search(r"χ² 0,\d\d" if fr else r"χ² 0\.\d\d", text), text
+    if fr:
+        assert "itération 1/15 (" in err and "inversion de 153 données (par blocs" in err
+        assert "solveur " in err and "iteration " not in err and "wavenumbers" not in err
+    else:
+        assert "iteration 1/15 (" in err and "inverting " in err and "itération" not in err

@@ -214,6 +214,36 @@ def test_summary_of_a_model_uses_true_depths_and_its_doi() -> None:
     assert [b.rho_below > b.rho_above for b in summary.boundaries] == [True]
 
 
+@pytest.mark.parametrize("regularization", ["smooth", "blocky"])
+def test_the_summary_names_the_method_run_with_decimal_commas_in_french(
+    regularization: str,
+) -> None:
+    """The caveat, the prompt text and the method line name the regularisation that ran,
+    and French figures (χ², RMS, the DOI rule's coverage) have a decimal comma."""
+    import dataclasses
+
+    section = dataclasses.replace(_fake_section(doi=6.0), regularization=regularization, chi2=0.904)
+    fr = summarize(load_survey(TWO_LAYER), language="fr", model=section)
+    en = summarize(load_survey(TWO_LAYER), language="en", model=section)
+    fr_words = {"smooth": "lissée", "blocky": "par blocs (IRLS)"}[regularization]
+    en_words = {"smooth": "smooth", "blocky": "blocky (IRLS)"}[regularization]
+    other_fr = {"smooth": "par blocs", "blocky": "lissé"}[regularization]
+    other_en = {"smooth": "blocky", "blocky": "smooth"}[regularization]
+    fr_text = " ".join([*fr.caveats, fr.to_text(), section.describe("fr")])
+    en_text = " ".join([*en.caveats, en.to_text(), section.describe("en")])
+    assert f"inversion 2,5-D {fr_words} (simpeg 0.25.2, chi² 0,90, RMS 2,50 %" in fr_text
+    assert f"Inversé ici (simpeg 0.25.2, 2,5-D {fr_words}) : chi² 0,90, RMS 2,50 %" in fr_text
+    assert f"inversion {fr_words} 2,5-D par simpeg 0.25.2 : χ² 0,90, RMS 2,50 %" in fr_text
+    assert f"a {en_words} 2.5-D inversion (simpeg 0.25.2, chi² 0.90, RMS 2.50 %" in en_text
+    assert f"Inverted here (simpeg 0.25.2, 2.5-D {en_words}): chi² 0.90" in en_text
+    assert other_fr not in fr_text and other_en not in en_text
+    assert "0.90" not in fr_text and "2.50" not in fr_text
+    coverage = section.options.doi_coverage
+    assert 0 < coverage < 1 and fr.doi_rule.count(f"{coverage:g}".replace(".", ",")) == 1
+    assert f"{coverage:g}" in en.doi_rule and f"{coverage:g}" not in fr.doi_rule
+    assert en.doi_text("fr") == fr.doi_rule and fr.doi_text("en") == en.doi_rule
+
+
 def test_summary_without_a_model_is_unchanged() -> None:
     summary = summarize(load_survey(TWO_LAYER), language="fr")
     assert summary.inversion is None

@@ -110,7 +110,7 @@ def test_interpretation_is_a_table_of_units_and_prose(app, cache: ModelCache) ->
     assert set(table["Confiance"]) <= {"faible", "moyenne", "élevée"}
     assert any(result.geology[:40] in m.value for m in app.markdown), "the prose is not shown"
     # the English UI renders the same structure in English
-    app.radio[0].set_value("en").run()
+    app.radio(key="lang").set_value("en").run()
     app.button(key="interpret").click().run()
     assert list(app.table[0].value.columns)[4] == "Material"
     assert set(app.table[0].value["Confidence"]) <= {"low", "medium", "high"}
@@ -207,6 +207,42 @@ def test_invert_shows_the_model_section_and_interprets_it(app, cache: ModelCache
     assert app.table
 
 
+@pytest.mark.slow
+def test_the_regularisation_choice_reaches_the_inversion_and_the_report(app) -> None:  # type: ignore[no-untyped-def]
+    """The inversion controls offer smooth/blocky (default: InversionOptions'); a blocky run
+    is named in the caption, and the downloadable report says what the data cannot resolve
+    (a stand-in model's answer, put where the app keeps its results, isolates the report
+    from a real model run)."""
+    import hashlib
+
+    from langchain_core.language_models import FakeListLLM
+
+    from langchain_setraf.ert import interpretation_chain, load_survey, summarize
+    from langchain_setraf.ert.model_section import InversionOptions
+
+    app.selectbox(key="sample").set_value(FLAT_SAMPLE).run()
+    choice = app.radio(key="regularization")
+    assert choice.value == InversionOptions().regularization == "smooth"
+    assert list(choice.options) == ["lissée", "par blocs (IRLS)"]
+    choice.set_value("blocky").run()
+    app.button(key="invert").click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    section = app.session_state["section"]
+    assert section is not None and section.regularization == "blocky"
+    assert any(h.phase == "blocky" for h in section.history)
+    assert any("par blocs (IRLS)" in c.value for c in app.caption)
+    path = ROOT / "examples" / FLAT_SAMPLE
+    summary = summarize(load_survey(path), language="fr", model=section)
+    result = interpretation_chain(FakeListLLM(responses=["{}"]), "fr").invoke({"survey": summary})
+    key = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    app.session_state["results"] = {(key, "fr", True): result}
+    app.run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    page = app.session_state["report_html"]
+    assert "Ce que les données ne peuvent pas résoudre" in page
+    assert "borne inférieure (au moins " in page and " S, épaisseur / résistivité)" in page
+
+
 def test_an_inversion_failure_is_shown(app, ert_dir: Path) -> None:  # type: ignore[no-untyped-def]
     real = ert_dir / "geoelectrics_p3_dipoledipole_model.xyz"  # a model: nothing to invert
     app.file_uploader(key="upload").upload(real.name, real.read_bytes()).run()
@@ -254,7 +290,9 @@ def test_the_report_button_offers_the_html_report(app, ert_dir: Path) -> None:  
     assert page.count("data:image/png;base64,") == 1 and "http" not in page
     assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "Versions utilisées" in page and "SmolLM2" in page  # the app's default model
-    app.radio[0].set_value("en").run()  # the English UI has no English result yet: no button
+    app.radio(key="lang").set_value(
+        "en"
+    ).run()  # the English UI has no English result yet: no button
     assert not app.get("download_button")
 
 
@@ -292,7 +330,10 @@ def test_real_browser_interpret_invert_unload_and_screenshots(
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
-    env = {**os.environ, "SETRAF_ERT_DIR": str(ert_dir), "PYTHONPATH": str(ngram_site)}
+    # the app's server sees the plugin and the same langchain_setraf as this test (a
+    # PYTHONPATH naming a checkout's src stays on the path)
+    paths = [str(ngram_site), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "SETRAF_ERT_DIR": str(ert_dir), "PYTHONPATH": os.pathsep.join(paths)}
     env.pop("SETRAF_PLUGINS", None)
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
@@ -339,7 +380,7 @@ def test_real_browser_interpret_invert_unload_and_screenshots(
             _whole_page(page, shots["app.png"])
             page.set_viewport_size({"width": 1400, "height": 1000})
             page.get_by_role("button", name="Inverser").click(timeout=60_000)
-            page.get_by_text("smooth inversion").first.wait_for(timeout=600_000)
+            page.get_by_text("inversion lissée").first.wait_for(timeout=600_000)
             page.get_by_role("button", name="Interpréter").click(timeout=60_000)
             page.get_by_text("Interprétation de la section inversée").wait_for(timeout=300_000)
             page.wait_for_timeout(1000)

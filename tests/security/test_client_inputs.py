@@ -646,7 +646,7 @@ def test_an_oversized_upload_is_refused_with_a_message(
     temp_root: Path, monkeypatch: pytest.MonkeyPatch, ert_dir: Path, cache: Any
 ) -> None:
     app = _app(monkeypatch, ert_dir)
-    app.radio[0].set_value("en").run()
+    app.radio(key="lang").set_value("en").run()
     big = b"0" * (50 * 2**20 + 1)
     app.file_uploader(key="upload").upload("huge.dat", big).run()
     assert not app.exception, app.exception

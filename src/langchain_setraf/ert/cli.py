@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_setraf.cli_model import add_model_argument, build_llm, deprecated, model_uri
 from langchain_setraf.ert.chains import Interpretation, interpretation_chain
-from langchain_setraf.ert.i18n import confidence_name, material_name
+from langchain_setraf.ert.i18n import TEXTS, confidence_name, material_name, number
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import fmt
 from langchain_setraf.ert.model_section import (
@@ -23,7 +23,7 @@ from langchain_setraf.ert.model_section import (
 )
 from langchain_setraf.ert.readers import load_survey
 from langchain_setraf.ert.rendering import span
-from langchain_setraf.ert.report import fact_value
+from langchain_setraf.ert.report import fact_value, summary_unresolved
 from langchain_setraf.ert.summary import SurveySummary, summarize
 
 #: ``setraf interpret``'s own model options (given to the class only where they apply: the
@@ -110,14 +110,34 @@ def inversion_options(args: argparse.Namespace) -> InversionOptions:
     )
 
 
-def progress_bar(p: InversionProgress, *, width: int = 24) -> str:
-    """One line of a text progress bar for an inversion iteration (for stderr)."""
-    done = round(width * p.iteration / p.max_iterations)
-    return f"[{'#' * done}{'.' * (width - done)}] {p}"
+def progress_bar(p: InversionProgress, *, width: int = 24, language: str = "en") -> str:
+    """One line of a text progress bar for an inversion iteration (for stderr), in
+    ``language``.
+
+    Example:
+        >>> progress_bar(InversionProgress(3, 12, 2.5, 10.0, 9.0, 2.0, "blocky"), width=12,
+        ...              language="fr")
+        '[###.........] itération 3/12 (blocs) : χ² 2,50, β 10, 2,0 s (9,0 s au total)'
+    """
+    done = round(width * min(p.iteration / p.max_iterations, 1.0))
+    phase_key = f"cli.phase.{p.phase}"
+    phase = tr(language, phase_key) if phase_key in TEXTS["en"] else p.phase
+    line = tr(
+        language,
+        "cli.progress",
+        iteration=p.iteration,
+        max_iterations=p.max_iterations,
+        phase=phase,
+        chi2=number(p.chi2, ".2f", language),
+        beta=number(p.beta, ".3g", language),
+        iteration_s=number(p.iteration_s, ".1f", language),
+        elapsed=number(p.elapsed_s, ".1f", language),
+    )
+    return f"[{'#' * done}{'.' * (width - done)}] {line}"
 
 
-def _bar(p: InversionProgress) -> None:
-    print(f"\r[setraf] {progress_bar(p)}", end="", file=sys.stderr, flush=True)
+def _bar(p: InversionProgress, *, language: str) -> None:
+    print(f"\r[setraf] {progress_bar(p, language=language)}", end="", file=sys.stderr, flush=True)
 
 
 def _progress(message: str) -> None:
@@ -152,13 +172,19 @@ def run_interpret(args: argparse.Namespace) -> int:
         from langchain_setraf.ert.invert import invert_survey
 
         options = inversion_options(args)
-        _progress(f"inverting {survey.n_data} data ({options.regularization})…")
-        model = invert_survey(survey, options=options, progress=_bar)
+        lang = args.lang
+        method = tr(lang, f"model.method.{options.regularization}")
+        _progress(tr(lang, "cli.inverting", n=survey.n_data, method=method))
+        bar = functools.partial(_bar, language=lang)
+        model = invert_survey(survey, options=options, progress=bar)
         print(file=sys.stderr)
-        _progress(model.describe())
-        _progress(f"solver {model.solver}, {model.nky} wavenumbers, {model.mesh_cells} cells")
+        _progress(model.describe(lang))
+        _progress(
+            tr(lang, "cli.solver", solver=model.solver, nky=model.nky, cells=model.mesh_cells)
+        )
         if model.solver_note:
-            _progress(model.solver_note)
+            note_key = f"cli.solver_note.{model.solver}"
+            _progress(tr(lang, note_key) if note_key in TEXTS["en"] else model.solver_note)
     summary = summarize(survey, language=args.lang, model=model)
     _progress(
         f"{survey.format}: {survey.n_electrodes} electrodes, {survey.n_data} data, "
@@ -174,7 +200,12 @@ def run_interpret(args: argparse.Namespace) -> int:
     if callable(release):
         release()
     if report_path is not None:
-        from langchain_setraf.ert.report import collect_versions, html_report, write_report
+        from langchain_setraf.ert.report import (
+            collect_versions,
+            html_report,
+            summary_unresolved,
+            write_report,
+        )
         from langchain_setraf.factory import resolve_uri
 
         backend, model_name = resolve_uri(uri)
@@ -183,7 +214,8 @@ def run_interpret(args: argparse.Namespace) -> int:
             backend.name,
             model.library if model is not None else None,
         )
-        page = html_report(result, survey, summary, versions=made_by)
+        unresolved = summary_unresolved(summary, result.language)
+        page = html_report(result, survey, summary, versions=made_by, unresolved=unresolved)
         _progress(f"report written to {write_report(report_path, page)}")
     if args.json:
         print(json.dumps(result.model_dump(), ensure_ascii=False, indent=2))
@@ -239,6 +271,9 @@ def render_markdown(result: Interpretation, summary: SurveySummary) -> str:
         lines += ["", f"## {t('report.notes')}", "", result.model_notes]
     if result.image_prompt:
         lines += ["", f"## {t('report.image')}", "", result.image_prompt]
+    unresolved = summary_unresolved(summary, lang)
+    if unresolved:
+        lines += ["", f"## {t('html.resolution')}", ""] + [f"- {u}" for u in unresolved]
     lines += ["", f"## {t('report.caveats')}", ""] + [f"- {c}" for c in result.caveats]
     lines += ["", f"## {t('report.warn')}", ""] + ([f"- {w}" for w in result.warnings] or ["- —"])
     return "\n".join(lines)

@@ -33,6 +33,7 @@ __all__ = [
     "check_language",
     "confidence_name",
     "material_name",
+    "number",
     "text",
     "translated",
 ]
@@ -115,7 +116,7 @@ _EN: dict[str, str] = {
     "depth_label.setraf": "depth as defined by the SETRAF app for this format (m), "
     "not a computed depth",
     "doi.model": "inverted model: levels whose median data-weighted coverage is below "
-    "{coverage:g} of the surface level's are below the depth of investigation and masked",
+    "{coverage} of the surface level's are below the depth of investigation and masked",
     "doi.sensitivity": "cells whose relative sensitivity is below 1 % of the shallowest "
     "layer's median are masked (sensitivity section of the file)",
     "doi.pseudo": "no model: the deepest Edwards median depth of the largest spacing bounds "
@@ -135,11 +136,14 @@ _EN: dict[str, str] = {
     "caveat.masked": "{fraction:.0%} of the cells lie below the depth of investigation and "
     "were left out; do not interpret them.",
     "caveat.rms": "The inversion fits the data to {rms:g} % RMS.",
-    "caveat.inverted": "Depths are true depths of a smooth 2.5-D inversion ({library}, chi² "
-    "{chi2:.2f}, RMS {rms:.2f} %, {iterations} iteration(s)); a smooth model spreads "
-    "sharp boundaries over several cells, and one model is not the only one that fits.",
-    "model.describe": "{library} 2.5-D {method} inversion: χ² {chi2:.2f}, RMS {rms:.2f} %, "
-    "{iterations} iteration(s) (stopped by {stopped_by}), depth of investigation {doi:.3g} m",
+    "caveat.inverted": "Depths are true depths of a {method} 2.5-D inversion ({library}, chi² "
+    "{chi2}, RMS {rms} %, {iterations} iteration(s)); {spread}, and one model is not the "
+    "only one that fits.",
+    "caveat.spread.smooth": "a smooth model spreads sharp boundaries over several cells",
+    "caveat.spread.blocky": "a blocky model draws sharp boundaries, sometimes where the "
+    "ground changes gradually",
+    "model.describe": "{library} 2.5-D {method} inversion: χ² {chi2}, RMS {rms} %, "
+    "{iterations} iteration(s) (stopped by {stopped_by}), depth of investigation {doi} m",
     "model.stopped_by.target": "target",
     "model.stopped_by.iterations": "iterations",
     "model.stopped_by.time": "time",
@@ -155,8 +159,8 @@ _EN: dict[str, str] = {
     "p90 {p90}, max {max} ohm·m",
     "summary.doi": "Depth of investigation: {rule}{depth}",
     "summary.doi_depth": " (about {d} m)",
-    "summary.inverted": "Inverted here ({library}, 2.5-D smooth): chi² {chi2:.2f}, RMS "
-    "{rms:.2f} %, {iterations} iteration(s)",
+    "summary.inverted": "Inverted here ({library}, 2.5-D {method}): chi² {chi2}, RMS "
+    "{rms} %, {iterations} iteration(s)",
     "summary.misfit": "Inversion misfit: RMS {rms:g} %",
     "summary.units": "Units (top to bottom):",
     "summary.unit": "- {name}: {top}–{bottom} m, median {median} ohm·m (p10–p90 {p10}–{p90}); "
@@ -402,6 +406,15 @@ _EN: dict[str, str] = {
     "html.none": "none",
     "html.download": "Download report",
     "html.progress": "iteration {iteration}/{max_iterations}: χ² {chi2}, β {beta}, {elapsed} s",
+    "cli.progress": "iteration {iteration}/{max_iterations} ({phase}): χ² {chi2}, β {beta}, "
+    "{iteration_s} s ({elapsed} s in all)",
+    "cli.phase.smooth": "smooth",
+    "cli.phase.blocky": "blocky",
+    "cli.inverting": "inverting {n} data ({method})…",
+    "cli.solver": "solver {solver}, {nky} wavenumbers, {cells} cells",
+    "cli.solver_note.mumps": "Pardiso (pydiso) is faster where installed",
+    "cli.solver_note.superlu": "SuperLU (scipy) used: Pardiso (pydiso) or MUMPS (python-mumps) "
+    "would be faster",
     # -- prompts ---------------------------------------------------------------------------------
     "prompt.system": "You are a geophysicist interpreting electrical resistivity tomography "
     "(ERT). Use only the numbers given in the survey facts; do not invent depths, boreholes or "
@@ -494,7 +507,7 @@ _FR: dict[str, str] = {
     "depth_label.setraf": "profondeur définie par l'application SETRAF pour ce type de fichier "
     "(m), pas une profondeur calculée",
     "doi.model": "modèle inversé : les niveaux dont la couverture médiane pondérée par les "
-    "données est sous {coverage:g} de celle du niveau de surface sont sous la profondeur "
+    "données est sous {coverage} de celle du niveau de surface sont sous la profondeur "
     "d'investigation et masqués",
     "doi.sensitivity": "cellules de sensibilité relative inférieure à 1 % de la médiane de la "
     "couche la plus superficielle masquées (section de sensibilité du fichier)",
@@ -519,11 +532,13 @@ _FR: dict[str, str] = {
     "ont été écartées : ne pas les interpréter.",
     "caveat.rms": "L'inversion ajuste les données à {rms:g} % RMS.",
     "caveat.inverted": "Les profondeurs sont les profondeurs vraies d'une inversion 2,5-D "
-    "lissée ({library}, chi² {chi2:.2f}, RMS {rms:.2f} %, {iterations} itération(s)) ; "
-    "un modèle lissé étale les limites franches sur plusieurs cellules, et d'autres "
-    "modèles ajustent aussi les données.",
-    "model.describe": "inversion {method} 2,5-D par {library} : χ² {chi2:.2f}, RMS {rms:.2f} %, "
-    "{iterations} itération(s) (arrêt : {stopped_by}), profondeur d'investigation {doi:.3g} m",
+    "{method} ({library}, chi² {chi2}, RMS {rms} %, {iterations} itération(s)) ; "
+    "{spread}, et d'autres modèles ajustent aussi les données.",
+    "caveat.spread.smooth": "un modèle lissé étale les limites franches sur plusieurs cellules",
+    "caveat.spread.blocky": "un modèle par blocs trace des limites franches, parfois là où le "
+    "terrain change progressivement",
+    "model.describe": "inversion {method} 2,5-D par {library} : χ² {chi2}, RMS {rms} %, "
+    "{iterations} itération(s) (arrêt : {stopped_by}), profondeur d'investigation {doi} m",
     "model.stopped_by.target": "χ² cible atteint",
     "model.stopped_by.iterations": "nombre maximal d'itérations",
     "model.stopped_by.time": "limite de temps",
@@ -538,8 +553,8 @@ _FR: dict[str, str] = {
     "p90 {p90}, max {max} ohm·m",
     "summary.doi": "Profondeur d'investigation : {rule}{depth}",
     "summary.doi_depth": " (environ {d} m)",
-    "summary.inverted": "Inversé ici ({library}, 2,5-D lissée) : chi² {chi2:.2f}, RMS "
-    "{rms:.2f} %, {iterations} itération(s)",
+    "summary.inverted": "Inversé ici ({library}, 2,5-D {method}) : chi² {chi2}, RMS "
+    "{rms} %, {iterations} itération(s)",
     "summary.misfit": "Écart de l'inversion : RMS {rms:g} %",
     "summary.units": "Unités (de haut en bas) :",
     "summary.unit": "- {name} : {top}–{bottom} m, médiane {median} ohm·m (p10–p90 "
@@ -784,6 +799,15 @@ _FR: dict[str, str] = {
     "html.none": "aucun",
     "html.download": "Télécharger le rapport",
     "html.progress": "itération {iteration}/{max_iterations} : χ² {chi2}, β {beta}, {elapsed} s",
+    "cli.progress": "itération {iteration}/{max_iterations} ({phase}) : χ² {chi2}, β {beta}, "
+    "{iteration_s} s ({elapsed} s au total)",
+    "cli.phase.smooth": "lissage",
+    "cli.phase.blocky": "blocs",
+    "cli.inverting": "inversion de {n} données ({method})…",
+    "cli.solver": "solveur {solver}, {nky} nombres d'onde, {cells} cellules",
+    "cli.solver_note.mumps": "Pardiso (pydiso) est plus rapide là où il est installé",
+    "cli.solver_note.superlu": "SuperLU (scipy) utilisé : Pardiso (pydiso) ou MUMPS "
+    "(python-mumps) serait plus rapide",
     "prompt.system": "Tu es un géophysicien qui interprète une tomographie de résistivité "
     "électrique (ERT). Utilise uniquement les chiffres des faits du levé ; n'invente ni "
     "profondeur, ni forage, ni niveau d'eau. Les gammes de résistivité des matériaux se "
@@ -921,6 +945,20 @@ def check_language(language: str) -> Language:
     if language == "en":
         return "en"
     raise ValueError(f"language must be 'fr' or 'en', not {language!r}")
+
+
+def number(value: float, spec: str, language: str) -> str:
+    """``value`` formatted with the format ``spec``, with a decimal comma in French.
+
+    Example:
+        >>> number(0.904, ".2f", "fr"), number(0.904, ".2f", "en"), number(0.25, "g", "fr")
+        ('0,90', '0.90', '0,25')
+
+    Raises:
+        ValueError: ``language`` is neither ``"fr"`` nor ``"en"``.
+    """
+    shown = format(value, spec)
+    return shown.replace(".", ",") if check_language(language) == "fr" else shown
 
 
 def text(language: str, key: str, /, **values: Any) -> str:

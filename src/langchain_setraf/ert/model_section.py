@@ -15,7 +15,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from langchain_setraf.ert.i18n import TEXTS
+from langchain_setraf.ert.i18n import TEXTS, number
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.layering import LayeredModel, layered_model
 from langchain_setraf.ert.survey import Cell, Survey
@@ -287,16 +287,20 @@ class ModelSection:
         iterations, DOI."""
         key = f"model.stopped_by.{self.stopped_by}"
         stopped = tr(language, key) if key in TEXTS["en"] else self.stopped_by
-        method_key = f"model.method.{self.regularization}"
-        method = tr(language, method_key) if method_key in TEXTS["en"] else self.regularization
         return tr(
             language,
             "model.describe",
-            method=method,
+            method=self.method_name(language),
             library=self.library,
-            chi2=self.chi2,
-            rms=self.rms_percent,
+            chi2=number(self.chi2, ".2f", language),
+            rms=number(self.rms_percent, ".2f", language),
             iterations=self.iterations,
             stopped_by=stopped,
-            doi=self.doi_m,
+            doi=number(self.doi_m, ".3g", language),
         )
+
+    def method_name(self, language: str = "en") -> str:
+        """The regularisation as the report names it, in ``language``: ``"smooth"`` /
+        ``"lissée"``, ``"blocky (IRLS)"`` / ``"par blocs (IRLS)"``."""
+        key = f"model.method.{self.regularization}"
+        return tr(language, key) if key in TEXTS["en"] else self.regularization

@@ -20,7 +20,13 @@ from pydantic import BaseModel, Field
 
 from langchain_setraf.ert.checks import useful_text
 from langchain_setraf.ert.form import material_class
-from langchain_setraf.ert.i18n import array_name, check_language, confidence_name, material_name
+from langchain_setraf.ert.i18n import (
+    array_name,
+    check_language,
+    confidence_name,
+    material_name,
+    number,
+)
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.parsing import Choices
 from langchain_setraf.ert.summary import SurveySummary
@@ -38,8 +44,7 @@ def fmt(x: float | None, language: str = "en") -> str:
     """A figure as the summary states it (3 significant digits); decimal comma in French."""
     if x is None or not math.isfinite(x):
         return tr(language, "na")
-    s = f"{_sig(x):g}"
-    return s.replace(".", ",") if language == "fr" else s
+    return number(_sig(x), "g", "fr" if language == "fr" else "en")
 
 
 def span(a: float | None, b: float | None, language: str = "en") -> str:

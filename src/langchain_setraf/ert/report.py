@@ -39,6 +39,7 @@ from langchain_setraf.ert.i18n import (
     check_language,
     confidence_name,
     material_name,
+    number,
     translated,
 )
 from langchain_setraf.ert.i18n import text as tr
@@ -55,6 +56,7 @@ __all__ = [
     "html_report",
     "progress_text",
     "report_target",
+    "summary_unresolved",
     "unresolved_sentences",
     "write_report",
 ]
@@ -166,19 +168,14 @@ def progress_text(progress: InversionProgress, language: str) -> str:
         'itération 3/10 : χ² 1,23, β 0,5, 12,3 s'
     """
     p = progress
-
-    def num(x: float, spec: str) -> str:
-        s = format(x, spec)
-        return s.replace(".", ",") if check_language(language) == "fr" else s
-
     return tr(
         language,
         "html.progress",
         iteration=p.iteration,
         max_iterations=p.max_iterations,
-        chi2=num(p.chi2, ".2f"),
-        beta=num(p.beta, ".3g"),
-        elapsed=num(p.elapsed_s, ".1f"),
+        chi2=number(p.chi2, ".2f", language),
+        beta=number(p.beta, ".3g", language),
+        elapsed=number(p.elapsed_s, ".1f", language),
     )
 
 
@@ -284,6 +281,30 @@ def unresolved_sentences(
             )
         out.append(tr(language, f"unresolved.{code}", **values[code]))
     return out
+
+
+def summary_unresolved(summary: SurveySummary, language: str) -> list[str]:
+    """What the data cannot resolve, as sentences in ``language``, from the layered reading
+    of the summary's inverted section (:attr:`SurveySummary.layering`): nothing below the
+    depth of investigation and, for a conductor over a resistive basement, the basement's
+    resistivity as a lower bound and the conductor's conductance. Empty without an
+    inversion (the depth-of-investigation rule says the rest).
+
+    Raises:
+        ValueError: ``language`` is neither ``"fr"`` nor ``"en"``.
+    """
+    layering = summary.layering
+    if layering is None:
+        check_language(language)
+        return []
+    basement = next((layer.rho for layer in layering.layers if layer.lower_bound), None)
+    return unresolved_sentences(
+        layering.unresolved,
+        language,
+        doi_m=layering.doi_m,
+        basement_rho=basement,
+        conductance_s=layering.conductance_s,
+    )
 
 
 def _method(summary: SurveySummary, language: str, unresolved: Sequence[str]) -> list[str]:

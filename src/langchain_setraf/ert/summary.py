@@ -23,7 +23,7 @@ from langchain_setraf.ert.classify import (
     setraf_class,
     setraf_water_class,
 )
-from langchain_setraf.ert.i18n import check_language, translated
+from langchain_setraf.ert.i18n import check_language, number, translated
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.layering import LayeredModel
 from langchain_setraf.ert.model_section import ModelSection
@@ -159,7 +159,7 @@ class SurveySummary:
     def doi_text(self, language: str) -> str:
         """The depth-of-investigation rule (:attr:`doi_rule`) in ``language``."""
         coverage = self.inversion.options.doi_coverage if self.inversion is not None else 0.0
-        return tr(language, f"doi.{self.doi_kind}", coverage=coverage)
+        return tr(language, f"doi.{self.doi_kind}", coverage=number(coverage, "g", language))
 
     def depth_text(self, language: str) -> str:
         """What the depth axis means (:attr:`depth_label`) in ``language``."""
@@ -268,8 +268,9 @@ class SurveySummary:
                 t(
                     "summary.inverted",
                     library=self.inversion.library,
-                    chi2=self.inversion.chi2,
-                    rms=self.inversion.rms_percent,
+                    method=self.inversion.method_name(lang),
+                    chi2=number(self.inversion.chi2, ".2f", lang),
+                    rms=number(self.inversion.rms_percent, ".2f", lang),
                     iterations=self.inversion.iterations,
                 )
             )
@@ -518,7 +519,9 @@ def summarize(
     )
 
     t = functools.partial(tr, lang)
-    caveats = [t("caveat.overlap"), t("caveat.2d"), t("caveat.gradational")]
+    caveats = [t("caveat.overlap"), t("caveat.2d")]
+    if model is None or model.regularization != "blocky":
+        caveats.append(t("caveat.gradational"))  # a blocky model's caveat says its own
     if survey.depth_kind == "pseudo":
         caveats.insert(0, t("caveat.pseudo"))
     if survey.depth_kind == "setraf":
@@ -531,8 +534,10 @@ def summarize(
             t(
                 "caveat.inverted",
                 library=model.library,
-                chi2=model.chi2,
-                rms=model.rms_percent,
+                method=model.method_name(lang),
+                spread=t(f"caveat.spread.{model.regularization}"),
+                chi2=number(model.chi2, ".2f", lang),
+                rms=number(model.rms_percent, ".2f", lang),
                 iterations=model.iterations,
             ),
         )
@@ -545,7 +550,11 @@ def summarize(
         stats=stats,
         depth_label=tr(lang, f"depth_label.{survey.depth_kind}"),
         depth_max=_sig(max(c.depth for c in survey.cells)),
-        doi_rule=tr(lang, f"doi.{doi_kind}", coverage=model.options.doi_coverage if model else 0.0),
+        doi_rule=tr(
+            lang,
+            f"doi.{doi_kind}",
+            coverage=number(model.options.doi_coverage if model else 0.0, "g", lang),
+        ),
         doi_depth=_sig(doi) if doi is not None else None,
         masked_fraction=masked_fraction,
         bands=bands,
