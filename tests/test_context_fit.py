@@ -110,7 +110,8 @@ def test_fit_true_loads_the_best_fitting_configuration_once(budget: None) -> Non
 
 @pytest.mark.slow
 def test_fit_never_goes_below_its_floor(budget: None) -> None:
-    llm = GGUFLLM(n_ctx=8192, fit=True, fit_min_ctx=8192, max_tokens=4, n_threads=1)
+    # even q4_0 at 32k (202 MiB of KV) is over a budget that holds a 2k f16 context
+    llm = GGUFLLM(n_ctx=32768, fit=True, fit_min_ctx=32768, max_tokens=4, n_threads=1)
     with pytest.raises(InsufficientMemoryError) as refused:
         llm.invoke("Hi")
     assert not isinstance(refused.value, ContextDoesNotFitError)

@@ -48,7 +48,9 @@ def test_buffer_lines_become_a_split_of_host_memory() -> None:
 
 def test_a_loaded_model_shows_its_split(cache: ModelCache, smollm2_path: Path) -> None:
     """The real SmolLM2 in-process, f16 and q8_0 KV: the estimate's parts add up to the
-    budget's figure, and llama.cpp's own KV buffer is the estimate's KV cache."""
+    budget's figure, llama.cpp's own KV buffer is the estimate's KV cache, and its compute
+    buffers, less the logits it reserves but generation never touches, are below the
+    estimate's "other"."""
     f16 = GGUFLLM(n_ctx=1024, max_tokens=1)
     q8 = GGUFLLM(n_ctx=1024, max_tokens=1, type_k="q8_0", type_v="q8_0", flash_attn=True)
     f16.load()
@@ -70,7 +72,16 @@ def test_a_loaded_model_shows_its_split(cache: ModelCache, smollm2_path: Path) -
         assert allocated is not None and allocated.source == "llama.cpp"
         assert abs(allocated.kv_cache - memory.estimate.kv_cache) < MIB // 100
         assert 0.9 < allocated.weights / memory.estimate.weights <= 1.01
-        assert allocated.other > 0
+        # llama.cpp's compute + output buffers bound the estimate's "other" (they also
+        # reserve 512 rows of logits, which generation never touches: see
+        # compute_buffer_bytes)
+        vocab = info.metadata["tokenizer.ggml.tokens"].length
+        reserved_logits = vocab * 512 * 4
+        assert allocated.other - reserved_logits < memory.estimate.other <= allocated.other, (
+            kv_type,
+            memory.estimate.other,
+            allocated.other,
+        )
         assert "KV cache" in str(memory) and "allocated" in str(memory)
     f16.release()
     q8.release()

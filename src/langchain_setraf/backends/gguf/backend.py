@@ -117,6 +117,43 @@ def _host_tensor_bytes(info: GGUFInfo, n_layer: int, gpu_blocks: int, gpu_output
     return total
 
 
+#: Tokens llama.cpp evaluates at once (``n_ubatch``): its compute graph is sized for them.
+_N_UBATCH = 512
+
+
+def compute_buffer_bytes(info: GGUFInfo, n_ctx: int, *, flash_attn: bool) -> int:
+    """The part of llama.cpp's compute buffer a model touches at worst while generating
+    with an ``n_ctx`` context: the attention of one full micro-batch (``n_ubatch`` = 512
+    tokens) over the whole context.
+
+    That is the mask (``n_ctx`` × batch, f16), the layer's activations and, without flash
+    attention, the scores (``n_ctx`` × batch × heads, f32), plus the host's output buffer.
+    llama.cpp also reserves room for 512 rows of logits (``vocab`` × 512, f32), which only
+    a run asking for every position's logits (perplexity) touches; the estimate leaves it
+    out, so for a small model with a large vocabulary llama.cpp's reported buffer is
+    larger than this (SmolLM2: 99 MiB reported, ~55 MiB counted at 2,048 tokens). Fitted to
+    llama.cpp's "compute buffer size" on the synthetic 7B Q4_K_M at 8k/16k/32k with and
+    without flash attention: +10 % at 8k, within +3 % at 16k and 32k
+    (``benchmarks/results/laptop_7b.json``).
+    """
+    n_embd = int(info.arch_value("embedding_length", 0) or 0)
+    n_head = int(info.arch_value("attention.head_count", 1) or 1)
+    n_ff = info.arch_value("feed_forward_length", 0) or 4 * n_embd
+    if not isinstance(n_ff, int):  # a per-layer array (some architectures)
+        n_ff = max((int(x) for x in n_ff), default=4 * n_embd)
+    vocab = 0
+    tokens = info.metadata.get("tokenizer.ggml.tokens")
+    if tokens is not None:
+        vocab = getattr(tokens, "length", None) or len(tokens)
+    ub = max(1, min(_N_UBATCH, n_ctx))
+    activations = (int(n_ff) + n_embd) * ub * 4 * 3
+    attention = n_ctx * ub * 2 + activations
+    if not flash_attn:
+        attention += n_ctx * ub * n_head * 4
+    # + the output buffer (a row of logits per sequence) and the graph's own metadata
+    return attention + vocab * 4 * 2 + 4 * 1024 * 1024
+
+
 def estimate_gguf_split(
     info: GGUFInfo,
     n_ctx: int,
@@ -127,6 +164,7 @@ def estimate_gguf_split(
     type_v: str = "f16",
     n_seq: int = 1,
     swa_full: bool = True,
+    flash_attn: bool = False,
     prompt_cache_bytes: int = 0,
 ) -> MemorySplit:
     """Estimate the host memory (RAM) of a GGUF model with an ``n_ctx`` context, split.
@@ -137,15 +175,14 @@ def estimate_gguf_split(
     window layers holding only their window for each of ``n_seq`` sequences unless
     ``swa_full`` (llama-cpp-python's default; llama-server's is off): see
     :mod:`~langchain_setraf.backends.kv_cache`); the prompt cache at its cap
-    (``prompt_cache_bytes``); other: compute buffers (a per-context graph buffer that
-    grows with the batch and vocabulary).
+    (``prompt_cache_bytes``); other: llama.cpp's compute buffer, which grows with the
+    context unless ``flash_attn`` (:func:`compute_buffer_bytes`).
 
     Layers offloaded to a GPU (``n_gpu_layers``; pass 0 when llama.cpp has no GPU, see
     :func:`gpu_offload_supported`) are left out: their weights and KV cache are in GPU
     memory, and llama.cpp unmaps their part of the file.
     """
     n_layer = int(info.arch_value("block_count", 0) or 0)
-    n_embd = int(info.arch_value("embedding_length", 0) or 0)
     gpu_blocks, gpu_output = offloaded_layers(n_layer, n_gpu_layers)
     kv = kv_cache_bytes(
         info,
@@ -156,12 +193,7 @@ def estimate_gguf_split(
         n_seq=n_seq,
         swa_full=swa_full,
     )
-    vocab = 0
-    tokens = info.metadata.get("tokenizer.ggml.tokens")
-    if tokens is not None:
-        vocab = getattr(tokens, "length", None) or len(tokens)
-    # logits for one batch row + graph scratch: a few activations of width n_embd per token
-    compute = vocab * 4 * 2 + n_ctx * n_embd * 4 * 2 + 16 * 1024 * 1024
+    compute = compute_buffer_bytes(info, n_ctx, flash_attn=flash_attn)
     if gpu_blocks or gpu_output:
         weights = _host_tensor_bytes(info, n_layer, gpu_blocks, gpu_output)
         # the repacked copy is of host-side matrices only: scale it with what stays
@@ -185,6 +217,7 @@ def estimate_gguf_bytes(
     type_v: str = "f16",
     n_seq: int = 1,
     swa_full: bool = True,
+    flash_attn: bool = False,
     prompt_cache_bytes: int = 0,
 ) -> int:
     """The total of :func:`estimate_gguf_split` (same arguments)."""
@@ -197,6 +230,7 @@ def estimate_gguf_bytes(
         type_v=type_v,
         n_seq=n_seq,
         swa_full=swa_full,
+        flash_attn=flash_attn,
         prompt_cache_bytes=prompt_cache_bytes,
     ).total
 
@@ -272,6 +306,7 @@ class GGUFHandle:
         path: str | None = None,
         type_k: str = "f16",
         type_v: str = "f16",
+        flash_attn: bool = False,
         allocated: MemorySplit | None = None,
         prompt_cache: PromptStateCache | None = None,
     ) -> None:
@@ -286,6 +321,7 @@ class GGUFHandle:
             n_gpu_layers=n_gpu_layers,
             type_k=type_k,
             type_v=type_v,
+            flash_attn=flash_attn,
             prompt_cache_bytes=0 if prompt_cache is None else prompt_cache.capacity_bytes,
         )
         self._allocated = allocated
@@ -458,6 +494,7 @@ class GGUFBackend(BackendBase):
             n_gpu_layers=_gpu_layers(opts.n_gpu_layers),
             type_k=opts.type_k,
             type_v=opts.type_v,
+            flash_attn=opts.flash_attn_in_process(),
             prompt_cache_bytes=opts.prompt_cache_bytes(),
         )
 
@@ -494,6 +531,7 @@ class GGUFBackend(BackendBase):
             path=spec.path,
             type_k=options.type_k,
             type_v=options.type_v,
+            flash_attn=options.flash_attn_in_process(),
             allocated=parse_buffer_lines(log),
             prompt_cache=prompt_cache,
         )

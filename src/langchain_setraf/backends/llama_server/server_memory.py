@@ -112,6 +112,7 @@ def server_memory_split(info: GGUFInfo, opts: LlamaServerOptions) -> MemorySplit
         prompt_cache_bytes=int(cache_ram) * MIB,
         n_seq=n_parallel,
         swa_full=False,  # llama-server's default: the window per slot, not n_ctx
+        flash_attn=opts.flash_attn is not False,  # "auto": llama.cpp turns it on on CPUs
         **kv_types,
     )
     checkpoints = n_parallel * DEFAULT_CTX_CHECKPOINTS * checkpoint_bytes(info, n_ctx, **kv_types)
