@@ -49,6 +49,7 @@ __all__ = [
     "default_notes_embeddings",
     "notes_context",
     "notes_embeddings",
+    "notes_for_survey",
     "quoted_texts",
     "read_notes",
     "retrieve_for_summary",
@@ -451,6 +452,32 @@ def retrieve_for_summary(
                 have.score = max(have.score, score)
     ranked = sorted(best.values(), key=lambda p: -p.score)[:max_passages]
     return sorted(ranked, key=lambda p: (p.source, p.page or 0, p.first_line))
+
+
+def notes_for_survey(
+    files: Sequence[NoteFile],
+    summary: SurveySummary,
+    embeddings: Embeddings,
+    *,
+    k: int = 2,
+    threshold: float = 0.3,
+    max_passages: int = 6,
+) -> list[NotePassage]:
+    """Split ``files``, embed the passages and retrieve those the summary's units need
+    (:func:`split_notes`, :class:`NotesIndex`, :func:`retrieve_for_summary`); the
+    embeddings model is released afterwards when it can be (``release()``), so the chat
+    model does not share memory with it.
+    """
+    passages = split_notes(files)
+    try:
+        index = NotesIndex(passages, embeddings)
+        return retrieve_for_summary(
+            summary, index, k=k, threshold=threshold, max_passages=max_passages
+        )
+    finally:
+        release = getattr(embeddings, "release", None)
+        if callable(release):
+            release()
 
 
 def notes_context(passages: Sequence[NotePassage], language: str) -> str:
