@@ -111,6 +111,8 @@ def test_a_hostile_notes_folder_is_refused_with_the_file_named(tmp_path: Path) -
 
     refused("leak.txt", lambda p: p.symlink_to(outside), "symlink", "outside the notes folder")
     refused("up", lambda p: p.symlink_to(tmp_path, target_is_directory=True), "outside")
+    refused("loop.txt", lambda p: p.symlink_to(p), "cannot be resolved")
+    refused("gone.md", lambda p: p.symlink_to(tmp_path / "deleted.md"), "cannot be resolved")
     refused("huge.txt", lambda p: _sparse(p, 1024 * 1024 + 1), "1048577 bytes")
     refused("core.md", lambda p: p.write_bytes(b"ELF\x7f\x00\x01\x02"), "binary", "offset 4")
     refused("latin1.txt", lambda p: p.write_bytes("argile à 6 m".encode("latin-1")), "UTF-8")
@@ -191,6 +193,13 @@ def test_a_figure_only_in_notes_that_were_not_quoted_is_refused(
     assert "<h2>Notes utilisées</h2>" in page
     assert "forage_F1.txt, l. 7" in page and "De 6 à 12 m : calcaire poreux" in page
     assert "logistics.md" not in page and "300 m" not in page
+    # a passage is the user's text: shown as written, never as markup
+    hostile = NotePassage(source="<b>x</b>.md", first_line=1, last_line=1,
+                          text="<script>alert(1)</script>", units=["U1"])  # fmt: skip
+    page = html_report(result.model_copy(update={"notes_used": [hostile]}), summary.survey,
+                       summary, versions=collect_versions(EXAMPLE), figures=False)  # fmt: skip
+    assert "<script" not in page.lower() and "<b>x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;x&lt;/b&gt;.md" in page
 
 
 # -- the command line --------------------------------------------------------------------------

