@@ -31,6 +31,7 @@ from langchain_setraf.ert.notes import (
     read_notes,
     retrieve_for_summary,
     split_notes,
+    store_uploaded_notes,
     unit_queries,
 )
 from langchain_setraf.ert.report import collect_versions, html_report
@@ -253,6 +254,61 @@ def test_the_default_embeddings_come_from_the_installed_package(tmp_path: Path) 
     assert folder.parent == tmp_path and (folder / "model.safetensors").is_file()
     assert default_notes_embeddings(tmp_path).model == emb.model  # extracted once
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]  # nothing left over
+
+
+# -- uploads (the app) --------------------------------------------------------------------------
+def test_uploaded_notes_are_stored_under_safe_names_only(tmp_path: Path) -> None:
+    outside = tmp_path / "victim.txt"
+    folder = tmp_path / "up"
+    folder.mkdir()
+    uploads = [
+        ("../victim.txt", b"Argile de 0 a 6 m."),
+        ("/etc/passwd", b"root"),
+        ("C:\\logs\\F1.md", b"Calcaire."),
+        ("F1.md", b"Encore du calcaire."),
+        ("..", b"x"),
+        (".bashrc", b"y"),
+    ]
+    assert store_uploaded_notes(uploads, folder) == folder
+    assert not outside.exists()
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["F1 (2).md", "F1.md", "notes.bashrc", "notes.txt", "passwd", "victim.txt"]
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in folder.iterdir())
+    assert (folder / "F1 (2).md").read_bytes() == b"Encore du calcaire."
+    files, skipped = read_notes(folder)  # what the app then reads
+    assert [f.source for f in files] == ["F1 (2).md", "F1.md", "notes.txt", "victim.txt"]
+    assert skipped == ["notes.bashrc", "passwd"]
+    with pytest.raises(NotesError, match=re.escape("notes file big.md: 11 bytes, more than")):
+        store_uploaded_notes([("ok.md", b"x"), ("big.md", b"x" * 11)], tmp_path / "up2",
+                             max_file_bytes=10)  # fmt: skip
+    assert not (tmp_path / "up2").exists()  # refused before anything is written
+
+
+@pytest.mark.slow
+def test_the_app_gives_uploaded_notes_to_the_model_and_refuses_a_binary_one(
+    minilm_gguf: Path, ert_dir: Path, cache: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SETRAF_ERT_DIR", str(ert_dir))
+    monkeypatch.setenv("SETRAF_NOTES_EMBEDDINGS", str(minilm_gguf))
+    app = AppTest.from_file(str(ROOT / "examples" / "streamlit_app.py"), default_timeout=900)
+    app.run()
+    app.selectbox(key="sample").set_value("two_layer_wenner.dat").run()
+    notes = [(p.name, p.read_bytes(), "text/plain") for p in sorted(NOTES.iterdir())]
+    app.file_uploader(key="notes").set_value(notes).run()
+    app.button(key="interpret").click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    result = app.session_state["interpretation_result"]
+    assert ("forage_F1.txt", 7) in {(p.source, p.first_line) for p in result.notes_used}
+    assert all(p.source != "logistics.md" for p in result.notes_used)
+    assert "Notes utilisées" in app.session_state["report_html"]
+    assert any("forage_F1.txt, l. 7" in m.value for m in app.markdown)
+    # a binary file among the notes: an error that names it, and nothing interpreted
+    app.file_uploader(key="notes").upload("dump.txt", b"\x00\x01", "text/plain").run()
+    app.button(key="interpret").click().run()
+    assert any("dump.txt" in e.value and "binary" in e.value for e in app.error)
+    assert app.session_state["notes_passages"] is None
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -54,7 +54,9 @@ __all__ = [
     "quoted_texts",
     "read_notes",
     "retrieve_for_summary",
+    "safe_note_name",
     "split_notes",
+    "store_uploaded_notes",
     "unit_queries",
 ]
 
@@ -264,6 +266,73 @@ def _paragraphs(lines: Sequence[str]) -> list[tuple[int, int]]:
         else:
             merged.append(block)
     return merged
+
+
+def safe_note_name(name: str) -> str:
+    r"""The base name an uploaded notes file is stored under: the last component of
+    ``name`` (``/`` and ``\`` both separate), without control characters, at most 128
+    characters; ``"notes.txt"`` when nothing usable is left.
+
+    Example:
+        >>> safe_note_name("../../etc/passwd.txt"), safe_note_name("C:\\logs\\F1.md")
+        ('passwd.txt', 'F1.md')
+    """
+    import unicodedata
+
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip()
+    if base.strip(".") == "":
+        base = "notes.txt"
+    elif base.startswith("."):  # no hidden file: ".md" is "notes.md"
+        base = "notes" + base
+    if len(base) > 128:
+        stem, dot, suffix = base.rpartition(".")
+        base = stem[: 120 - len(suffix)] + dot + suffix if dot and len(suffix) < 16 else base[:128]
+    return base
+
+
+def store_uploaded_notes(
+    uploads: Sequence[tuple[str, bytes]],
+    folder: str | os.PathLike[str],
+    *,
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> Path:
+    """Write uploaded notes into ``folder`` (which must be empty and private to the
+    caller) so :func:`read_notes` can read them: each under :func:`safe_note_name` of its
+    upload name (a second file of the same name gets `` (2)``), created new (never through
+    a link), mode 0600.
+
+    Args:
+        uploads: ``(name as uploaded, bytes)`` pairs.
+        folder: The folder written to.
+        max_file_bytes: The largest upload accepted.
+
+    Returns:
+        ``folder``, as a :class:`~pathlib.Path`.
+
+    Raises:
+        NotesError: An upload is larger than ``max_file_bytes`` (named), or there is none.
+    """
+    root = Path(folder)
+    if not uploads:
+        raise NotesError("no notes file uploaded")
+    for name, data in uploads:
+        if len(data) > max_file_bytes:
+            raise NotesError(
+                f"notes file {safe_note_name(name)}: {len(data)} bytes, more than the "
+                f"{max_file_bytes} read from one file"
+            )
+    for name, data in uploads:
+        base = safe_note_name(name)
+        target, n = root / base, 1
+        while target.exists() or target.is_symlink():
+            n += 1
+            stem, dot, suffix = base.rpartition(".")
+            target = root / (f"{stem} ({n}){dot}{suffix}" if dot else f"{base} ({n})")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(target, flags, 0o600), "wb") as fh:
+            fh.write(data)
+    return root
 
 
 def split_notes(
