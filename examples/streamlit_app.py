@@ -68,13 +68,6 @@ from langchain_setraf.ert.figures import close_figure, section_figure
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import confidence_name, material_name
 from langchain_setraf.ert.model_section import InversionProgress, ModelSection
-from langchain_setraf.ert.notes import (
-    NotePassage,
-    notes_embeddings,
-    notes_for_survey,
-    read_notes,
-    store_uploaded_notes,
-)
 from langchain_setraf.ert.report import collect_versions, fact_rows, html_report, progress_text
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
@@ -444,9 +437,16 @@ def _uploaded_path(upload: Any, t: dict[str, Any]) -> Path | None:
     return _upload_dir().store(upload.file_id, upload.name, upload.getvalue())
 
 
-def _notes_passages(uploads: list[Any], summary: Any, lang: str) -> list[NotePassage] | None:
+def _notes_passages(uploads: list[Any], summary: Any, lang: str) -> list[Any] | None:
     """The passages of the uploaded notes each unit retrieves (``[]`` without notes), or
     ``None`` after an error shown to the user (nothing is interpreted then)."""
+    from langchain_setraf.ert.notes import (
+        notes_embeddings,
+        notes_for_survey,
+        read_notes,
+        store_uploaded_notes,
+    )
+
     if not uploads:
         return []
     try:
