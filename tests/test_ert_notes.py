@@ -9,6 +9,7 @@ an English logistics note (300 m, 45 m) that has nothing to say about the ground
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from langchain_core.language_models import FakeListLLM
 
-from langchain_setraf.embeddings import TransformersEmbeddings
+from langchain_setraf.embeddings import GGUFEmbeddings, TransformersEmbeddings
 from langchain_setraf.ert import interpretation_chain, load_survey, summarize
 from langchain_setraf.ert.checks import useful_text
 from langchain_setraf.ert.grounding import check_numbers
@@ -28,6 +29,7 @@ from langchain_setraf.ert.notes import (
     NotesIndex,
     default_notes_embeddings,
     notes_context,
+    notes_embeddings,
     read_notes,
     retrieve_for_summary,
     split_notes,
@@ -245,6 +247,24 @@ def test_cli_notes_reach_the_report_and_a_bad_folder_is_refused_first(
     assert "setraf: error: notes file dump.txt: binary data" in err and "reading" not in err
     assert main([*argv[:4], "--embeddings-model", str(tmp_path / "no.gguf")]) == 2
     assert "embeddings model" in capsys.readouterr().err
+
+
+def test_the_notes_embeddings_leave_openmp_passive_unless_the_user_chose(
+    minilm_dir: Path, minilm_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # torch loaded first with OpenMP's spinning default made SmolLM2's decoding 456 s
+    # instead of 14 s on this 2-core machine (docs/interpretation.md)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "x")  # recorded, so the test leaves it as it was
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert isinstance(notes_embeddings(str(minilm_dir)), TransformersEmbeddings)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert isinstance(notes_embeddings(str(minilm_gguf)), GGUFEmbeddings)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    with pytest.raises(
+        NotesError, match=re.escape("expected a .gguf file or a sentence-transformers")
+    ):
+        notes_embeddings(str(NOTES / "forage_F1.txt"))
 
 
 def test_the_default_embeddings_come_from_the_installed_package(tmp_path: Path) -> None:

@@ -449,9 +449,18 @@ def notes_embeddings(model: str | None = None) -> Embeddings:
             sentence-transformers folder (:class:`~langchain_setraf.TransformersEmbeddings`);
             ``None``: :func:`default_notes_embeddings`.
 
+    Sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment chooses (as the GGUF backend
+    does, :data:`~langchain_setraf.backends.gguf.runtime.OMP_WAIT_POLICY`): torch and
+    llama.cpp share one OpenMP runtime, whose policy is fixed when the first of them loads
+    it; loaded first by the embeddings with OpenMP's default (spinning), it made the chat
+    model's decoding 30 times slower on a shared 2-core machine (456 s instead of 14 s).
+
     Raises:
         NotesError: ``model`` is neither, or no default model is installed.
     """
+    from langchain_setraf.backends.gguf.runtime import OMP_WAIT_POLICY
+
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     if model is None:
         return default_notes_embeddings()
     path = Path(model)
