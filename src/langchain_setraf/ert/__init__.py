@@ -23,6 +23,17 @@ from langchain_setraf.ert.grounding import check_numbers
 from langchain_setraf.ert.invert import InversionUnavailableError, invert_survey
 from langchain_setraf.ert.layering import LayeredModel
 from langchain_setraf.ert.model_section import InversionOptions, InversionProgress, ModelSection
+from langchain_setraf.ert.notes import (
+    NotePassage,
+    NotesError,
+    NotesIndex,
+    notes_embeddings,
+    notes_for_survey,
+    read_notes,
+    retrieve_for_summary,
+    split_notes,
+    unit_queries,
+)
 from langchain_setraf.ert.readers import FORMATS, load_survey
 from langchain_setraf.ert.report import Versions, collect_versions, html_report, write_report
 from langchain_setraf.ert.summary import SurveySummary, summarize
@@ -39,6 +50,9 @@ __all__ = [
     "LayeredModel",
     "LegendResult",
     "ModelSection",
+    "NotePassage",
+    "NotesError",
+    "NotesIndex",
     "Quadrupole",
     "Survey",
     "SurveySummary",
@@ -55,11 +69,17 @@ __all__ = [
     "invert_survey",
     "legend_chain",
     "load_survey",
+    "notes_embeddings",
+    "notes_for_survey",
+    "read_notes",
+    "retrieve_for_summary",
     "section_figure",
     "sentence_language",
     "setraf_class",
     "setraf_water_class",
     "speaks_of_ground",
+    "split_notes",
     "summarize",
+    "unit_queries",
     "write_report",
 ]

