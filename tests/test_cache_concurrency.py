@@ -405,8 +405,14 @@ def test_a_stream_closed_in_another_thread_ends_its_lease(cache: ModelCache) -> 
 
 # -- 5. one plugin raising cannot break discovery -------------------------------------------
 PLUGIN = """
-class RaisingBackend:
+from langchain_setraf.backends import BackendBase
+
+class RaisingBackend(BackendBase):
     name = "raising"
+    def load(self, spec):
+        raise RuntimeError("never reached")
+    def estimate_bytes(self, spec):
+        return 0
     def missing_requirements(self):
         raise RuntimeError("cannot probe the accelerator driver")
     def accepts(self, path):
