@@ -232,7 +232,7 @@ def test_cli_notes_reach_the_report_and_a_bad_folder_is_refused_first(
     argv = ["interpret", str(EXAMPLE), "--notes", str(NOTES), "--report", str(out)]
     assert main([*argv, "--embeddings-model", str(minilm_gguf)]) == 0
     captured = capsys.readouterr()
-    assert "notes: forage_F1.txt, l. 7" in captured.err
+    assert "notes : forage_F1.txt, l. 7" in captured.err  # the CLI speaks the report's language
     assert "## Notes utilisées" in captured.out and "> — forage_F1.txt, l. 7" in captured.out
     assert "De 6 à 12 m : calcaire poreux" in seen[0]  # the model read the passage as data
     assert "Logistics" not in seen[0] and "logistics.md" not in captured.out

@@ -357,7 +357,7 @@ def test_cli_writes_the_report_and_refuses_a_bad_path_first(
     out = tmp_path / "rapport.html"
     assert main(["interpret", str(EXAMPLE), "--report", str(out)]) == 0
     err = capsys.readouterr().err
-    assert f"report written to {out}" in err
+    assert f"rapport écrit dans {out}" in err  # the default language, French
     page = out.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and '<html lang="fr">' in page
     assert "data:image/png;base64," in page and not _external(page)

@@ -200,7 +200,7 @@ def run_interpret(args: argparse.Namespace) -> int:
 
     notes = read_notes_arguments(args)  # a bad notes folder is refused before any work
 
-    _progress(f"reading {args.file}")
+    _progress(tr(args.lang, "cli.reading", file=args.file))
     survey = load_survey(args.file, format=args.fmt)
     model: ModelSection | None = None
     if getattr(args, "invert", False):
@@ -222,16 +222,23 @@ def run_interpret(args: argparse.Namespace) -> int:
             _progress(tr(lang, note_key) if note_key in TEXTS["en"] else model.solver_note)
     summary = summarize(survey, language=args.lang, model=model)
     _progress(
-        f"{survey.format}: {survey.n_electrodes} electrodes, {survey.n_data} data, "
-        f"{len(summary.units)} unit(s)"
+        tr(
+            args.lang,
+            "cli.survey",
+            format=survey.format,
+            electrodes=survey.n_electrodes,
+            data=survey.n_data,
+            units=len(summary.units),
+        )
     )
     passages = retrieve_notes(notes, summary, args)
-    _progress(f"loading model {uri} and generating…")
+    _progress(tr(args.lang, "cli.generating", uri=uri))
     start = time.perf_counter()
     result = interpretation_chain(llm, language=args.lang).invoke(
         {"survey": summary, "context": args.context, "notes": passages}
     )
-    _progress(f"done in {time.perf_counter() - start:.1f} s; memory: {memory_snapshot()}")
+    seconds = number(time.perf_counter() - start, ".1f", args.lang)
+    _progress(tr(args.lang, "cli.done", seconds=seconds, memory=memory_snapshot()))
     release = getattr(llm, "release", None)
     if callable(release):
         release()
@@ -252,7 +259,7 @@ def run_interpret(args: argparse.Namespace) -> int:
         )
         unresolved = summary_unresolved(summary, result.language)
         page = html_report(result, survey, summary, versions=made_by, unresolved=unresolved)
-        _progress(f"report written to {write_report(report_path, page)}")
+        _progress(tr(args.lang, "cli.report_written", path=write_report(report_path, page)))
     if args.json:
         print(json.dumps(result.model_dump(), ensure_ascii=False, indent=2))
     else:
@@ -276,7 +283,7 @@ def read_notes_arguments(args: argparse.Namespace) -> tuple[list[NoteFile], Embe
         raise ValueError("--notes-threshold must be in 0–1 and --notes-per-unit at least 1")
     files, skipped = read_notes(folder)
     for name in skipped:
-        _progress(f"notes: {name} not read (only .txt, .md and .pdf are)")
+        _progress(tr(args.lang, "cli.notes_skipped", name=name))
     return files, notes_embeddings(args.embeddings_model)
 
 
@@ -291,14 +298,18 @@ def retrieve_notes(
     from langchain_setraf.ert.notes import notes_for_survey
 
     files, embeddings = notes
-    _progress(f"searching {len(files)} notes file(s) for the {len(summary.units)} unit(s)…")
+    lang = args.lang
+    _progress(tr(lang, "cli.notes_searching", files=len(files), units=len(summary.units)))
     passages = notes_for_survey(
         files, summary, embeddings, k=args.notes_per_unit, threshold=args.notes_threshold
     )
     for p in passages:
-        _progress(f"notes: {p.where('en')} ({p.score:.2f}, {', '.join(p.units)})")
+        score = number(p.score, ".2f", lang)
+        _progress(
+            tr(lang, "cli.notes_found", where=p.where(lang), score=score, units=", ".join(p.units))
+        )
     if not passages:
-        _progress("notes: no passage is close enough to any unit; none given to the model")
+        _progress(tr(lang, "cli.notes_none"))
     return passages
 
 

@@ -421,6 +421,15 @@ _EN: dict[str, str] = {
     "cli.solver_note.mumps": "Pardiso (pydiso) is faster where installed",
     "cli.solver_note.superlu": "SuperLU (scipy) used: Pardiso (pydiso) or MUMPS (python-mumps) "
     "would be faster",
+    "cli.reading": "reading {file}",
+    "cli.survey": "{format}: {electrodes} electrodes, {data} data, {units} unit(s)",
+    "cli.generating": "loading model {uri} and generating…",
+    "cli.done": "done in {seconds} s; memory: {memory}",
+    "cli.report_written": "report written to {path}",
+    "cli.notes_skipped": "notes: {name} not read (only .txt, .md and .pdf are)",
+    "cli.notes_searching": "searching {files} notes file(s) for the {units} unit(s)…",
+    "cli.notes_found": "notes: {where} ({score}, {units})",
+    "cli.notes_none": "notes: no passage is close enough to any unit; none given to the model",
     # -- prompts ---------------------------------------------------------------------------------
     "prompt.system": "You are a geophysicist interpreting electrical resistivity tomography "
     "(ERT). Use only the numbers given in the survey facts; do not invent depths, boreholes or "
@@ -820,6 +829,16 @@ _FR: dict[str, str] = {
     "cli.solver_note.mumps": "Pardiso (pydiso) est plus rapide là où il est installé",
     "cli.solver_note.superlu": "SuperLU (scipy) utilisé : Pardiso (pydiso) ou MUMPS "
     "(python-mumps) serait plus rapide",
+    "cli.reading": "lecture de {file}",
+    "cli.survey": "{format} : {electrodes} électrodes, {data} données, {units} unité(s)",
+    "cli.generating": "chargement du modèle {uri} et génération…",
+    "cli.done": "terminé en {seconds} s ; mémoire : {memory}",
+    "cli.report_written": "rapport écrit dans {path}",
+    "cli.notes_skipped": "notes : {name} non lu (seuls .txt, .md et .pdf le sont)",
+    "cli.notes_searching": "recherche dans {files} fichier(s) de notes pour {units} unité(s)…",
+    "cli.notes_found": "notes : {where} ({score}, {units})",
+    "cli.notes_none": "notes : aucun passage n'est assez proche d'une unité ; aucun n'est "
+    "donné au modèle",
     "prompt.system": "Tu es un géophysicien qui interprète une tomographie de résistivité "
     "électrique (ERT). Utilise uniquement les chiffres des faits du levé ; n'invente ni "
     "profondeur, ni forage, ni niveau d'eau. Les gammes de résistivité des matériaux se "
