@@ -30,7 +30,8 @@ from langchain_setraf.backends.options import (
     [
         ((GGUFLLM, ChatGGUF), GGUFOptions, {}),
         ((GGUFLLM, ChatGGUF), LlamaServerOptions, {"sleep_idle_seconds": None}),
-        ((GGUFLLM, ChatGGUF), OpenAIOptions, {}),
+        # api_key_ref: an opaque per-key reference the classes derive from api_key
+        ((GGUFLLM, ChatGGUF), OpenAIOptions, {"api_key_ref": None}),
         ((TransformersLLM, ChatTransformers), TransformersOptions, {}),
     ],
 )
@@ -41,7 +42,7 @@ def test_class_fields_take_their_defaults_from_the_options_object(
     defaults = options()
     for cls in classes:
         for f in dataclasses.fields(options):
-            if f.name in renamed:  # set from another field (keep_alive), not a field here
+            if f.name in renamed:  # set from another field (keep_alive, api_key), not a field
                 continue
             field = cls.model_fields.get(f.name)
             assert field is not None, f"{cls.__name__} has no field {f.name}"

@@ -341,13 +341,16 @@ def test_an_unbounded_or_malformed_cache_cap_is_refused(smollm2_path: Path, valu
         LlamaServerBackend().spec_for(smollm2_path, cache_ram_mib=value)
 
 
-def test_the_cache_cap_needs_server_true() -> None:
+def test_the_cache_cap_is_checked_and_reaches_the_server() -> None:
+    """The prompt-cache cap is a bounded, checked number in both placements (in this
+    process it caps the saved prompt states, see tests/test_prefix_reuse.py)."""
     from langchain_setraf import GGUFLLM
 
     with pytest.raises(ValueError, match="cache_ram_mib"):
-        GGUFLLM(cache_ram_mib=64)
+        GGUFLLM(cache_ram_mib=-1)
     with pytest.raises(ValueError, match="cache_ram_mib"):
         GGUFLLM(server=True, cache_ram_mib=-1)
+    assert GGUFLLM(cache_ram_mib=64)._backend_and_spec()[1].options_dict["cache_ram_mib"] == 64
     assert (
         GGUFLLM(server=True, cache_ram_mib=64)._backend_and_spec()[1].options_dict["cache_ram_mib"]
         == 64
