@@ -371,7 +371,8 @@ def test_real_browser_interpret_invert_unload_and_screenshots(
             page.keyboard.press("Escape")
             assert backend.input_value() == "gguf"
             sample = ROOT / "examples" / FLAT_SAMPLE
-            page.locator("input[type=file]").set_input_files(str(sample))
+            # the survey uploader (the site-notes uploader beside it takes several files)
+            page.locator("input[type=file]:not([multiple])").set_input_files(str(sample))
             page.get_by_role("button", name="Interpréter").click(timeout=60_000)
             page.get_by_text("Modèles chargés: 1").wait_for(timeout=300_000)
             page.get_by_text("Matériau").first.wait_for(timeout=300_000)
