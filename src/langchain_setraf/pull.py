@@ -114,6 +114,8 @@ class Architecture:
         head_count: Attention heads.
         head_count_kv: Key/value heads (grouped-query attention).
         vocab_size: Tokens in the vocabulary.
+        feed_forward_length: Width of the feed-forward layers (0: not stated; the
+            estimate then takes 4 × ``embedding_length``). Optional in a catalogue file.
     """
 
     name: str
@@ -122,6 +124,7 @@ class Architecture:
     head_count: int
     head_count_kv: int
     vocab_size: int
+    feed_forward_length: int = 0
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,11 @@ class CatalogEntry:
                 f"{arch.name}.attention.head_count": arch.head_count,
                 f"{arch.name}.attention.head_count_kv": arch.head_count_kv,
                 "tokenizer.ggml.tokens": ArrayInfo("string", arch.vocab_size),
+                **(
+                    {f"{arch.name}.feed_forward_length": arch.feed_forward_length}
+                    if arch.feed_forward_length
+                    else {}
+                ),
             },
             # the whole file stands in for the tensor data (an upper bound by the header size)
             tensors=[GGUFTensor("weights", (self.size,), "F32", 0, self.size)],
@@ -194,7 +202,7 @@ CATALOG: dict[str, CatalogEntry] = {
             license="Apache-2.0",
             quant="Q4_K_M",
             description="small multilingual (FR/EN) instruct model, a step up from SmolLM2",
-            architecture=Architecture("qwen2", 24, 896, 14, 2, 151_936),
+            architecture=Architecture("qwen2", 24, 896, 14, 2, 151_936, 4864),
         ),
         CatalogEntry(
             name="mistral-7b-instruct-v0.2",
@@ -206,7 +214,7 @@ CATALOG: dict[str, CatalogEntry] = {
             license="Apache-2.0",
             quant="Q4_K_M",
             description="SETRAF's model (Mistral-7B-Instruct v0.2) in 4 bits instead of float32",
-            architecture=Architecture("llama", 32, 4096, 32, 8, 32_000),
+            architecture=Architecture("llama", 32, 4096, 32, 8, 32_000, 14336),
         ),
     )
 }
@@ -376,8 +384,15 @@ def load_catalog(path: str | os.PathLike[str]) -> dict[str, CatalogEntry]:
         if raw.get("architecture") is not None:
             if not isinstance(raw["architecture"], dict):
                 raise ValueError(f"{where}: 'architecture' must be an object")
-            arch_fields = _typed(f"{where}.architecture", raw["architecture"], _ARCH_FIELDS)
-            arch = Architecture(**arch_fields)
+            given = dict(raw["architecture"])
+            ffn = given.pop("feed_forward_length", 0)  # optional: 0 means not stated
+            if isinstance(ffn, bool) or not isinstance(ffn, int) or ffn < 0:
+                raise ValueError(
+                    f"{where}.architecture: 'feed_forward_length' must be an integer >= 0, "
+                    f"got {ffn!r}"
+                )
+            arch_fields = _typed(f"{where}.architecture", given, _ARCH_FIELDS)
+            arch = Architecture(**arch_fields, feed_forward_length=ffn)
         entry = CatalogEntry(**fields, architecture=arch)
         check_entry(entry, f"{where} ({entry.name!r})")
         if entry.name in catalog:

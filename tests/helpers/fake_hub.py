@@ -144,6 +144,7 @@ def architecture(info: GGUFInfo) -> Architecture:
         head_count=int(info.arch_value("attention.head_count")),
         head_count_kv=int(info.arch_value("attention.head_count_kv")),
         vocab_size=int(info.metadata["tokenizer.ggml.tokens"].length),
+        feed_forward_length=int(info.arch_value("feed_forward_length")),
     )
 
 
