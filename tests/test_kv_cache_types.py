@@ -214,7 +214,7 @@ class _Mistral7BHeader:
     14,336 feed-forward, 32,000 tokens), a unit stand-in for its 4 GiB file."""
 
     architecture = "llama"
-    metadata: ClassVar[dict[str, Any]] = {"tokenizer.ggml.tokens": range(32000)}
+    vocab_size = 32000
     _values: ClassVar[dict[str, int]] = {
         "block_count": 32,
         "embedding_length": 4096,

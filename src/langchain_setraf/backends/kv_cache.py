@@ -60,6 +60,12 @@ def kv_dims(info: GGUFInfo) -> tuple[int, int, int, int]:
     return n_layer, n_head_kv, k_len, v_len
 
 
+def _cell_bytes(info: GGUFInfo, type_k: str, type_v: str) -> float:
+    """Bytes of one token's keys and values in one layer (fractional for block types)."""
+    _, n_head_kv, k_len, v_len = kv_dims(info)
+    return n_head_kv * (k_len * KV_BYTES_PER_ELEMENT[type_k] + v_len * KV_BYTES_PER_ELEMENT[type_v])
+
+
 def kv_bytes_per_token(
     info: GGUFInfo,
     n_layer: int | None = None,
@@ -73,12 +79,8 @@ def kv_bytes_per_token(
     Raises:
         KeyError: an unknown type (the options classes refuse it first).
     """
-    layers, n_head_kv, k_len, v_len = kv_dims(info)
-    layers = layers if n_layer is None else n_layer
-    per_layer = n_head_kv * (
-        k_len * KV_BYTES_PER_ELEMENT[type_k] + v_len * KV_BYTES_PER_ELEMENT[type_v]
-    )
-    return math.ceil(layers * per_layer)
+    layers = kv_dims(info)[0] if n_layer is None else n_layer
+    return math.ceil(layers * _cell_bytes(info, type_k, type_v))
 
 
 def swa_layers(info: GGUFInfo) -> tuple[int, list[bool]]:
@@ -123,11 +125,9 @@ def kv_cache_bytes(
     sequence, an upper bound of llama.cpp's unified and per-sequence layouts. ``n_layer``
     counts only the first layers (those left on the host when the rest are offloaded).
     """
-    layers, n_head_kv, k_len, v_len = kv_dims(info)
+    layers = kv_dims(info)[0]
     host = layers if n_layer is None else max(0, min(n_layer, layers))
-    per_cell = n_head_kv * (
-        k_len * KV_BYTES_PER_ELEMENT[type_k] + v_len * KV_BYTES_PER_ELEMENT[type_v]
-    )
+    per_cell = _cell_bytes(info, type_k, type_v)
     window, is_swa = swa_layers(info)
     swa_cells = n_ctx
     if window and not swa_full:

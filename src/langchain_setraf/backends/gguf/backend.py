@@ -141,10 +141,7 @@ def compute_buffer_bytes(info: GGUFInfo, n_ctx: int, *, flash_attn: bool) -> int
     n_ff = info.arch_value("feed_forward_length", 0) or 4 * n_embd
     if not isinstance(n_ff, int):  # a per-layer array (some architectures)
         n_ff = max((int(x) for x in n_ff), default=4 * n_embd)
-    vocab = 0
-    tokens = info.metadata.get("tokenizer.ggml.tokens")
-    if tokens is not None:
-        vocab = getattr(tokens, "length", None) or len(tokens)
+    vocab = info.vocab_size
     ub = max(1, min(_N_UBATCH, n_ctx))
     activations = (int(n_ff) + n_embd) * ub * 4 * 3
     attention = n_ctx * ub * 2 + activations

@@ -103,9 +103,7 @@ def estimate_embedding_bytes(info: GGUFInfo, n_batch: int, *, repack: bool = Fal
     Measured on all-MiniLM-L6-v2 f16 (``n_batch`` 512): 134 MiB resident after full
     batches, this estimate 125 MiB (docs/embeddings.md).
     """
-    tokens = info.metadata.get("tokenizer.ggml.tokens")
-    vocab = 0 if tokens is None else int(getattr(tokens, "length", None) or len(tokens))
-    return estimate_gguf_bytes(info, n_batch, repack=repack) + n_batch * vocab * 4
+    return estimate_gguf_bytes(info, n_batch, repack=repack) + n_batch * info.vocab_size * 4
 
 
 class GGUFEmbeddingHandle:

@@ -145,6 +145,12 @@ class GGUFInfo:
         return value if isinstance(value, str) else None
 
     @property
+    def vocab_size(self) -> int:
+        """Entries of the file's vocabulary (``tokenizer.ggml.tokens``; 0: none)."""
+        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        return 0 if tokens is None else int(getattr(tokens, "length", None) or len(tokens))
+
+    @property
     def tensor_bytes(self) -> int:
         """Total bytes of all tensor data."""
         return sum(t.nbytes for t in self.tensors)
