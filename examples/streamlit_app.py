@@ -5,7 +5,8 @@ model, upload or pick an ERT survey, read its facts and pseudo-section, "Inverse
 (SimPEG, the ``invert`` extra) to see the model section beside the pseudo-section on the
 same colour scale, and "Interpréter" it: the model fills a per-survey form and the app shows
 the units as a table (material, alternative, confidence) and the package's prose, and
-"Télécharger le rapport" offers the same as one self-contained HTML file (figures embedded).
+"Télécharger le rapport" offers the same as one self-contained HTML file (figures embedded),
+and "Télécharger le rapport (PDF)" as a PDF.
 Any failure is shown as an error, never swallowed. "Décharger LLM" releases the model
 through the package's cache and the memory panel shows the drop. Reruns never reload: the
 process-wide model cache is the singleton, so no ``st.cache_resource`` is needed.
@@ -74,12 +75,15 @@ from langchain_setraf.ert.model_section import (
     ModelSection,
 )
 from langchain_setraf.ert.report import (
+    ReportDocument,
     collect_versions,
     fact_rows,
-    html_report,
     progress_text,
+    render_html,
+    report_document,
     summary_unresolved,
 )
+from langchain_setraf.ert.report_pdf import render_pdf
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.models import DefaultModelNotInstalledError, default_gguf_path
 from langchain_setraf.settings import get_settings
@@ -349,13 +353,16 @@ def _report_page(
     model: str,
     section: ModelSection | None,
     t: dict[str, Any],
-) -> str | None:
-    """The HTML report of the interpretation shown (as ``setraf interpret --report``
-    writes it); a failure becomes an st.error."""
+) -> tuple[str, bytes] | None:
+    """The report of the interpretation shown, as HTML and as PDF (what ``setraf interpret
+    --report`` writes); a failure becomes an st.error."""
     try:
         made_by = collect_versions(model.strip(), backend, section.library if section else None)
         unresolved = summary_unresolved(summary, result.language)
-        return html_report(result, survey, summary, versions=made_by, unresolved=unresolved)
+        document: ReportDocument = report_document(
+            result, survey, summary, versions=made_by, unresolved=unresolved
+        )
+        return render_html(document), render_pdf(document)
     except Exception as exc:  # shown to the user, never swallowed
         st.error(f"{t['report_failed']}: {type(exc).__name__}: {exc}")
         st.session_state["error"] = f"{type(exc).__name__}: {exc}"
@@ -564,7 +571,9 @@ def main() -> None:
             st.caption(section.describe(lang))
 
         on_model = section is not None
-        reports: dict[tuple[str, str, bool], str] = st.session_state.setdefault("reports", {})
+        reports: dict[tuple[str, str, bool], tuple[str, bytes]] = st.session_state.setdefault(
+            "reports", {}
+        )
         if interpret_clicked:
             passages = _notes_passages(list(notes_uploads or []), summary, lang)
             st.session_state["notes_passages"] = passages
@@ -582,13 +591,21 @@ def main() -> None:
             if page is None:
                 page = _report_page(result, survey, summary, backend, model, section, t)
             if page is not None:
-                reports[(key, lang, on_model)] = st.session_state["report_html"] = page
+                reports[(key, lang, on_model)] = page
+                st.session_state["report_html"], st.session_state["report_pdf"] = page
                 st.download_button(
                     tr(lang, "html.download"),
-                    page,
+                    page[0],
                     file_name=f"{path.stem}_{t['report_suffix']}.html",
                     mime="text/html",
                     key="report",
+                )
+                st.download_button(
+                    tr(lang, "html.download_pdf"),
+                    page[1],
+                    file_name=f"{path.stem}_{t['report_suffix']}.pdf",
+                    mime="application/pdf",
+                    key="report_pdf_download",
                 )
 
     with memory_panel:  # last, so it shows the state after this run's actions

@@ -28,6 +28,7 @@ MODULES = [
     "langchain_setraf.ert.readers._straight_line",
     "langchain_setraf.ert.rendering",
     "langchain_setraf.ert.report",
+    "langchain_setraf.ert.report_pdf",
     "langchain_setraf.ert.summary",
 ]
 

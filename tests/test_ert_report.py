@@ -371,6 +371,91 @@ def test_cli_writes_the_report_and_refuses_a_bad_path_first(
     assert "is a folder, not a file name" in capsys.readouterr().err
 
 
+def _pdf_text(pdf: bytes) -> str:
+    """The text of a PDF as pypdf reads it, whitespace made single spaces."""
+    import io
+
+    from pypdf import PdfReader
+
+    pages = PdfReader(io.BytesIO(pdf)).pages
+    return " ".join(" ".join((p.extract_text() or "").split()) for p in pages)
+
+
+def test_cli_writes_a_pdf_report_with_the_words_of_the_html_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--report out.pdf`` writes a PDF holding every heading, paragraph and list item the
+    HTML report shows (one document, two renderings), with its title and language set; a
+    name with another ending is refused before the survey is read."""
+    from pypdf import PdfReader
+
+    import langchain_setraf.ert.cli as ert_cli
+    from langchain_setraf.cli import main
+    from langchain_setraf.ert.report import Heading, Items, Paragraph, report_document
+
+    def fake_llm(uri: str, given: Any, defaults: Any) -> Any:  # isolates the CLI's wiring
+        return FakeListLLM(responses=[_answer(EXAMPLE)])
+
+    monkeypatch.setattr(ert_cli, "build_llm", fake_llm)
+    out = tmp_path / "rapport.pdf"
+    assert main(["interpret", str(EXAMPLE), "--report", str(out)]) == 0
+    assert f"rapport écrit dans {out}" in capsys.readouterr().err
+    pdf = out.read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    reader = PdfReader(out)
+    assert reader.metadata is not None and reader.metadata.title == (
+        f"Interprétation ERT : {EXAMPLE.name}"
+    )
+    assert b"/Lang (fr)" in pdf or b"/Lang(fr)" in pdf
+    assert not list(tmp_path.glob(".*.tmp"))  # written whole, nothing beside it
+    text = _pdf_text(pdf)
+    # the same document the HTML report renders: every word block is in the PDF's text
+    summary = summarize(load_survey(EXAMPLE), language="fr")
+    result = interpretation_chain(fake_llm("", {}, {}), "fr").invoke({"survey": summary})
+    document = report_document(result, load_survey(EXAMPLE), summary, figures=False)
+    words = [b.text for b in document.blocks if isinstance(b, Heading | Paragraph)]
+    words += [v for b in document.blocks if isinstance(b, Items) for v in b.values]
+    assert len(words) > 15
+    missing = [w for w in words if " ".join(w.split()) not in text]
+    assert not missing, missing
+    assert "Versions utilisées" in text and "SmolLM2" in text
+    bad = tmp_path / "rapport.txt"
+    assert main(["interpret", str(EXAMPLE), "--report", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"report {bad}: expected a file name ending in .html, .htm or .pdf" in err
+    assert "lecture" not in err and not bad.exists()  # refused before the survey is read
+
+
+def test_pdf_text_from_outside_is_written_as_text_not_read_as_markup() -> None:
+    """A file name or model sentence that looks like markup or PDF operators, or holds
+    characters the font lacks, is printed as written: the PDF shows it verbatim and gains
+    no page, font or object from it."""
+    from pypdf import PdfReader
+
+    from langchain_setraf.ert.report import Heading, Paragraph, ReportDocument
+    from langchain_setraf.ert.report_pdf import render_pdf
+
+    hostile = "<b>gras</b> **x** ) Tj ET BT /F1 99 Tf (injecté) Tj \\ %%EOF"
+    plain = render_pdf(ReportDocument("t", "fr", (Heading("t", 1), Paragraph("abc"))))
+    pdf = render_pdf(ReportDocument("t", "fr", (Heading("t", 1), Paragraph(hostile))))
+    assert hostile in _pdf_text(pdf)
+    assert len(PdfReader(__import__("io").BytesIO(pdf)).pages) == 1
+    assert pdf.count(b"/Font") == plain.count(b"/Font") and pdf.count(b"%%EOF") == 1
+
+
+def test_write_report_refuses_a_page_that_does_not_match_the_name(tmp_path: Path) -> None:
+    """Text for a ``.pdf`` or bytes for a ``.html`` is an error that names the file, and
+    leaves nothing behind (an existing report is kept as it was)."""
+    kept = tmp_path / "r.pdf"
+    kept.write_bytes(b"%PDF-1.4 earlier")
+    with pytest.raises(ValueError, match=r"r\.pdf: text given for a \.pdf file"):
+        write_report(kept, "<!DOCTYPE html>")
+    with pytest.raises(ValueError, match=r"r\.html: bytes given for a \.html file"):
+        write_report(tmp_path / "r.html", b"%PDF-")
+    assert kept.read_bytes() == b"%PDF-1.4 earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.pdf"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("language", ["fr", "en"])
 def test_a_blocky_inversion_reports_a_basement_lower_bound_and_the_conductance(

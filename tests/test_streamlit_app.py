@@ -255,8 +255,9 @@ def test_an_inversion_failure_is_shown(app, ert_dir: Path) -> None:  # type: ign
 
 
 def test_the_report_button_offers_the_html_report(app, ert_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    """An interpretation on screen comes with "Télécharger le rapport": the same
-    self-contained HTML report as ``setraf interpret --report`` (a stand-in model's answer,
+    """An interpretation on screen comes with "Télécharger le rapport" and "Télécharger le
+    rapport (PDF)": the same self-contained report as ``setraf interpret --report``, as HTML
+    and as PDF, with the same words (a stand-in model's answer,
     put where the app keeps its results, isolates the button from a real model run)."""
     import hashlib
     import json
@@ -284,16 +285,31 @@ def test_the_report_button_offers_the_html_report(app, ert_dir: Path) -> None:  
     ours = facts.replace(load_survey(path).title, " ")  # the file's own title is data
     assert not [ln for ln in ours.splitlines() if sentence_language(ln) == "en"], facts
     buttons = app.get("download_button")
-    assert [b.proto.label for b in buttons] == ["Télécharger le rapport"]
+    labels = [b.proto.label for b in buttons]
+    assert labels == ["Télécharger le rapport", "Télécharger le rapport (PDF)"]
     page = app.session_state["report_html"]
     assert page.startswith("<!DOCTYPE html>") and '<html lang="fr">' in page
     assert page.count("data:image/png;base64,") == 1 and "http" not in page
     assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "Versions utilisées" in page and "SmolLM2" in page  # the app's default model
+    pdf = app.session_state["report_pdf"]
+    assert pdf.startswith(b"%PDF-")
+    text = _pdf_text(pdf)
+    assert "Versions utilisées" in text and "Une couche conductrice repose sur le socle" in text
     app.radio(key="lang").set_value(
         "en"
     ).run()  # the English UI has no English result yet: no button
     assert not app.get("download_button")
+
+
+def _pdf_text(pdf: bytes) -> str:
+    """The text of a PDF as pypdf reads it, with its line breaks made spaces."""
+    import io
+
+    from pypdf import PdfReader
+
+    pages = PdfReader(io.BytesIO(pdf)).pages
+    return " ".join(" ".join((p.extract_text() or "").split()) for p in pages)
 
 
 def _free_port() -> int:

@@ -1,5 +1,6 @@
 """``setraf interpret FILE``: a Markdown (or JSON) report of one survey, and with
-``--report out.html`` the self-contained HTML report (:mod:`langchain_setraf.ert.report`)."""
+``--report out.html`` (or ``out.pdf``) the self-contained report
+(:mod:`langchain_setraf.ert.report`, :mod:`langchain_setraf.ert.report_pdf`)."""
 
 from __future__ import annotations
 
@@ -63,10 +64,10 @@ def add_interpret_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the Interpretation as JSON")
     p.add_argument(
         "--report",
-        metavar="OUT.html",
+        metavar="OUT.html|OUT.pdf",
         default=None,
-        help="also write the report as one self-contained HTML file (figures embedded; "
-        "needs matplotlib, the 'app' extra)",
+        help="also write the report: one self-contained HTML file, or a PDF, by the name's "
+        "ending (figures embedded; needs the 'app' extra)",
     )
     add_inversion_arguments(p)
     add_notes_arguments(p)
@@ -193,10 +194,14 @@ def run_interpret(args: argparse.Namespace) -> int:
     report_path = None
     if getattr(args, "report", None):
         from langchain_setraf.ert.figures import require_matplotlib
-        from langchain_setraf.ert.report import report_target
+        from langchain_setraf.ert.report import report_format, report_target
 
         report_path = report_target(args.report)  # a bad path is refused before any work
         require_matplotlib()
+        if report_format(report_path) == "pdf":
+            from langchain_setraf.ert.report_pdf import require_fpdf
+
+            require_fpdf()
 
     notes = read_notes_arguments(args)  # a bad notes folder is refused before any work
 
@@ -245,7 +250,9 @@ def run_interpret(args: argparse.Namespace) -> int:
     if report_path is not None:
         from langchain_setraf.ert.report import (
             collect_versions,
-            html_report,
+            render_html,
+            report_document,
+            report_format,
             summary_unresolved,
             write_report,
         )
@@ -258,7 +265,12 @@ def run_interpret(args: argparse.Namespace) -> int:
             model.library if model is not None else None,
         )
         unresolved = summary_unresolved(summary, result.language)
-        page = html_report(result, survey, summary, versions=made_by, unresolved=unresolved)
+        document = report_document(result, survey, summary, versions=made_by, unresolved=unresolved)
+        page: str | bytes = render_html(document)
+        if report_format(report_path) == "pdf":
+            from langchain_setraf.ert.report_pdf import render_pdf
+
+            page = render_pdf(document)
         _progress(tr(args.lang, "cli.report_written", path=write_report(report_path, page)))
     if args.json:
         print(json.dumps(result.model_dump(), ensure_ascii=False, indent=2))

@@ -411,6 +411,7 @@ _EN: dict[str, str] = {
     "html.generated": "generated",
     "html.none": "none",
     "html.download": "Download report",
+    "html.download_pdf": "Download report (PDF)",
     "html.progress": "iteration {iteration}/{max_iterations}: χ² {chi2}, β {beta}, {elapsed} s",
     "cli.progress": "iteration {iteration}/{max_iterations} ({phase}): χ² {chi2}, β {beta}, "
     "{iteration_s} s ({elapsed} s in all)",
@@ -819,6 +820,7 @@ _FR: dict[str, str] = {
     "html.generated": "produit le",
     "html.none": "aucun",
     "html.download": "Télécharger le rapport",
+    "html.download_pdf": "Télécharger le rapport (PDF)",
     "html.progress": "itération {iteration}/{max_iterations} : χ² {chi2}, β {beta}, {elapsed} s",
     "cli.progress": "itération {iteration}/{max_iterations} ({phase}) : χ² {chi2}, β {beta}, "
     "{iteration_s} s ({elapsed} s au total)",

@@ -1,12 +1,15 @@
-"""The report a geophysicist hands over: one self-contained HTML file.
+"""The report a geophysicist hands over: one self-contained HTML file, or a PDF.
 
-:func:`html_report` writes the survey facts, the pseudo-section and (when an inversion ran)
-the inverted section with its depth-of-investigation mask (PNG figures embedded as
-``data:`` URIs: the file loads nothing from anywhere), the units table, the interpretation,
+:func:`report_document` gathers the report's blocks; :func:`html_report` writes them as
+one HTML page and :func:`~langchain_setraf.ert.report_pdf.pdf_report` as a PDF. They hold
+the survey facts, the pseudo-section and (when an inversion ran) the inverted section with
+its depth-of-investigation mask (PNG figures embedded; in HTML as ``data:`` URIs: the file
+loads nothing from anywhere), the units table, the interpretation,
 the recommendations, the checked model notes, the method and its limits, the warnings and
 the versions used (:func:`collect_versions`). Every word is in the report's language
 (:mod:`langchain_setraf.ert.i18n`); every string that comes from outside the package (file
-names, titles, model text, warnings quoting it) is HTML-escaped.
+names, titles, model text, warnings quoting it) is HTML-escaped, and a PDF writes text
+as text (no markup is read from it).
 
 Example:
     >>> from langchain_setraf.ert import load_survey, summarize
@@ -49,12 +52,24 @@ from langchain_setraf.ert.summary import SurveySummary
 from langchain_setraf.ert.survey import Survey
 
 __all__ = [
+    "REPORT_FORMATS",
+    "Block",
+    "Figure",
+    "Heading",
+    "Items",
+    "Paragraph",
+    "Quote",
+    "ReportDocument",
+    "Table",
     "Versions",
     "collect_versions",
     "fact_rows",
     "fact_value",
     "html_report",
     "progress_text",
+    "render_html",
+    "report_document",
+    "report_format",
     "report_target",
     "summary_unresolved",
     "unresolved_sentences",
@@ -210,44 +225,92 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _table(header: list[str] | None, rows: list[list[str]], numeric: set[int] | None = None) -> str:
-    """A table; without ``header``, the first column of each row is its heading."""
-    numeric = numeric or set()
-    if header is None:
-        body = "".join(
-            f'<tr><th scope="row">{_e(r[0])}</th>'
-            + "".join(f'<td class="n">{_e(c)}</td>' if i + 1 in numeric else f"<td>{_e(c)}</td>"
-                      for i, c in enumerate(r[1:]))
-            + "</tr>"
-            for r in rows
-        )  # fmt: skip
-        return f"<table><tbody>{body}</tbody></table>"
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="n">{_e(c)}</td>' if i in numeric else f"<td>{_e(c)}</td>"
-            for i, c in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
+@dataclass(frozen=True)
+class Heading:
+    """A section heading (``level`` 1: the title, 2: a section, 3: a subsection)."""
+
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A paragraph of text (``muted``: a caption)."""
+
+    text: str
+    muted: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: without ``header``, the first column of each row is its heading;
+    ``numeric`` holds the indexes of the columns aligned right."""
+
+    rows: tuple[tuple[str, ...], ...]
+    header: tuple[str, ...] | None = None
+    numeric: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Items:
+    """A bulleted list."""
+
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG figure and its text alternative."""
+
+    png: bytes
+    alt: str
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A quoted passage and where it comes from."""
+
+    text: str
+    source: str
+
+
+#: One block of a report, in reading order.
+Block = Heading | Paragraph | Table | Items | Figure | Quote
+
+
+@dataclass(frozen=True)
+class ReportDocument:
+    """A report as blocks, before it is written as HTML (:func:`render_html`) or PDF
+    (:func:`langchain_setraf.ert.report_pdf.render_pdf`): both show the same words.
+
+    Attributes:
+        title: The report's title (its first heading).
+        language: ``"fr"`` or ``"en"``.
+        blocks: The content in reading order, the title first.
+    """
+
+    title: str
+    language: str
+    blocks: tuple[Block, ...]
+
+
+def _table(
+    header: list[str] | None, rows: list[list[str]], numeric: set[int] | None = None
+) -> Table:
+    return Table(
+        rows=tuple(tuple(r) for r in rows),
+        header=None if header is None else tuple(header),
+        numeric=frozenset(numeric or ()),
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _items(values: list[str]) -> str:
-    return "<ul>" + "".join(f"<li>{_e(v)}</li>" for v in values) + "</ul>"
-
-
-def _figure_html(survey: Survey, summary: SurveySummary, language: str) -> str:
+def _figure(survey: Survey, summary: SurveySummary, language: str) -> Figure:
     from langchain_setraf.ert.figures import section_png
 
-    png = section_png(survey, summary.inversion, language)
-    data = base64.b64encode(png).decode("ascii")
     alt = tr(language, "figure.pseudo")
     if summary.inversion is not None:
         alt += " · " + tr(language, "figure.model_section")
-    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+    return Figure(section_png(survey, summary.inversion, language), alt)
 
 
 def unresolved_sentences(
@@ -307,13 +370,13 @@ def summary_unresolved(summary: SurveySummary, language: str) -> list[str]:
     )
 
 
-def _method(summary: SurveySummary, language: str, unresolved: Sequence[str]) -> list[str]:
+def _method(summary: SurveySummary, language: str, unresolved: Sequence[str]) -> list[Block]:
     t = functools.partial(tr, language)
     f = functools.partial(fmt, language=language)
-    parts: list[str] = []
+    parts: list[Block] = []
     model = summary.inversion
     if model is not None:
-        parts.append(f"<p>{_e(model.describe(language))}</p>")
+        parts.append(Paragraph(model.describe(language)))
         rows = [
             [t("html.inversion"), model.library],
             ["χ²", f(model.chi2)],
@@ -325,14 +388,14 @@ def _method(summary: SurveySummary, language: str, unresolved: Sequence[str]) ->
         ]
         parts.append(_table(None, rows, numeric={1}))
     elif summary.survey.depth_kind == "model":
-        parts.append(f"<p>{_e(t('html.file_model'))}</p>")
+        parts.append(Paragraph(t("html.file_model")))
     else:
-        parts.append(f"<p>{_e(t('html.no_inversion'))}</p>")
+        parts.append(Paragraph(t("html.no_inversion")))
     doi = summary.doi_text(language)
     if summary.doi_depth:
         doi += t("render.doi_depth", d=f(summary.doi_depth))
-    parts.append(f"<h3>{_e(t('html.resolution'))}</h3>")
-    return [*parts, _items([doi, *unresolved])]
+    parts.append(Heading(t("html.resolution"), 3))
+    return [*parts, Items((doi, *unresolved))]
 
 
 def _stopped(stopped_by: str, language: str) -> str:
@@ -341,6 +404,136 @@ def _stopped(stopped_by: str, language: str) -> str:
         return tr(language, key)
     except KeyError:
         return stopped_by
+
+
+def report_document(
+    result: Interpretation,
+    survey: Survey,
+    summary: SurveySummary,
+    *,
+    versions: Versions | None = None,
+    figures: bool = True,
+    unresolved: Sequence[str] = (),
+) -> ReportDocument:
+    """The report's content, in ``result.language``: what :func:`html_report` and
+    :func:`~langchain_setraf.ert.report_pdf.pdf_report` write.
+
+    Args:
+        result: The interpretation (:func:`~langchain_setraf.ert.interpretation_chain`).
+        survey: The survey as read (its measured data draw the pseudo-section).
+        summary: The summary the interpretation was made from (with its inversion, if any:
+            the inverted section is drawn beside the pseudo-section).
+        versions: What produced it (:func:`collect_versions`; ``None``: the package's only).
+        figures: Draw the sections (needs matplotlib, the ``app`` extra).
+        unresolved: Sentences, in ``result.language``, on what else the data cannot resolve
+            (:func:`unresolved_sentences`), listed after the depth of investigation.
+
+    Raises:
+        ValueError: ``result.language`` is neither ``"fr"`` nor ``"en"``.
+        ImportError: ``figures`` and matplotlib is not installed (the message names the
+            extra).
+    """
+    lang = check_language(result.language)
+    t = functools.partial(tr, lang)
+    f = functools.partial(fmt, language=lang)
+    v = versions or collect_versions()
+    name = survey.path.name
+    title = f"{t('report.title')} : {name}" if lang == "fr" else f"{t('report.title')}: {name}"
+    out: list[Block] = [Heading(title, 1), Heading(t("report.facts"))]
+    out.append(_table(None, [list(row) for row in fact_rows(summary, lang)]))
+    if figures:
+        out += [Heading(t("html.sections")), _figure(survey, summary, lang)]
+        if summary.inversion is not None:
+            out.append(Paragraph(summary.inversion.describe(lang), muted=True))
+    header = [t(f"report.{k}") for k in ("unit", "depth", "p10", "median", "p90", "choice")]
+    header += [t("html.alternative"), t("report.cand"), t("report.setraf")]
+    rows = [
+        [
+            u.name,
+            span(u.top_m, u.bottom_m, lang),
+            f(u.rho_p10),
+            f(u.rho_median),
+            f(u.rho_p90),
+            f"{material_name(u.material, lang)} ({confidence_name(u.confidence, lang)})"
+            if u.material
+            else "—",
+            material_name(u.alternative, lang) if u.alternative else "—",
+            ", ".join(material_name(c, lang) for c in u.candidates),
+            u.setraf_class,
+        ]
+        for u in result.units
+    ]
+    out += [Heading(t("report.units")), _table(header, rows, numeric={1, 2, 3, 4})]
+    out += [Heading(t("report.interp")), Paragraph(result.geology or "—")]
+    out += [Heading(t("report.recs")), Items(tuple(result.recommendations or ["—"]))]
+    if result.model_notes:
+        out += [Heading(t("report.notes")), Paragraph(result.model_notes)]
+    if result.notes_used:
+        out.append(Heading(t("report.notes_used")))
+        out += [Quote(p.text, f"{p.where(lang)} · {', '.join(p.units)}") for p in result.notes_used]
+    out += [Heading(t("html.method")), *_method(summary, lang, unresolved)]
+    caveats = result.caveats or [translated(c, lang) for c in summary.caveats]
+    out += [Heading(t("report.caveats"), 3), Items(tuple(caveats or ["—"]))]
+    out += [Heading(t("report.warn")), Items(tuple(result.warnings or ["—"]))]
+    none = t("html.none")
+    vrows = [
+        [t("html.package"), v.package],
+        [t("html.llm"), v.llm or none],
+        [t("html.runtime"), v.runtime or none],
+        [t("html.inverter"), v.inverter or none],
+        ["Python", v.python],
+        [t("html.generated"), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())],
+    ]
+    out += [Heading(t("html.versions")), _table(None, vrows)]
+    return ReportDocument(title=title, language=lang, blocks=tuple(out))
+
+
+def _html_table(table: Table) -> str:
+    def cell(i: int, c: str) -> str:
+        return f'<td class="n">{_e(c)}</td>' if i in table.numeric else f"<td>{_e(c)}</td>"
+
+    if table.header is None:
+        body = "".join(
+            f'<tr><th scope="row">{_e(r[0])}</th>'
+            + "".join(cell(i, c) for i, c in enumerate(r) if i > 0)
+            + "</tr>"
+            for r in table.rows
+        )
+        return f"<table><tbody>{body}</tbody></table>"
+    head = "".join(f"<th>{_e(h)}</th>" for h in table.header)
+    body = "".join(
+        "<tr>" + "".join(cell(i, c) for i, c in enumerate(row)) + "</tr>" for row in table.rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_block(block: Block) -> str:
+    if isinstance(block, Heading):
+        return f"<h{block.level}>{_e(block.text)}</h{block.level}>"
+    if isinstance(block, Paragraph):
+        muted = ' class="muted"' if block.muted else ""
+        return f"<p{muted}>{_e(block.text)}</p>"
+    if isinstance(block, Table):
+        return _html_table(block)
+    if isinstance(block, Items):
+        return "<ul>" + "".join(f"<li>{_e(v)}</li>" for v in block.values) + "</ul>"
+    if isinstance(block, Figure):
+        data = base64.b64encode(block.png).decode("ascii")
+        return f'<img alt="{_e(block.alt)}" src="data:image/png;base64,{data}">'
+    return f"<blockquote><p>{_e(block.text)}</p><footer>{_e(block.source)}</footer></blockquote>"
+
+
+def render_html(document: ReportDocument) -> str:
+    """``document`` as one self-contained HTML page: figures as ``data:`` URIs, every
+    string escaped."""
+    head = [
+        "<!DOCTYPE html>",
+        f'<html lang="{_e(document.language)}"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(document.title)}</title><style>{_CSS}</style></head><body>",
+    ]
+    body = [_html_block(b) for b in document.blocks]
+    return "\n".join([*head, *body, "</body></html>"]) + "\n"
 
 
 def html_report(
@@ -369,78 +562,33 @@ def html_report(
         ImportError: ``figures`` and matplotlib is not installed (the message names the
             extra).
     """
-    lang = check_language(result.language)
-    t = functools.partial(tr, lang)
-    f = functools.partial(fmt, language=lang)
-    v = versions or collect_versions()
-    name = survey.path.name
-    title = f"{t('report.title')} : {name}" if lang == "fr" else f"{t('report.title')}: {name}"
-    out = [
-        "<!DOCTYPE html>",
-        f'<html lang="{lang}"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-        f"<h2>{_e(t('report.facts'))}</h2>",
-    ]
-    facts = [list(row) for row in fact_rows(summary, lang)]
-    out.append(_table(None, facts))
-    if figures:
-        out += [f"<h2>{_e(t('html.sections'))}</h2>", _figure_html(survey, summary, lang)]
-        if summary.inversion is not None:
-            out.append(f'<p class="muted">{_e(summary.inversion.describe(lang))}</p>')
-    header = [t(f"report.{k}") for k in ("unit", "depth", "p10", "median", "p90", "choice")]
-    header += [t("html.alternative"), t("report.cand"), t("report.setraf")]
-    rows = [
-        [
-            u.name,
-            span(u.top_m, u.bottom_m, lang),
-            f(u.rho_p10),
-            f(u.rho_median),
-            f(u.rho_p90),
-            f"{material_name(u.material, lang)} ({confidence_name(u.confidence, lang)})"
-            if u.material
-            else "—",
-            material_name(u.alternative, lang) if u.alternative else "—",
-            ", ".join(material_name(c, lang) for c in u.candidates),
-            u.setraf_class,
-        ]
-        for u in result.units
-    ]
-    out += [f"<h2>{_e(t('report.units'))}</h2>", _table(header, rows, numeric={1, 2, 3, 4})]
-    out += [f"<h2>{_e(t('report.interp'))}</h2>", f"<p>{_e(result.geology or '—')}</p>"]
-    out += [f"<h2>{_e(t('report.recs'))}</h2>", _items(result.recommendations or ["—"])]
-    if result.model_notes:
-        out += [f"<h2>{_e(t('report.notes'))}</h2>", f"<p>{_e(result.model_notes)}</p>"]
-    if result.notes_used:
-        out += [f"<h2>{_e(t('report.notes_used'))}</h2>", notes_used_html(result, lang)]
-    out += [f"<h2>{_e(t('html.method'))}</h2>", *_method(summary, lang, unresolved)]
-    caveats = result.caveats or [translated(c, lang) for c in summary.caveats]
-    out += [f"<h3>{_e(t('report.caveats'))}</h3>", _items(caveats or ["—"])]
-    out += [f"<h2>{_e(t('report.warn'))}</h2>", _items(result.warnings or ["—"])]
-    none = t("html.none")
-    vrows = [
-        [t("html.package"), v.package],
-        [t("html.llm"), v.llm or none],
-        [t("html.runtime"), v.runtime or none],
-        [t("html.inverter"), v.inverter or none],
-        ["Python", v.python],
-        [t("html.generated"), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())],
-    ]
-    out += [f"<h2>{_e(t('html.versions'))}</h2>", _table(None, vrows)]
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+    document = report_document(
+        result, survey, summary, versions=versions, figures=figures, unresolved=unresolved
+    )
+    return render_html(document)
 
 
-def notes_used_html(result: Interpretation, language: str) -> str:
-    """The site-notes passages the model was given, each quoted with its source
-    (file, page, lines) and the units that retrieved it; every string escaped."""
-    quotes = [
-        f"<blockquote><p>{_e(p.text)}</p><footer>{_e(p.where(language))} · "
-        f"{_e(', '.join(p.units))}</footer></blockquote>"
-        for p in result.notes_used
-    ]
-    return "".join(quotes)
+#: The file name endings a report may be written to, and the format each gets.
+REPORT_FORMATS: dict[str, str] = {".html": "html", ".htm": "html", ".pdf": "pdf"}
+
+
+def report_format(path: str | os.PathLike[str]) -> str:
+    """``"html"`` or ``"pdf"``: the format a report file name asks for, by its ending.
+
+    Raises:
+        ValueError: The name ends in neither ``.html``/``.htm`` nor ``.pdf`` (the message
+            names the file).
+
+    Example:
+        >>> report_format("survey.PDF"), report_format("out.html")
+        ('pdf', 'html')
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in REPORT_FORMATS:
+        raise ValueError(
+            f"report {os.fspath(path)}: expected a file name ending in .html, .htm or .pdf"
+        )
+    return REPORT_FORMATS[suffix]
 
 
 def report_target(path: str | os.PathLike[str]) -> Path:
@@ -448,7 +596,8 @@ def report_target(path: str | os.PathLike[str]) -> Path:
 
     Raises:
         FileNotFoundError: The folder of ``path`` does not exist (the message names it).
-        ValueError: ``path`` is a folder.
+        ValueError: ``path`` is a folder, or its name ends in neither ``.html``/``.htm``
+            nor ``.pdf``.
     """
     target = Path(path)
     folder = target.parent
@@ -456,20 +605,29 @@ def report_target(path: str | os.PathLike[str]) -> Path:
         raise FileNotFoundError(f"report {target}: the folder {folder} does not exist")
     if target.is_dir():
         raise ValueError(f"report {target}: is a folder, not a file name")
+    report_format(target)
     return target
 
 
-def write_report(path: str | os.PathLike[str], page: str) -> Path:
-    """Write ``page`` to ``path`` whole or not at all (a temporary file beside it, renamed).
+def write_report(path: str | os.PathLike[str], page: str | bytes) -> Path:
+    """Write ``page`` (an HTML page, or a PDF's bytes) to ``path`` whole or not at all
+    (a temporary file beside it, renamed).
 
     Raises:
         FileNotFoundError: The folder of ``path`` does not exist (the message names it).
-        ValueError: ``path`` is a folder.
+        ValueError: ``path`` is a folder or has no report ending, or ``page`` does not
+            match it (text for ``.pdf``, bytes for ``.html``).
     """
     target = report_target(path)
+    if isinstance(page, bytes) != (report_format(target) == "pdf"):
+        kind = "bytes" if isinstance(page, bytes) else "text"
+        raise ValueError(f"report {target}: {kind} given for a {target.suffix} file")
     tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
     try:
-        tmp.write_text(page, encoding="utf-8")
+        if isinstance(page, bytes):
+            tmp.write_bytes(page)
+        else:
+            tmp.write_text(page, encoding="utf-8")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
