@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_setraf.cli_model import add_model_argument, build_llm, deprecated, model_uri
 from langchain_setraf.ert.chains import Interpretation, interpretation_chain
-from langchain_setraf.ert.i18n import TEXTS, confidence_name, material_name, number
+from langchain_setraf.ert.i18n import TEXTS, confidence_name, material_name, memory_text, number
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import fmt
 from langchain_setraf.ert.model_section import (
@@ -243,7 +243,8 @@ def run_interpret(args: argparse.Namespace) -> int:
         {"survey": summary, "context": args.context, "notes": passages}
     )
     seconds = number(time.perf_counter() - start, ".1f", args.lang)
-    _progress(tr(args.lang, "cli.done", seconds=seconds, memory=memory_snapshot()))
+    memory = memory_text(memory_snapshot(), args.lang)
+    _progress(tr(args.lang, "cli.done", seconds=seconds, memory=memory))
     release = getattr(llm, "release", None)
     if callable(release):
         release()

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -30,9 +31,11 @@ __all__ = [
     "Language",
     "Note",
     "array_name",
+    "bytes_text",
     "check_language",
     "confidence_name",
     "material_name",
+    "memory_text",
     "number",
     "text",
     "translated",
@@ -426,6 +429,11 @@ _EN: dict[str, str] = {
     "cli.survey": "{format}: {electrodes} electrodes, {data} data, {units} unit(s)",
     "cli.generating": "loading model {uri} and generating…",
     "cli.done": "done in {seconds} s; memory: {memory}",
+    "memory.line": "RSS {rss} (anonymous {anon}, file-backed {file}) | USS {uss} | PSS {pss} | "
+    "peak RSS {peak} | system available {available} of {total}",
+    "memory.cgroup": " | cgroup limit {limit}, usage {usage}, left {left}",
+    "memory.cgroup_unlimited": " | cgroup usage {usage}, no limit",
+    "memory.unknown": "n/a",
     "cli.report_written": "report written to {path}",
     "cli.notes_skipped": "notes: {name} not read (only .txt, .md and .pdf are)",
     "cli.notes_searching": "searching {files} notes file(s) for the {units} unit(s)…",
@@ -835,6 +843,11 @@ _FR: dict[str, str] = {
     "cli.survey": "{format} : {electrodes} électrodes, {data} données, {units} unité(s)",
     "cli.generating": "chargement du modèle {uri} et génération…",
     "cli.done": "terminé en {seconds} s ; mémoire : {memory}",
+    "memory.line": "RSS {rss} (anonyme {anon}, fichiers projetés {file}) | USS {uss} | "
+    "PSS {pss} | pic RSS {peak} | disponible sur le système {available} sur {total}",
+    "memory.cgroup": " | cgroup : limite {limit}, utilisé {usage}, reste {left}",
+    "memory.cgroup_unlimited": " | cgroup : utilisé {usage}, sans limite",
+    "memory.unknown": "inconnu",
     "cli.report_written": "rapport écrit dans {path}",
     "cli.notes_skipped": "notes : {name} non lu (seuls .txt, .md et .pdf le sont)",
     "cli.notes_searching": "recherche dans {files} fichier(s) de notes pour {units} unité(s)…",
@@ -992,6 +1005,64 @@ def number(value: float, spec: str, language: str) -> str:
     """
     shown = format(value, spec)
     return shown.replace(".", ",") if check_language(language) == "fr" else shown
+
+
+_BYTE_UNITS = {"en": ("B", "KB", "MB", "GB"), "fr": ("o", "Ko", "Mo", "Go")}
+
+
+def bytes_text(n: float | None, language: str) -> str:
+    """A byte count as a short string in ``language`` (binary multiples, one decimal).
+
+    Example:
+        >>> bytes_text(211_000_000, "fr"), bytes_text(211_000_000, "en"), bytes_text(None, "fr")
+        ('201,2 Mo', '201.2 MB', 'inconnu')
+
+    Raises:
+        ValueError: ``language`` is neither ``"fr"`` nor ``"en"``.
+    """
+    units = _BYTE_UNITS[check_language(language)]
+    if n is None:
+        return text(language, "memory.unknown")
+    value = float(n)
+    for unit in units:
+        if abs(value) < 1024 or unit == units[-1]:
+            spec = ".0f" if unit == units[0] else ".1f"
+            return f"{number(value, spec, language)} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+
+
+def memory_text(snapshot: Any, language: str) -> str:
+    """A :class:`~langchain_setraf.memory.MemorySnapshot` as one line in ``language``: what
+    ``str(snapshot)`` says in English, in French with French units and decimal commas.
+
+    Raises:
+        ValueError: ``language`` is neither ``"fr"`` nor ``"en"``.
+    """
+    b = functools.partial(bytes_text, language=language)
+    line = text(
+        language,
+        "memory.line",
+        rss=b(snapshot.rss),
+        anon=b(snapshot.anon),
+        file=b(snapshot.file),
+        uss=b(snapshot.uss),
+        pss=b(snapshot.pss),
+        peak=b(snapshot.peak_rss),
+        available=b(snapshot.system_available),
+        total=b(snapshot.system_total),
+    )
+    if snapshot.cgroup_usage is None:
+        return line
+    if snapshot.cgroup_limit is None:
+        return line + text(language, "memory.cgroup_unlimited", usage=b(snapshot.cgroup_usage))
+    return line + text(
+        language,
+        "memory.cgroup",
+        limit=b(snapshot.cgroup_limit),
+        usage=b(snapshot.cgroup_usage),
+        left=b(snapshot.cgroup_available),
+    )
 
 
 def text(language: str, key: str, /, **values: Any) -> str:
