@@ -38,16 +38,19 @@ __all__ = [
 _MB = 1024 * 1024
 
 
-def format_bytes(n: int | float | None) -> str:
-    """Format a byte count as a short human string (``"201.3 MB"``)."""
+def format_bytes(
+    n: int | float | None, units: tuple[str, str, str, str] = ("B", "KB", "MB", "GB")
+) -> str:
+    """Format a byte count as a short human string (``"201.3 MB"``), in binary multiples
+    named by ``units`` (bytes, then ×1024, ×1024², ×1024³)."""
     if n is None:
         return "n/a"
     value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(value) < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    for unit in units:
+        if abs(value) < 1024 or unit == units[-1]:
+            return f"{value:.0f} {unit}" if unit == units[0] else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{value:.1f} GB"  # pragma: no cover - loop always returns
+    raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
 
 @dataclass(frozen=True)

@@ -1007,7 +1007,10 @@ def number(value: float, spec: str, language: str) -> str:
     return shown.replace(".", ",") if check_language(language) == "fr" else shown
 
 
-_BYTE_UNITS = {"en": ("B", "KB", "MB", "GB"), "fr": ("o", "Ko", "Mo", "Go")}
+_BYTE_UNITS: dict[str, tuple[str, str, str, str]] = {
+    "en": ("B", "KB", "MB", "GB"),
+    "fr": ("o", "Ko", "Mo", "Go"),
+}
 
 
 def bytes_text(n: float | None, language: str) -> str:
@@ -1020,16 +1023,13 @@ def bytes_text(n: float | None, language: str) -> str:
     Raises:
         ValueError: ``language`` is neither ``"fr"`` nor ``"en"``.
     """
+    from langchain_setraf.memory import format_bytes
+
     units = _BYTE_UNITS[check_language(language)]
     if n is None:
         return text(language, "memory.unknown")
-    value = float(n)
-    for unit in units:
-        if abs(value) < 1024 or unit == units[-1]:
-            spec = ".0f" if unit == units[0] else ".1f"
-            return f"{number(value, spec, language)} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+    shown = format_bytes(n, units)
+    return shown.replace(".", ",") if language == "fr" else shown
 
 
 def memory_text(snapshot: Any, language: str) -> str:
