@@ -95,6 +95,32 @@ def test_forward_response_and_jacobian_equal_superlus(name: str, workers: int) -
     assert _relative(jac, ref_jac) < 1e-8
 
 
+@pytest.mark.parametrize("name", ["superlu", "pardiso", "mumps"])
+def test_solves_of_matrices_sharing_a_pattern_and_of_another_are_exact(name: str) -> None:
+    """``solve`` (Pardiso: reusing the analysis of an earlier matrix with the same pattern)
+    and ``factor`` give ``A x = b`` for matrices of one pattern in turn, then of another."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    if name != "superlu":
+        _require(name)
+    solver = pick_solver(name)  # type: ignore[arg-type]
+    rng = np.random.default_rng(5)
+
+    def laplacian(n: int, shift: float) -> Any:
+        d = sp.diags([-np.ones(n - 1), -np.ones(n - 1)], [-1, 1])
+        return (sp.kronsum(d, d) + sp.diags(4 + shift + rng.random(n * n))).tocsr()
+
+    for n, shift in ((20, 0.1), (20, 5.0), (20, 0.01), (13, 1.0), (20, 2.0)):
+        a = laplacian(n, shift)
+        b = rng.standard_normal((n * n, 3))
+        x = solver.solve(a, b)
+        assert x.shape == b.shape
+        assert float(np.abs(a @ x - b).max()) < 1e-10 * float(np.abs(b).max())
+        y = np.asarray(solver.factor(a)(b))
+        assert float(np.abs(a @ y - b).max()) < 1e-10 * float(np.abs(b).max())
+
+
 def test_superlu_in_two_threads_equals_one() -> None:
     volts, jac = _forward("superlu", 2)
     ref_volts, ref_jac = _forward("superlu", 1)
