@@ -18,6 +18,7 @@ from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import fmt
 from langchain_setraf.ert.model_section import (
     REGULARIZATIONS,
+    SOLVERS,
     InversionOptions,
     InversionProgress,
     ModelSection,
@@ -127,6 +128,13 @@ def add_inversion_arguments(p: Any) -> None:
     g.add_argument("--alpha-z", type=float, default=d.alpha_z, help="vertical smoothness")
     g.add_argument("--max-iterations", type=int, default=d.max_iterations)
     g.add_argument("--max-seconds", type=float, default=d.max_seconds)
+    g.add_argument(
+        "--solver",
+        choices=SOLVERS,
+        default=d.solver,
+        help="direct sparse solver: auto = Pardiso (pydiso), else MUMPS (python-mumps), "
+        "else SuperLU; a named one that is not installed is an error; default %(default)s",
+    )
 
 
 def inversion_options(args: argparse.Namespace) -> InversionOptions:
@@ -141,6 +149,7 @@ def inversion_options(args: argparse.Namespace) -> InversionOptions:
         max_iterations=args.max_iterations,
         max_seconds=args.max_seconds,
         regularization=getattr(args, "regularization", "smooth"),
+        solver=getattr(args, "solver", "auto"),
     )
 
 

@@ -14,10 +14,8 @@ Needs numpy, scipy and discretize (the ``invert`` extra); import it lazily.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,73 +23,12 @@ import scipy.sparse as sp  # type: ignore[import-untyped]
 from scipy.optimize import minimize  # type: ignore[import-untyped]
 from scipy.special import k0, k0e, k1e  # type: ignore[import-untyped]
 
+from langchain_setraf.ert.solvers import Factoriser, pick_solver
+
 __all__ = ["Factoriser", "PoleForward", "Quadrupole", "pick_solver", "wavenumbers"]
 
 #: (a, b, m, n) electrode indices; ``None`` = a remote electrode.
 Quadrupole = tuple[int, int | None, int, int | None]
-
-
-@dataclass(frozen=True)
-class Factoriser:
-    """A direct sparse solver: its name and a function ``A -> solve(B)``."""
-
-    name: str
-    factor: Any
-    note: str
-
-
-def pick_solver() -> Factoriser:
-    """The fastest direct solver installed: Pardiso (pydiso), else MUMPS, else SuperLU.
-
-    Returns:
-        The solver; :attr:`Factoriser.note` names the faster one missing, when one is.
-    """
-    try:
-        importlib.import_module("pydiso")
-        pymatsolver = importlib.import_module("pymatsolver")
-
-        def pardiso(a: Any) -> Any:
-            inv = pymatsolver.Pardiso(a.tocsr(), is_symmetric=True, is_positive_definite=True)
-            return lambda b: inv * b
-
-        return Factoriser("pardiso", pardiso, "")
-    except ImportError:
-        pass
-    try:
-        importlib.import_module("mumps")
-        pymatsolver = importlib.import_module("pymatsolver")
-
-        def mumps(a: Any) -> Any:
-            inv = pymatsolver.Mumps(a.tocsc(), is_symmetric=True, is_positive_definite=True)
-            return lambda b: inv * b
-
-        return Factoriser("mumps", mumps, "Pardiso (pydiso) is faster where installed")
-    except ImportError:
-        pass
-    from scipy.sparse.linalg import (  # type: ignore[import-untyped]
-        splu,
-        spsolve_triangular,
-    )
-
-    def superlu(a: Any) -> Any:
-        # SuperLU factors; the two triangular solves of many right-hand sides are ~8x
-        # faster through spsolve_triangular than through SuperLU.solve (scipy 1.17)
-        lu = splu(a.tocsc(), permc_spec="MMD_AT_PLUS_A")
-        lower, upper, perm_c = lu.L.tocsr(), lu.U.tocsr(), lu.perm_c
-        n = len(lu.perm_r)
-        p_r = sp.csr_matrix((np.ones(n), (lu.perm_r, np.arange(n))), shape=(n, n))
-
-        def solve(b: Any) -> Any:
-            y = spsolve_triangular(lower, p_r @ b, lower=True, unit_diagonal=True)
-            return spsolve_triangular(upper, y, lower=False)[perm_c]
-
-        return solve
-
-    return Factoriser(
-        "superlu",
-        superlu,
-        "SuperLU (scipy) used: Pardiso (pydiso) or MUMPS (python-mumps) would be faster",
-    )
 
 
 def wavenumbers(min_r: float, max_r: float, nky: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +64,8 @@ class PoleForward:
         electrodes: (x, z) of each electrode, on mesh nodes at the ground surface.
         quadrupoles: One (a, b, m, n) per datum; ``None`` for a remote electrode.
         nky: Number of wavenumbers.
-        solver: The direct solver (default :func:`pick_solver`).
+        solver: The direct solver (default :func:`~langchain_setraf.ert.solvers.pick_solver`
+            with ``"auto"``).
         workers: Threads solving wavenumbers in parallel (default: 2).
     """
 
@@ -197,8 +135,7 @@ class PoleForward:
         ky, w = float(self.ky[i]), float(self.w[i])
         node_diag = ky**2 * (self.p_node @ sigma) + self.boundary[i] @ sigma
         a = self.grad.T @ sp.diags(self.p_edge @ sigma) @ self.grad + sp.diags(node_diag)
-        solve = self.solver.factor(a)
-        u = np.asarray(solve(self.q.toarray()))  # nodes × electrodes
+        u = self.solver.solve(a, self.q.toarray())  # nodes × electrodes
         # a zero column stands for a remote electrode (index n_electrodes)
         u = np.hstack([u, np.zeros((u.shape[0], 1))])
         phi = np.asarray(self.q.T @ u[:, :-1])

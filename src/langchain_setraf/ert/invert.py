@@ -320,7 +320,7 @@ def invert_survey(
     spacing = _spacing(survey)
     span = grid.x_max - grid.x_min
     nky = opts.nky or auto_nky(span, spacing)
-    solver = pick_solver()
+    solver = pick_solver(opts.solver)
     workers = max(1, min(opts.workers or (os.cpu_count() or 1), 8))
     fw = PoleForward(mesh, active, grid.electrodes, quads, nky=nky, solver=solver, workers=workers)
     rhoa = np.array([q.rhoa for q in survey.data], dtype=float)

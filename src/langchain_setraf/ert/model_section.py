@@ -14,16 +14,30 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from langchain_setraf.ert.i18n import TEXTS, number
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.layering import LayeredModel, layered_model
 from langchain_setraf.ert.survey import Cell, Survey
 
-__all__ = ["REGULARIZATIONS", "InversionOptions", "InversionProgress", "ModelSection"]
+__all__ = [
+    "REGULARIZATIONS",
+    "SOLVERS",
+    "InversionOptions",
+    "InversionProgress",
+    "ModelSection",
+    "SolverName",
+]
 
 #: The regularisations :class:`InversionOptions` accepts.
 REGULARIZATIONS = ("smooth", "blocky")
+
+#: A direct sparse solver choice: ``"auto"`` = the fastest installed.
+SolverName = Literal["auto", "pardiso", "mumps", "superlu"]
+
+#: The solvers :attr:`InversionOptions.solver` accepts, ``"auto"`` first.
+SOLVERS: tuple[SolverName, ...] = ("auto", "pardiso", "mumps", "superlu")
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,10 @@ class InversionOptions:
             neighbouring cells (blocky only); smaller = sharper and slower to converge.
         cg_iterations: Conjugate-gradient iterations of each Gauss–Newton step at most.
         workers: Threads solving the wavenumbers in parallel; ``None`` = one per CPU (≤ 8).
+        solver: The direct sparse solver: ``"auto"`` (default: Pardiso where ``pydiso`` is
+            installed, else MUMPS where ``python-mumps`` is, else SuperLU), or one of
+            ``"pardiso"``, ``"mumps"``, ``"superlu"``; a solver that is not installed is an
+            error naming the package (see :func:`~langchain_setraf.ert.forward2d.pick_solver`).
     """
 
     error_percent: float = 3.0
@@ -87,6 +105,7 @@ class InversionOptions:
     irls_epsilon: float = 0.02
     cg_iterations: int = 50
     workers: int | None = None
+    solver: SolverName = "auto"
 
     def __post_init__(self) -> None:
         positive = {
@@ -134,6 +153,10 @@ class InversionOptions:
             )
         if self.workers is not None and not 1 <= self.workers <= 64:
             raise ValueError(f"InversionOptions.workers must be in 1..64, got {self.workers}")
+        if self.solver not in SOLVERS:
+            raise ValueError(
+                f"InversionOptions.solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}"
+            )
         if self.doi_coverage >= 1:
             raise ValueError(
                 f"InversionOptions.doi_coverage must be below 1, got {self.doi_coverage}"
