@@ -34,7 +34,7 @@ from typing import Any
 from benchmarks.machine import machine_info
 from langchain_setraf.ert import load_survey
 from langchain_setraf.ert.invert import invert_survey
-from langchain_setraf.ert.layering import layered_model
+from langchain_setraf.ert.layering import LayeredModel, layered_model
 from langchain_setraf.ert.model_section import InversionOptions, ModelSection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,44 +195,55 @@ def simpeg_baseline(path: Path, iterations: int = 2) -> dict[str, Any]:
     }
 
 
-def _truth_check(section: ModelSection, truth: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if truth.get("kind") == "layers":
-        fit = section.layers()
-        want = truth["layers"]
-        out["units"] = fit.n_layers
-        out["units_ok"] = fit.n_layers == len(want)
-        out["layers"] = [
-            {"rho": round(lay.rho, 1), "top": round(lay.top_m, 2), "lower_bound": lay.lower_bound}
-            for lay in fit.layers
+def _layers_check(fit: LayeredModel, truth: dict[str, Any]) -> dict[str, Any]:
+    """A layered model against a layered truth (see the module)."""
+    want = truth["layers"]
+    out: dict[str, Any] = {"units": fit.n_layers, "units_ok": fit.n_layers == len(want)}
+    out["layers"] = [
+        {
+            "rho": round(lay.rho, 1),
+            "top": round(lay.top_m, 2),
+            "lower_bound": lay.lower_bound,
+            **({"rho_sd_log": round(lay.rho_sd_log, 3)} if lay.rho_sd_log is not None else {}),
+        }
+        for lay in fit.layers
+    ]
+    out["interfaces"] = [
+        [round(i.depth_m, 2), round(i.depth_min_m, 2), round(i.depth_max_m, 2)]
+        for i in fit.interfaces
+    ]
+    if out["units_ok"]:
+        rho_ok = []
+        for got, w in zip(fit.layers, want, strict=True):
+            if got.lower_bound:  # only a bound is claimed: it must hold
+                rho_ok.append(got.rho <= 1.25 * w["rho"])
+            else:
+                rho_ok.append(abs(got.rho - w["rho"]) <= 0.25 * w["rho"])
+        depth_ok = [
+            abs(i.depth_m - w["bottom"]) <= 0.2 * w["bottom"]
+            for i, w in zip(fit.interfaces, want, strict=False)
         ]
-        out["interfaces"] = [
-            [round(i.depth_m, 2), round(i.depth_min_m, 2), round(i.depth_max_m, 2)]
-            for i in fit.interfaces
-        ]
-        if out["units_ok"]:
-            rho_ok = []
-            for got, w in zip(fit.layers, want, strict=True):
-                if got.lower_bound:  # only a bound is claimed: it must hold
-                    rho_ok.append(got.rho <= 1.25 * w["rho"])
-                else:
-                    rho_ok.append(abs(got.rho - w["rho"]) <= 0.25 * w["rho"])
-            depth_ok = [
-                abs(i.depth_m - w["bottom"]) <= 0.2 * w["bottom"]
-                for i, w in zip(fit.interfaces, want, strict=False)
-            ]
-            out["rho_ok"] = all(rho_ok)
-            out["interfaces_ok"] = all(depth_ok)
-        out["unresolved"] = list(fit.unresolved)
-        out["conductance_s"] = fit.conductance_s
-        if fit.conductance_s is not None and len(want) >= 2 and want[-2]["bottom"]:
-            true_s = (want[-2]["bottom"] - want[-2]["top"]) / want[-2]["rho"]
-            out["conductance_true_s"] = round(true_s, 4)
-            out["conductance_ok"] = abs(fit.conductance_s - true_s) <= 0.25 * true_s
-    elif truth.get("kind") == "dipping":
-        # each column (x ± 2 m): the layered reading of that column's cells
-        errors, within = [], []
-        for x in truth["tolerances"]["columns_x"]:
+        out["rho_ok"] = all(rho_ok)
+        out["interfaces_ok"] = all(depth_ok)
+    out["unresolved"] = list(fit.unresolved)
+    out["conductance_s"] = fit.conductance_s
+    if fit.conductance_s is not None and len(want) >= 2 and want[-2]["bottom"]:
+        true_s = (want[-2]["bottom"] - want[-2]["top"]) / want[-2]["rho"]
+        out["conductance_true_s"] = round(true_s, 4)
+        out["conductance_ok"] = abs(fit.conductance_s - true_s) <= 0.25 * true_s
+    return out
+
+
+def _dipping_check(section: ModelSection, truth: dict[str, Any], refined: bool) -> dict[str, Any]:
+    """Interface depth at each truth column: from the refined fit's (dipping) interface, or
+    (``refined=False``) from the layered reading of that column's cells (x ± 2 m)."""
+    fit = section.layering
+    errors, within = [], []
+    for x in truth["tolerances"]["columns_x"]:
+        want = truth["interface"]["depth_at_x0"] + truth["interface"]["slope"] * x
+        if refined and fit is not None:
+            depths = [i.depth_at(x) for i in fit.interfaces]
+        else:
             cells = [
                 (d, h, r)
                 for cx, d, h, r in zip(
@@ -240,13 +251,52 @@ def _truth_check(section: ModelSection, truth: dict[str, Any]) -> dict[str, Any]
                 )
                 if abs(cx - x) <= 2.0
             ]
-            fit = layered_model(*zip(*cells, strict=True), section.doi_m)  # type: ignore[arg-type]
-            want = truth["interface"]["depth_at_x0"] + truth["interface"]["slope"] * x
-            got = min((i.depth_m for i in fit.interfaces), key=lambda d: abs(d - want), default=0)
-            errors.append(round(got - want, 2))
-            within.append(abs(got - want) <= 0.2 * want)
-        out["interface_errors_m"] = errors
-        out["interfaces_ok"] = all(within)
+            column = layered_model(*zip(*cells, strict=True), section.doi_m)  # type: ignore[arg-type]
+            depths = [i.depth_m for i in column.interfaces]
+        got = min(depths, key=lambda d: abs(d - want), default=0.0)
+        errors.append(round(got - want, 2))
+        within.append(abs(got - want) <= 0.2 * want)
+    return {"interface_errors_m": errors, "interfaces_ok": all(within)}
+
+
+def _refinement(fit: LayeredModel | None) -> dict[str, Any]:
+    """How the units' layered model was made: fit of the data or the image's, and why."""
+    if fit is None:
+        return {"source": "image", "fallback": "not run"}
+    out: dict[str, Any] = {"source": fit.source, "geometry": fit.geometry}
+    if fit.chi2 is not None:
+        out["chi2"] = round(fit.chi2, 3)
+    if fit.fallback:
+        out["fallback"] = fit.fallback
+        out["rejected_chi2"] = round(fit.rejected_chi2 or math.nan, 3)
+    out["interfaces"] = [
+        {
+            "depth_m": round(i.depth_m, 3),
+            **({"depth_sd_m": round(i.depth_sd_m, 3)} if i.depth_sd_m is not None else {}),
+            **(
+                {"slope": round(i.slope, 4), "slope_sd": round(i.slope_sd or 0.0, 4)}
+                if fit.geometry == "dipping"
+                else {}
+            ),
+            "x_ref_m": round(i.x_ref_m, 2),
+        }
+        for i in fit.interfaces
+    ]
+    if fit.conductance_sd_s is not None:
+        out["conductance_sd_s"] = round(fit.conductance_sd_s, 5)
+    return out
+
+
+def _truth_check(section: ModelSection, truth: dict[str, Any]) -> dict[str, Any]:
+    """The truth columns: the units' layered model (refined against the data when kept) and,
+    under ``image``, the same check on the section's own layered reading."""
+    out: dict[str, Any] = {"refinement": _refinement(section.layering)}
+    if truth.get("kind") == "layers":
+        out.update(_layers_check(section.units_model(), truth))
+        out["image"] = _layers_check(section.layers(), truth)
+    elif truth.get("kind") == "dipping":
+        out.update(_dipping_check(section, truth, refined=True))
+        out["image"] = _dipping_check(section, truth, refined=False)
     elif truth.get("kind") == "block":
         block, background = truth["block"], truth["background"]
         cells = [
@@ -285,6 +335,7 @@ def run_case(name: str, path: Path, truth: dict[str, Any], regularization: str, 
         "setup_s": round(section.setup_s, 2),
         "s_per_iteration": round(section.seconds_per_iteration, 2),
         "total_s": round(total, 1),
+        "refine_s": round(section.refine_s, 1),
         "doi_m": round(section.doi_m, 2),
         "topography": bool(section.elevation),
         "load_avg_1m": os.getloadavg()[0],
@@ -324,16 +375,27 @@ def markdown(result: dict[str, Any]) -> str:
         depths = ", ".join(f"{i[0]:g} ({i[1]:g}–{i[2]:g})" for i in row["interfaces"])
         return f"{rho} Ω·m; {depths} m" if depths else f"{rho} Ω·m"
 
+    def fit(row: dict[str, Any]) -> str:
+        ref = row.get("refinement", {})
+        if ref.get("source") == "data":
+            return f"data, {ref['geometry']}, χ² {ref['chi2']:.2f}"
+        if "rejected_chi2" in ref:
+            return f"image (data fit χ² {ref['rejected_chi2']:.3g} rejected)"
+        return "image"
+
     lines = [
-        "| case | data | regularisation | iterations | χ² | s/iteration | total s | load | "
-        "layers: ρ; interfaces (range) | truth |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| case | data | regularisation | iterations | χ² | s/iteration | total s | "
+        "of which layer fit | load | units from | layers: ρ; interfaces (range) | truth | "
+        "truth, image's layers |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
+        image = r.get("image", {})
         lines.append(
             f"| {r['case']} | {r['n_data']} | {r['regularization']} | {r['iterations']} | "
             f"{r['chi2']:.2f} | {r['s_per_iteration']:.2f} | {r['total_s']:.1f} | "
-            f"{r['load_avg_1m']:.1f} | {layers(r)} | {ok(r)} |"
+            f"{r.get('refine_s', 0.0):.1f} | {r['load_avg_1m']:.1f} | {fit(r)} | "
+            f"{layers(r)} | {ok(r)} | {ok(image) if image else '–'} |"
         )
     return "\n".join(lines)
 

@@ -66,6 +66,10 @@ class InversionOptions:
             neighbouring cells (blocky only); smaller = sharper and slower to converge.
         cg_iterations: Conjugate-gradient iterations of each Gauss–Newton step at most.
         workers: Threads solving the wavenumbers in parallel; ``None`` = one per CPU (≤ 8).
+        refine_layers: After the inversion, refine the section's layered reading against
+            the data (:func:`~langchain_setraf.ert.layer_refine.refine_layers`: layer
+            resistivities and continuous interface depths, flat or dipping, with their
+            uncertainties); the units then come from that fit (default ``True``).
     """
 
     error_percent: float = 3.0
@@ -87,6 +91,7 @@ class InversionOptions:
     irls_epsilon: float = 0.02
     cg_iterations: int = 50
     workers: int | None = None
+    refine_layers: bool = True
 
     def __post_init__(self) -> None:
         positive = {
@@ -208,6 +213,13 @@ class ModelSection:
         elevation: Cell centre elevation, m, one per cell, when the line has topography
             (the mesh then follows the surface: ``depth`` is below the local surface);
             empty on a flat line.
+        layering: The layered model the units come from, made at inversion time: the
+            section's layered reading refined against the data (``source == "data"``), or
+            that reading itself with :attr:`LayeredModel.fallback` saying why the
+            refinement was not kept; ``None`` when no refinement was asked for (then
+            :meth:`units_model` reads the section).
+        refine_s: Seconds the layered fit of the data took (included in
+            :attr:`elapsed_s`).
     """
 
     x: tuple[float, ...]
@@ -234,6 +246,8 @@ class ModelSection:
     setup_s: float = 0.0
     history: tuple[InversionProgress, ...] = ()
     elevation: tuple[float, ...] = ()
+    layering: LayeredModel | None = None
+    refine_s: float = 0.0
 
     @property
     def seconds_per_iteration(self) -> float:
@@ -259,6 +273,15 @@ class ModelSection:
             max_layers=max_layers,
             floor_decades=floor_decades,
         )
+
+    def units_model(self) -> LayeredModel:
+        """The layered model the units come from: :attr:`layering` when the inversion made
+        one, else :meth:`layers` (the section's own layered reading).
+
+        Raises:
+            ValueError: Fewer than two depth levels above the depth of investigation.
+        """
+        return self.layering if self.layering is not None else self.layers()
 
     def cells(self) -> list[Cell]:
         """The section as :class:`Cell` objects (``sensitivity`` = coverage)."""
