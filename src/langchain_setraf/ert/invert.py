@@ -580,6 +580,8 @@ def invert_survey(
         image,
         image_chi2=chi2,
         min_thickness=float(grid.bins[1]) / 2,
+        # the inversion's time budget covers the fit too (at least a minute for it)
+        max_seconds=max(60.0, opts.max_seconds - (refine_start - start)),
     )
     now = time.perf_counter()
     return dataclasses.replace(

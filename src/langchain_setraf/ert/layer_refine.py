@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,6 +171,7 @@ def _fit(
     *,
     max_iterations: int,
     min_thickness: float,
+    deadline: float,
 ) -> _Fit:
     def evaluate(p: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         ls, dls = param.log_sigma(p)
@@ -182,6 +184,8 @@ def _fit(
     lam = 1e-2
     iterations = 0
     for _ in range(max_iterations):
+        if time.perf_counter() > deadline:
+            break
         jtj = jac.T @ jac
         g = jac.T @ r
         d = np.maximum(np.diag(jtj), 1e-12 * max(float(np.diag(jtj).max()), 1e-30))
@@ -286,6 +290,7 @@ def refine_layers(
     min_thickness: float,
     max_iterations: int = 8,
     dipping: bool = True,
+    max_seconds: float = math.inf,
 ) -> LayeredModel:
     """Refine the image's layered reading against the data (see the module).
 
@@ -301,12 +306,15 @@ def refine_layers(
         min_thickness: The thinnest a layer may get, m.
         max_iterations: Levenberg–Marquardt iterations of each fit at most.
         dipping: Also fit dipping interfaces and keep them when the BIC prefers them.
+        max_seconds: No new iteration starts after this many seconds (the fit as it
+            stands is then judged like any other).
 
     Returns:
         The refined model (``source="data"``), or ``start`` with ``fallback="misfit"``
         when the refined χ²/N exceeds :data:`MAX_CHI2_RATIO` × ``max(image_chi2, 1)``
         (a :class:`RefinementWarning` is then issued).
     """
+    deadline = time.perf_counter() + max_seconds
     n = start.n_layers
     n_data = len(dobs)
     wd = 1.0 / np.asarray(std, dtype=float)
@@ -317,7 +325,14 @@ def refine_layers(
     ]
     flat = _Param(cells, n, dipping=False)
     fit = _fit(
-        response, flat, p0, dobs, wd, max_iterations=max_iterations, min_thickness=min_thickness
+        response,
+        flat,
+        p0,
+        dobs,
+        wd,
+        max_iterations=max_iterations,
+        min_thickness=min_thickness,
+        deadline=deadline,
     )
     best, best_param, geometry = fit, flat, "flat"
     if dipping and n >= 2 and fit.phi > n_data:
@@ -331,6 +346,7 @@ def refine_layers(
             wd,
             max_iterations=max(2, max_iterations // 2),
             min_thickness=min_thickness,
+            deadline=deadline,
         )
         log_n = math.log(n_data)
         if fit_d.phi + dip.size * log_n < fit.phi + flat.size * log_n:

@@ -48,7 +48,8 @@ class InversionOptions:
         max_iterations: Gauss–Newton iterations at most (the inversion stops earlier when
             χ² reaches ``target_chi2``).
         max_seconds: Wall-clock budget; the inversion stops after the iteration that
-            exceeds it.
+            exceeds it, and the layered fit of the data starts no iteration after what is
+            left of it (at least 60 s).
         target_chi2: Target normalised misfit χ²/N (1 = fit the data to their errors).
         nky: Number of wavenumbers of the 2.5-D transform; ``None`` (default) sizes it to
             the ratio of the longest to the shortest electrode distance (5 to 9).
