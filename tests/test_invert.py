@@ -470,3 +470,12 @@ def test_surface_distances_become_horizontal_for_the_mesh() -> None:
     assert flat[-1][0] - flat[0][0] < 0.95 * (survey.electrodes[-1][0] - survey.electrodes[0][0])
     level = load_survey(TWO_LAYER)  # no relief, no surface distances: unchanged
     assert horizontal_electrodes(level) == level.electrodes
+    # the mesh's core cells follow the (now irregular) electrodes: each sits on a node
+    import dataclasses
+
+    import discretize
+
+    from langchain_setraf.ert.invert import build_mesh
+
+    grid = build_mesh(dataclasses.replace(survey, electrodes=flat), InversionOptions(), discretize)
+    assert [x for x, _ in grid.electrodes] == pytest.approx([x for x, _ in flat], abs=1e-9)

@@ -223,6 +223,20 @@ def build_mesh(survey: Survey, opts: InversionOptions, discretize: Any) -> Inver
     topography = relief > 0.01 * spacing
     core_depth = opts.depth_factor * max(q.pseudo_depth for q in survey.data)
     n_core_x = max(4, math.ceil((x_max - x_min + 2 * spacing) / dx))
+    hx_core: Any = [(dx, n_core_x)]
+    steps = np.diff(np.sort(ex))
+    if np.any(np.abs(steps / dx - np.round(steps / dx)) > 1e-6):
+        # electrodes off a regular grid (e.g. surface distances made horizontal): core cells
+        # follow them, each gap split into equal cells of at most dx, so every electrode
+        # stays on a node instead of moving to the nearest one
+        margin = math.ceil(spacing / dx)
+        widths = [spacing / margin] * margin
+        for gap in steps:
+            k = max(1, math.ceil(gap / dx - 1e-9))
+            widths += [float(gap) / k] * k
+        widths += [spacing / margin] * margin
+        hx_core = widths
+        n_core_x = len(widths)
     dz0 = dx / 2
     hz_relief = [dx] * (math.ceil(relief / dx) if topography else 0)
     hz_core: list[float] = []
@@ -237,7 +251,7 @@ def build_mesh(survey: Survey, opts: InversionOptions, discretize: Any) -> Inver
     pad = [hz_core[-1] * _PAD_FACTOR**k for k in range(_PAD_CELLS, 0, -1)]
     hz = np.r_[pad, hz_core[::-1], hz_relief]
     mesh = discretize.TensorMesh(
-        [[(dx, _PAD_CELLS, -_PAD_FACTOR), (dx, n_core_x), (dx, _PAD_CELLS, _PAD_FACTOR)], hz]
+        [[(dx, _PAD_CELLS, -_PAD_FACTOR), *hx_core, (dx, _PAD_CELLS, _PAD_FACTOR)], hz]
     )
     top = float(ez.max()) if topography else 0.0
     x0 = x_min - spacing - float(np.sum(mesh.h[0][:_PAD_CELLS]))
