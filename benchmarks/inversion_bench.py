@@ -346,6 +346,21 @@ def data_scatter_percent(path: Path) -> float:
     return round(100 * 1.4826 * mad / math.sqrt(6), 1)
 
 
+def _residuals(section: ModelSection) -> dict[str, float]:
+    """How the misfit is spread: the median |normalised residual| (0.67 when the error
+    model is right) and the share of χ² carried by the worst 5 % of the data."""
+    opts = section.options
+    r2 = sorted(
+        ((p - o) / (opts.error_percent / 100 * abs(o) + opts.error_floor)) ** 2
+        for o, p in zip(section.rhoa_observed, section.rhoa_predicted, strict=True)
+    )
+    worst = r2[len(r2) - max(1, len(r2) // 20) :]
+    return {
+        "residual_median_abs": round(math.sqrt(statistics.median(r2)), 2),
+        "residual_worst5_share": round(sum(worst) / max(sum(r2), 1e-300), 2),
+    }
+
+
 def run_case(name: str, path: Path, truth: dict[str, Any], regularization: str, **kw: Any) -> Any:
     options = InversionOptions(regularization=regularization, max_iterations=15, **kw)
     t0 = time.perf_counter()
@@ -372,6 +387,7 @@ def run_case(name: str, path: Path, truth: dict[str, Any], regularization: str, 
         "load_avg_1m": os.getloadavg()[0],
         "error_percent": options.error_percent,
         "data_scatter_percent": data_scatter_percent(path),
+        **_residuals(section),
         **_truth_check(section, truth),
     }
     print(json.dumps(row), flush=True)
