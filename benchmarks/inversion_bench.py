@@ -19,6 +19,8 @@ Run: ``python -m benchmarks.inversion_bench [--quick]`` → ``benchmarks/results
 1,000-datum line. ``--simpeg-baseline`` adds to that file two iterations of the former
 SimPEG ``Simulation2DNodal`` inversion on the 189-datum three-layer line, same machine.
 ``--markdown`` prints the stored results as the table of ``docs/interpretation.md``.
+``--only TEXT`` runs the cases whose name contains ``TEXT`` and replaces their rows in the
+stored file.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,7 +37,7 @@ from typing import Any
 from benchmarks.machine import machine_info
 from langchain_setraf.ert import load_survey
 from langchain_setraf.ert.invert import invert_survey
-from langchain_setraf.ert.layering import layered_model
+from langchain_setraf.ert.layering import LayeredModel, layered_model
 from langchain_setraf.ert.model_section import InversionOptions, ModelSection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,44 +198,55 @@ def simpeg_baseline(path: Path, iterations: int = 2) -> dict[str, Any]:
     }
 
 
-def _truth_check(section: ModelSection, truth: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if truth.get("kind") == "layers":
-        fit = section.layers()
-        want = truth["layers"]
-        out["units"] = fit.n_layers
-        out["units_ok"] = fit.n_layers == len(want)
-        out["layers"] = [
-            {"rho": round(lay.rho, 1), "top": round(lay.top_m, 2), "lower_bound": lay.lower_bound}
-            for lay in fit.layers
+def _layers_check(fit: LayeredModel, truth: dict[str, Any]) -> dict[str, Any]:
+    """A layered model against a layered truth (see the module)."""
+    want = truth["layers"]
+    out: dict[str, Any] = {"units": fit.n_layers, "units_ok": fit.n_layers == len(want)}
+    out["layers"] = [
+        {
+            "rho": round(lay.rho, 1),
+            "top": round(lay.top_m, 2),
+            "lower_bound": lay.lower_bound,
+            **({"rho_sd_log": round(lay.rho_sd_log, 3)} if lay.rho_sd_log is not None else {}),
+        }
+        for lay in fit.layers
+    ]
+    out["interfaces"] = [
+        [round(i.depth_m, 2), round(i.depth_min_m, 2), round(i.depth_max_m, 2)]
+        for i in fit.interfaces
+    ]
+    if out["units_ok"]:
+        rho_ok = []
+        for got, w in zip(fit.layers, want, strict=True):
+            if got.lower_bound:  # only a bound is claimed: it must hold
+                rho_ok.append(got.rho <= 1.25 * w["rho"])
+            else:
+                rho_ok.append(abs(got.rho - w["rho"]) <= 0.25 * w["rho"])
+        depth_ok = [
+            abs(i.depth_m - w["bottom"]) <= 0.2 * w["bottom"]
+            for i, w in zip(fit.interfaces, want, strict=False)
         ]
-        out["interfaces"] = [
-            [round(i.depth_m, 2), round(i.depth_min_m, 2), round(i.depth_max_m, 2)]
-            for i in fit.interfaces
-        ]
-        if out["units_ok"]:
-            rho_ok = []
-            for got, w in zip(fit.layers, want, strict=True):
-                if got.lower_bound:  # only a bound is claimed: it must hold
-                    rho_ok.append(got.rho <= 1.25 * w["rho"])
-                else:
-                    rho_ok.append(abs(got.rho - w["rho"]) <= 0.25 * w["rho"])
-            depth_ok = [
-                abs(i.depth_m - w["bottom"]) <= 0.2 * w["bottom"]
-                for i, w in zip(fit.interfaces, want, strict=False)
-            ]
-            out["rho_ok"] = all(rho_ok)
-            out["interfaces_ok"] = all(depth_ok)
-        out["unresolved"] = list(fit.unresolved)
-        out["conductance_s"] = fit.conductance_s
-        if fit.conductance_s is not None and len(want) >= 2 and want[-2]["bottom"]:
-            true_s = (want[-2]["bottom"] - want[-2]["top"]) / want[-2]["rho"]
-            out["conductance_true_s"] = round(true_s, 4)
-            out["conductance_ok"] = abs(fit.conductance_s - true_s) <= 0.25 * true_s
-    elif truth.get("kind") == "dipping":
-        # each column (x ± 2 m): the layered reading of that column's cells
-        errors, within = [], []
-        for x in truth["tolerances"]["columns_x"]:
+        out["rho_ok"] = all(rho_ok)
+        out["interfaces_ok"] = all(depth_ok)
+    out["unresolved"] = list(fit.unresolved)
+    out["conductance_s"] = fit.conductance_s
+    if fit.conductance_s is not None and len(want) >= 2 and want[-2]["bottom"]:
+        true_s = (want[-2]["bottom"] - want[-2]["top"]) / want[-2]["rho"]
+        out["conductance_true_s"] = round(true_s, 4)
+        out["conductance_ok"] = abs(fit.conductance_s - true_s) <= 0.25 * true_s
+    return out
+
+
+def _dipping_check(section: ModelSection, truth: dict[str, Any], refined: bool) -> dict[str, Any]:
+    """Interface depth at each truth column: from the refined fit's (dipping) interface, or
+    (``refined=False``) from the layered reading of that column's cells (x ± 2 m)."""
+    fit = section.layering
+    errors, within = [], []
+    for x in truth["tolerances"]["columns_x"]:
+        want = truth["interface"]["depth_at_x0"] + truth["interface"]["slope"] * x
+        if refined and fit is not None:
+            depths = [i.depth_at(x) for i in fit.interfaces]
+        else:
             cells = [
                 (d, h, r)
                 for cx, d, h, r in zip(
@@ -240,13 +254,52 @@ def _truth_check(section: ModelSection, truth: dict[str, Any]) -> dict[str, Any]
                 )
                 if abs(cx - x) <= 2.0
             ]
-            fit = layered_model(*zip(*cells, strict=True), section.doi_m)  # type: ignore[arg-type]
-            want = truth["interface"]["depth_at_x0"] + truth["interface"]["slope"] * x
-            got = min((i.depth_m for i in fit.interfaces), key=lambda d: abs(d - want), default=0)
-            errors.append(round(got - want, 2))
-            within.append(abs(got - want) <= 0.2 * want)
-        out["interface_errors_m"] = errors
-        out["interfaces_ok"] = all(within)
+            column = layered_model(*zip(*cells, strict=True), section.doi_m)  # type: ignore[arg-type]
+            depths = [i.depth_m for i in column.interfaces]
+        got = min(depths, key=lambda d: abs(d - want), default=0.0)
+        errors.append(round(got - want, 2))
+        within.append(abs(got - want) <= 0.2 * want)
+    return {"interface_errors_m": errors, "interfaces_ok": all(within)}
+
+
+def _refinement(fit: LayeredModel | None) -> dict[str, Any]:
+    """How the units' layered model was made: fit of the data or the image's, and why."""
+    if fit is None:
+        return {"source": "image", "fallback": "not run"}
+    out: dict[str, Any] = {"source": fit.source, "geometry": fit.geometry}
+    if fit.chi2 is not None:
+        out["chi2"] = round(fit.chi2, 3)
+    if fit.fallback:
+        out["fallback"] = fit.fallback
+        out["rejected_chi2"] = round(fit.rejected_chi2 or math.nan, 3)
+    out["interfaces"] = [
+        {
+            "depth_m": round(i.depth_m, 3),
+            **({"depth_sd_m": round(i.depth_sd_m, 3)} if i.depth_sd_m is not None else {}),
+            **(
+                {"slope": round(i.slope, 4), "slope_sd": round(i.slope_sd or 0.0, 4)}
+                if fit.geometry == "dipping"
+                else {}
+            ),
+            "x_ref_m": round(i.x_ref_m, 2),
+        }
+        for i in fit.interfaces
+    ]
+    if fit.conductance_sd_s is not None:
+        out["conductance_sd_s"] = round(fit.conductance_sd_s, 5)
+    return out
+
+
+def _truth_check(section: ModelSection, truth: dict[str, Any]) -> dict[str, Any]:
+    """The truth columns: the units' layered model (refined against the data when kept) and,
+    under ``image``, the same check on the section's own layered reading."""
+    out: dict[str, Any] = {"refinement": _refinement(section.layering)}
+    if truth.get("kind") == "layers":
+        out.update(_layers_check(section.units_model(), truth))
+        out["image"] = _layers_check(section.layers(), truth)
+    elif truth.get("kind") == "dipping":
+        out.update(_dipping_check(section, truth, refined=True))
+        out["image"] = _dipping_check(section, truth, refined=False)
     elif truth.get("kind") == "block":
         block, background = truth["block"], truth["background"]
         cells = [
@@ -263,6 +316,49 @@ def _truth_check(section: ModelSection, truth: dict[str, Any]) -> dict[str, Any]
         )
         out.update(extreme={"x": x, "depth": round(d, 2), "rho": round(r, 1)}, box_ok=inside)
     return out
+
+
+def data_scatter_percent(path: Path) -> float:
+    """The data's own scatter, %: the robust spread (1.4826·MAD/√6) of the second
+    differences of ln ρa between neighbouring stations of the same geometry.
+
+    Smooth ground leaves only the noise in a second difference (its variance is 6σ²);
+    lateral structure adds to it, so this is an upper bound of the noise (2.9 % on the
+    3 %-noise synthetic three-layer line, 9 % on the synthetic block).
+    """
+    survey = load_survey(path)
+    series: dict[tuple[int, int, int], list[tuple[int, float]]] = {}
+    for q in survey.data:
+        if q.a is None or q.b is None or q.m is None or q.n is None or q.rhoa <= 0:
+            continue
+        key = (q.b - q.a, q.m - q.b, q.n - q.m)
+        series.setdefault(key, []).append((q.a, math.log(q.rhoa)))
+    d2 = []
+    for points in series.values():
+        points.sort()
+        for (a0, v0), (a1, v1), (a2, v2) in zip(points, points[1:], points[2:], strict=False):
+            if a1 - a0 == 1 and a2 - a1 == 1:
+                d2.append(v0 - 2 * v1 + v2)
+    if not d2:
+        return math.nan
+    med = statistics.median(d2)
+    mad = statistics.median(abs(v - med) for v in d2)
+    return round(100 * 1.4826 * mad / math.sqrt(6), 1)
+
+
+def _residuals(section: ModelSection) -> dict[str, float]:
+    """How the misfit is spread: the median |normalised residual| (0.67 when the error
+    model is right) and the share of χ² carried by the worst 5 % of the data."""
+    opts = section.options
+    r2 = sorted(
+        ((p - o) / (opts.error_percent / 100 * abs(o) + opts.error_floor)) ** 2
+        for o, p in zip(section.rhoa_observed, section.rhoa_predicted, strict=True)
+    )
+    worst = r2[len(r2) - max(1, len(r2) // 20) :]
+    return {
+        "residual_median_abs": round(math.sqrt(statistics.median(r2)), 2),
+        "residual_worst5_share": round(sum(worst) / max(sum(r2), 1e-300), 2),
+    }
 
 
 def run_case(name: str, path: Path, truth: dict[str, Any], regularization: str, **kw: Any) -> Any:
@@ -285,9 +381,13 @@ def run_case(name: str, path: Path, truth: dict[str, Any], regularization: str, 
         "setup_s": round(section.setup_s, 2),
         "s_per_iteration": round(section.seconds_per_iteration, 2),
         "total_s": round(total, 1),
+        "refine_s": round(section.refine_s, 1),
         "doi_m": round(section.doi_m, 2),
         "topography": bool(section.elevation),
         "load_avg_1m": os.getloadavg()[0],
+        "error_percent": options.error_percent,
+        "data_scatter_percent": data_scatter_percent(path),
+        **_residuals(section),
         **_truth_check(section, truth),
     }
     print(json.dumps(row), flush=True)
@@ -324,16 +424,28 @@ def markdown(result: dict[str, Any]) -> str:
         depths = ", ".join(f"{i[0]:g} ({i[1]:g}–{i[2]:g})" for i in row["interfaces"])
         return f"{rho} Ω·m; {depths} m" if depths else f"{rho} Ω·m"
 
+    def fit(row: dict[str, Any]) -> str:
+        ref = row.get("refinement", {})
+        if ref.get("source") == "data":
+            return f"data, {ref['geometry']}, χ² {ref['chi2']:.2f}"
+        if "rejected_chi2" in ref:
+            return f"image (data fit χ² {ref['rejected_chi2']:.3g} rejected)"
+        return "image"
+
     lines = [
-        "| case | data | regularisation | iterations | χ² | s/iteration | total s | load | "
-        "layers: ρ; interfaces (range) | truth |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| case | data | regularisation | iterations | χ² | s/iteration | total s | "
+        "of which layer fit | load | error / data scatter % | units from | "
+        "layers: ρ; interfaces (range) | truth | truth, image's layers |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
+        image = r.get("image", {})
         lines.append(
             f"| {r['case']} | {r['n_data']} | {r['regularization']} | {r['iterations']} | "
             f"{r['chi2']:.2f} | {r['s_per_iteration']:.2f} | {r['total_s']:.1f} | "
-            f"{r['load_avg_1m']:.1f} | {layers(r)} | {ok(r)} |"
+            f"{r.get('refine_s', 0.0):.1f} | {r['load_avg_1m']:.1f} | "
+            f"{r.get('error_percent', '–')} / {r.get('data_scatter_percent', '–')} | {fit(r)} | "
+            f"{layers(r)} | {ok(r)} | {ok(image) if image else '–'} |"
         )
     return "\n".join(lines)
 
@@ -374,11 +486,18 @@ def main(argv: list[str]) -> int:
         cases.append(("gimli_bedrock (field)", ROOT / "tests/data/ert/gimli_bedrock.dat", {}, {}))
         data = ROOT / "tests" / "data" / "ert"
         cases.append(("gimli_slagdump (field, topography)", data / "gimli_slagdump.ohm", {}, {}))
+        resipy = data / "resipy_res2dinv_dd.dat"
+        cases.append(("resipy_res2dinv_dd (field, topography)", resipy, {}, {}))
+        # its data scatter ~16 % between neighbouring stations: the error model to match
         cases.append(
-            ("resipy_res2dinv_dd (field, topography)", data / "resipy_res2dinv_dd.dat", {}, {})
-        )
+            ("resipy_res2dinv_dd (field, topography), error 15 %", resipy, {},
+             {"error_percent": 15.0}),
+        )  # fmt: skip
+    only = argv[argv.index("--only") + 1] if "--only" in argv else None
     rows = []
     for name, path, truth, kw in cases:
+        if only is not None and only not in name:
+            continue
         for reg in ("smooth", "blocky"):
             rows.append(run_case(name, path, truth, reg, **kw))
     result = {
@@ -388,6 +507,21 @@ def main(argv: list[str]) -> int:
         "note": "the machine is shared with other jobs: see load_avg_1m per row",
         "rows": rows,
     }
+    if only is None and OUT.exists():
+        # a full run keeps the SimPEG baseline, which only --simpeg-baseline measures
+        baseline = json.loads(OUT.read_text("utf-8")).get("simpeg_baseline")
+        if baseline is not None:
+            result["simpeg_baseline"] = baseline
+    if only is not None and OUT.exists():
+        # one case rerun: its rows replace the stored ones, the others stay
+        stored = json.loads(OUT.read_text("utf-8"))
+        done = {(r["case"], r["regularization"]) for r in rows}
+        kept = [r for r in stored["rows"] if (r["case"], r["regularization"]) not in done]
+        stored["rows"] = kept + rows
+        stored.setdefault("reruns", []).append(
+            {"only": only, "load_avg_start_end": result["load_avg_start_end"]}
+        )
+        result = stored
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {OUT}", file=sys.stderr)

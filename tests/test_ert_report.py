@@ -500,6 +500,13 @@ def test_a_blocky_inversion_reports_a_basement_lower_bound_and_the_conductance(
         method = "inversion 2,5-D par blocs (IRLS)" if fr else "a blocky (IRLS) 2.5-D inversion"
         assert method in text and ("lissé" not in text if fr else "smooth" not in text), text
         assert re.search(r"χ² 0,\d\d" if fr else r"χ² 0\.\d\d", text), text
+    # the units come from the layered fit of the data, and the method says so, with the
+    # interface's depth and its standard deviation
+    fitted = "ajusté aux données mesurées" if fr else "fitted to the measured data"
+    assert fitted in visible and fitted in err
+    assert ("Modèle tabulaire" if fr else "Layered model") in visible
+    depth = re.search(r"\n" + figure + r" ± " + figure + r"\n", visible)
+    assert depth is not None and 4.8 <= float(depth.group(1).replace(",", ".")) <= 7.2, visible
     if fr:
         assert "itération 1/15 (" in err and "inversion de 153 données (par blocs" in err
         assert "solveur " in err and "iteration " not in err and "wavenumbers" not in err

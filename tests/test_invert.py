@@ -123,7 +123,8 @@ def test_cli_maps_inversion_flags_to_options() -> None:
     assert (opts.error_percent, opts.cell_size, opts.max_iterations) == (5.0, 0.5, 3)
     assert opts.alpha_z == InversionOptions().alpha_z
     assert not parser.parse_args([]).invert
-    assert opts.regularization == "smooth"
+    assert opts.regularization == "smooth" and opts.refine_layers
+    assert not inversion_options(parser.parse_args(["--invert", "--no-layer-fit"])).refine_layers
     blocky = inversion_options(parser.parse_args(["--invert", "--regularization", "blocky"]))
     assert blocky.regularization == "blocky"
     with pytest.raises(SystemExit):
@@ -173,7 +174,9 @@ def test_a_line_with_topography_is_inverted_on_a_surface_following_mesh() -> Non
     survey = load_survey(ROOT / "tests" / "data" / "ert" / "gimli_slagdump.ohm")
     heights = [z for _, z in survey.electrodes]
     assert max(heights) - min(heights) > 10  # the file does have topography
-    section = invert_survey(survey, options=InversionOptions(max_iterations=2))
+    options = InversionOptions(max_iterations=2, refine_layers=False)  # the mesh is tested
+    section = invert_survey(survey, options=options)
+    assert section.layering is None and section.refine_s == 0
     assert section.iterations >= 1 and math.isfinite(section.chi2)
     assert section.history[-1].chi2 < section.history[0].chi2 or section.iterations == 1
     assert len(section.elevation) == section.n_cells
@@ -351,3 +354,130 @@ def test_dipping_interface() -> None:
         depths.append(found)
     assert depths == sorted(depths)  # it dips the right way
     assert depths[-1] - depths[0] >= tol["min_dip_m"], depths
+
+
+# -- the layered fit of the data ----------------------------------------------------------------
+def _cell_tops(section: ModelSection) -> set[float]:
+    return {round(d - h / 2, 6) for d, h in zip(section.depth, section.height, strict=True)}
+
+
+@pytest.mark.slow
+def test_the_layered_fit_of_the_data_places_interfaces_inside_cells() -> None:
+    """Three layers (200/30/500 Ω·m, interfaces 2 and 5 m): the section's own layered
+    reading snaps interfaces to cell tops; the fit of the data puts them within ±20 %,
+    between cell tops, with a standard deviation and the data's χ²."""
+    truth = _truth("three_layer")["layers"]
+    section = _inverted(str(SYNTHETIC / "three_layer.dat"))  # shared with test_three_layer_earth
+    fit = section.layering
+    assert fit is not None and fit.source == "data" and fit.geometry == "flat", fit
+    assert fit.chi2 is not None and fit.chi2 <= 2 * max(section.chi2, 1.0)
+    assert section.units_model() is fit
+    image = section.layers()
+    assert all(round(i.depth_m, 6) in _cell_tops(section) for i in image.interfaces)
+    assert fit.n_layers == len(truth) == image.n_layers
+    for got, want in zip(fit.interfaces, truth, strict=False):
+        assert _within(got.depth_m, want["bottom"], 0.20), (got, want)
+        assert round(got.depth_m, 6) not in _cell_tops(section)
+        assert got.depth_sd_m is not None and 0 < got.depth_sd_m < 0.2 * want["bottom"]
+        assert got.depth_min_m < got.depth_m < got.depth_max_m
+    for got, want in zip(fit.layers[:-1], truth, strict=False):
+        assert _within(got.rho, want["rho"], 0.25), (got, want)
+        assert got.rho_sd_log is not None and got.rho_sd_log > 0
+    basement = fit.layers[-1]  # under the conductor: a lower bound that holds
+    assert basement.lower_bound and basement.rho <= 1.25 * truth[-1]["rho"]
+    true_s = (truth[1]["bottom"] - truth[1]["top"]) / truth[1]["rho"]
+    assert fit.conductance_s is not None and _within(fit.conductance_s, true_s, 0.25)
+    assert fit.conductance_sd_s is not None and fit.conductance_sd_s > 0
+    summary = summarize(load_survey(SYNTHETIC / "three_layer.dat"), model=section)
+    assert [u.top for u in summary.units][1:] == [
+        pytest.approx(i.depth_m, rel=0.01) for i in fit.interfaces
+    ]
+    assert any("fitted to the measured data" in c for c in summary.caveats)
+    french = summarize(load_survey(SYNTHETIC / "three_layer.dat"), model=section, language="fr")
+    assert any("ajusté aux données mesurées" in c for c in french.caveats)
+
+
+@pytest.mark.slow
+def test_the_layered_fit_of_the_data_finds_a_dipping_interface() -> None:
+    truth = _truth("dipping_interface")
+    options = InversionOptions(regularization="blocky", max_iterations=15)
+    section = _inverted(str(SYNTHETIC / "dipping_interface.dat"), options)  # shared
+    fit = section.layering
+    assert fit is not None and fit.source == "data" and fit.geometry == "dipping", fit
+    (interface,) = fit.interfaces
+    assert interface.slope_sd is not None and interface.slope_sd > 0
+    assert _within(interface.slope, truth["interface"]["slope"], 0.20), interface
+    for x in truth["tolerances"]["columns_x"]:
+        want = truth["interface"]["depth_at_x0"] + truth["interface"]["slope"] * x
+        assert _within(interface.depth_at(x), want, 0.20), (x, interface.depth_at(x), want)
+
+
+@pytest.mark.slow
+def test_a_block_is_not_forced_into_layers() -> None:
+    """A conductive block: no layered model fits the data; the units come from the section,
+    and the summary says why, in the report's language."""
+    section = _inverted(str(SYNTHETIC / "conductive_block.dat"))  # shared
+    fit = section.layering
+    assert fit is not None and fit.source == "image" and fit.fallback == "misfit"
+    assert fit.rejected_chi2 is not None and fit.rejected_chi2 > 2 * max(section.chi2, 1.0)
+    assert fit.layers == section.layers().layers
+    summary = summarize(load_survey(SYNTHETIC / "conductive_block.dat"), model=section)
+    assert any("was rejected" in c for c in summary.caveats)
+    french = summarize(
+        load_survey(SYNTHETIC / "conductive_block.dat"), model=section, language="fr"
+    )
+    assert any("a été écarté" in c for c in french.caveats)
+
+
+def test_a_rejected_layered_fit_warns_and_keeps_the_image() -> None:
+    """The fall-back alone, on a linear forward (a stand-in for the 2.5-D one): data that
+    change along the line cannot be fitted by flat or dipping layers."""
+    import numpy as np
+
+    from langchain_setraf.ert.layer_refine import LayerCells, RefinementWarning, refine_layers
+    from langchain_setraf.ert.layering import layered_model
+
+    xs, ds = np.meshgrid(np.arange(0.5, 20), np.arange(0.25, 6, 0.5), indexing="ij")
+    x, depth = xs.ravel(), ds.ravel()
+    height = np.full(x.size, 0.5)
+    rng = np.random.default_rng(0)
+    kernel = rng.random((60, x.size)) * np.exp(-depth / 2)  # data × cells
+
+    def response(log_sigma: np.ndarray, *, jacobian: bool = True) -> tuple[Any, Any]:
+        return kernel @ log_sigma, kernel if jacobian else None
+
+    truth = np.where(x < 10, np.log(1 / 10), np.log(1 / 1000))  # a vertical contact
+    dobs = kernel @ truth
+    start = layered_model(depth.tolist(), height.tolist(), np.exp(-truth).tolist(), 6.0)
+    cells = LayerCells(x, depth, height, x_ref=10.0, x_min=0.0, x_max=20.0, max_depth=6.0)
+    with pytest.warns(RefinementWarning, match="not layered enough"):
+        fit = refine_layers(
+            response, cells, dobs, np.full(60, 0.01), start, image_chi2=0.8, min_thickness=0.1
+        )
+    assert fit.source == "image" and fit.fallback == "misfit" and fit.layers == start.layers
+    assert fit.rejected_chi2 is not None and fit.rejected_chi2 > 1.6
+
+
+def test_surface_distances_become_horizontal_for_the_mesh() -> None:
+    """ResIPy's Res2DInv line gives x along the ground (topography flag 2, 61 m of relief):
+    the mesh's electrodes are 3 m apart along the slope, not 3 m apart horizontally."""
+    from langchain_setraf.ert.invert import horizontal_electrodes
+
+    survey = load_survey(ROOT / "tests" / "data" / "ert" / "resipy_res2dinv_dd.dat")
+    assert any(getattr(n, "key", "") == "reader.surface_x" for n in survey.notes)
+    flat = horizontal_electrodes(survey)
+    assert [z for _, z in flat] == [z for _, z in survey.electrodes]
+    steps = [math.dist(p, q) for p, q in zip(sorted(flat), sorted(flat)[1:], strict=False)]
+    assert steps == pytest.approx([3.0] * len(steps), rel=1e-6)  # the cable's spacing
+    assert flat[-1][0] - flat[0][0] < 0.95 * (survey.electrodes[-1][0] - survey.electrodes[0][0])
+    level = load_survey(TWO_LAYER)  # no relief, no surface distances: unchanged
+    assert horizontal_electrodes(level) == level.electrodes
+    # the mesh's core cells follow the (now irregular) electrodes: each sits on a node
+    import dataclasses
+
+    import discretize
+
+    from langchain_setraf.ert.invert import build_mesh
+
+    grid = build_mesh(dataclasses.replace(survey, electrodes=flat), InversionOptions(), discretize)
+    assert [x for x, _ in grid.electrodes] == pytest.approx([x for x, _ in flat], abs=1e-9)

@@ -9,6 +9,7 @@ import functools
 import json
 import sys
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from langchain_setraf.cli_model import add_model_argument, build_llm, deprecated, model_uri
@@ -27,7 +28,7 @@ from langchain_setraf.ert.notes import NoteFile, NotePassage
 from langchain_setraf.ert.readers import load_survey
 from langchain_setraf.ert.rendering import span
 from langchain_setraf.ert.report import fact_value, summary_unresolved
-from langchain_setraf.ert.summary import SurveySummary, summarize
+from langchain_setraf.ert.summary import SurveySummary, layering_text, summarize
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -135,6 +136,13 @@ def add_inversion_arguments(p: Any) -> None:
         help="direct sparse solver: auto = Pardiso (pydiso), else MUMPS (python-mumps), "
         "else SuperLU; a named one that is not installed is an error; default %(default)s",
     )
+    g.add_argument(
+        "--no-layer-fit",
+        dest="refine_layers",
+        action="store_false",
+        help="units from the section's layered reading only, without the layered fit of the "
+        "data (faster)",
+    )
 
 
 def inversion_options(args: argparse.Namespace) -> InversionOptions:
@@ -150,6 +158,7 @@ def inversion_options(args: argparse.Namespace) -> InversionOptions:
         max_seconds=args.max_seconds,
         regularization=getattr(args, "regularization", "smooth"),
         solver=getattr(args, "solver", "auto"),
+        refine_layers=getattr(args, "refine_layers", True),
     )
 
 
@@ -219,15 +228,21 @@ def run_interpret(args: argparse.Namespace) -> int:
     model: ModelSection | None = None
     if getattr(args, "invert", False):
         from langchain_setraf.ert.invert import invert_survey
+        from langchain_setraf.ert.layer_refine import RefinementWarning
 
         options = inversion_options(args)
         lang = args.lang
         method = tr(lang, f"model.method.{options.regularization}")
         _progress(tr(lang, "cli.inverting", n=survey.n_data, method=method))
         bar = functools.partial(_bar, language=lang)
-        model = invert_survey(survey, options=options, progress=bar)
+        with warnings.catch_warnings():
+            # a rejected layered fit is said below, in the report's language
+            warnings.simplefilter("ignore", RefinementWarning)
+            model = invert_survey(survey, options=options, progress=bar)
         print(file=sys.stderr)
         _progress(model.describe(lang))
+        if model.layering is not None:
+            _progress(layering_text(model.layering, model, lang))
         _progress(
             tr(lang, "cli.solver", solver=model.solver, nky=model.nky, cells=model.mesh_cells)
         )

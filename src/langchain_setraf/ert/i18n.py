@@ -153,6 +153,22 @@ _EN: dict[str, str] = {
     "model.stopped_by.stalled": "no step lowered the objective",
     "model.method.smooth": "smooth",
     "model.method.blocky": "blocky (IRLS)",
+    "layering.data": "Units and depths come from a layered model with {geometry} fitted to "
+    "the measured data (χ² {chi2}), started from the layers of the {method} section; the "
+    "section shows the inverted image.",
+    "layering.geometry.flat": "flat interfaces",
+    "layering.geometry.dipping": "dipping interfaces",
+    "layering.image": "Units and depths come from the layered reading of the {method} "
+    "section, which places boundaries on mesh cells.",
+    "layering.fallback.misfit": "A layered model fitted to the data was rejected: its χ² "
+    "({rejected}) is more than twice the section's ({image}), so the ground is not layered "
+    "enough for it; units and depths come from the layered reading of the {method} section.",
+    "html.layered_model": "Layered model",
+    "html.layer": "layer",
+    "html.layer_rho": "ρ (Ω·m, ± 1 σ)",
+    "html.layer_top": "top (m)",
+    "html.interface_depth": "interface below (m, ± 1 σ)",
+    "html.interface_slope": "dip (m per m along the line)",
     # -- the summary as prompt text (one fact a line) -----------------------------------------
     "summary.survey": "Format: {format}; array: {array}; electrode spacing: {spacing} m; "
     "line length: {length} m",
@@ -569,6 +585,23 @@ _FR: dict[str, str] = {
     "model.stopped_by.stalled": "aucun pas ne réduisait l'objectif",
     "model.method.smooth": "lissée",
     "model.method.blocky": "par blocs (IRLS)",
+    "layering.data": "Les unités et leurs profondeurs viennent d'un modèle tabulaire à "
+    "{geometry} ajusté aux données mesurées (χ² {chi2}), parti des couches de la section "
+    "{method} ; la section montre l'image inversée.",
+    "layering.geometry.flat": "interfaces planes",
+    "layering.geometry.dipping": "interfaces pentées",
+    "layering.image": "Les unités et leurs profondeurs viennent de la lecture en couches de "
+    "la section {method}, qui place les limites sur les cellules du maillage.",
+    "layering.fallback.misfit": "Un modèle tabulaire ajusté aux données a été écarté : son χ² "
+    "({rejected}) dépasse le double de celui de la section ({image}), le sous-sol n'est donc "
+    "pas assez stratifié pour lui ; les unités et leurs profondeurs viennent de la lecture en "
+    "couches de la section {method}.",
+    "html.layered_model": "Modèle tabulaire",
+    "html.layer": "couche",
+    "html.layer_rho": "ρ (Ω·m, ± 1 σ)",
+    "html.layer_top": "toit (m)",
+    "html.interface_depth": "interface sous la couche (m, ± 1 σ)",
+    "html.interface_slope": "pendage (m par m le long du profil)",
     "summary.survey": "Type de fichier : {format} ; dispositif : {array} ; espacement des "
     "électrodes : {spacing} m ; longueur du profil : {length} m",
     "summary.counts": "Électrodes : {electrodes} ; données : {data} ; cellules : {cells}",

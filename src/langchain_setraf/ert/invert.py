@@ -51,6 +51,7 @@ __all__ = [
     "InversionUnavailableError",
     "auto_nky",
     "build_mesh",
+    "horizontal_electrodes",
     "invert_survey",
     "require_inversion_libraries",
     "require_simpeg",
@@ -130,6 +131,34 @@ def _check_survey(survey: Survey) -> None:
             raise ValueError(f"{survey.path}: datum {i} has apparent resistivity {q.rhoa}")
 
 
+def horizontal_electrodes(survey: Survey) -> list[tuple[float, float]]:
+    """Electrode (x, z) with x a horizontal distance.
+
+    A Res2DInv file may give x as distances *along the ground surface* (its topography flag
+    2; the reader notes ``reader.surface_x``): on a slope, consecutive electrodes are then
+    ``√(Δs² - Δz²)`` apart horizontally, not ``Δs``. Placing them at ``Δs`` stretches the
+    line, and the mesh's electrodes are further apart than the cable's (22 % on a 35° slope).
+
+    Returns:
+        ``survey.electrodes``, with x converted to horizontal distances from the first
+        electrode's when the survey notes surface distances and the line has relief.
+    """
+    surface_x = any(getattr(note, "key", "") == "reader.surface_x" for note in survey.notes)
+    els = survey.electrodes
+    if not surface_x or len({z for _, z in els}) < 2:
+        return list(els)
+    order = sorted(range(len(els)), key=lambda i: els[i][0])
+    out = list(els)
+    x_h = els[order[0]][0]
+    for prev, cur in zip(order, order[1:], strict=False):
+        ds = els[cur][0] - els[prev][0]
+        dz = els[cur][1] - els[prev][1]
+        # a drop steeper than the cable allows (bad elevations) keeps a tenth of the step
+        x_h += math.sqrt(max(ds * ds - dz * dz, (0.1 * ds) ** 2))
+        out[cur] = (x_h, els[cur][1])
+    return out
+
+
 def _spacing(survey: Survey) -> float:
     if survey.spacing:
         return survey.spacing
@@ -194,6 +223,20 @@ def build_mesh(survey: Survey, opts: InversionOptions, discretize: Any) -> Inver
     topography = relief > 0.01 * spacing
     core_depth = opts.depth_factor * max(q.pseudo_depth for q in survey.data)
     n_core_x = max(4, math.ceil((x_max - x_min + 2 * spacing) / dx))
+    hx_core: Any = [(dx, n_core_x)]
+    steps = np.diff(np.sort(ex))
+    if np.any(np.abs(steps / dx - np.round(steps / dx)) > 1e-6):
+        # electrodes off a regular grid (e.g. surface distances made horizontal): core cells
+        # follow them, each gap split into equal cells of at most dx, so every electrode
+        # stays on a node instead of moving to the nearest one
+        margin = math.ceil(spacing / dx)
+        widths = [spacing / margin] * margin
+        for gap in steps:
+            k = max(1, math.ceil(gap / dx - 1e-9))
+            widths += [float(gap) / k] * k
+        widths += [spacing / margin] * margin
+        hx_core = widths
+        n_core_x = len(widths)
     dz0 = dx / 2
     hz_relief = [dx] * (math.ceil(relief / dx) if topography else 0)
     hz_core: list[float] = []
@@ -208,7 +251,7 @@ def build_mesh(survey: Survey, opts: InversionOptions, discretize: Any) -> Inver
     pad = [hz_core[-1] * _PAD_FACTOR**k for k in range(_PAD_CELLS, 0, -1)]
     hz = np.r_[pad, hz_core[::-1], hz_relief]
     mesh = discretize.TensorMesh(
-        [[(dx, _PAD_CELLS, -_PAD_FACTOR), (dx, n_core_x), (dx, _PAD_CELLS, _PAD_FACTOR)], hz]
+        [[(dx, _PAD_CELLS, -_PAD_FACTOR), *hx_core, (dx, _PAD_CELLS, _PAD_FACTOR)], hz]
     )
     top = float(ez.max()) if topography else 0.0
     x0 = x_min - spacing - float(np.sum(mesh.h[0][:_PAD_CELLS]))
@@ -303,9 +346,13 @@ def invert_survey(
     from scipy.sparse.linalg import LinearOperator, cg  # type: ignore[import-untyped]
 
     from langchain_setraf.ert.forward2d import PoleForward, pick_solver
+    from langchain_setraf.ert.layer_refine import LayerCells, refine_layers
 
     start = time.perf_counter()
-    grid = build_mesh(survey, opts, discretize)
+    # the mesh takes horizontal distances; K_num (below) the file's own x, as its ρa did
+    grid = build_mesh(
+        dataclasses.replace(survey, electrodes=horizontal_electrodes(survey)), opts, discretize
+    )
     mesh, active = grid.mesh, grid.active
     quads = []
     for q in survey.data:
@@ -496,7 +543,7 @@ def invert_survey(
         float(grid.core_depth),
     )
     widths, heights = mesh.h_gridded[active, 0], mesh.h_gridded[active, 1]
-    return ModelSection(
+    section = ModelSection(
         x=tuple(float(v) for v in centres[keep, 0]),
         depth=tuple(float(v) for v in depth_all[keep]),
         width=tuple(float(v) for v in widths[keep]),
@@ -522,4 +569,35 @@ def invert_survey(
         setup_s=setup_s,
         history=tuple(history),
         elevation=tuple(float(v) for v in centres[keep, 1]) if grid.topography else (),
+    )
+    if not opts.refine_layers:
+        return section
+    try:
+        image = section.layers()
+    except ValueError:  # too few levels above the DOI: no layered reading to refine
+        return section
+    refine_start = time.perf_counter()
+    cells = LayerCells(
+        x=centres[:, 0],
+        depth=depth_all,
+        height=heights,
+        x_ref=(grid.x_min + grid.x_max) / 2,
+        x_min=grid.x_min,
+        x_max=grid.x_max,
+        max_depth=doi,
+    )
+    layering = refine_layers(
+        fw.response,
+        cells,
+        dobs,
+        std,
+        image,
+        image_chi2=chi2,
+        min_thickness=float(grid.bins[1]) / 2,
+        # the inversion's time budget covers the fit too (at least a minute for it)
+        max_seconds=max(60.0, opts.max_seconds - (refine_start - start)),
+    )
+    now = time.perf_counter()
+    return dataclasses.replace(
+        section, layering=layering, refine_s=now - refine_start, elapsed_s=now - start
     )

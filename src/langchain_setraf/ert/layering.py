@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ __all__ = [
     "Interface",
     "Layer",
     "LayeredModel",
+    "equivalence",
     "fit_layers",
     "layered_model",
 ]
@@ -52,15 +54,31 @@ class Layer:
         top_m: Depth of its top, m.
         bottom_m: Depth of its base, m; ``None`` for the deepest (it goes on below the depth
             of investigation, where the data say nothing).
-        rho: Its resistivity, Ω·m (geometric mean of the levels it spans).
+        rho: Its resistivity, Ω·m (geometric mean of the levels it spans, or the value
+            fitted to the data); for a :attr:`lower_bound` fitted to the data, the low end
+            of its one-standard-deviation range.
         lower_bound: ``True`` when only a lower bound is resolved (a resistive basement
             under a conductor): the true value may be much higher.
+        rho_sd_log: Standard deviation of ln ρ from the posterior covariance of a fit of
+            the data (:mod:`~langchain_setraf.ert.layer_refine`); ``None`` for a fit of the
+            image.
     """
 
     top_m: float
     bottom_m: float | None
     rho: float
     lower_bound: bool = False
+    rho_sd_log: float | None = None
+
+    @property
+    def rho_range(self) -> tuple[float, float] | None:
+        """ρ within one standard deviation, Ω·m (``None`` when no uncertainty is known;
+        ``(rho, inf)`` for a lower bound)."""
+        if self.rho_sd_log is None:
+            return None
+        if self.lower_bound:
+            return self.rho, math.inf
+        return self.rho * math.exp(-self.rho_sd_log), self.rho * math.exp(self.rho_sd_log)
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,13 @@ class Interface:
         depth_max_m: Deepest depth within one standard error, m.
         rho_above: Resistivity above, Ω·m.
         rho_below: Resistivity below, Ω·m.
+        depth_sd_m: Standard deviation of the depth from the posterior covariance of a fit
+            of the data (``None`` for a fit of the image; then the range is Δχ² ≤ 1 of the
+            image profile).
+        slope: Depth increase per metre along the line (a dipping fit; 0 when flat).
+        slope_sd: Standard deviation of the slope (a dipping fit of the data).
+        x_ref_m: Position along the line where :attr:`depth_m` holds (the line's centre
+            for a dipping fit).
     """
 
     depth_m: float
@@ -80,6 +105,14 @@ class Interface:
     depth_max_m: float
     rho_above: float
     rho_below: float
+    depth_sd_m: float | None = None
+    slope: float = 0.0
+    slope_sd: float | None = None
+    x_ref_m: float = 0.0
+
+    def depth_at(self, x: float) -> float:
+        """Depth of the interface at ``x`` along the line, m (flat: :attr:`depth_m`)."""
+        return self.depth_m + self.slope * (x - self.x_ref_m)
 
 
 @dataclass(frozen=True)
@@ -98,6 +131,16 @@ class LayeredModel:
             lower bound), ``"conductor_equivalence"`` (the conductor's thickness and
             resistivity trade off; their ratio is known).
         floor_decades: The resolution floor ``s`` used, decades of resistivity.
+        source: ``"image"`` (a fit of the laterally averaged inverted section) or ``"data"``
+            (that fit refined against the measured data,
+            :func:`~langchain_setraf.ert.layer_refine.refine_layers`).
+        geometry: ``"flat"`` or ``"dipping"`` (each interface ``z = a + b·x``).
+        chi2: χ²/N of the layered model against the data (a fit of the data only).
+        conductance_sd_s: Standard deviation of :attr:`conductance_s` (a fit of the data).
+        fallback: Why a refinement against the data was not kept (``""``: none was
+            tried, or it was kept): ``"misfit"`` (its χ² is much higher than the
+            image's, see :attr:`rejected_chi2`) or ``"failed"`` (the fit did not run).
+        rejected_chi2: χ²/N of the refined fit that was not kept.
     """
 
     layers: tuple[Layer, ...]
@@ -107,6 +150,12 @@ class LayeredModel:
     conductance_s: float | None
     unresolved: tuple[str, ...]
     floor_decades: float
+    source: str = "image"
+    geometry: str = "flat"
+    chi2: float | None = None
+    conductance_sd_s: float | None = None
+    fallback: str = ""
+    rejected_chi2: float | None = None
 
     @property
     def n_layers(self) -> int:
@@ -281,16 +330,7 @@ def fit_layers(
         )
         for s, layer in enumerate(layers)
     ]
-    unresolved = ["below_doi"]
-    conductance = None
-    if len(layers) >= 2 and layers[-1].rho >= BASEMENT_RATIO * layers[-2].rho:
-        above = layers[-2]
-        if len(layers) == 2 or layers[-3].rho > above.rho:
-            # a conductor over a resistive basement: the current stays in the conductor
-            thickness = (above.bottom_m or above.top_m) - above.top_m
-            conductance = thickness / above.rho
-            layers[-1] = Layer(layers[-1].top_m, None, layers[-1].rho, lower_bound=True)
-            unresolved += ["basement_lower_bound", "conductor_equivalence"]
+    layers, conductance, unresolved = equivalence(layers)
     return LayeredModel(
         layers=tuple(layers),
         interfaces=tuple(interfaces),
@@ -300,6 +340,35 @@ def fit_layers(
         unresolved=tuple(unresolved),
         floor_decades=floor_decades,
     )
+
+
+def equivalence(layers: Sequence[Layer]) -> tuple[list[Layer], float | None, list[str]]:
+    """What a layered model cannot resolve: a resistive basement under a conductor.
+
+    When the deepest layer is at least :data:`BASEMENT_RATIO` times as resistive as the
+    layer above, and that layer is a conductor (more conductive than the one above it, or
+    the first), the current stays in the conductor: the basement's resistivity is only a
+    lower bound, and the conductor is known by its conductance (thickness / resistivity)
+    rather than by each of them.
+
+    Args:
+        layers: Top to bottom.
+
+    Returns:
+        The layers (the basement flagged :attr:`Layer.lower_bound`), the conductance (S)
+        or ``None``, and the unresolved codes (``"below_doi"`` always).
+    """
+    out = list(layers)
+    unresolved = ["below_doi"]
+    conductance = None
+    if len(out) >= 2 and out[-1].rho >= BASEMENT_RATIO * out[-2].rho:
+        above = out[-2]
+        if len(out) == 2 or out[-3].rho > above.rho:
+            thickness = (above.bottom_m or above.top_m) - above.top_m
+            conductance = thickness / above.rho
+            out[-1] = dataclasses.replace(out[-1], lower_bound=True)
+            unresolved += ["basement_lower_bound", "conductor_equivalence"]
+    return out, conductance, unresolved
 
 
 def layered_model(

@@ -62,7 +62,8 @@ class InversionOptions:
         max_iterations: Gauss–Newton iterations at most (the inversion stops earlier when
             χ² reaches ``target_chi2``).
         max_seconds: Wall-clock budget; the inversion stops after the iteration that
-            exceeds it.
+            exceeds it, and the layered fit of the data starts no iteration after what is
+            left of it (at least 60 s).
         target_chi2: Target normalised misfit χ²/N (1 = fit the data to their errors).
         nky: Number of wavenumbers of the 2.5-D transform; ``None`` (default) sizes it to
             the ratio of the longest to the shortest electrode distance (5 to 9).
@@ -84,6 +85,10 @@ class InversionOptions:
             installed, else MUMPS where ``python-mumps`` is, else SuperLU), or one of
             ``"pardiso"``, ``"mumps"``, ``"superlu"``; a solver that is not installed is an
             error naming the package (see :func:`~langchain_setraf.ert.forward2d.pick_solver`).
+        refine_layers: After the inversion, refine the section's layered reading against
+            the data (:func:`~langchain_setraf.ert.layer_refine.refine_layers`: layer
+            resistivities and continuous interface depths, flat or dipping, with their
+            uncertainties); the units then come from that fit (default ``True``).
     """
 
     error_percent: float = 3.0
@@ -106,6 +111,7 @@ class InversionOptions:
     cg_iterations: int = 50
     workers: int | None = None
     solver: SolverName = "auto"
+    refine_layers: bool = True
 
     def __post_init__(self) -> None:
         positive = {
@@ -231,6 +237,13 @@ class ModelSection:
         elevation: Cell centre elevation, m, one per cell, when the line has topography
             (the mesh then follows the surface: ``depth`` is below the local surface);
             empty on a flat line.
+        layering: The layered model the units come from, made at inversion time: the
+            section's layered reading refined against the data (``source == "data"``), or
+            that reading itself with :attr:`LayeredModel.fallback` saying why the
+            refinement was not kept; ``None`` when no refinement was asked for (then
+            :meth:`units_model` reads the section).
+        refine_s: Seconds the layered fit of the data took (included in
+            :attr:`elapsed_s`).
     """
 
     x: tuple[float, ...]
@@ -257,6 +270,8 @@ class ModelSection:
     setup_s: float = 0.0
     history: tuple[InversionProgress, ...] = ()
     elevation: tuple[float, ...] = ()
+    layering: LayeredModel | None = None
+    refine_s: float = 0.0
 
     @property
     def seconds_per_iteration(self) -> float:
@@ -282,6 +297,15 @@ class ModelSection:
             max_layers=max_layers,
             floor_decades=floor_decades,
         )
+
+    def units_model(self) -> LayeredModel:
+        """The layered model the units come from: :attr:`layering` when the inversion made
+        one, else :meth:`layers` (the section's own layered reading).
+
+        Raises:
+            ValueError: Fewer than two depth levels above the depth of investigation.
+        """
+        return self.layering if self.layering is not None else self.layers()
 
     def cells(self) -> list[Cell]:
         """The section as :class:`Cell` objects (``sensitivity`` = coverage)."""

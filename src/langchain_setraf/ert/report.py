@@ -46,9 +46,10 @@ from langchain_setraf.ert.i18n import (
     translated,
 )
 from langchain_setraf.ert.i18n import text as tr
+from langchain_setraf.ert.layering import LayeredModel
 from langchain_setraf.ert.model_section import InversionProgress
 from langchain_setraf.ert.rendering import fmt, span
-from langchain_setraf.ert.summary import SurveySummary
+from langchain_setraf.ert.summary import SurveySummary, layering_text
 from langchain_setraf.ert.survey import Survey
 
 __all__ = [
@@ -387,6 +388,10 @@ def _method(summary: SurveySummary, language: str, unresolved: Sequence[str]) ->
             [t("html.elapsed"), f(model.elapsed_s)],
         ]
         parts.append(_table(None, rows, numeric={1}))
+        if summary.layering is not None:
+            parts.append(Heading(t("html.layered_model"), 3))
+            parts.append(Paragraph(layering_text(summary.layering, model, language)))
+            parts.append(_layering_table(summary.layering, language))
     elif summary.survey.depth_kind == "model":
         parts.append(Paragraph(t("html.file_model")))
     else:
@@ -396,6 +401,41 @@ def _method(summary: SurveySummary, language: str, unresolved: Sequence[str]) ->
         doi += t("render.doi_depth", d=f(summary.doi_depth))
     parts.append(Heading(t("html.resolution"), 3))
     return [*parts, Items((doi, *unresolved))]
+
+
+def _layering_table(layering: LayeredModel, language: str) -> Table:
+    """The layered model the units come from: ρ, top, the interface below (± 1 σ where the
+    fit of the data gives them) and, for dipping interfaces, the dip."""
+    t = functools.partial(tr, language)
+    f = functools.partial(fmt, language=language)
+
+    def pm(value: float, sd: float | None) -> str:
+        return f(value) if sd is None else f"{f(value)} ± {f(sd)}"
+
+    dipping = layering.geometry == "dipping"
+    header = [t("html.layer"), t("html.layer_rho"), t("html.layer_top"), t("html.interface_depth")]
+    if dipping:
+        header.append(t("html.interface_slope"))
+    rows = []
+    for k, layer in enumerate(layering.layers):
+        if layer.lower_bound:
+            rho = f"≥ {f(layer.rho)}"
+        elif layer.rho_range is not None:
+            low, high = layer.rho_range
+            rho = f"{f(layer.rho)} ({span(low, high, language)})"
+        else:
+            rho = f(layer.rho)
+        iface = layering.interfaces[k] if k < len(layering.interfaces) else None
+        row = [
+            f"U{k + 1}",
+            rho,
+            f(layer.top_m),
+            "–" if iface is None else pm(iface.depth_m, iface.depth_sd_m),
+        ]
+        if dipping:
+            row.append("–" if iface is None else pm(iface.slope, iface.slope_sd))
+        rows.append(row)
+    return _table(header, rows, numeric={1, 2, 3, 4})
 
 
 def _stopped(stopped_by: str, language: str) -> str:

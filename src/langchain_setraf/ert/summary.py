@@ -29,7 +29,16 @@ from langchain_setraf.ert.layering import LayeredModel
 from langchain_setraf.ert.model_section import ModelSection
 from langchain_setraf.ert.survey import Cell, Survey
 
-__all__ = ["Anomaly", "Band", "Boundary", "LogStats", "SurveySummary", "Unit", "summarize"]
+__all__ = [
+    "Anomaly",
+    "Band",
+    "Boundary",
+    "LogStats",
+    "SurveySummary",
+    "Unit",
+    "layering_text",
+    "summarize",
+]
 
 BOUNDARY_DECADES = 0.15  # a contrast of ×1.4 between adjacent bands is a candidate boundary
 ANOMALY_DECADES = 0.3  # cells ±0.3 decades (×2) off their band's median
@@ -361,13 +370,37 @@ def _doi_mask(
     return cells, "unknown", None
 
 
+def layering_text(layering: LayeredModel, model: ModelSection, language: str) -> str:
+    """Where the units and depths come from, in ``language``: a layered model fitted to the
+    data (flat or dipping, its χ²), the section's layered reading, or that reading because
+    the fit of the data was rejected (both χ²)."""
+    method = model.method_name(language)
+    if layering.source == "data":
+        return tr(
+            language,
+            "layering.data",
+            geometry=tr(language, f"layering.geometry.{layering.geometry}"),
+            chi2=number(layering.chi2 or 0.0, ".2f", language),
+            method=method,
+        )
+    if layering.fallback == "misfit":
+        return tr(
+            language,
+            "layering.fallback.misfit",
+            rejected=number(layering.rejected_chi2 or 0.0, ".3g", language),
+            image=number(model.chi2, ".2f", language),
+            method=method,
+        )
+    return tr(language, "layering.image", method=method)
+
+
 def _layering(model: ModelSection | None) -> LayeredModel | None:
     """The layered reading of an inverted section (``None``: no section, or too few levels
     above its depth of investigation to fit layers)."""
     if model is None:
         return None
     try:
-        return model.layers()
+        return model.units_model()
     except ValueError:
         return None
 
@@ -541,6 +574,8 @@ def summarize(
                 iterations=model.iterations,
             ),
         )
+        if layering is not None:
+            caveats.insert(1, layering_text(layering, model, lang))
     elif survey.rms_percent is not None:
         caveats.append(t("caveat.rms", rms=survey.rms_percent))
     caveats += [translated(note, lang) for note in survey.notes]
