@@ -103,6 +103,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "backends.llama_server.xllamacpp_host",
             "backends.llama_server.managed",
             "backends.llama_server.backend",
+            "backends.llama_server.embedding",
         ),
     ),
     ("the model cache", ("cache",)),

@@ -188,7 +188,9 @@ def init_embeddings(uri: str, **kwargs: Any) -> Any:
     ``gguf:/m.gguf`` gives a :class:`~langchain_setraf.GGUFEmbeddings`,
     ``transformers:/checkpoint`` a :class:`~langchain_setraf.TransformersEmbeddings`,
     ``openai:http://…/v1`` a ``GGUFEmbeddings`` on that server's ``/v1/embeddings``
-    (``model=`` names the served model); ``auto:/path`` or a bare path picks by the file.
+    (``model=`` names the served model), ``llama-server:/m.gguf`` a ``GGUFEmbeddings``
+    with ``server=True`` (the host's managed ``--embeddings`` server), a plugin's backend
+    its ``embeddings_class``; ``auto:/path`` or a bare path picks by the file.
     Each may start with ``setraf:`` (LangChain's ``provider:model`` form).
 
     Keyword arguments go to the class (``query_prefix="query: "``, ``n_batch=512``...).
@@ -196,7 +198,7 @@ def init_embeddings(uri: str, **kwargs: Any) -> Any:
 
     Raises:
         UnknownBackendError: unknown backend name, ``auto:`` found no backend for the path,
-            the backend has no embeddings class (``llama-server:``), or ``default`` (the
+            the backend has no embeddings class (a plugin's may have none), or ``default`` (the
             embedded model generates text; there is no default embedding model).
     """
     if uri.startswith(PROVIDER_PREFIX):
