@@ -82,6 +82,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "backends.gguf.backend",
             "backends.gguf.embedding",
             "backends.transformers",
+            "backends.transformers.runtime",
             "backends.transformers.constraint",
             "backends.transformers.generate",
             "backends.transformers.tokenizer",
