@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 
 from helpers.managed_servers import gone, kill_servers
 from langchain_setraf import GGUFEmbeddings, TextTooLongError
@@ -35,7 +36,7 @@ from langchain_setraf.backends.llama_server.managed import (
     running_servers,
     spec_key,
 )
-from langchain_setraf.cache import InsufficientMemoryError, ModelCache
+from langchain_setraf.cache import InsufficientMemoryError, ModelCache, get_model_cache
 
 pytestmark = pytest.mark.slow
 
@@ -268,3 +269,25 @@ def test_the_xllamacpp_host_maps_the_embedding_flags() -> None:
     plain = build_params(xllamacpp, parse_args(["-m", "x.gguf"]))
     assert plain.embedding is False
     assert plain.pooling_type == xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_UNSPECIFIED
+
+
+@pytest.fixture(scope="class")
+def one_server(runtime: Path) -> Iterator[None]:
+    """The class's objects share one server in the module's runtime; stopped after it."""
+    yield
+    get_model_cache().release_all()
+
+
+@pytest.mark.usefixtures("one_server")
+class TestGGUFEmbeddingsServerIntegration(EmbeddingsIntegrationTests):
+    """LangChain's own integration tests, over one managed server for the class."""
+
+    @property
+    def embeddings_class(self) -> type[GGUFEmbeddings]:
+        return GGUFEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict[str, object]:
+        from helpers.embedding_model import build_minilm_gguf
+
+        return {"model_path": str(build_minilm_gguf()), "server": True, "n_threads": 1}
