@@ -181,8 +181,11 @@ def test_a_text_longer_than_a_slot_is_refused_by_name(
 ) -> None:
     emb = _served(minilm_gguf, n_batch=64)
     try:
-        with pytest.raises(TextTooLongError, match=r"text 1 has \d+ tokens, more than the 64"):
+        with pytest.raises(
+            TextTooLongError, match=r"text 1 has \d+ tokens, more than the 64"
+        ) as info:
             emb.embed_documents(["clay", "clay " * 100])
+        assert "truncate=True" not in str(info.value)  # refused at construction here
         assert len(emb.embed_query("clay")) == 384  # the server is fine
     finally:
         emb.release()

@@ -179,7 +179,11 @@ class CachedEmbeddings(CachedModelMixin, Embeddings):
                             )
                         except TextTooLongError as exc:  # its index in the caller's list
                             raise TextTooLongError(
-                                exc.what, start + exc.index, exc.tokens, exc.limit
+                                exc.what,
+                                start + exc.index,
+                                exc.tokens,
+                                exc.limit,
+                                can_truncate=exc.can_truncate,
                             ) from None
                     normalize = self._normalizes(handle)
                 break

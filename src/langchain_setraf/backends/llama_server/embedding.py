@@ -78,7 +78,7 @@ class ManagedEmbeddingHandle(ManagedServerHandle, HTTPEmbeddingHandle):
             for index, text in enumerate(texts):
                 n = len(vocabulary.tokenize(text.encode("utf-8"), True, False))
                 if n > limit:
-                    raise TextTooLongError(path, index, n, limit)
+                    raise TextTooLongError(path, index, n, limit, can_truncate=False)
         return super().embed(texts, truncate=truncate)
 
 
