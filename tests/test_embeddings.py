@@ -405,12 +405,14 @@ def test_init_embeddings_builds_each_class_without_loading(
     assert cache.total_loads == 0
 
 
-def test_init_embeddings_refuses_what_has_no_embeddings_class(minilm_gguf: Path) -> None:
+def test_init_embeddings_refuses_what_it_cannot_build(minilm_gguf: Path) -> None:
     from langchain_setraf import init_embeddings
     from langchain_setraf.plugins import UnknownBackendError
 
-    with pytest.raises(UnknownBackendError, match="no embeddings class"):
-        init_embeddings(f"llama-server:{minilm_gguf}")
+    served = init_embeddings(f"setraf:llama-server:{minilm_gguf}", n_parallel=2)
+    assert type(served) is GGUFEmbeddings and served.server and served.n_parallel == 2
+    with pytest.raises(TypeError, match="implies server=True"):
+        init_embeddings(f"llama-server:{minilm_gguf}", server=False)
     with pytest.raises(UnknownBackendError, match="no default embedding model"):
         init_embeddings("setraf:default")
     with pytest.raises(UnknownBackendError, match="nope"):

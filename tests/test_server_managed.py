@@ -24,6 +24,8 @@ from typing import Any
 import psutil
 import pytest
 
+from helpers.managed_servers import gone as _gone
+from helpers.managed_servers import kill_servers as _kill_servers
 from langchain_setraf.backends.base import GenerationRequest, GenerationStats, LoadSpec
 from langchain_setraf.backends.gguf.file import GGUFFormatError
 from langchain_setraf.backends.llama_server import managed
@@ -62,40 +64,6 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         _kill_servers(directory)
 
 
-def _kill_servers(directory: Path) -> None:
-    """SIGKILL every supervisor and server this runtime directory started."""
-    victims: list[psutil.Process] = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info.get("cmdline") or []
-        if any(str(directory) in part for part in cmd):
-            victims.append(proc)  # supervisors: their --log is in the directory
-    for path in directory.glob("*.json"):
-        try:
-            state = json.loads(path.read_text() or "null")
-        except ValueError:
-            continue
-        if isinstance(state, dict) and managed.same_process(
-            state.get("server_pid"), state.get("server_start")
-        ):
-            victims.append(psutil.Process(state["server_pid"]))
-    for proc in victims:
-        for child in _children(proc):
-            victims.append(child)
-    for proc in victims:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(victims, timeout=10)
-
-
-def _children(proc: psutil.Process) -> list[psutil.Process]:
-    try:
-        return list(proc.children(recursive=True))
-    except psutil.NoSuchProcess:
-        return []
-
-
 def _spec(model: Path, **options: Any) -> LoadSpec:
     options.setdefault("n_ctx", N_CTX)
     options.setdefault("n_parallel", 2)
@@ -104,15 +72,6 @@ def _spec(model: Path, **options: Any) -> LoadSpec:
 
 def _text(handle: Any, prompt: str = "The capital of France is") -> str:
     return "".join(handle.generate(prompt, GREEDY, GenerationStats()))
-
-
-def _gone(pid: int, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if managed.process_start(pid) is None:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # -- engine -----------------------------------------------------------------------------------

@@ -34,12 +34,15 @@ from langchain_setraf.backends.base import (
     TextTooLongError,
     backoff_seconds,
 )
-from langchain_setraf.backends.gguf.embedding import GGUFEmbeddingBackend
+from langchain_setraf.backends.gguf.embedding import GGUFEmbeddingBackend, embedding_batch
+from langchain_setraf.backends.gguf.file import read_gguf_header_cached
+from langchain_setraf.backends.llama_server.embedding import LlamaServerEmbeddingBackend
 from langchain_setraf.backends.openai_embeddings import OpenAIEmbeddingBackend
 from langchain_setraf.backends.options import (
     DEFAULT_REQUEST_TIMEOUT,
     EmbeddingDType,
     GGUFEmbeddingOptions,
+    LlamaServerEmbeddingOptions,
     OpenAIOptions,
     Pooling,
     TransformersEmbeddingOptions,
@@ -47,6 +50,7 @@ from langchain_setraf.backends.options import (
 from langchain_setraf.backends.server_errors import ServerResponseError, ServerUnavailableError
 from langchain_setraf.backends.transformers.embedding import TransformersEmbeddingBackend
 from langchain_setraf.cache import CallTimeoutError, ModelBusyError
+from langchain_setraf.cpu import physical_cores
 from langchain_setraf.settings import DEFAULT_API_KEY_ENV
 
 __all__ = ["CachedEmbeddings", "GGUFEmbeddings", "TransformersEmbeddings"]
@@ -55,9 +59,11 @@ _LOG = logging.getLogger(__name__)
 _GGUF_BACKEND = GGUFEmbeddingBackend()
 _HF_BACKEND = TransformersEmbeddingBackend()
 _HTTP_BACKEND = OpenAIEmbeddingBackend()
+_SERVER_BACKEND = LlamaServerEmbeddingBackend()
 #: The defaults, held by the backends' options classes (one place each).
 _GGUF = GGUFEmbeddingOptions()
 _HF = TransformersEmbeddingOptions()
+_SERVER = LlamaServerEmbeddingOptions()
 #: GGUFEmbeddings fields that only mean something for a file loaded in this process.
 _FILE_FIELDS = (
     "n_batch",
@@ -173,7 +179,11 @@ class CachedEmbeddings(CachedModelMixin, Embeddings):
                             )
                         except TextTooLongError as exc:  # its index in the caller's list
                             raise TextTooLongError(
-                                exc.what, start + exc.index, exc.tokens, exc.limit
+                                exc.what,
+                                start + exc.index,
+                                exc.tokens,
+                                exc.limit,
+                                can_truncate=exc.can_truncate,
                             ) from None
                     normalize = self._normalizes(handle)
                 break
@@ -199,6 +209,12 @@ class GGUFEmbeddings(CachedEmbeddings):
     time, ``n_batch`` tokens per batch. The model is the cache's: objects with the same
     file and load options share one load.
 
+    ``server=True`` runs the file in the host's managed llama.cpp server instead
+    (``--embeddings``): one server per file and options on the host, shared by every
+    process, its own server (an ``--embeddings`` server does not generate: the chat server
+    of the same file is another one), with the chat path's API key, supervisor, budget and
+    errors. ``keep_alive`` is then the server's idle sleep.
+
     Example:
         >>> emb = GGUFEmbeddings(model_path="all-MiniLM-L6-v2.f16.gguf")  # doctest: +SKIP
         >>> vectors = emb.embed_documents(["clay", "granite"])  # doctest: +SKIP
@@ -207,6 +223,14 @@ class GGUFEmbeddings(CachedEmbeddings):
     model_path: str | None = None
     """Path of the ``.gguf`` embedding model (e.g. all-MiniLM-L6-v2 converted by llama.cpp's
     ``convert_hf_to_gguf.py``). Give it or ``server_url``."""
+    server: bool = False
+    """Run the file in the host's managed llama.cpp server (``--embeddings``, started on
+    127.0.0.1 with a private random API key, stopped when its last client process is gone)
+    instead of this process. Vectors equal this process's (the server sends raw vectors;
+    they are normalised here). ``truncate`` is not offered (the server refuses a text
+    longer than ``n_batch``)."""
+    n_parallel: int = _SERVER.n_parallel
+    """With ``server=True``: the server's slots, texts embedded at once."""
     server_url: str | None = None
     """An OpenAI-compatible server's base URL (``http://127.0.0.1:8080/v1``): the texts go
     to its ``/v1/embeddings`` (llama-server needs ``--embeddings``). The pooling and the
@@ -252,6 +276,11 @@ class GGUFEmbeddings(CachedEmbeddings):
     @model_validator(mode="after")
     def _check_options(self) -> GGUFEmbeddings:
         self._options()  # every value checked at construction (no file is read)
+        if self.server and self.server_url is not None:
+            raise ValueError(
+                "server=True starts the host's managed server for model_path; server_url "
+                "attaches to a server someone else runs: give one of them"
+            )
         if (self.model_path is None) == (self.server_url is None):
             raise ValueError("GGUFEmbeddings needs model_path= (a .gguf file) or server_url=")
         if self.server_url is not None:
@@ -263,7 +292,26 @@ class GGUFEmbeddings(CachedEmbeddings):
                 )
         elif self.server_model is not None:
             raise ValueError("server_model= names a model on a server: give server_url= too")
+        if self.server:
+            if self.truncate:
+                raise ValueError(
+                    "GGUFEmbeddings(server=True): truncate=True needs the model in this "
+                    "process (the server refuses a text longer than n_batch)"
+                )
+            if self.api_key is not None:
+                raise ValueError(
+                    "api_key with server=True: the host's managed llama.cpp server makes its "
+                    "own random key at each launch: drop api_key"
+                )
+        elif "n_parallel" in self.model_fields_set:
+            raise ValueError("n_parallel sets the managed server's slots: it needs server=True")
+        if self.n_parallel < 1:
+            raise ValueError(f"n_parallel must be >= 1, got {self.n_parallel}")
         return self
+
+    def _api_key_has_use(self) -> bool:
+        # with server=True the key is refused by _check_options (the server makes its own)
+        return self.server
 
     def _backend_and_spec(self) -> tuple[Backend, LoadSpec]:
         if self.server_url is not None:
@@ -274,7 +322,29 @@ class GGUFEmbeddings(CachedEmbeddings):
             spec = _HTTP_BACKEND.spec_for(self.server_url, options, server_model=self.server_model)
             return _HTTP_BACKEND, spec
         assert self.model_path is not None  # checked at construction
+        if self.server:
+            return _SERVER_BACKEND, self._server_spec(self.model_path)
         return _GGUF_BACKEND, _GGUF_BACKEND.spec_for(self.model_path, self._options())
+
+    def _server_spec(self, path: str) -> LoadSpec:
+        """The managed server's spec: the file's batch resolved (a slot's longest text), the
+        threads resolved (both name the server), ``keep_alive`` as its idle sleep."""
+        n_batch = embedding_batch(read_gguf_header_cached(path), self.n_batch, path)
+        keep = self.keep_alive
+        options = LlamaServerEmbeddingOptions(
+            n_ctx=n_batch,
+            n_batch=n_batch,
+            n_threads=self.n_threads or physical_cores(),
+            n_gpu_layers=self.n_gpu_layers,
+            use_mmap=self.use_mmap,
+            use_mlock=self.use_mlock,
+            repack=self.repack,
+            pooling=self.pooling,
+            n_parallel=self.n_parallel,
+            sleep_idle_seconds=_SERVER.sleep_idle_seconds if keep is None else max(1, round(keep)),
+            request_timeout=self.timeout or DEFAULT_REQUEST_TIMEOUT,
+        )
+        return _SERVER_BACKEND.spec_for(path, options)
 
     def _normalizes(self, handle: EmbeddingHandle) -> bool:
         return self.normalize

@@ -128,16 +128,43 @@ def resolve_class(
         UnknownBackendError: As :func:`resolve_uri`, or the backend has no such class.
     """
     backend, model = resolve_uri(uri)
-    if embeddings:
-        target, kind = backend.embeddings_class, "embeddings class"
-    elif chat:
-        target, kind = backend.chat_class, "chat model"
-    else:
-        target, kind = backend.llm_class, "LLM class"
+    which = "embeddings" if embeddings else "chat" if chat else "llm"
+    target = _class_of(backend, which)
     if not target:
-        raise UnknownBackendError(f"backend {backend.name!r} provides no {kind}")
+        kind = {"embeddings": "embeddings class", "chat": "chat model", "llm": "LLM class"}
+        raise UnknownBackendError(
+            f"backend {backend.name!r}{_origin(backend.name)} provides no {kind[which]} "
+            f"(its {'llm' if which == 'llm' else which}_class is None); backends that do: "
+            f"{_offering(which)}"
+        )
     module, _, cls_name = str(target).partition(":")
     return backend, model, getattr(importlib.import_module(module), cls_name)
+
+
+def _origin(name: str) -> str:
+    """`` (distribution version)`` of a third-party backend, ``""`` for a built-in."""
+    for info in list_backends():
+        if info.name == name and not info.builtin:
+            return f" ({info.distribution} {info.version})"
+    return ""
+
+
+def _class_of(backend: Backend, kind: str) -> str | None:
+    """The backend's ``kind`` class (``"llm"``, ``"chat"``, ``"embeddings"``) as
+    ``module:Class``, or ``None``."""
+    if kind == "embeddings":
+        return backend.embeddings_class
+    return backend.chat_class if kind == "chat" else backend.llm_class
+
+
+def _offering(kind: str) -> str:
+    """The importable backends that offer a ``kind`` class, comma-separated."""
+    names = [
+        info.name
+        for info in list_backends()
+        if info.importable and _class_of(get_backend(info.name), kind)
+    ]
+    return ", ".join(sorted(names)) or "none"
 
 
 def _build(uri: str, chat: bool, kwargs: dict[str, Any], *, embeddings: bool = False) -> Any:
@@ -188,7 +215,9 @@ def init_embeddings(uri: str, **kwargs: Any) -> Any:
     ``gguf:/m.gguf`` gives a :class:`~langchain_setraf.GGUFEmbeddings`,
     ``transformers:/checkpoint`` a :class:`~langchain_setraf.TransformersEmbeddings`,
     ``openai:http://…/v1`` a ``GGUFEmbeddings`` on that server's ``/v1/embeddings``
-    (``model=`` names the served model); ``auto:/path`` or a bare path picks by the file.
+    (``model=`` names the served model), ``llama-server:/m.gguf`` a ``GGUFEmbeddings``
+    with ``server=True`` (the host's managed ``--embeddings`` server), a plugin's backend
+    its ``embeddings_class``; ``auto:/path`` or a bare path picks by the file.
     Each may start with ``setraf:`` (LangChain's ``provider:model`` form).
 
     Keyword arguments go to the class (``query_prefix="query: "``, ``n_batch=512``...).
@@ -196,7 +225,7 @@ def init_embeddings(uri: str, **kwargs: Any) -> Any:
 
     Raises:
         UnknownBackendError: unknown backend name, ``auto:`` found no backend for the path,
-            the backend has no embeddings class (``llama-server:``), or ``default`` (the
+            the backend has no embeddings class (a plugin's may have none), or ``default`` (the
             embedded model generates text; there is no default embedding model).
     """
     if uri.startswith(PROVIDER_PREFIX):

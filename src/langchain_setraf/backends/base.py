@@ -230,12 +230,20 @@ class TextTooLongError(ValueError):
         limit: The most the model takes.
     """
 
-    def __init__(self, what: str, index: int, tokens: int, limit: int) -> None:
+    def __init__(
+        self, what: str, index: int, tokens: int, limit: int, *, can_truncate: bool = True
+    ) -> None:
         self.what, self.index, self.tokens, self.limit = what, index, tokens, limit
+        self.can_truncate = can_truncate
+        how = (
+            ", or pass truncate=True to embed its first tokens only"
+            if can_truncate
+            else " (a server cannot be asked to cut it)"
+        )
         super().__init__(
             f"{what}: text {index} has {tokens} tokens, more than the {limit} the model "
-            "takes at once; split it (a LangChain text splitter with a token length "
-            "function), or pass truncate=True to embed its first tokens only"
+            f"takes at once; split it (a LangChain text splitter with a token length "
+            f"function){how}"
         )
 
 

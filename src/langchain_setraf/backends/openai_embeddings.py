@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_setraf.backends.base import BackendBase, LoadSpec
 from langchain_setraf.backends.openai_compat import HTTPHandle, OpenAICompatBackend, api_key_for
@@ -75,6 +75,10 @@ class HTTPEmbeddingHandle(HTTPHandle):
     """A model behind an OpenAI-compatible ``/v1/embeddings``. Thread-safe (the server
     batches concurrent requests)."""
 
+    #: Fields added to every ``/v1/embeddings`` request body (a subclass's server-specific
+    #: ones; none for an arbitrary server).
+    extra_body: ClassVar[dict[str, Any]] = {}
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._dimensions = 0
@@ -104,7 +108,12 @@ class HTTPEmbeddingHandle(HTTPHandle):
         if not texts:
             return []
         url = self.base_url + "/embeddings"
-        body = {"model": self._model_for_request(), "input": texts, "encoding_format": "float"}
+        body = {
+            "model": self._model_for_request(),
+            "input": texts,
+            "encoding_format": "float",
+            **self.extra_body,
+        }
         data = self._post_json(
             url, body, what="/v1/embeddings (a llama.cpp server needs --embeddings)"
         )

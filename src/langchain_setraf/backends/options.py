@@ -37,6 +37,7 @@ __all__ = [
     "BackendOptions",
     "GGUFEmbeddingOptions",
     "GGUFOptions",
+    "LlamaServerEmbeddingOptions",
     "LlamaServerOptions",
     "OpenAIOptions",
     "PluginOptions",
@@ -272,6 +273,32 @@ class LlamaServerOptions(GGUFOptions):
     def server_key(self) -> dict[str, Any]:
         """The options that name a server (two clients with equal ones share it)."""
         return {k: v for k, v in self.as_dict().items() if k not in self.CLIENT_OPTIONS}
+
+
+@dataclass(frozen=True)
+class LlamaServerEmbeddingOptions(LlamaServerOptions):
+    """A GGUF embedding model in its own managed llama.cpp server (``--embeddings``).
+
+    An ``--embeddings`` server answers ``/v1/embeddings`` only, so it is a server of its
+    own, never the chat server of the same file. ``n_ctx`` is each slot's longest text and
+    ``n_batch`` the tokens evaluated at once (both the file's training context, at most
+    2048, when the LangChain class leaves them unset: an encoder evaluates a whole text in
+    one physical batch).
+
+    Attributes:
+        pooling: ``"mean"``, ``"cls"`` or ``"last"`` (``--pooling``; ``None``: the file's
+            own ``<arch>.pooling_type``).
+        cache_ram_mib: 0: an embedding server keeps no prompt cache.
+    """
+
+    kind: ClassVar[str] = "llama-server embedding load"
+
+    pooling: Pooling | None = None
+    cache_ram_mib: int | None = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _pooling(self.pooling)
 
 
 @dataclass(frozen=True)

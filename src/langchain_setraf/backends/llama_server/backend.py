@@ -157,10 +157,14 @@ class LlamaServerBackend(BackendBase):
     name = "llama-server"
     #: Generations on one handle run at once: the server batches them.
     concurrent = True
-    llm_class = "langchain_setraf.llms:GGUFLLM"
-    chat_class = "langchain_setraf.chat_models:ChatGGUF"
+    llm_class: str | None = "langchain_setraf.llms:GGUFLLM"
+    chat_class: str | None = "langchain_setraf.chat_models:ChatGGUF"
+    #: ``init_embeddings("llama-server:/m.gguf")``: ``GGUFEmbeddings(server=True)`` (its
+    #: own ``--embeddings`` server, see :mod:`.embedding`).
+    embeddings_class: str | None = "langchain_setraf.embeddings:GGUFEmbeddings"
     model_field = "model_path"
-    #: ``init_llm("llama-server:/m.gguf")`` builds the GGUF classes with ``server=True``.
+    #: ``init_llm("llama-server:/m.gguf")`` (and ``init_embeddings``) builds the GGUF
+    #: classes with ``server=True``.
     init_defaults: Mapping[str, Any] = MappingProxyType({"server": True})
     #: ``keep_alive`` is the server's own idle sleep (``--sleep-idle-seconds``), passed in the
     #: spec: the cache keeps the connection.

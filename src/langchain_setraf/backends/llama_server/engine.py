@@ -54,6 +54,7 @@ SERVER_FLAGS: Final[Mapping[str, bool]] = {
     "--port": True,
     "-c": True,
     "-b": True,
+    "-ub": True,
     "-t": True,
     "-ngl": True,
     "--parallel": True,
@@ -68,6 +69,8 @@ SERVER_FLAGS: Final[Mapping[str, bool]] = {
     "--metrics": False,
     "--slots": False,
     "--cont-batching": False,
+    "--embeddings": False,
+    "--pooling": True,
 }
 
 _HOST_MODULE = "langchain_setraf.backends.llama_server.xllamacpp_host"
@@ -147,6 +150,8 @@ class ServerArgs:
         n_parallel: Slots decoded together (``--parallel``).
         n_threads: CPU threads (``-t``).
         n_batch: Logical batch size (``-b``); ``None``: llama.cpp's default.
+        n_ubatch: Physical batch size (``-ub``); ``None``: llama.cpp's default (512). An
+            embedding server evaluates each text in one physical batch.
         n_gpu_layers: Layers offloaded to a GPU (``-ngl``); 0 keeps everything on the CPU.
         use_mmap: ``False``: ``--load-mode none`` (or ``mlock``).
         use_mlock: ``True``: ``--load-mode mmap+mlock`` (or ``mlock`` without mmap).
@@ -164,6 +169,9 @@ class ServerArgs:
         api_key_file: A private file holding the API key every request must carry
             (``--api-key-file``; the key itself never appears on a command line, which
             every user of the host can read).
+        embedding: Serve ``/v1/embeddings`` only (``--embeddings``; no ``--jinja``).
+        pooling: The embeddings' pooling (``--pooling mean|cls|last``); ``None``: the
+            file's own.
     """
 
     model_path: str
@@ -184,6 +192,9 @@ class ServerArgs:
     flash_attn: str | bool = "auto"
     alias: str | None = None
     api_key_file: str | None = None
+    n_ubatch: int | None = None
+    embedding: bool = False
+    pooling: str | None = None
 
 
 def load_mode(use_mmap: bool, use_mlock: bool) -> str:
@@ -201,6 +212,8 @@ def server_argv(engine: Engine, args: ServerArgs) -> list[str]:
     argv += ["-ngl", str(args.n_gpu_layers)]
     if args.n_batch is not None:
         argv += ["-b", str(args.n_batch)]
+    if args.n_ubatch is not None:
+        argv += ["-ub", str(args.n_ubatch)]
     mode = load_mode(args.use_mmap, args.use_mlock)
     if mode != "auto":
         argv += ["--load-mode", mode]
@@ -222,5 +235,11 @@ def server_argv(engine: Engine, args: ServerArgs) -> list[str]:
         argv += ["--alias", args.alias]
     if args.api_key_file:
         argv += ["--api-key-file", args.api_key_file]
-    argv += ["--jinja", "--metrics", "--slots", "--cont-batching"]
+    if args.embedding:
+        argv.append("--embeddings")
+        if args.pooling is not None:
+            argv += ["--pooling", args.pooling]
+    else:
+        argv.append("--jinja")
+    argv += ["--metrics", "--slots", "--cont-batching"]
     return argv

@@ -92,7 +92,11 @@ from langchain_setraf.backends.llama_server.supervisor import (
     describe_exit,
     read_exit,
 )
-from langchain_setraf.backends.options import DEFAULT_KEEP_ALIVE, LlamaServerOptions
+from langchain_setraf.backends.options import (
+    DEFAULT_KEEP_ALIVE,
+    LlamaServerEmbeddingOptions,
+    LlamaServerOptions,
+)
 from langchain_setraf.memory import MemorySplit
 from langchain_setraf.settings import Settings, get_settings
 
@@ -551,6 +555,27 @@ class ManagedServer:
         from langchain_setraf.cpu import physical_cores
 
         opts = server_options(self.spec)
+        if isinstance(opts, LlamaServerEmbeddingOptions):
+            # an encoder evaluates each text in one physical batch: -ub = -b = a slot
+            return ServerArgs(
+                model_path=self.spec.path,
+                port=port,
+                n_ctx=opts.n_ctx,
+                n_parallel=opts.n_parallel,
+                n_threads=opts.n_threads or physical_cores(),
+                n_batch=opts.n_batch,
+                n_ubatch=opts.n_batch,
+                n_gpu_layers=opts.n_gpu_layers,
+                use_mmap=opts.use_mmap,
+                use_mlock=opts.use_mlock,
+                repack=opts.repack,
+                sleep_idle_seconds=opts.sleep_idle_seconds,
+                cache_ram_mib=opts.cache_ram_mib or 0,
+                flash_attn=opts.flash_attn,
+                alias=Path(self.spec.path).stem,
+                embedding=True,
+                pooling=opts.pooling,
+            )
         cache_ram = opts.cache_ram_mib
         if cache_ram is None:
             info = read_gguf_header_cached(self.spec.path)

@@ -29,7 +29,7 @@ from typing import Final
 from langchain_setraf.backends.gguf.file import GGUFInfo
 from langchain_setraf.backends.kv_cache import kv_bytes_per_token
 from langchain_setraf.backends.llama_buffers import parse_buffer_lines
-from langchain_setraf.backends.options import LlamaServerOptions
+from langchain_setraf.backends.options import LlamaServerEmbeddingOptions, LlamaServerOptions
 from langchain_setraf.memory import MemorySplit
 
 __all__ = [
@@ -100,6 +100,8 @@ def server_memory_split(info: GGUFInfo, opts: LlamaServerOptions) -> MemorySplit
     from langchain_setraf.backends.gguf.backend import estimate_gguf_split
 
     n_ctx, n_parallel = opts.n_ctx, opts.n_parallel
+    if isinstance(opts, LlamaServerEmbeddingOptions):
+        return _embedding_server_split(info, opts)
     kv_types = {"type_k": opts.type_k, "type_v": opts.type_v}
     cache_ram = opts.cache_ram_mib
     if cache_ram is None:
@@ -121,6 +123,31 @@ def server_memory_split(info: GGUFInfo, opts: LlamaServerOptions) -> MemorySplit
         kv_cache=base.kv_cache,
         prompt_cache=base.prompt_cache,
         other=base.other + checkpoints + SERVER_PROCESS_BYTES,
+    )
+
+
+def _embedding_server_split(info: GGUFInfo, opts: LlamaServerEmbeddingOptions) -> MemorySplit:
+    """An ``--embeddings`` server: the in-process embedding estimate
+    (:func:`~langchain_setraf.backends.gguf.embedding.estimate_embedding_bytes`) over every
+    slot's context, its prompt cache at its cap (none by default), and the processes."""
+    from langchain_setraf.backends.gguf.backend import estimate_gguf_split
+
+    base = estimate_gguf_split(
+        info,
+        opts.n_ctx * opts.n_parallel,
+        repack=opts.repack,
+        n_gpu_layers=opts.n_gpu_layers,
+        prompt_cache_bytes=(opts.cache_ram_mib or 0) * MIB,
+        n_seq=opts.n_parallel,
+        swa_full=False,
+        flash_attn=opts.flash_attn is not False,
+    )
+    output = opts.n_batch * info.vocab_size * 4  # the embedding context's output buffer
+    return MemorySplit(
+        weights=base.weights,
+        kv_cache=base.kv_cache,
+        prompt_cache=base.prompt_cache,
+        other=base.other + output + SERVER_PROCESS_BYTES,
     )
 
 

@@ -47,6 +47,8 @@ STOP_GRACE_SECONDS = 10.0
 
 #: llama-server's ``--flash-attn`` words -> xllamacpp's enum member suffix.
 _FLASH = {"on": "ENABLED", "off": "DISABLED", "auto": "AUTO"}
+#: llama-server's ``--pooling`` words -> xllamacpp's ``llama_pooling_type`` suffix.
+_POOLING = {"none": "NONE", "mean": "MEAN", "cls": "CLS", "last": "LAST", "rank": "RANK"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("-c", "--ctx-size", dest="ctx_size", type=int, default=0)
     parser.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=None)
+    parser.add_argument("-ub", "--ubatch-size", dest="ubatch_size", type=int, default=None)
     parser.add_argument("-t", "--threads", dest="threads", type=int, default=-1)
     parser.add_argument("-ngl", "--n-gpu-layers", dest="n_gpu_layers", type=int, default=None)
     parser.add_argument("-np", "--parallel", dest="parallel", type=int, default=1)
@@ -81,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics", action="store_true")
     parser.add_argument("--slots", action="store_true")
     parser.add_argument("--cont-batching", action="store_true")
+    parser.add_argument("--embedding", "--embeddings", dest="embedding", action="store_true")
+    parser.add_argument("--pooling", choices=sorted(_POOLING), default=None)
     return parser
 
 
@@ -99,6 +104,8 @@ def build_params(xllamacpp: Any, ns: argparse.Namespace) -> Any:
     params.n_parallel = ns.parallel
     if ns.batch_size is not None:
         params.n_batch = ns.batch_size
+    if ns.ubatch_size is not None:
+        params.n_ubatch = ns.ubatch_size
     params.cpuparams.n_threads = ns.threads
     params.cpuparams_batch.n_threads = ns.threads
     if ns.n_gpu_layers is not None:
@@ -130,6 +137,11 @@ def build_params(xllamacpp: Any, ns: argparse.Namespace) -> Any:
     params.endpoint_metrics = bool(ns.metrics)
     params.endpoint_slots = bool(ns.slots)
     params.cont_batching = True if ns.cont_batching else params.cont_batching
+    params.embedding = bool(ns.embedding)
+    if ns.pooling is not None:
+        params.pooling_type = getattr(
+            xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{_POOLING[ns.pooling]}"
+        )
     return params
 
 

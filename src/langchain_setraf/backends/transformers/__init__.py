@@ -3,8 +3,9 @@
 Modules: :mod:`.backend` (the :class:`TransformersBackend` and its handle),
 :mod:`.generate` (generation in a worker thread with text-level stops),
 :mod:`.constraint` (JSON constraint to a token mask), :mod:`.tokenizer` (the tokenizer
-without the weights), :mod:`.embedding` (sentence-transformers checkpoints:
-:class:`TransformersEmbeddingBackend`). The names below are imported lazily (no torch at import).
+without the weights), :mod:`.runtime` (OpenMP's wait policy before torch's import),
+:mod:`.embedding` (sentence-transformers checkpoints: :class:`TransformersEmbeddingBackend`).
+The names below are imported lazily (no torch at import).
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from langchain_setraf.backends.options import (
 from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 from langchain_setraf.backends.transformers.constraint import json_logits_processor
 from langchain_setraf.backends.transformers.generate import hf_generate_kwargs, hf_generate_stream
+from langchain_setraf.backends.transformers.runtime import prepare_openmp
 from langchain_setraf.backends.transformers.tokenizer import HFTokenizer, hf_tokenizer
 from langchain_setraf.memory import give_back_memory, tune_allocator
 
@@ -84,7 +85,12 @@ class PickleWeightsRefusedError(CheckpointError):
 
 
 def import_transformers() -> tuple[Any, Any]:
-    """Import ``torch`` and ``transformers`` or raise an ``ImportError`` naming the extra."""
+    """Import ``torch`` and ``transformers`` or raise an ``ImportError`` naming the extra.
+
+    Sets ``OMP_WAIT_POLICY=PASSIVE`` first unless the environment chose a policy (see
+    :mod:`~langchain_setraf.backends.transformers.runtime`).
+    """
+    prepare_openmp()
     try:
         torch = importlib.import_module("torch")
         transformers = importlib.import_module("transformers")

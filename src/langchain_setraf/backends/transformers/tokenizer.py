@@ -14,6 +14,7 @@ from typing import Any
 
 from langchain_setraf.backends.base import file_identity
 from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
+from langchain_setraf.backends.transformers.runtime import prepare_openmp
 
 __all__ = ["HFTokenizer", "hf_tokenizer"]
 
@@ -50,6 +51,7 @@ def hf_tokenizer(
     key = ("hf", identity, trust_remote_code, local_files_only, revision)
 
     def build() -> HFTokenizer:
+        prepare_openmp()  # AutoTokenizer imports torch: OpenMP's policy first
         try:
             transformers = importlib.import_module("transformers")
         except ImportError as exc:
