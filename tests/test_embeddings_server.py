@@ -177,6 +177,27 @@ def test_the_key_goes_to_a_loopback_server(
     assert last.headers.get("authorization") == "Bearer k-123"
 
 
+def test_api_key_is_the_servers_key_and_never_shown(
+    server: FaultServer, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    """``api_key=`` over ``server_url`` is sent as the bearer key (as on the chat path),
+    with no "has no use" warning, and never appears in the object's repr or dump; giving
+    ``api_key_env`` too is refused."""
+    from pydantic import SecretStr
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k-from-the-environment")
+    remote = GGUFEmbeddings(
+        server_url=server.base_url, server_model="minilm", api_key=SecretStr("k-given-456")
+    )
+    assert not [w for w in recwarn if "api_key has no use" in str(w.message)]
+    remote.embed_query("clay")
+    last = [r for r in server.requests if r.path == "/v1/embeddings"][-1]
+    assert last.headers.get("authorization") == "Bearer k-given-456"
+    assert "k-given-456" not in repr(remote) and "k-given-456" not in str(remote.model_dump())
+    with pytest.raises(ValueError, match="both name the server's key"):
+        GGUFEmbeddings(server_url=server.base_url, api_key="k", api_key_env="MY_KEY")
+
+
 def test_local_only_options_with_a_server_are_refused(server: FaultServer) -> None:
     with pytest.raises(ValueError, match="n_batch"):
         GGUFEmbeddings(server_url=server.base_url, n_batch=128)

@@ -239,7 +239,8 @@ class GGUFEmbeddings(CachedEmbeddings):
     """With ``server_url``: the model name sent (``None``: the first the server lists)."""
     api_key_env: str = DEFAULT_API_KEY_ENV
     """With ``server_url``: the NAME of the variable holding the API key (sent only to the
-    origin it is bound to, as on the chat path)."""
+    origin it is bound to, as on the chat path). ``api_key=`` gives the key itself instead
+    (bound to the same origin; giving both is refused)."""
     n_batch: int | None = _GGUF.n_batch
     """Tokens evaluated at once, and the longest text (``None``: the file's training
     context, at most 2048)."""
@@ -305,19 +306,29 @@ class GGUFEmbeddings(CachedEmbeddings):
                 )
         elif "n_parallel" in self.model_fields_set:
             raise ValueError("n_parallel sets the managed server's slots: it needs server=True")
+        if self.api_key is not None and "api_key_env" in self.model_fields_set:
+            raise ValueError(
+                f"api_key and api_key_env={self.api_key_env!r} both name the server's key: "
+                "give one (api_key: the key itself; api_key_env: the variable holding it)"
+            )
         if self.n_parallel < 1:
             raise ValueError(f"n_parallel must be >= 1, got {self.n_parallel}")
         return self
 
     def _api_key_has_use(self) -> bool:
-        # with server=True the key is refused by _check_options (the server makes its own)
-        return self.server
+        # over server_url the key is the server's bearer key; with server=True it is refused
+        # by _check_options (the managed server makes its own)
+        return self.server_url is not None or self.server
 
     def _backend_and_spec(self) -> tuple[Backend, LoadSpec]:
         if self.server_url is not None:
+            from langchain_setraf.backends.openai_compat import api_key_ref
+
+            key = self.api_key
             options = OpenAIOptions(
                 request_timeout=self.timeout or DEFAULT_REQUEST_TIMEOUT,
                 api_key_env=self.api_key_env,
+                api_key_ref=None if key is None else api_key_ref(key.get_secret_value()),
             )
             spec = _HTTP_BACKEND.spec_for(self.server_url, options, server_model=self.server_model)
             return _HTTP_BACKEND, spec

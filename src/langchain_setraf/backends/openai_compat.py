@@ -84,6 +84,7 @@ __all__ = [
     "api_key_for",
     "api_key_ref",
     "normalize_base_url",
+    "options_api_key",
     "origin_of",
 ]
 
@@ -159,6 +160,19 @@ def _key_of_ref(ref: str) -> str:
     if key is None:
         raise ValueError(f"api_key_ref={ref!r} names no key given to a class in this process")
     return key
+
+
+def options_api_key(base_url: str, options: OpenAIOptions) -> str | None:
+    """The API key attach ``options`` send to ``base_url``: the key their ``api_key_ref``
+    names (a class's ``api_key=``), else the one in their ``api_key_env``, by the binding
+    rule of :func:`api_key_for`.
+
+    Raises:
+        APIKeyOriginError: The key is set and not bound to ``base_url``'s origin.
+        ValueError: ``api_key_ref`` names no key given in this process.
+    """
+    given = None if options.api_key_ref is None else _key_of_ref(options.api_key_ref)
+    return api_key_for(base_url, options.api_key_env, api_key=given)
 
 
 def api_key_for(
@@ -965,8 +979,7 @@ class OpenAICompatBackend(BackendBase):
         opts = spec.options
         if not isinstance(opts, OpenAIOptions):
             raise TypeError(f"{spec.describe()}: expected OpenAI attach options")
-        given = None if opts.api_key_ref is None else _key_of_ref(opts.api_key_ref)
-        api_key = api_key_for(base, opts.api_key_env, api_key=given)
+        api_key = options_api_key(base, opts)
         return HTTPHandle(base, model, api_key=api_key, timeout=opts.request_timeout, name="server")
 
     def tokenize(self, spec: LoadSpec, text: str) -> list[int]:

@@ -17,7 +17,11 @@ import math
 from typing import Any, ClassVar
 
 from langchain_setraf.backends.base import BackendBase, LoadSpec
-from langchain_setraf.backends.openai_compat import HTTPHandle, OpenAICompatBackend, api_key_for
+from langchain_setraf.backends.openai_compat import (
+    HTTPHandle,
+    OpenAICompatBackend,
+    options_api_key,
+)
 from langchain_setraf.backends.options import OpenAIOptions
 from langchain_setraf.backends.server_errors import ServerResponseError, snippet
 
@@ -185,14 +189,14 @@ class OpenAIEmbeddingBackend(BackendBase):
         """A handle on the server (no request is made until the first call).
 
         Raises:
-            APIKeyOriginError: The key in ``api_key_env`` is set and not bound to this
-                server's origin.
+            APIKeyOriginError: The key (``api_key_ref``'s, else the one in
+                ``api_key_env``) is set and not bound to this server's origin.
         """
         base, model = spec.identity[0], spec.identity[1] or None
         opts = spec.options
         if not isinstance(opts, OpenAIOptions):
             raise TypeError(f"{spec.describe()}: expected OpenAI attach options")
-        api_key = api_key_for(base, opts.api_key_env)
+        api_key = options_api_key(base, opts)
         return HTTPEmbeddingHandle(
             base, model, api_key=api_key, timeout=opts.request_timeout, name="server"
         )
