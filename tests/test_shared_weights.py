@@ -220,3 +220,44 @@ def test_releasing_both_gives_the_memory_back(order: str) -> None:
     assert left <= alone_left + 4 * MB, (
         f"releasing both left {left / MB:+.1f} MB; GGUFLLM alone leaves {alone_left / MB:+.1f} MB"
     )
+
+
+def test_setraf_models_shows_the_weights_once(
+    smollm2_path: Path, cache: ModelCache, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from langchain_setraf.cli import main
+
+    llm, emb = _pair(smollm2_path)
+    assert llm.invoke("Hi") and emb.embed_query("granite")
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    rows = {m["backend"]: m for m in json.loads(capsys.readouterr().out)["loaded"]}
+    assert rows["gguf"]["memory"]["weights"] > 90 * MB
+    assert rows["gguf-embeddings"]["memory"]["weights"] == 0
+    assert rows["gguf-embeddings"]["weights_shared_with"] == [llm.load().key.describe()]
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.count("weights shared with") == 2
+
+
+def test_both_contexts_run_at_once(smollm2_path: Path, cache: ModelCache) -> None:
+    """The two contexts have a generation lock each: an embedding call runs while a
+    generation does, on the same weights, and both give what they give alone."""
+    import threading
+
+    llm, emb = _pair(smollm2_path)
+    texts = ["granite", "wet clay", "saline groundwater"] * 4
+    answer, vectors = llm.invoke("The capital of France is"), emb.embed_documents(texts)
+    got: dict[str, object] = {}
+
+    def embed() -> None:
+        for _ in range(3):
+            got.setdefault("vectors", []).append(emb.embed_documents(texts))  # type: ignore[union-attr]
+
+    worker = threading.Thread(target=embed)
+    worker.start()
+    answers = [llm.invoke("The capital of France is") for _ in range(3)]
+    worker.join(timeout=300)
+    assert not worker.is_alive()
+    assert answers == [answer] * 3
+    assert got["vectors"] == [vectors] * 3
+    assert sum(cache.weight_loads.values()) == 1

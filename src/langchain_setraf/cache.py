@@ -20,6 +20,12 @@ the model's, and the idle countdown starts once no lease is open. So an object w
 ``keep_alive=0`` unloads a model it shares with others when its call is the last to
 finish, and a later call from an object without ``keep_alive`` keeps the model loaded.
 
+Shared weights: a backend whose models are contexts on weights (GGUF in this process:
+:class:`~langchain_setraf.backends.base.WeightSharingBackend`) has its weights loaded once
+per key, counted once in the budget and freed with the last context on them; a GGUF file
+used for chat and for embeddings is one ``llama_model`` with two contexts
+(:meth:`ModelCache.shared_weights`).
+
 Leases are tokens, not threads: a stream may be started in one thread and resumed or
 closed in another. A stream that is started and then neither read to the end nor closed
 holds the model's generation lock; other generations wait at most ``lock_timeout``
