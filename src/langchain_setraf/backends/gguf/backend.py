@@ -51,7 +51,12 @@ from langchain_setraf.backends.gguf.vocabulary import (
 from langchain_setraf.backends.gguf.weights import GGUFWeights, GGUFWeightsBackend
 from langchain_setraf.backends.kv_cache import kv_cache_bytes
 from langchain_setraf.backends.llama_buffers import capture_llama_log, parse_buffer_lines
-from langchain_setraf.backends.options import GGUFOptions, GGUFWeightOptions, options_from
+from langchain_setraf.backends.options import (
+    GGUFEmbeddingOptions,
+    GGUFOptions,
+    GGUFWeightOptions,
+    options_from,
+)
 from langchain_setraf.cpu import physical_cores
 from langchain_setraf.memory import MemorySplit
 from langchain_setraf.settings import get_settings
@@ -599,7 +604,7 @@ class GGUFBackend(BackendBase):
 _WEIGHTS = GGUFWeightsBackend()
 
 
-def weight_options(options: GGUFOptions | Any) -> GGUFWeightOptions:
+def weight_options(options: GGUFOptions | GGUFEmbeddingOptions) -> GGUFWeightOptions:
     """The weight options of GGUF or GGUF-embedding load options (the fields that change
     ``llama_model_params``)."""
     return GGUFWeightOptions(
