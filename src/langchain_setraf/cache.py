@@ -20,6 +20,12 @@ the model's, and the idle countdown starts once no lease is open. So an object w
 ``keep_alive=0`` unloads a model it shares with others when its call is the last to
 finish, and a later call from an object without ``keep_alive`` keeps the model loaded.
 
+Shared weights: a backend whose models are contexts on weights (GGUF in this process:
+:class:`~langchain_setraf.backends.base.WeightSharingBackend`) has its weights loaded once
+per key, counted once in the budget and freed with the last context on them; a GGUF file
+used for chat and for embeddings is one ``llama_model`` with two contexts
+(:meth:`ModelCache.shared_weights`).
+
 Leases are tokens, not threads: a stream may be started in one thread and resumed or
 closed in another. A stream that is started and then neither read to the end nor closed
 holds the model's generation lock; other generations wait at most ``lock_timeout``
@@ -49,7 +55,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_setraf.backends.base import Backend, LoadSpec, ModelHandle
+from langchain_setraf.backends.base import Backend, LoadSpec, ModelHandle, WeightSharingBackend
 from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 from langchain_setraf.memory import (
     MemorySplit,
@@ -65,6 +71,7 @@ __all__ = [
     "ContextDoesNotFitError",
     "InsufficientMemoryError",
     "LoadedModel",
+    "LoadedWeights",
     "ModelBusyError",
     "ModelCache",
     "ModelMemory",
@@ -104,6 +111,7 @@ class _Entry:
         "gen_holder",
         "gen_since",
         "handle",
+        "holders",
         "keep_alive",
         "last_used",
         "leases",
@@ -113,6 +121,7 @@ class _Entry:
         "spec",
         "state",
         "users",
+        "weights",
     )
 
     def __init__(self, spec: LoadSpec, backend: Backend) -> None:
@@ -135,6 +144,10 @@ class _Entry:
         # the estimate, reserved from admission on (a load in progress counts)
         self.estimated_bytes = 0
         self.keep_alive: float | None = None
+        # a context entry: the weights entry it is built on (None: its own weights)
+        self.weights: _Entry | None = None
+        # a weights entry: the context entries built on it (loaded or loading)
+        self.holders: set[_Entry] = set()
 
     @property
     def active(self) -> int:
@@ -260,6 +273,10 @@ class LoadedModel:
             (``source="estimate (not split)"``: the backend gives only a total).
         allocated: What the engine reported it allocated, split the same way (``None``:
             it reported nothing; llama.cpp's buffer sizes for GGUF models and servers).
+        weights_shared_with: The other loaded models whose context is built on the same
+            loaded weights (a GGUF file used for chat and for embeddings). The weights
+            are counted once: in the first of them loaded; the others show weights 0 in
+            ``estimated_bytes``, ``memory`` and ``allocated``.
     """
 
     key: LoadSpec
@@ -275,6 +292,25 @@ class LoadedModel:
     active: int
     memory: MemorySplit | None = None
     allocated: MemorySplit | None = None
+    weights_shared_with: tuple[LoadSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """Weights loaded once and shared by the contexts built on them (what
+    :meth:`ModelCache.shared_weights` returns).
+
+    Attributes:
+        key: The weights' :class:`LoadSpec` (e.g. ``gguf-weights:/path/model.gguf``).
+        estimated_bytes: The weights' estimate, counted once in the budget.
+        contexts: The loaded models built on them.
+        allocated: What llama.cpp reported for the weights (``None``: not reported).
+    """
+
+    key: LoadSpec
+    estimated_bytes: int
+    contexts: tuple[LoadSpec, ...]
+    allocated: MemorySplit | None = None
 
 
 @dataclass(frozen=True)
@@ -286,16 +322,23 @@ class ModelMemory:
         backend: Backend name.
         estimate: The budget's estimate, split (see :class:`~langchain_setraf.memory.MemorySplit`).
         allocated: What llama.cpp reported it allocated (``None``: not reported).
+        weights_shared_with: The other models built on the same loaded weights (see
+            :attr:`LoadedModel.weights_shared_with`: the weights are counted in one).
     """
 
     model: str
     backend: str
     estimate: MemorySplit
     allocated: MemorySplit | None
+    weights_shared_with: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         text = f"{self.model}: {self.estimate}"
-        return text if self.allocated is None else f"{text}; allocated: {self.allocated}"
+        if self.allocated is not None:
+            text = f"{text}; allocated: {self.allocated}"
+        if self.weights_shared_with:
+            text += f"; weights shared with {', '.join(self.weights_shared_with)}"
+        return text
 
 
 def _handle_memory(handle: ModelHandle) -> tuple[MemorySplit, MemorySplit | None]:
@@ -323,8 +366,15 @@ class ModelCache:
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.RLock())
         self._entries: dict[LoadSpec, _Entry] = {}
+        #: Weights shared by contexts (see :class:`WeightSharingBackend`), by their key
+        #: and a copy number (one context of each backend per copy: see _hold_weights).
+        self._weights: dict[tuple[LoadSpec, int], _Entry] = {}
         self.load_counts: Counter[LoadSpec] = Counter()
         self.release_counts: Counter[LoadSpec] = Counter()
+        #: Loads and releases of shared weights, by the weights' key (a GGUF chat context
+        #: and an embeddings context of one file: one weights load).
+        self.weight_loads: Counter[LoadSpec] = Counter()
+        self.weight_releases: Counter[LoadSpec] = Counter()
         self.evictions: list[LoadSpec] = []
         #: Backends found through entry points (discovered lazily, once).
         self.backends = BackendRegistry()
@@ -362,11 +412,17 @@ class ModelCache:
         now_mono, now_wall = time.monotonic(), time.time()
         out = []
         handles: list[ModelHandle | None] = []
+        counts_weights: list[bool] = []
         with self._cond:
             for e in self._entries.values():
                 if e.state != _READY:
                     continue
                 idle = 0.0 if e.active else max(0.0, now_mono - e.last_used)
+                shared_with, owner = self._sharing(e)
+                counts_weights.append(owner)
+                own = e.estimated_bytes + (
+                    e.weights.estimated_bytes if e.weights is not None and owner else 0
+                )
                 out.append(
                     LoadedModel(
                         key=e.spec,
@@ -375,11 +431,12 @@ class ModelCache:
                         options=e.spec.options_dict,
                         loaded_at=e.loaded_at,
                         load_seconds=e.load_seconds,
-                        estimated_bytes=e.estimated_bytes,
+                        estimated_bytes=own,
                         last_used=now_wall - idle,
                         idle_seconds=idle,
                         users=len(e.users),
                         active=e.active,
+                        weights_shared_with=shared_with,
                     )
                 )
                 handles.append(e.handle)
@@ -387,7 +444,44 @@ class ModelCache:
         for i, handle in enumerate(handles):
             if handle is not None:
                 memory, allocated = _handle_memory(handle)
+                if not counts_weights[i]:  # counted in the first context on the weights
+                    memory = dataclasses.replace(memory, weights=0)
+                    if allocated is not None:
+                        allocated = dataclasses.replace(allocated, weights=0)
                 out[i] = dataclasses.replace(out[i], memory=memory, allocated=allocated)
+        return out
+
+    def _sharing(self, entry: _Entry) -> tuple[tuple[LoadSpec, ...], bool]:
+        """The other loaded contexts on ``entry``'s weights, and whether ``entry`` is the
+        one their weights are counted in (the first loaded). Under the lock."""
+        weights = entry.weights
+        if weights is None:
+            return (), True
+        ready = sorted((h for h in weights.holders if h.state == _READY), key=lambda h: h.loaded_at)
+        others = tuple(h.spec for h in ready if h is not entry)
+        return others, not ready or ready[0] is entry
+
+    def shared_weights(self) -> list[LoadedWeights]:
+        """The weights loaded once for several contexts (GGUF files in this process: a
+        chat or LLM context and an embeddings context of one file share them), each
+        with the models built on it."""
+        with self._cond:
+            items = [
+                (w, tuple(h.spec for h in w.holders if h.state == _READY))
+                for w in self._weights.values()
+                if w.state == _READY
+            ]
+        out = []
+        for w, contexts in items:
+            allocated = getattr(w.handle, "allocated_split", None)
+            out.append(
+                LoadedWeights(
+                    key=w.spec,
+                    estimated_bytes=w.estimated_bytes,
+                    contexts=contexts,
+                    allocated=allocated() if callable(allocated) else None,
+                )
+            )
         return out
 
     def room_for_load(self, spec: LoadSpec | None = None) -> tuple[int, str]:
@@ -404,6 +498,12 @@ class ModelCache:
             others = [e for e in self._entries.values() if e.spec != spec]
             busy = sum(e.estimated_bytes for e in others if e.active or e.state != _READY)
             idle = sum(e.estimated_bytes for e in others if not e.active and e.state == _READY)
+            for w in self._weights.values():  # freed only with every context on them
+                held = [h for h in w.holders if h.spec != spec]
+                if any(h.active or h.state != _READY for h in held) or w.state != _READY:
+                    busy += w.estimated_bytes
+                elif held:
+                    idle += w.estimated_bytes
         available, where = available_memory()
         room, why = available + idle, where
         if self.max_memory is not None and self.max_memory - busy < room:
@@ -551,39 +651,54 @@ class ModelCache:
                 entry.gen_holder = None
                 self._cond.notify_all()
 
-    def _admit(self, entry: _Entry) -> None:
+    def _admit(self, entry: _Entry, new_weights: _Entry | None = None) -> None:
         """Make room for ``entry`` and reserve its estimate, or refuse it, before anything
         is allocated.
 
         One decision under the cache's lock counts every other model that holds memory or
-        is about to: loaded, loading (their reservation) and closing (until closed). Idle
-        models are closed least-recently-used first while the load would exceed
-        ``max_memory`` or the memory available; a model being closed is waited for.
+        is about to: loaded, loading (their reservation) and closing (until closed), and
+        shared weights once each. Idle models are closed least-recently-used first while
+        the load would exceed ``max_memory`` or the memory available; a model being
+        closed is waited for. A context on shared weights reserves its context alone,
+        plus the weights when it loads them (``new_weights``).
         """
         try:
             need = int(entry.backend.estimate_bytes(entry.spec))
+            weights_need = 0
+            if entry.weights is not None:
+                weights = entry.weights
+                weights_need = min(need, int(weights.backend.estimate_bytes(weights.spec)))
         except Exception:
             return  # unreadable model: let the load raise its own, specific error
+        context_need = need - weights_need
+        if new_weights is None:
+            need = context_need  # the weights are reserved already (another context's)
         # a close being waited for is bounded by the handle's close(); this is a backstop
         deadline = time.monotonic() + (self.lock_timeout or DEFAULT_LOCK_TIMEOUT)
         while True:
             with self._cond:
                 others = [e for e in self._entries.values() if e is not entry]
-                used = sum(e.estimated_bytes for e in others)
+                held = [w for w in self._weights.values() if w is not new_weights]
+                used = sum(e.estimated_bytes for e in others + held)
                 # loads in progress have not taken all their memory yet: keep it for them
-                pending = sum(e.estimated_bytes for e in others if e.state == _LOADING)
+                pending = sum(e.estimated_bytes for e in others + held if e.state == _LOADING)
                 available, where = available_memory()
                 budget = self.max_memory
                 over_budget = budget is not None and used + need > budget
                 if not over_budget and need + pending <= available:
-                    entry.estimated_bytes = need  # reserved from now on
+                    # reserved from now on
+                    entry.estimated_bytes = need if entry.weights is None else context_need
+                    if new_weights is not None:
+                        new_weights.estimated_bytes = weights_need
                     return
                 idle = sorted(
                     (e for e in others if e.state == _READY and e.active == 0),
                     key=lambda e: e.last_used,
                 )
                 if not idle:
-                    closing = any(e.state == _CLOSING and e.active == 0 for e in others)
+                    closing = any(e.state == _CLOSING and e.active == 0 for e in others) or any(
+                        w.state == _CLOSING for w in held
+                    )
                     if closing and time.monotonic() < deadline:
                         self._cond.wait(1.0)  # a close in progress will give memory back
                         continue
@@ -595,10 +710,28 @@ class ModelCache:
 
     def _load(self, entry: _Entry) -> None:
         start = time.perf_counter()
+        weights: _Entry | None = None
+        must_load = False
         try:
-            self._admit(entry)
-            handle = entry.backend.load(entry.spec)
+            link = self._weights_link(entry)
+            if link is None:
+                self._admit(entry)
+                handle = entry.backend.load(entry.spec)
+            else:
+                weights, must_load = self._hold_weights(entry, *link)
+                self._admit(entry, weights if must_load else None)
+                if must_load:
+                    self._load_weights(weights)
+                else:
+                    weights.ready.wait()
+                    if weights.error is not None:
+                        raise weights.error
+                assert isinstance(entry.backend, WeightSharingBackend)
+                assert weights.handle is not None  # held: freed only once no context holds it
+                handle = entry.backend.load_on(entry.spec, weights.handle)
         except BaseException as exc:
+            if weights is not None and must_load and not weights.ready.is_set():
+                self._fail_weights(weights, exc)  # refused before its load: others see why
             with self._cond:
                 entry.error = exc
                 entry.state = _CLOSING
@@ -606,6 +739,7 @@ class ModelCache:
                     del self._entries[entry.spec]
                 entry.ready.set()
                 self._cond.notify_all()
+            self._drop_weights(entry)
             give_back_memory()
             raise
         with self._cond:
@@ -614,13 +748,105 @@ class ModelCache:
             entry.loaded_at = time.time()
             entry.last_used = time.monotonic()
             try:
-                entry.estimated_bytes = int(handle.estimated_bytes) or entry.estimated_bytes
+                total = int(handle.estimated_bytes)
+                if entry.weights is not None:  # the weights are counted in their own entry
+                    total = max(0, total - entry.weights.estimated_bytes)
+                entry.estimated_bytes = total or entry.estimated_bytes
             except Exception:
                 entry.estimated_bytes = 0
             entry.state = _READY
             self.load_counts[entry.spec] += 1
             entry.ready.set()
             self._cond.notify_all()
+
+    # -- shared weights -------------------------------------------------------------------
+    def _weights_link(self, entry: _Entry) -> tuple[Backend, LoadSpec] | None:
+        """The backend and key of the weights ``entry``'s context is built on, if its
+        backend shares weights (:class:`WeightSharingBackend`)."""
+        if not isinstance(entry.backend, WeightSharingBackend):
+            return None
+        return entry.backend.weights_for(entry.spec)
+
+    def _hold_weights(self, entry: _Entry, backend: Backend, spec: LoadSpec) -> tuple[_Entry, bool]:
+        """Register ``entry`` on the weights for ``spec`` (created if none): the weights
+        entry, and whether this caller must load it. Weights being freed are waited for.
+
+        One copy of the weights holds one context per backend: a generation context and
+        an embeddings context share it; a second generation context of the same file
+        (another ``n_ctx``, another KV type) gets a copy of its own, as before.
+        """
+        with self._cond:
+            copy = 0
+            while True:
+                weights = self._weights.get((spec, copy))
+                if weights is None:
+                    weights = _Entry(spec, backend)
+                    self._weights[(spec, copy)] = weights
+                    must_load = True
+                    break
+                if any(h.spec.backend == entry.spec.backend for h in weights.holders):
+                    copy += 1
+                    continue
+                if weights.state == _CLOSING:
+                    self._cond.wait()
+                    copy = 0
+                    continue
+                must_load = False
+                break
+            weights.holders.add(entry)
+            entry.weights = weights
+            return weights, must_load
+
+    def _load_weights(self, weights: _Entry) -> None:
+        start = time.perf_counter()
+        try:
+            handle = weights.backend.load(weights.spec)
+        except BaseException as exc:
+            self._fail_weights(weights, exc)
+            raise
+        with self._cond:
+            weights.handle = handle
+            weights.load_seconds = time.perf_counter() - start
+            weights.loaded_at = time.time()
+            weights.state = _READY
+            self.weight_loads[weights.spec] += 1
+            weights.ready.set()
+            self._cond.notify_all()
+
+    def _fail_weights(self, weights: _Entry, exc: BaseException) -> None:
+        """The weights will not load: every context waiting for them gets ``exc``."""
+        with self._cond:
+            weights.error = exc
+            weights.state = _CLOSING
+            self._forget_weights(weights)
+            weights.ready.set()
+            self._cond.notify_all()
+
+    def _forget_weights(self, weights: _Entry) -> None:
+        """Take ``weights`` out of the registry (under the lock)."""
+        for key, held in list(self._weights.items()):
+            if held is weights:
+                del self._weights[key]
+
+    def _drop_weights(self, entry: _Entry) -> None:
+        """``entry``'s context is gone: free its weights if no other context holds them."""
+        with self._cond:
+            weights, entry.weights = entry.weights, None
+            if weights is None:
+                return
+            weights.holders.discard(entry)
+            if weights.holders or weights.handle is None:
+                return
+            handle, weights.handle = weights.handle, None
+            weights.state = _CLOSING
+        try:
+            handle.close()
+        finally:
+            del handle
+            with self._cond:
+                self._forget_weights(weights)
+                self.weight_releases[weights.spec] += 1
+                self._cond.notify_all()
 
     def _exit(self, entry: _Entry, token: _Lease) -> None:
         close_now = False
@@ -741,12 +967,15 @@ class ModelCache:
                 handle.close()
             finally:
                 del handle
-                with self._cond:
-                    if self._entries.get(entry.spec) is entry:
-                        del self._entries[entry.spec]
-                    self.release_counts[entry.spec] += 1
-                    self._cond.notify_all()
-                give_back_memory()
+                try:
+                    self._drop_weights(entry)
+                finally:
+                    with self._cond:
+                        if self._entries.get(entry.spec) is entry:
+                            del self._entries[entry.spec]
+                        self.release_counts[entry.spec] += 1
+                        self._cond.notify_all()
+                    give_back_memory()
 
     def release_user(
         self, user: object, *, wait: bool = True, timeout: float | None = None
@@ -777,6 +1006,8 @@ class ModelCache:
         with self._cond:
             self.load_counts.clear()
             self.release_counts.clear()
+            self.weight_loads.clear()
+            self.weight_releases.clear()
 
     def stats(self) -> Mapping[str, int]:
         """Counters: loads, releases, models loaded now."""
@@ -846,6 +1077,7 @@ def loaded_memory(cache: ModelCache | None = None) -> list[ModelMemory]:
             estimate=m.memory
             or MemorySplit(0, 0, 0, m.estimated_bytes, source="estimate (not split)"),
             allocated=m.allocated,
+            weights_shared_with=tuple(s.describe() for s in m.weights_shared_with),
         )
         for m in models
     ]

@@ -105,6 +105,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             "users": m.users,
             "memory": None if m.memory is None else m.memory.as_dict(),
             "allocated": None if m.allocated is None else m.allocated.as_dict(),
+            "weights_shared_with": [k.describe() for k in m.weights_shared_with],
         }
         for m in cache.loaded()
     ]
@@ -134,6 +135,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
                     f"  prompt cache {format_bytes(split['prompt_cache'])}  other "
                     f"{format_bytes(split['other'])}"
                 )
+        for other in m["weights_shared_with"]:
+            print(f"    weights shared with {other}")
     return 0
 
 

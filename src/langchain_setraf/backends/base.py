@@ -37,6 +37,7 @@ __all__ = [
     "LoadSpec",
     "ModelHandle",
     "TextTooLongError",
+    "WeightSharingBackend",
     "backoff_seconds",
     "file_identity",
     "missing_backend_attributes",
@@ -442,3 +443,23 @@ class BackendBase(Backend):
     def eos_token_id(self, spec: LoadSpec) -> int | None:
         """``None``: the backend cannot tell."""
         return None
+
+
+@runtime_checkable
+class WeightSharingBackend(Protocol):
+    """A backend whose models are contexts on weights another backend loads, so that
+    several contexts (a chat context, an embeddings context) share one copy.
+
+    The cache loads the weights once per :meth:`weights_for` key, counts them once in
+    the budget, builds each context with :meth:`load_on`, and frees the weights when the
+    last context on them is released.
+    """
+
+    def weights_for(self, spec: LoadSpec) -> tuple[Backend, LoadSpec] | None:
+        """The backend and key of the weights ``spec``'s context is built on (``None``:
+        ``spec`` loads on its own, with :meth:`Backend.load`)."""
+
+    def load_on(self, spec: LoadSpec, weights: ModelHandle) -> ModelHandle:
+        """Build ``spec``'s context on ``weights`` (the handle the weights' backend
+        loaded). The context's ``estimated_bytes`` and ``memory_split()`` include the
+        weights; the cache counts them once."""

@@ -37,6 +37,7 @@ __all__ = [
     "BackendOptions",
     "GGUFEmbeddingOptions",
     "GGUFOptions",
+    "GGUFWeightOptions",
     "LlamaServerEmbeddingOptions",
     "LlamaServerOptions",
     "OpenAIOptions",
@@ -484,6 +485,33 @@ def _pooling(value: Any) -> None:
             f"pooling must be one of {', '.join(POOLING_MODES)} or None (the model's own), "
             f"got {value!r}"
         )
+
+
+@dataclass(frozen=True)
+class GGUFWeightOptions(BackendOptions):
+    """The options that change a GGUF file's loaded weights (``llama_model_params``), and
+    nothing of a context: two in-process loads of one file with equal ones share one
+    ``llama_model`` (a chat context and an embeddings context on the same weights).
+
+    Attributes:
+        n_gpu_layers: Layers offloaded to a GPU (0: CPU only; -1: all).
+        use_mmap: Map the weights from the file instead of copying them.
+        use_mlock: Pin the weights in RAM.
+        repack: Let llama.cpp's CPU backend copy some weight types into an interleaved
+            layout (``use_extra_bufts``).
+    """
+
+    kind: ClassVar[str] = "GGUF weights"
+
+    n_gpu_layers: int = 0
+    use_mmap: bool = True
+    use_mlock: bool = False
+    repack: bool = False
+
+    def __post_init__(self) -> None:
+        _positive_int("n_gpu_layers", self.n_gpu_layers, minimum=-1)
+        for name in ("use_mmap", "use_mlock", "repack"):
+            _boolean(name, getattr(self, name))
 
 
 @dataclass(frozen=True)

@@ -48,14 +48,27 @@ from langchain_setraf.backends.gguf.vocabulary import (
     prompt_tokens,
     render_gguf_prompt,
 )
+from langchain_setraf.backends.gguf.weights import GGUFWeights, GGUFWeightsBackend
 from langchain_setraf.backends.kv_cache import kv_cache_bytes
 from langchain_setraf.backends.llama_buffers import capture_llama_log, parse_buffer_lines
-from langchain_setraf.backends.options import GGUFOptions, options_from
+from langchain_setraf.backends.options import (
+    GGUFEmbeddingOptions,
+    GGUFOptions,
+    GGUFWeightOptions,
+    options_from,
+)
 from langchain_setraf.cpu import physical_cores
 from langchain_setraf.memory import MemorySplit
 from langchain_setraf.settings import get_settings
 
-__all__ = ["GGUF_LOAD_OPTIONS", "GGUFBackend", "GGUFHandle", "import_llama_cpp"]
+__all__ = [
+    "GGUF_LOAD_OPTIONS",
+    "GGUFBackend",
+    "GGUFHandle",
+    "gpu_layers",
+    "import_llama_cpp",
+    "weight_options",
+]
 
 #: Options of ``llama_cpp.Llama`` that change the loaded model or its context (cache key):
 #: the fields of :class:`~langchain_setraf.backends.options.GGUFOptions`.
@@ -488,7 +501,7 @@ class GGUFBackend(BackendBase):
             info,
             opts.n_ctx,
             repack=opts.repack,
-            n_gpu_layers=_gpu_layers(opts.n_gpu_layers),
+            n_gpu_layers=gpu_layers(opts.n_gpu_layers),
             type_k=opts.type_k,
             type_v=opts.type_v,
             flash_attn=opts.flash_attn_in_process(),
@@ -496,6 +509,8 @@ class GGUFBackend(BackendBase):
         )
 
     def load(self, spec: LoadSpec) -> GGUFHandle:
+        """Load ``spec`` with weights of its own (the cache shares them instead: see
+        :meth:`weights_for` and :meth:`load_on`)."""
         info = read_gguf_header_cached(spec.path)  # validate before llama.cpp sees the file
         llama_cpp = import_llama_cpp()
         options = _gguf_options(spec)
@@ -514,6 +529,39 @@ class GGUFBackend(BackendBase):
             except MemoryLockError:
                 llama.close()
                 raise
+        return self._handle(spec, llama, info, parse_buffer_lines(log))
+
+    def weights_for(self, spec: LoadSpec) -> tuple[GGUFWeightsBackend, LoadSpec] | None:
+        """The weights ``spec``'s context is built on in the cache: the file with its
+        :class:`GGUFWeightOptions` (a chat or LLM context and an embeddings context of
+        one file with equal ones share them)."""
+        if type(spec.options) is not GGUFOptions:  # a server's options: not in-process
+            return None
+        return _WEIGHTS, LoadSpec(_WEIGHTS.name, spec.identity, weight_options(spec.options))
+
+    def load_on(self, spec: LoadSpec, weights: GGUFWeights) -> GGUFHandle:
+        """Build ``spec``'s generation context on loaded ``weights``."""
+        options = _gguf_options(spec)
+        llama_cpp = import_llama_cpp()
+        kwargs = options.llama_kwargs(physical_cores())
+        with capture_llama_log(llama_cpp) as log:
+            llama = weights.llama(verbose=get_settings().llama_verbose, **kwargs)
+        context = parse_buffer_lines(log)
+        held = weights.allocated_split()
+        allocated = context
+        if context is not None and held is not None:
+            allocated = dataclasses.replace(context, weights=held.weights)
+        try:
+            return self._handle(spec, llama, weights.info, allocated)
+        except BaseException:
+            llama.close()
+            raise
+
+    def _handle(
+        self, spec: LoadSpec, llama: Any, info: GGUFInfo, allocated: MemorySplit | None
+    ) -> GGUFHandle:
+        options = _gguf_options(spec)
+        repack = options.repack
         n_ctx = int(llama.n_ctx())
         prompt_cache = None
         if options.prompt_cache_bytes():
@@ -524,12 +572,12 @@ class GGUFBackend(BackendBase):
             info,
             n_ctx,
             repack=repack,
-            n_gpu_layers=_gpu_layers(options.n_gpu_layers),
+            n_gpu_layers=gpu_layers(options.n_gpu_layers),
             path=spec.path,
             type_k=options.type_k,
             type_v=options.type_v,
             flash_attn=options.flash_attn_in_process(),
-            allocated=parse_buffer_lines(log),
+            allocated=allocated,
             prompt_cache=prompt_cache,
         )
 
@@ -553,7 +601,21 @@ class GGUFBackend(BackendBase):
         return None if eos < 0 else eos
 
 
-def _gpu_layers(n_gpu: int) -> int:
+_WEIGHTS = GGUFWeightsBackend()
+
+
+def weight_options(options: GGUFOptions | GGUFEmbeddingOptions) -> GGUFWeightOptions:
+    """The weight options of GGUF or GGUF-embedding load options (the fields that change
+    ``llama_model_params``)."""
+    return GGUFWeightOptions(
+        n_gpu_layers=options.n_gpu_layers,
+        use_mmap=options.use_mmap,
+        use_mlock=options.use_mlock,
+        repack=options.repack,
+    )
+
+
+def gpu_layers(n_gpu: int) -> int:
     """The ``n_gpu_layers`` that take effect: 0 when llama.cpp has no GPU offload."""
     return n_gpu if n_gpu and gpu_offload_supported() else 0
 

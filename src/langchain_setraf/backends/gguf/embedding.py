@@ -2,39 +2,50 @@
 
 The pooling is the file's own (``<arch>.pooling_type``: mean for all-MiniLM and e5, CLS
 for BGE, last token for Qwen3-Embedding) unless the caller names one; a file that declares
-none (a generation model) or declares reranking is refused with what to pass. Texts are
-evaluated several at a time, up to ``n_batch`` tokens per batch (llama-cpp-python's
-``Llama.embed`` packs them as sequences of one batch); the vectors come back unnormalised,
-the LangChain class normalises them.
+none (a generation model) or declares reranking is refused with what to pass: a
+generation model embeds with the pooling the caller states (``"mean"`` or ``"last"``).
+Texts are evaluated several at a time, up to ``n_batch`` tokens per batch
+(llama-cpp-python's ``Llama.embed`` packs them as sequences of one batch); the vectors
+come back unnormalised, the LangChain class normalises them.
+
+Through the cache, the embeddings context is built on the file's shared weights
+(:mod:`~langchain_setraf.backends.gguf.weights`): a GGUF used for chat and for embeddings
+in one process is one ``llama_model`` with two contexts (:meth:`GGUFEmbeddingBackend.load_on`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 from langchain_setraf.backends.base import BackendBase, LoadSpec, TextTooLongError
 from langchain_setraf.backends.gguf.backend import (
-    estimate_gguf_bytes,
+    estimate_gguf_split,
     gguf_file_identity,
     model_params,
+    weight_options,
 )
 from langchain_setraf.backends.gguf.file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
 from langchain_setraf.backends.gguf.mlock import check_mlock_allowed
 from langchain_setraf.backends.gguf.repack_probe import require_repack
 from langchain_setraf.backends.gguf.runtime import import_llama_cpp
 from langchain_setraf.backends.gguf.vocabulary import gguf_vocabulary
+from langchain_setraf.backends.gguf.weights import GGUFWeights, GGUFWeightsBackend
 from langchain_setraf.backends.options import GGUFEmbeddingOptions, options_from
 from langchain_setraf.cpu import physical_cores
+from langchain_setraf.memory import MemorySplit
 from langchain_setraf.settings import get_settings
 
 __all__ = [
     "GGUF_POOLING_TYPES",
     "MAX_DEFAULT_BATCH",
+    "MAX_DEFAULT_GENERATION_BATCH",
     "GGUFEmbeddingBackend",
     "GGUFEmbeddingHandle",
     "embedding_batch",
     "estimate_embedding_bytes",
+    "estimate_embedding_split",
     "file_pooling",
 ]
 
@@ -43,6 +54,10 @@ GGUF_POOLING_TYPES = {"mean": 1, "cls": 2, "last": 3}
 _POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 #: ``n_batch`` when left unset: the file's training context, at most this many tokens.
 MAX_DEFAULT_BATCH = 2048
+#: ``n_batch`` when left unset for a generation model (a file without
+#: ``<arch>.pooling_type``): llama.cpp's embeddings context reserves, and clears, an
+#: output row of ``vocabulary + n_embd`` floats per batch token (SmolLM2: 194 KiB each).
+MAX_DEFAULT_GENERATION_BATCH = 512
 
 
 def file_pooling(info: GGUFInfo) -> str | None:
@@ -78,14 +93,17 @@ def _resolve_pooling(info: GGUFInfo, asked: str | None, path: str) -> str:
 
 def embedding_batch(info: GGUFInfo, asked: int | None, path: str) -> int:
     """Tokens per batch (and the longest text): the one asked, else the file's training
-    context up to :data:`MAX_DEFAULT_BATCH`.
+    context up to :data:`MAX_DEFAULT_BATCH` (up to :data:`MAX_DEFAULT_GENERATION_BATCH`
+    for a generation model: a file that declares no pooling, whose embeddings context
+    keeps a row of logits per batch token).
 
     Raises:
         ValueError: ``asked`` exceeds the file's training context.
     """
     n_ctx_train = int(info.arch_value("context_length", 0) or 0)
     if asked is None:
-        return min(n_ctx_train, MAX_DEFAULT_BATCH) if n_ctx_train > 0 else 512
+        cap = MAX_DEFAULT_BATCH if file_pooling(info) is not None else MAX_DEFAULT_GENERATION_BATCH
+        return min(n_ctx_train, cap) if n_ctx_train > 0 else 512
     if n_ctx_train > 0 and asked > n_ctx_train:
         raise ValueError(
             f"{path}: n_batch={asked} exceeds the file's training context ({n_ctx_train} "
@@ -103,7 +121,18 @@ def estimate_embedding_bytes(info: GGUFInfo, n_batch: int, *, repack: bool = Fal
     Measured on all-MiniLM-L6-v2 f16 (``n_batch`` 512): 134 MiB resident after full
     batches, this estimate 125 MiB (docs/embeddings.md).
     """
-    return estimate_gguf_bytes(info, n_batch, repack=repack) + n_batch * info.vocab_size * 4
+    return estimate_embedding_split(info, n_batch, repack=repack).total
+
+
+def estimate_embedding_split(info: GGUFInfo, n_batch: int, *, repack: bool = False) -> MemorySplit:
+    """:func:`estimate_embedding_bytes`, split: the weights, the KV cache of an
+    ``n_batch`` context, and the compute and output buffers as ``other``.
+
+    A generation model (no ``<arch>.pooling_type``) also computes a row of logits per
+    batch token in its compute buffer: one more ``n_batch`` × vocabulary floats."""
+    split = estimate_gguf_split(info, n_batch, repack=repack)
+    rows = 1 if file_pooling(info) is not None else 2
+    return dataclasses.replace(split, other=split.other + rows * n_batch * info.vocab_size * 4)
 
 
 class GGUFEmbeddingHandle:
@@ -119,11 +148,15 @@ class GGUFEmbeddingHandle:
         self.pooling = _POOLING_NAMES.get(int(llama.pooling_type()), "?")
         self._n_batch = n_batch
         self._dimensions = int(llama.n_embd())
-        self._estimate = estimate_embedding_bytes(info, n_batch, repack=repack)
+        self._split = estimate_embedding_split(info, n_batch, repack=repack)
 
     @property
     def estimated_bytes(self) -> int:
-        return self._estimate
+        return self._split.total
+
+    def memory_split(self) -> MemorySplit:
+        """The estimate, split (weights / KV cache / other: compute and output buffers)."""
+        return self._split
 
     @property
     def dimensions(self) -> int:
@@ -197,6 +230,8 @@ class GGUFEmbeddingBackend(BackendBase):
         return estimate_embedding_bytes(info, n_batch, repack=opts.repack)
 
     def load(self, spec: LoadSpec) -> GGUFEmbeddingHandle:
+        """Load ``spec`` with weights of its own (the cache shares them instead: see
+        :meth:`weights_for` and :meth:`load_on`)."""
         info = read_gguf_header_cached(spec.path)  # validated before llama.cpp sees it
         opts = _options(spec)
         pooling = _resolve_pooling(info, opts.pooling, spec.path)
@@ -209,24 +244,53 @@ class GGUFEmbeddingBackend(BackendBase):
         with model_params(llama_cpp, use_extra_bufts=opts.repack):
             llama = llama_cpp.Llama(
                 model_path=spec.path,
-                embedding=True,
-                pooling_type=GGUF_POOLING_TYPES[pooling],
-                # an encoder evaluates a whole batch in one step: n_ubatch = n_batch
-                n_ctx=n_batch,
-                n_batch=n_batch,
-                n_ubatch=n_batch,
-                n_threads=opts.n_threads or physical_cores(),
                 n_gpu_layers=opts.n_gpu_layers,
                 use_mmap=opts.use_mmap,
                 use_mlock=opts.use_mlock,
-                verbose=get_settings().llama_verbose,
+                **_context_kwargs(opts, pooling, n_batch),
             )
         return GGUFEmbeddingHandle(llama, info, n_batch, path=spec.path, repack=opts.repack)
+
+    def weights_for(self, spec: LoadSpec) -> tuple[GGUFWeightsBackend, LoadSpec]:
+        """The weights ``spec``'s embeddings context is built on in the cache: the file
+        with its weight options, shared with a chat or LLM context of equal ones."""
+        return _WEIGHTS, LoadSpec(_WEIGHTS.name, spec.identity, weight_options(_options(spec)))
+
+    def load_on(self, spec: LoadSpec, weights: GGUFWeights) -> GGUFEmbeddingHandle:
+        """Build ``spec``'s embeddings context (``embeddings=True``, the pooling resolved
+        as for :meth:`load`) on loaded ``weights``."""
+        opts = _options(spec)
+        info = weights.info
+        pooling = _resolve_pooling(info, opts.pooling, spec.path)
+        n_batch = embedding_batch(info, opts.n_batch, spec.path)
+        llama = weights.llama(**_context_kwargs(opts, pooling, n_batch))
+        try:
+            return GGUFEmbeddingHandle(llama, info, n_batch, path=spec.path, repack=opts.repack)
+        except BaseException:
+            llama.close()
+            raise
 
     def prompt_tokens(self, spec: LoadSpec, text: str) -> list[int]:
         """The token ids ``text`` is embedded as (the file's BOS/CLS and EOS/SEP included),
         from the file's vocabulary alone (no weights loaded)."""
         return gguf_vocabulary(spec.path).tokenize(text.encode("utf-8"), True, False)
+
+
+_WEIGHTS = GGUFWeightsBackend()
+
+
+def _context_kwargs(opts: GGUFEmbeddingOptions, pooling: str, n_batch: int) -> dict[str, Any]:
+    """``llama_cpp.Llama`` keywords of an embeddings context."""
+    return {
+        "embedding": True,
+        "pooling_type": GGUF_POOLING_TYPES[pooling],
+        # an encoder evaluates a whole batch in one step: n_ubatch = n_batch
+        "n_ctx": n_batch,
+        "n_batch": n_batch,
+        "n_ubatch": n_batch,
+        "n_threads": opts.n_threads or physical_cores(),
+        "verbose": get_settings().llama_verbose,
+    }
 
 
 def _options(spec: LoadSpec) -> GGUFEmbeddingOptions:
