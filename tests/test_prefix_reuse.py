@@ -15,6 +15,7 @@ from langchain_setraf.backends.gguf.backend import GGUFBackend
 from langchain_setraf.backends.gguf.prompt_cache import PromptStateCache, state_bytes
 from langchain_setraf.backends.options import GGUFOptions
 from langchain_setraf.ert.chains import _messages, as_summary, spec_of
+from langchain_setraf.ert.i18n import TEXTS
 
 MIB = 1 << 20
 REPO = Path(__file__).resolve().parents[1]
@@ -32,26 +33,39 @@ def _shared(a: list[int], b: list[int]) -> int:
     return n
 
 
+def _common_text(texts: list[str]) -> str:
+    a, b = texts
+    n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return a[:n]
+
+
 def test_two_surveys_share_the_instructions_as_a_prompt_prefix(ert_dir: Path) -> None:
     """The two prompts of two different surveys are the same up to the survey: the system
-    message and the form's rules come first, in both languages."""
+    message and the form's rules come first, then the facts that describe the kind of
+    survey (both are pseudo-sections: what the values are, the depth-of-investigation
+    rule), in both languages."""
     chat = ChatGGUF()
     surveys = (REPO / "examples" / "two_layer_wenner.dat", ert_dir / "gimli_slagdump.ohm")
     for lang in ("en", "fr"):
         ids = []
+        humans = []
+        rendered = []
         for survey in surveys:
             summary = as_summary(survey, lang)
             system, human = _messages(summary, spec_of(summary), lang, "", example=False)
             text = str(human.content)
+            humans.append(text)
             rules_end = text.index("\n\n")  # the rules, then the facts
             assert str(summary.survey.title) not in text[:rules_end]
-            rendered = chat._render(
-                [
-                    {"role": "system", "content": str(system.content)},
-                    {"role": "user", "content": text},
-                ]
+            rendered.append(
+                chat._render(
+                    [
+                        {"role": "system", "content": str(system.content)},
+                        {"role": "user", "content": text},
+                    ]
+                )
             )
-            ids.append(list(chat.prompt_token_ids(rendered)))
+            ids.append(list(chat.prompt_token_ids(rendered[-1])))
         common = _shared(ids[0], ids[1])
         system_only = len(
             chat.prompt_token_ids(
@@ -60,6 +74,18 @@ def test_two_surveys_share_the_instructions_as_a_prompt_prefix(ert_dir: Path) ->
         )
         # more than the system message: the rules of the form are shared too
         assert common > system_only + 60, (lang, common, system_only)
+        # ... and the kind lines of the facts, up to the first figure of either survey
+        shared_text = _common_text(humans)
+        values_line, doi_line = humans[0].split("\n\n")[1].splitlines()[1:3]
+        assert values_line.startswith(TEXTS[lang]["summary.values"].split("{", 1)[0])
+        assert doi_line.startswith(TEXTS[lang]["summary.doi"].split("{", 1)[0])
+        doi_rule = doi_line.rsplit(" (", 1)[0]  # without the survey's depth
+        assert values_line in shared_text and doi_rule in shared_text, (lang, shared_text)
+        assert str(summary.survey.format) not in shared_text
+        # the tokens follow the text: the shared tokens cover the kind lines too (but for
+        # the last one or two, which may merge with the next character)
+        kind_end = len(chat.prompt_token_ids(_common_text(rendered)))
+        assert common >= kind_end - 2, (lang, common, kind_end)
 
 
 def test_the_prompt_cache_is_refused_unbounded() -> None:
