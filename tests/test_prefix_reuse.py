@@ -169,3 +169,25 @@ def test_a_state_larger_than_the_cap_is_not_kept(cache: ModelCache) -> None:
     [memory] = loaded_memory(cache)
     assert memory.allocated is not None and memory.allocated.prompt_cache == 0
     llm.release()
+
+
+def test_the_cached_prompt_tokens_a_server_reports_are_read() -> None:
+    """llama-server (and OpenAI) report the prompt tokens served from the cache in
+    ``usage.prompt_tokens_details.cached_tokens``; anything else there is not a count."""
+    from langchain_setraf.backends.base import GenerationStats
+    from langchain_setraf.backends.openai_compat import _take_usage
+
+    usage = {"prompt_tokens": 603, "completion_tokens": 9}
+    stats = GenerationStats()
+    _take_usage({"usage": {**usage, "prompt_tokens_details": {"cached_tokens": 300}}}, stats)
+    assert (stats.prompt_tokens, stats.cached_tokens) == (603, 300)
+    for details in (
+        None,
+        {},
+        {"cached_tokens": "300"},
+        {"cached_tokens": -1},
+        {"cached_tokens": True},
+    ):
+        stats = GenerationStats()
+        _take_usage({"usage": {**usage, "prompt_tokens_details": details}}, stats)
+        assert stats.prompt_tokens == 603 and stats.cached_tokens is None, details

@@ -589,6 +589,12 @@ def test_gguf_classes_with_server_true_share_one_server(
         message = chat.invoke("Say hello.")
         assert message.content and message.usage_metadata is not None
         assert message.usage_metadata["output_tokens"] == 6
+        # the same prompt again: the slot's KV state serves all of it but the last token,
+        # and the server says so (LangChain's cache_read)
+        again = chat.invoke("Say hello.").usage_metadata
+        assert again is not None and again["input_tokens"] == message.usage_metadata["input_tokens"]
+        cached = again.get("input_token_details", {}).get("cache_read")
+        assert cached is not None and again["input_tokens"] - 1 <= cached <= again["input_tokens"]
         [server] = running_servers()  # one server for both objects (same file and options)
         assert server.running and server.clients == [os.getpid()]
         assert server.info is not None

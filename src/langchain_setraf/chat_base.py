@@ -249,6 +249,8 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
             output_tokens=stats.completion_tokens,
             total_tokens=stats.prompt_tokens + stats.completion_tokens,
         )
+        if stats.cached_tokens is not None:  # the server's prompt cache: LangChain's name
+            usage["input_token_details"] = {"cache_read": stats.cached_tokens}
         meta = {
             "model_name": stats.model or self._model_name(),
             "finish_reason": stats.finish_reason,
