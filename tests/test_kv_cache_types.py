@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from langchain_setraf import GGUFLLM, ChatGGUF
-from langchain_setraf.backends.gguf.backend import compute_buffer_bytes
+from langchain_setraf.backends.gguf.backend import attention_work_bytes, compute_buffer_bytes
 from langchain_setraf.backends.gguf.file import read_gguf_header
 from langchain_setraf.backends.kv_cache import kv_bytes_per_token, kv_cache_bytes, swa_layers
 from langchain_setraf.backends.llama_server.engine import ServerArgs, resolve_engine, server_argv
@@ -56,11 +56,14 @@ def test_the_estimate_counts_the_kv_cache_in_its_type(smollm2_path: Path) -> Non
     small = GGUFLLM(n_ctx=8192, type_k="q8_0", type_v="q8_0", flash_attn=True).estimate_memory()
     assert big - small == 8192 * (f16 - kv_bytes_per_token(info, type_k="q8_0", type_v="q8_0"))
     # without flash attention llama.cpp also holds the attention scores (n_ctx × batch ×
-    # heads, f32), which at 8k outgrow the logits: the option reaches the estimate
+    # heads, f32), which at 8k outgrow the logits, and the CPU backend their f16 copy for
+    # the product with V: the option reaches the estimate
     no_fa = GGUFLLM(n_ctx=8192, flash_attn=False).estimate_memory()
     scores = compute_buffer_bytes(info, 8192, flash_attn=False)
-    assert no_fa - big == scores - compute_buffer_bytes(info, 8192, flash_attn=True) > 0
+    work = attention_work_bytes(info, 8192, flash_attn=False)
+    assert no_fa - big == scores - compute_buffer_bytes(info, 8192, flash_attn=True) + work
     assert scores > 8192 * 512 * 9 * 4  # SmolLM2: 9 heads
+    assert work == 8192 * 512 * 9 * 2 and attention_work_bytes(info, 8192, flash_attn=True) == 0
     # part of the cache key: two configurations are two models
     assert GGUFLLM(type_k="q8_0")._backend_and_spec() != GGUFLLM()._backend_and_spec()
 
