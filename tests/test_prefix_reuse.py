@@ -15,6 +15,7 @@ from langchain_setraf.backends.gguf.backend import GGUFBackend
 from langchain_setraf.backends.gguf.prompt_cache import PromptStateCache, state_bytes
 from langchain_setraf.backends.options import GGUFOptions
 from langchain_setraf.ert.chains import _messages, as_summary, spec_of
+from langchain_setraf.ert.form import json_schema
 from langchain_setraf.ert.i18n import TEXTS
 
 MIB = 1 << 20
@@ -57,14 +58,12 @@ def test_two_surveys_share_the_instructions_as_a_prompt_prefix(ert_dir: Path) ->
             humans.append(text)
             rules_end = text.index("\n\n")  # the rules, then the facts
             assert str(summary.survey.title) not in text[:rules_end]
-            rendered.append(
-                chat._render(
-                    [
-                        {"role": "system", "content": str(system.content)},
-                        {"role": "user", "content": text},
-                    ]
-                )
-            )
+            # as the chain sends it: with the form's JSON schema (response_format), which
+            # changes with the survey and so comes after all of the above
+            schema = {"type": "json_schema", "schema": json_schema(spec_of(summary))}
+            dicts = chat._plan([system, human], {"response_format": schema})[0]
+            assert dicts[0]["content"] == system.content
+            rendered.append(chat._render(dicts))
             ids.append(list(chat.prompt_token_ids(rendered[-1])))
         common = _shared(ids[0], ids[1])
         system_only = len(
