@@ -28,6 +28,7 @@ MODULES = [
     "langchain_setraf.ert.readers._straight_line",
     "langchain_setraf.ert.rendering",
     "langchain_setraf.ert.report",
+    "langchain_setraf.backends.transformers.kv_estimate",
     "langchain_setraf.ert.summary",
 ]
 
