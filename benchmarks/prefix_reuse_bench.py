@@ -21,8 +21,9 @@ load disturbs much less. Target of the issue: the second interpretation â‰¤ 0.5Ã
 (row 2 / row 1); row 2 / row 4 is the same survey with and without the shared
 instructions.
 
-Run: ``python -m benchmarks.prefix_reuse_bench``. Writes
-``benchmarks/results/prefix_reuse.json`` with the CPU and the load average.
+Run: ``python -m benchmarks.prefix_reuse_bench`` (``OMP_WAIT_POLICY=PASSIVE`` unless set:
+llama.cpp's threads then sleep instead of spinning while they wait). Writes
+``benchmarks/results/prefix_reuse.json`` with the CPU, the load average and the wait policy.
 """
 
 from __future__ import annotations
@@ -82,10 +83,19 @@ def shared(a: list[int], b: list[int]) -> int:
     return n
 
 
+def evaluated_ratio(rows: list[dict[str, Any]]) -> float:
+    """The prompt tokens the second interpretation evaluates (its prompt less the prefix
+    the first left in the context) against the first's: what the load cannot change."""
+    second, first = rows[1], rows[0]
+    evaluated = second["prompt_tokens"] - second["shared_with_previous"]
+    return round(evaluated / first["prompt_tokens"], 4)
+
+
 def run(where: str, server: bool) -> dict[str, Any]:
     """The four interpretations on one kind of model; returns its rows and ratios."""
     from langchain_setraf import ChatGGUF
     from langchain_setraf.ert.chains import _messages, as_summary, interpretation_chain, spec_of
+    from langchain_setraf.ert.form import json_schema
 
     def fresh() -> Any:
         chat = ChatGGUF(
@@ -113,11 +123,14 @@ def run(where: str, server: bool) -> dict[str, Any]:
     pid = server_pid()
 
     def prompt_ids(survey: Path) -> list[int]:
+        """The prompt as the chain sends it: its messages with the form's JSON schema
+        (``response_format``), rendered by the model's chat template."""
         summary = as_summary(survey, "en")
-        msgs = _messages(summary, spec_of(summary), "en", "", example=False)
-        rendered = chat._render([{"role": "system", "content": str(msgs[0].content)},
-                                 {"role": "user", "content": str(msgs[1].content)}])  # fmt: skip
-        return list(chat.prompt_token_ids(rendered))
+        spec = spec_of(summary)
+        msgs = _messages(summary, spec, "en", "", example=False)
+        fmt = {"type": "json_schema", "schema": json_schema(spec)}
+        dicts = chat._plan(msgs, {"response_format": fmt})[0]
+        return list(chat.prompt_token_ids(chat._render(dicts)))
 
     ids = {"A": prompt_ids(SURVEY_A), "B": prompt_ids(SURVEY_B)}
     surveys = {"A": SURVEY_A, "B": SURVEY_B}
@@ -160,6 +173,7 @@ def run(where: str, server: bool) -> dict[str, Any]:
         "n_ctx": N_CTX,
         "cache_ram_mib": CACHE_RAM_MIB,
         "rows": rows,
+        "second_vs_first_evaluated_tokens": evaluated_ratio(rows),
         "second_vs_first": ratio("ttft_s", 1, 0),
         "second_vs_first_cpu": ratio("ttft_cpu_s", 1, 0),
         "second_vs_same_survey_fresh": ratio("ttft_s", 1, 3),
@@ -168,6 +182,10 @@ def run(where: str, server: bool) -> dict[str, Any]:
 
 
 def main() -> int:
+    # llama.cpp's OpenMP threads spin while they wait: on a shared machine that burns the
+    # CPU seconds measured here and stalls the other thread (benchmarks.md, server
+    # bench). Set before llama.cpp loads; the managed server inherits it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.path[:0] = [str(REPO), str(REPO / "src")]
     from benchmarks.machine import machine_info
 
@@ -175,6 +193,7 @@ def main() -> int:
     runs = [run("in-process", server=False), run("managed server", server=True)]
     report = {
         "runs": runs,
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "machine": machine_info(),

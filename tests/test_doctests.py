@@ -29,6 +29,7 @@ MODULES = [
     "langchain_setraf.ert.rendering",
     "langchain_setraf.ert.report",
     "langchain_setraf.ert.report_pdf",
+    "langchain_setraf.backends.transformers.kv_estimate",
     "langchain_setraf.ert.summary",
 ]
 

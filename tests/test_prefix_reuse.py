@@ -15,6 +15,8 @@ from langchain_setraf.backends.gguf.backend import GGUFBackend
 from langchain_setraf.backends.gguf.prompt_cache import PromptStateCache, state_bytes
 from langchain_setraf.backends.options import GGUFOptions
 from langchain_setraf.ert.chains import _messages, as_summary, spec_of
+from langchain_setraf.ert.form import json_schema
+from langchain_setraf.ert.i18n import TEXTS
 
 MIB = 1 << 20
 REPO = Path(__file__).resolve().parents[1]
@@ -32,26 +34,37 @@ def _shared(a: list[int], b: list[int]) -> int:
     return n
 
 
+def _common_text(texts: list[str]) -> str:
+    a, b = texts
+    n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return a[:n]
+
+
 def test_two_surveys_share_the_instructions_as_a_prompt_prefix(ert_dir: Path) -> None:
     """The two prompts of two different surveys are the same up to the survey: the system
-    message and the form's rules come first, in both languages."""
+    message and the form's rules come first, then the facts that describe the kind of
+    survey (both are pseudo-sections: what the values are, the depth-of-investigation
+    rule), in both languages."""
     chat = ChatGGUF()
     surveys = (REPO / "examples" / "two_layer_wenner.dat", ert_dir / "gimli_slagdump.ohm")
     for lang in ("en", "fr"):
         ids = []
+        humans = []
+        rendered = []
         for survey in surveys:
             summary = as_summary(survey, lang)
             system, human = _messages(summary, spec_of(summary), lang, "", example=False)
             text = str(human.content)
+            humans.append(text)
             rules_end = text.index("\n\n")  # the rules, then the facts
             assert str(summary.survey.title) not in text[:rules_end]
-            rendered = chat._render(
-                [
-                    {"role": "system", "content": str(system.content)},
-                    {"role": "user", "content": text},
-                ]
-            )
-            ids.append(list(chat.prompt_token_ids(rendered)))
+            # as the chain sends it: with the form's JSON schema (response_format), which
+            # changes with the survey and so comes after all of the above
+            schema = {"type": "json_schema", "schema": json_schema(spec_of(summary))}
+            dicts = chat._plan([system, human], {"response_format": schema})[0]
+            assert dicts[0]["content"] == system.content
+            rendered.append(chat._render(dicts))
+            ids.append(list(chat.prompt_token_ids(rendered[-1])))
         common = _shared(ids[0], ids[1])
         system_only = len(
             chat.prompt_token_ids(
@@ -60,6 +73,18 @@ def test_two_surveys_share_the_instructions_as_a_prompt_prefix(ert_dir: Path) ->
         )
         # more than the system message: the rules of the form are shared too
         assert common > system_only + 60, (lang, common, system_only)
+        # ... and the kind lines of the facts, up to the first figure of either survey
+        shared_text = _common_text(humans)
+        values_line, doi_line = humans[0].split("\n\n")[1].splitlines()[1:3]
+        assert values_line.startswith(TEXTS[lang]["summary.values"].split("{", 1)[0])
+        assert doi_line.startswith(TEXTS[lang]["summary.doi"].split("{", 1)[0])
+        doi_rule = doi_line.rsplit(" (", 1)[0]  # without the survey's depth
+        assert values_line in shared_text and doi_rule in shared_text, (lang, shared_text)
+        assert str(summary.survey.format) not in shared_text
+        # the tokens follow the text: the shared tokens cover the kind lines too (but for
+        # the last one or two, which may merge with the next character)
+        kind_end = len(chat.prompt_token_ids(_common_text(rendered)))
+        assert common >= kind_end - 2, (lang, common, kind_end)
 
 
 def test_the_prompt_cache_is_refused_unbounded() -> None:
@@ -143,3 +168,25 @@ def test_a_state_larger_than_the_cap_is_not_kept(cache: ModelCache) -> None:
     [memory] = loaded_memory(cache)
     assert memory.allocated is not None and memory.allocated.prompt_cache == 0
     llm.release()
+
+
+def test_the_cached_prompt_tokens_a_server_reports_are_read() -> None:
+    """llama-server (and OpenAI) report the prompt tokens served from the cache in
+    ``usage.prompt_tokens_details.cached_tokens``; anything else there is not a count."""
+    from langchain_setraf.backends.base import GenerationStats
+    from langchain_setraf.backends.openai_compat import _take_usage
+
+    usage = {"prompt_tokens": 603, "completion_tokens": 9}
+    stats = GenerationStats()
+    _take_usage({"usage": {**usage, "prompt_tokens_details": {"cached_tokens": 300}}}, stats)
+    assert (stats.prompt_tokens, stats.cached_tokens) == (603, 300)
+    for details in (
+        None,
+        {},
+        {"cached_tokens": "300"},
+        {"cached_tokens": -1},
+        {"cached_tokens": True},
+    ):
+        stats = GenerationStats()
+        _take_usage({"usage": {**usage, "prompt_tokens_details": details}}, stats)
+        assert stats.prompt_tokens == 603 and stats.cached_tokens is None, details

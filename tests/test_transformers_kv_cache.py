@@ -76,3 +76,50 @@ def test_an_fp8_kv_cache_generates_through_a_quantized_cache(
     plain = TransformersLLM(model=str(hf_checkpoint), temperature=0, max_tokens=8)
     assert plain._backend_and_spec() != llm._backend_and_spec()
     llm.release()
+
+
+@pytest.mark.slow
+def test_the_estimate_counts_the_kv_cache_a_call_can_hold(
+    hf_checkpoint: Path, cache: ModelCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The KV cache is counted as transformers holds it: after a generation on the real
+    SmolLM2 checkpoint its DynamicCache's tensors take exactly the counted bytes per token;
+    the estimate and the loaded model's split hold ``n_ctx`` tokens (fp8: one byte an
+    element; ``None``: the model's positions); a call past ``n_ctx`` is refused."""
+    import transformers
+
+    from langchain_setraf import loaded_memory
+    from langchain_setraf.backends.transformers.kv_estimate import kv_bytes_per_token
+
+    config = transformers.AutoConfig.from_pretrained(hf_checkpoint)
+    per_token = kv_bytes_per_token(config, dtype_bytes=2)  # bf16, the CPU's default
+    assert per_token == 30 * 3 * 64 * 2 * 2
+
+    def estimate(**options: Any) -> int:
+        return TransformersLLM(model=str(hf_checkpoint), **options).estimate_memory()
+
+    assert estimate(n_ctx=1024) - estimate(n_ctx=512) == 512 * per_token
+    assert estimate() - estimate(n_ctx=512) == (config.max_position_embeddings - 512) * per_token
+    assert estimate(n_ctx=1024) - estimate(n_ctx=1024, kv_cache="fp8") == 1024 * per_token // 2
+
+    caches: list[Any] = []
+    original = transformers.GenerationMixin.generate
+
+    def keep_cache(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original(self, *args, **{**kwargs, "return_dict_in_generate": True})
+        caches.append(out.past_key_values)
+        return out.sequences
+
+    monkeypatch.setattr(transformers.GenerationMixin, "generate", keep_cache)
+    llm = TransformersLLM(model=str(hf_checkpoint), n_ctx=512, temperature=0, max_tokens=8)
+    assert llm.invoke("The resistivity of wet clay is low. " * 10 + "Granite is").strip()
+    [kv] = caches
+    held = sum(
+        t.numel() * t.element_size() for layer in kv.layers for t in (layer.keys, layer.values)
+    )
+    assert held == kv.get_seq_length() * per_token > 0
+    [memory] = loaded_memory(cache)
+    assert memory.estimate.kv_cache == 512 * per_token
+    with pytest.raises(ValueError, match=r"and max_tokens=8 exceed n_ctx=512"):
+        llm.invoke("Granite is resistive. " * 120)
+    llm.release()

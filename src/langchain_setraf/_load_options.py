@@ -427,10 +427,17 @@ class TransformersLoadOptions(CallLimits):
     kv_cache_nbits: int | None = _HF.kv_cache_nbits
     """Bits per element with ``kv_cache="quanto"`` (2, 4) or ``"hqq"`` (1, 2, 3, 4, 8);
     ``None``: 4."""
+    n_ctx: int | None = _HF.n_ctx
+    """The most tokens one call holds, prompt and answer (``max_tokens``) together: the
+    memory estimate counts a KV cache of that many tokens, and a longer call is refused
+    (``ValueError`` naming both counts). ``None``: the model's ``max_position_embeddings``
+    (a budget then holds the model at its full context)."""
 
     @model_validator(mode="after")
     def _check_kv_cache(self) -> TransformersLoadOptions:
-        TransformersOptions(kv_cache=self.kv_cache, kv_cache_nbits=self.kv_cache_nbits)
+        TransformersOptions(
+            kv_cache=self.kv_cache, kv_cache_nbits=self.kv_cache_nbits, n_ctx=self.n_ctx
+        )
         return self
 
     def _hf_backend_and_spec(self) -> tuple[TransformersBackend, LoadSpec]:
@@ -446,6 +453,7 @@ class TransformersLoadOptions(CallLimits):
             revision=self.revision,
             kv_cache=self.kv_cache,
             kv_cache_nbits=self.kv_cache_nbits,
+            n_ctx=self.n_ctx,
         )
         return _HF_BACKEND, _HF_BACKEND.spec_for(self.model, options)
 

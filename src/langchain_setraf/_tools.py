@@ -126,9 +126,19 @@ def tools_system_prompt(tools: Sequence[Mapping[str, Any]], choice: str | None) 
 
 
 def messages_for_template(
-    messages: Sequence[BaseMessage], system_extra: str | None = None
+    messages: Sequence[BaseMessage],
+    system_extra: str | None = None,
+    *,
+    last_extra: str | None = None,
 ) -> list[dict[str, str]]:
-    """LangChain messages → template dicts, tool calls and results written as text."""
+    """LangChain messages → template dicts, tool calls and results written as text.
+
+    ``system_extra`` (an instruction that is the same from call to call: the tools) ends
+    the system message; ``last_extra`` (one that changes with the call: a JSON schema)
+    ends the last message when it is the user's, else the system message. A prompt that
+    keeps what changes last shares its start with the previous call's, which llama.cpp
+    does not evaluate again (its prefix match, its slot's prompt cache).
+    """
     out: list[dict[str, str]] = []
     for m in messages:
         content = m.content if isinstance(m.content, str) else _text_of(m.content)
@@ -147,6 +157,10 @@ def messages_for_template(
             if getattr(m, "name", None) and role == "user":
                 content = f"{m.name}: {content}"
             out.append({"role": role, "content": content})
+    if last_extra and out and out[-1]["role"] == "user":
+        out[-1] = {"role": "user", "content": f"{out[-1]['content']}\n\n{last_extra}"}
+    elif last_extra:
+        system_extra = "\n\n".join(x for x in (system_extra, last_extra) if x)
     if system_extra:
         if out and out[0]["role"] == "system":
             out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{system_extra}"}

@@ -214,7 +214,7 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
         if choice is not None and not isinstance(choice, str):
             choice = format_tool_choice(choice, tools)
         constraint: JSONConstraint = None
-        system_extra = None
+        system_extra = last_extra = None
         names: list[str] = []
         if tools and choice != "none":
             names = [t["function"]["name"] for t in tools]
@@ -226,7 +226,8 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
             schema = response_format.get("schema")
             if kind == "json_schema" and isinstance(schema, Mapping):
                 constraint = {"schema": close_objects(dict(schema))}
-                system_extra = (
+                # the schema changes from call to call: last, after every fixed instruction
+                last_extra = (
                     "Answer with only a JSON object that follows this JSON schema:\n"
                     + json.dumps(schema, ensure_ascii=False)
                 )
@@ -238,7 +239,8 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
         if constraint is not None and constraint["schema"] is not None:
             # before any grammar is built: a hostile schema costs nothing but this walk
             check_schema(constraint["schema"], what="tool-call schema" if names else "JSON schema")
-        return messages_for_template(messages, system_extra), constraint, names, kwargs
+        dicts = messages_for_template(messages, system_extra, last_extra=last_extra)
+        return dicts, constraint, names, kwargs
 
     def _message(
         self, text: str, names: list[str], constraint: JSONConstraint, stats: GenerationStats
@@ -249,6 +251,8 @@ class LocalChatModel(CachedModelMixin, BaseChatModel):
             output_tokens=stats.completion_tokens,
             total_tokens=stats.prompt_tokens + stats.completion_tokens,
         )
+        if stats.cached_tokens is not None:  # the server's prompt cache: LangChain's name
+            usage["input_token_details"] = {"cache_read": stats.cached_tokens}
         meta = {
             "model_name": stats.model or self._model_name(),
             "finish_reason": stats.finish_reason,

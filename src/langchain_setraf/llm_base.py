@@ -89,9 +89,10 @@ class CachedLLM(CachedModelMixin, LLM):
         Unlike LangChain's :meth:`stream` (text only), every chunk is a
         :class:`~langchain_core.outputs.GenerationChunk`; the last has empty text and a
         ``generation_info`` of ``finish_reason``, ``prompt_tokens``,
-        ``completion_tokens``, ``total_tokens``, ``model`` (and ``served_by`` for a
-        server). LangChain callbacks and its LLM cache are not involved: use
-        :meth:`stream` for them. Closing the generator stops the generation.
+        ``completion_tokens``, ``total_tokens``, ``model`` (and for a server ``served_by``,
+        and ``cached_tokens``, the prompt tokens it took from its cache, when it says).
+        LangChain callbacks and its LLM cache are not involved: use :meth:`stream` for them.
+        Closing the generator stops the generation.
 
         Args:
             prompt: The text to complete.
@@ -149,6 +150,8 @@ class CachedLLM(CachedModelMixin, LLM):
             "total_tokens": stats.prompt_tokens + stats.completion_tokens,
             "model": stats.model or self._model_name(),
         }
+        if stats.cached_tokens is not None:
+            info["cached_tokens"] = stats.cached_tokens
         if stats.served_by is not None:
             info["served_by"] = stats.served_by
         return info

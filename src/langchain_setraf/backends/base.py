@@ -154,6 +154,10 @@ class GenerationStats:
         prompt_tokens: Tokens of the prompt as the engine saw it.
         completion_tokens: Tokens generated.
         finish_reason: ``"stop"`` (end of text or a stop sequence) or ``"length"``.
+        cached_tokens: Tokens of the prompt the engine did not evaluate again, taken from
+            its KV state or prompt cache (a server reporting OpenAI's
+            ``usage.prompt_tokens_details.cached_tokens``, as llama-server does); ``None``
+            where the engine does not say.
         served_by: Which server or replica answered (HTTP handles), else ``None``.
         model: The model's name as its server knows it (HTTP handles), else ``None``.
         errors: Exceptions raised in a worker thread (re-raised to the caller).
@@ -162,6 +166,7 @@ class GenerationStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+    cached_tokens: int | None = None
     served_by: str | None = None
     model: str | None = None
     errors: list[BaseException] = field(default_factory=list)

@@ -894,6 +894,10 @@ def _take_usage(chunk: Mapping[str, Any], stats: GenerationStats) -> None:
     if isinstance(usage, dict):
         stats.prompt_tokens = int(usage.get("prompt_tokens") or 0)
         stats.completion_tokens = int(usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        if isinstance(cached, int) and not isinstance(cached, bool) and cached >= 0:
+            stats.cached_tokens = cached
 
 
 def _completion_text(choice: Mapping[str, Any]) -> str:

@@ -358,6 +358,10 @@ class TransformersOptions(BackendOptions):
             every token (transformers refuses sliding-window layers).
         kv_cache_nbits: Bits per element for ``"quanto"``/``"hqq"`` (``None``: 4);
             unset for ``"fp8"`` and ``"none"``.
+        n_ctx: The most tokens one call holds, prompt and answer together: the estimate
+            counts a KV cache of that many tokens (in the cache's type) and a call whose
+            prompt and ``max_tokens`` exceed it is refused. ``None``: the model's
+            ``max_position_embeddings``.
     """
 
     kind: ClassVar[str] = "transformers load"
@@ -373,9 +377,11 @@ class TransformersOptions(BackendOptions):
     revision: str | None = None
     kv_cache: HFKVCache = "none"
     kv_cache_nbits: int | None = None
+    n_ctx: int | None = None
 
     def __post_init__(self) -> None:
         self._check_kv_cache()
+        _positive_int("n_ctx", self.n_ctx, allow_none=True)
         if self.quantization not in QUANTIZATION_MODES:
             raise ValueError(
                 f"unknown quantization {self.quantization!r}; expected one of "

@@ -38,7 +38,7 @@ from langchain_setraf.async_iter import aiter_in_thread
 from langchain_setraf.ert import prompts
 from langchain_setraf.ert.classify import setraf_water_class
 from langchain_setraf.ert.grounding import check_numbers
-from langchain_setraf.ert.i18n import check_language
+from langchain_setraf.ert.i18n import TEXTS, check_language
 from langchain_setraf.ert.i18n import text as tr
 from langchain_setraf.ert.interpretation import (
     Choices,
@@ -345,6 +345,29 @@ def _example(spec: InterpretationSpec) -> dict[str, Any]:
     return out
 
 
+#: Summary lines that say what the values are and how deep they reach: the same words for
+#: every survey of a kind (every pseudo-section, every inverted model) up to the depth.
+_KIND_LINES = ("summary.values", "summary.doi")
+
+
+def _facts(summary: SurveySummary, lang: str) -> str:
+    """The summary's facts for the form, kind lines first.
+
+    The units are left out (the form describes each one once, with its choices). The
+    lines that describe the kind of values and the depth-of-investigation rule come before
+    the survey's own figures: they are the same for two surveys of a kind, so the prompt
+    prefix two interpretations share (and the model's KV state for it) runs through them.
+    """
+    lines = [
+        ln
+        for ln in summary.to_text(lang).splitlines()
+        if not ln.startswith(("- U", tr(lang, "summary.units")))
+    ]
+    starts = tuple(TEXTS[lang][key].split("{", 1)[0] for key in _KIND_LINES)
+    kind = [ln for ln in lines if ln.startswith(starts)]
+    return "\n".join([*kind, *(ln for ln in lines if ln not in kind)])
+
+
 def _messages(
     summary: SurveySummary, spec: InterpretationSpec, lang: str, context: str, example: bool
 ) -> list[BaseMessage]:
@@ -354,17 +377,11 @@ def _messages(
         title=summary.survey.title,
         notes=context or tr(lang, "prompt.no_notes"),
     )
-    # the units are described once, in the form, with their choices
-    facts = "\n".join(
-        ln
-        for ln in summary.to_text(lang).splitlines()
-        if not ln.startswith(("- U", tr(lang, "summary.units")))
-    )
     # fixed instructions first (system message, then the form's rules), the survey last:
     # a second interpretation re-uses the first one's KV state for that prefix
     human = prompts.STRUCTURED[lang].format(
         rules=_form_rules(lang),
-        facts=facts,
+        facts=_facts(summary, lang),
         data=prompts.as_data(file_text),
         form=_form_text(summary, spec, lang, example),
     )

@@ -164,6 +164,20 @@ def compute_buffer_bytes(info: GGUFInfo, n_ctx: int, *, flash_attn: bool) -> int
     return attention + vocab * 4 * 2 + 4 * 1024 * 1024
 
 
+def attention_work_bytes(info: GGUFInfo, n_ctx: int, *, flash_attn: bool) -> int:
+    """The CPU backend's work buffer at its peak, beside the compute buffer: without flash
+    attention, the product of the attention probabilities (f32) with the V cache (f16)
+    converts them to f16 first, ``n_ctx`` × ``n_ubatch`` × heads × 2 bytes once a batch
+    attends to a full context. llama.cpp grows this buffer as the context fills and does
+    not report it; a prompt that fills the context touches it (SmolLM2 at 8k: 72 MiB,
+    ``benchmarks/results/kv_fill.json``). With flash attention it stays a few KiB.
+    """
+    if flash_attn:
+        return 0
+    n_head = int(info.arch_value("attention.head_count", 1) or 1)
+    return n_ctx * max(1, min(_N_UBATCH, n_ctx)) * n_head * 2
+
+
 def estimate_gguf_split(
     info: GGUFInfo,
     n_ctx: int,
@@ -186,7 +200,9 @@ def estimate_gguf_split(
     ``swa_full`` (llama-cpp-python's default; llama-server's is off): see
     :mod:`~langchain_setraf.backends.kv_cache`); the prompt cache at its cap
     (``prompt_cache_bytes``); other: llama.cpp's compute buffer, which grows with the
-    context unless ``flash_attn`` (:func:`compute_buffer_bytes`).
+    context unless ``flash_attn`` (:func:`compute_buffer_bytes`), and then the CPU
+    backend's work buffer too (:func:`attention_work_bytes`). It is the peak: what a
+    prompt filling the context touches; after short prompts RSS is lower.
 
     Layers offloaded to a GPU (``n_gpu_layers``; pass 0 when llama.cpp has no GPU, see
     :func:`gpu_offload_supported`) are left out: their weights and KV cache are in GPU
@@ -204,6 +220,7 @@ def estimate_gguf_split(
         swa_full=swa_full,
     )
     compute = compute_buffer_bytes(info, n_ctx, flash_attn=flash_attn)
+    compute += attention_work_bytes(info, n_ctx, flash_attn=flash_attn)
     if gpu_blocks or gpu_output:
         weights = _host_tensor_bytes(info, n_layer, gpu_blocks, gpu_output)
         # the repacked copy is of host-side matrices only: scale it with what stays

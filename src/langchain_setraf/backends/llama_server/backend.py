@@ -120,6 +120,9 @@ class ManagedServerHandle(HTTPHandle):
         text_of: Any,
     ) -> Iterator[str]:
         self._ensure_current()  # the URL is fixed here, before the generator starts
+        # the slot keeps the prompt's KV state and the next request evaluates only what
+        # differs from it (llama-server's default, stated: the ERT chains count on it)
+        body["cache_prompt"] = True
         return super()._stream(path, body, request, stats, text_of)
 
     def _post_json(self, url: str, body: Any, *, what: str) -> Any:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-__all__ = ["NO_CORS_ORIGIN", "build_params", "main", "parse_args", "read_api_keys"]
+__all__ = ["LOG_VERBOSITY", "NO_CORS_ORIGIN", "build_params", "main", "parse_args", "read_api_keys"]
 
 #: llama-server's ``--load-mode`` values and xllamacpp's names for them.
 _LOAD_MODES = {
@@ -36,6 +36,13 @@ _LOAD_MODES = {
     "mmap+mlock": "LLAMA_LOAD_MODE_MMAP_MLOCK",
     "dio": "LLAMA_LOAD_MODE_DIRECT_IO",
 }
+
+#: llama.cpp's log verbosity in the host. At xllamacpp's default (3) the load logs no
+#: buffer sizes; at 4 it logs them as a ``llama-server`` binary does ("CPU KV buffer size =
+#: 11.25 MiB", ...: about 190 lines a load), so ``setraf ps`` shows what the server's
+#: llama.cpp allocated beside the estimate
+#: (:func:`~langchain_setraf.backends.llama_buffers.parse_buffer_lines`).
+LOG_VERBOSITY = 4
 
 #: The one origin CORS is granted to: none a browser can send (llama.cpp reflects ``*``
 #: and allows credentials by default).
@@ -142,6 +149,7 @@ def build_params(xllamacpp: Any, ns: argparse.Namespace) -> Any:
         params.pooling_type = getattr(
             xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{_POOLING[ns.pooling]}"
         )
+    params.verbosity = LOG_VERBOSITY
     return params
 
 

@@ -49,9 +49,10 @@ from langchain_setraf.backends.options import (
 from langchain_setraf.backends.tokenizer_cache import tokenizer_cache
 from langchain_setraf.backends.transformers.constraint import json_logits_processor
 from langchain_setraf.backends.transformers.generate import hf_generate_kwargs, hf_generate_stream
+from langchain_setraf.backends.transformers.kv_estimate import context_tokens, hf_kv_cache_bytes
 from langchain_setraf.backends.transformers.runtime import prepare_openmp
 from langchain_setraf.backends.transformers.tokenizer import HFTokenizer, hf_tokenizer
-from langchain_setraf.memory import give_back_memory, tune_allocator
+from langchain_setraf.memory import MemorySplit, give_back_memory, tune_allocator
 
 __all__ = [
     "QUANTIZATION_MODES",
@@ -70,6 +71,26 @@ _BNB_MODES = ("nf4", "fp4", "int8")
 #: Bytes per parameter for the estimate (4-bit: 0.5 + absmax/double-quant overhead).
 _BYTES_PER_PARAM = {"nf4": 0.53, "fp4": 0.53, "int8": 1.0, "bf16": 2.0, "fp16": 2.0, "fp32": 4.0}
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _cache_dtype_bytes(mode: str, opts: dict[str, Any]) -> int:
+    """Bytes per element of the dynamic KV cache: the model's dtype (for bitsandbytes
+    modes their compute dtype, bf16 unless set)."""
+    if mode == "fp32" or (mode in _BNB_MODES and opts.get("compute_dtype") == "fp32"):
+        return 4
+    return 2
+
+
+def _kv_bytes(config: Any, opts: dict[str, Any], *, dtype_bytes: int) -> int:
+    """Bytes of the KV cache of a call holding ``n_ctx`` tokens, in the cache's type."""
+    return hf_kv_cache_bytes(
+        config,
+        context_tokens(config, opts.get("n_ctx")),
+        dtype_bytes=dtype_bytes,
+        kv_cache=str(opts.get("kv_cache") or "none"),
+        nbits=opts.get("kv_cache_nbits"),
+    )
+
 
 #: Options of the transformers backend that change the loaded model (cache key): the
 #: fields of :class:`~langchain_setraf.backends.options.TransformersOptions`.
@@ -266,10 +287,16 @@ class TransformersHandle:
         *,
         tokenizer_key: Hashable | None = None,
         cache_kwargs: dict[str, Any] | None = None,
+        n_ctx: int | None = None,
+        kv_cache_bytes: int = 0,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
+        #: The most tokens a call holds, prompt and answer (``None``: not bounded here).
+        self.n_ctx = n_ctx
+        #: Host bytes of the KV cache of a call that holds ``n_ctx`` tokens.
+        self.kv_cache_bytes = kv_cache_bytes
         self.llg_tokenizer: Any = None
         self._tokenizer_key = tokenizer_key
         #: ``generate`` arguments of the KV cache (``TransformersOptions.kv_cache``).
@@ -291,6 +318,7 @@ class TransformersHandle:
         params = dict(request.params)
         seed = params.pop("seed", None)
         core = {k: params.pop(k) for k in _HF_CORE if k in params}
+        self._check_context(prompt, int(core.get("max_new_tokens") or 0), add_special_tokens)
         core.setdefault("do_sample", None)
         gen_kwargs = hf_generate_kwargs(core, {**self.cache_kwargs, **params})
         if request.constraint is not None:
@@ -312,6 +340,21 @@ class TransformersHandle:
             stats=stats,
             add_special_tokens=add_special_tokens,
         )
+
+    def _check_context(self, prompt: str, max_new_tokens: int, add_special_tokens: bool) -> None:
+        """Refuse a call that would hold more than ``n_ctx`` tokens (its KV cache would
+        outgrow what the estimate counted)."""
+        if self.n_ctx is None:
+            return
+        enc = self.tokenizer(prompt, add_special_tokens=add_special_tokens)
+        n_prompt = len(enc["input_ids"])
+        if n_prompt + max_new_tokens > self.n_ctx:
+            raise ValueError(
+                f"the prompt ({n_prompt} tokens) and max_tokens={max_new_tokens} exceed "
+                f"n_ctx={self.n_ctx}, the most tokens a call of this model holds (its KV "
+                "cache is counted for that many): shorten the prompt, lower max_tokens or "
+                "load with a larger n_ctx"
+            )
 
     def chat(
         self, messages: list[dict[str, str]], request: GenerationRequest, stats: GenerationStats
@@ -337,10 +380,21 @@ class TransformersHandle:
 
     @property
     def estimated_bytes(self) -> int:
-        """Host RAM the model takes (weights on a GPU left out)."""
+        """Host RAM the model takes (weights on a GPU left out), with the KV cache of a
+        call that fills ``n_ctx``."""
+        return self._weight_bytes() + self.kv_cache_bytes
+
+    def _weight_bytes(self) -> int:
         if self.info.host_bytes is None:
             return self.info.footprint_bytes
         return self.info.host_bytes
+
+    def memory_split(self) -> MemorySplit:
+        """The model's memory at most, split: weights (as loaded) and the KV cache of a
+        call holding ``n_ctx`` tokens (transformers frees it after each call)."""
+        return MemorySplit(
+            weights=self._weight_bytes(), kv_cache=self.kv_cache_bytes, prompt_cache=0, other=0
+        )
 
     def close(self) -> None:
         model, self.model = self.model, None
@@ -591,11 +645,12 @@ class TransformersBackend(BackendBase):
             weights = int((n - embed) * per + embed * 2)
         else:
             weights = int(n * per)
+        kv = _kv_bytes(config, opts, dtype_bytes=_cache_dtype_bytes(mode, opts))
         if on_gpu:
-            weights = 0
+            weights = kv = 0
         # the tokenizer lives in the same handle: ~12 × its JSON once parsed (measured)
         tok = Path(spec.path) / "tokenizer.json"
-        return weights + (12 * tok.stat().st_size if tok.is_file() else 0)
+        return weights + kv + (12 * tok.stat().st_size if tok.is_file() else 0)
 
     def _concrete_mode(self, opts: dict[str, Any], torch: Any) -> str:
         return resolve_mode(
@@ -726,8 +781,16 @@ class TransformersBackend(BackendBase):
         cache_kwargs = (
             spec.options.cache_kwargs() if isinstance(spec.options, TransformersOptions) else {}
         )
+        n_ctx = context_tokens(model.config, opts.get("n_ctx"))
+        kv = _kv_bytes(model.config, opts, dtype_bytes=int(model.dtype.itemsize))
         return TransformersHandle(
-            model, tokenizer, info, tokenizer_key=tokenizer_key, cache_kwargs=cache_kwargs
+            model,
+            tokenizer,
+            info,
+            tokenizer_key=tokenizer_key,
+            cache_kwargs=cache_kwargs,
+            n_ctx=n_ctx,
+            kv_cache_bytes=0 if info.device.startswith("cuda") else kv,
         )
 
     # -- what the checkpoint says, without loading the weights -------------------------------
