@@ -142,7 +142,7 @@ def run_one(path: Path, kv: str, fa: bool, n_ctx: int, threads: int) -> dict[str
 def score(row: dict[str, Any], path: Path) -> None:
     """Put the current estimate of ``row``'s configuration beside its measurement (the
     estimate is a function of the file's header and the options alone)."""
-    from langchain_setraf.backends.gguf.backend import estimate_gguf_split
+    from langchain_setraf.backends.gguf.estimate import estimate_gguf_split
     from langchain_setraf.backends.gguf.file import read_gguf_header
 
     kv = "q8_0" if row["config"].startswith("q8_0") else "f16"

@@ -344,7 +344,7 @@ def test_repack_switch_moves_the_weights_copy_in_and_out_of_anonymous_memory(
     """Q4_0 is repacked by llama.cpp's CPU backend: ``repack=True`` adds an anonymous copy
     of the repackable matrices, ``repack=False`` (our default) keeps them file-backed; the
     estimate follows both, and both layouts generate."""
-    from langchain_setraf.backends.gguf.backend import repackable_bytes
+    from langchain_setraf.backends.gguf.estimate import repackable_bytes
     from langchain_setraf.backends.gguf.file import read_gguf_header
     from langchain_setraf.backends.gguf.repack_probe import repack_verdict
 

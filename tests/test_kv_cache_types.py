@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from langchain_setraf import GGUFLLM, ChatGGUF
-from langchain_setraf.backends.gguf.backend import attention_work_bytes, compute_buffer_bytes
+from langchain_setraf.backends.gguf.estimate import attention_work_bytes, compute_buffer_bytes
 from langchain_setraf.backends.gguf.file import read_gguf_header
 from langchain_setraf.backends.kv_cache import kv_bytes_per_token, kv_cache_bytes, swa_layers
 from langchain_setraf.backends.llama_server.engine import ServerArgs, resolve_engine, server_argv
@@ -259,7 +259,7 @@ def test_the_estimate_is_the_peak_a_prompt_filling_the_context_touches(
     (``benchmarks/results/kv_fill.json``: f16 with and without flash attention, q8_0):
     the current estimate is within ±10 % for every recorded row of a model this machine
     has (SmolLM2 always; Gemma-3-270M where its package is installed)."""
-    from langchain_setraf.backends.gguf.backend import estimate_gguf_split
+    from langchain_setraf.backends.gguf.estimate import estimate_gguf_split
 
     paths = {"SmolLM2-135M-Instruct Q4_1": smollm2_path}
     try:

@@ -29,7 +29,7 @@ from helpers.fake_hub import (
     serve_fake_hub,
     write_catalog,
 )
-from langchain_setraf.backends.gguf.backend import estimate_gguf_bytes
+from langchain_setraf.backends.gguf.estimate import estimate_gguf_bytes
 from langchain_setraf.backends.gguf.file import read_gguf_header
 from langchain_setraf.cli import main
 from langchain_setraf.pull import (

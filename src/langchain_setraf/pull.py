@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from langchain_setraf.backends.gguf.backend import estimate_gguf_bytes
+from langchain_setraf.backends.gguf.estimate import estimate_gguf_bytes
 from langchain_setraf.backends.gguf.file import ArrayInfo, GGUFInfo, GGUFTensor, read_gguf_header
 from langchain_setraf.memory import format_bytes
 from langchain_setraf.pull_lock import model_lock

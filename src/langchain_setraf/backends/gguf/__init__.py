@@ -17,20 +17,22 @@ from langchain_setraf.lazy_exports import lazy_exports
 if TYPE_CHECKING:
     from langchain_setraf.backends.gguf.backend import (
         GGUF_LOAD_OPTIONS,
-        REPACKABLE_TYPES,
         GGUFBackend,
         GGUFHandle,
-        estimate_gguf_bytes,
-        gguf_file_identity,
-        gpu_offload_supported,
         model_params,
-        offloaded_layers,
-        repackable_bytes,
     )
     from langchain_setraf.backends.gguf.embedding import (
         GGUFEmbeddingBackend,
         GGUFEmbeddingHandle,
     )
+    from langchain_setraf.backends.gguf.estimate import (
+        REPACKABLE_TYPES,
+        estimate_gguf_bytes,
+        gpu_offload_supported,
+        offloaded_layers,
+        repackable_bytes,
+    )
+    from langchain_setraf.backends.gguf.file import gguf_file_identity
     from langchain_setraf.backends.gguf.runtime import (
         MIN_LLAMA_CPP,
         OMP_WAIT_POLICY,
@@ -45,14 +47,14 @@ _EXPORTS = {
     "GGUF_LOAD_OPTIONS": "langchain_setraf.backends.gguf.backend",
     "MIN_LLAMA_CPP": "langchain_setraf.backends.gguf.runtime",
     "OMP_WAIT_POLICY": "langchain_setraf.backends.gguf.runtime",
-    "REPACKABLE_TYPES": "langchain_setraf.backends.gguf.backend",
-    "estimate_gguf_bytes": "langchain_setraf.backends.gguf.backend",
-    "gguf_file_identity": "langchain_setraf.backends.gguf.backend",
-    "gpu_offload_supported": "langchain_setraf.backends.gguf.backend",
+    "REPACKABLE_TYPES": "langchain_setraf.backends.gguf.estimate",
+    "estimate_gguf_bytes": "langchain_setraf.backends.gguf.estimate",
+    "gguf_file_identity": "langchain_setraf.backends.gguf.file",
+    "gpu_offload_supported": "langchain_setraf.backends.gguf.estimate",
     "import_llama_cpp": "langchain_setraf.backends.gguf.runtime",
     "model_params": "langchain_setraf.backends.gguf.backend",
-    "offloaded_layers": "langchain_setraf.backends.gguf.backend",
-    "repackable_bytes": "langchain_setraf.backends.gguf.backend",
+    "offloaded_layers": "langchain_setraf.backends.gguf.estimate",
+    "repackable_bytes": "langchain_setraf.backends.gguf.estimate",
 }
 
 __all__ = [

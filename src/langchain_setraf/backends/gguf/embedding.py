@@ -20,13 +20,14 @@ import os
 from typing import Any
 
 from langchain_setraf.backends.base import BackendBase, LoadSpec, TextTooLongError
-from langchain_setraf.backends.gguf.backend import (
-    estimate_gguf_split,
+from langchain_setraf.backends.gguf.backend import model_params, weight_options
+from langchain_setraf.backends.gguf.estimate import estimate_gguf_split
+from langchain_setraf.backends.gguf.file import (
+    GGUFFormatError,
+    GGUFInfo,
     gguf_file_identity,
-    model_params,
-    weight_options,
+    read_gguf_header_cached,
 )
-from langchain_setraf.backends.gguf.file import GGUFFormatError, GGUFInfo, read_gguf_header_cached
 from langchain_setraf.backends.gguf.mlock import check_mlock_allowed
 from langchain_setraf.backends.gguf.repack_probe import require_repack
 from langchain_setraf.backends.gguf.runtime import import_llama_cpp

@@ -24,11 +24,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from langchain_setraf.backends.base import file_identity
+
 __all__ = [
     "GGML_TYPES",
     "GGUFFormatError",
     "GGUFInfo",
     "GGUFTensor",
+    "gguf_file_identity",
     "read_gguf_header",
     "read_gguf_header_cached",
 ]
@@ -410,3 +413,21 @@ def _parse(buf: Any, path: Path, size: int) -> GGUFInfo:
             )
         info.tensors.append(GGUFTensor(name, dims, type_name, offset, nbytes))
     return info
+
+
+def gguf_file_identity(model_path: str | os.PathLike[str]) -> tuple[str, int, int, int, int]:
+    """The identity of a GGUF file for a cache spec
+    (:func:`~langchain_setraf.backends.base.file_identity`), with the errors a model load
+    gives.
+
+    Raises:
+        FileNotFoundError: no such file.
+        GGUFFormatError: the file cannot be opened (names the file and why).
+    """
+    path = Path(model_path)
+    if not path.exists() and not path.is_symlink():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        return file_identity(path)
+    except OSError as exc:
+        raise GGUFFormatError(f"{path}: cannot open model file ({exc.strerror})") from None

@@ -27,7 +27,12 @@ import threading
 from typing import Any
 
 from langchain_setraf.backends.base import BackendBase, LoadSpec
-from langchain_setraf.backends.gguf.file import GGUFInfo, read_gguf_header_cached
+from langchain_setraf.backends.gguf.estimate import estimate_gguf_split, gpu_layers
+from langchain_setraf.backends.gguf.file import (
+    GGUFInfo,
+    gguf_file_identity,
+    read_gguf_header_cached,
+)
 from langchain_setraf.backends.gguf.mlock import (
     MemoryLockError,
     check_mlock_allowed,
@@ -94,8 +99,6 @@ def install_shared_loading(low: Any) -> None:
 
 def weights_split(info: GGUFInfo, options: GGUFWeightOptions) -> MemorySplit:
     """The host memory of the weights alone (the weights part of the GGUF estimate)."""
-    from langchain_setraf.backends.gguf.backend import estimate_gguf_split, gpu_layers
-
     split = estimate_gguf_split(
         info, 0, repack=options.repack, n_gpu_layers=gpu_layers(options.n_gpu_layers)
     )
@@ -230,7 +233,6 @@ class GGUFWeightsBackend(BackendBase):
         **kwargs: Any,
     ) -> LoadSpec:
         """The weights' key for ``model_path`` with these options."""
-        from langchain_setraf.backends.gguf.backend import gguf_file_identity
 
         opts = options_from(GGUFWeightOptions, options, **kwargs)
         return LoadSpec(self.name, gguf_file_identity(model_path), opts)

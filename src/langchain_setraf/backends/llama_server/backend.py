@@ -206,7 +206,7 @@ class LlamaServerBackend(BackendBase):
             TypeError: an unknown option.
             ValueError: a bad value (named).
         """
-        from langchain_setraf.backends.gguf.backend import gguf_file_identity
+        from langchain_setraf.backends.gguf.file import gguf_file_identity
 
         opts = options_from(LlamaServerOptions, options, **kwargs)
         return LoadSpec(self.name, gguf_file_identity(model_path), opts)

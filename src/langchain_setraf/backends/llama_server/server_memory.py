@@ -97,7 +97,7 @@ def server_memory_split(info: GGUFInfo, opts: LlamaServerOptions) -> MemorySplit
     at its cap (``cache_ram_mib``, or :func:`default_cache_ram_mib`); other: compute
     buffers (as in-process), context checkpoints at their cap and the server's processes
     (:data:`SERVER_PROCESS_BYTES`)."""
-    from langchain_setraf.backends.gguf.backend import estimate_gguf_split
+    from langchain_setraf.backends.gguf.estimate import estimate_gguf_split
 
     n_ctx, n_parallel = opts.n_ctx, opts.n_parallel
     if isinstance(opts, LlamaServerEmbeddingOptions):
@@ -130,7 +130,7 @@ def _embedding_server_split(info: GGUFInfo, opts: LlamaServerEmbeddingOptions) -
     """An ``--embeddings`` server: the in-process embedding estimate
     (:func:`~langchain_setraf.backends.gguf.embedding.estimate_embedding_bytes`) over every
     slot's context, its prompt cache at its cap (none by default), and the processes."""
-    from langchain_setraf.backends.gguf.backend import estimate_gguf_split
+    from langchain_setraf.backends.gguf.estimate import estimate_gguf_split
 
     base = estimate_gguf_split(
         info,
