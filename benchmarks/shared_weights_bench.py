@@ -24,7 +24,10 @@ ours). The peers run with llama.cpp's defaults (repack on, where this CPU allows
 crash is recorded as the run's outcome, see benchmarks/crash.py).
 
 Run: ``python -m benchmarks.shared_weights_bench`` (about a minute on 2 cores).
-Writes ``benchmarks/results/shared_weights.json`` with the CPU.
+Writes ``benchmarks/results/shared_weights.json`` with the CPU. The 7B shape SETRAF runs:
+``python -m benchmarks.synthetic_gguf build 7b DIR Q4_K_M``, then
+``python -m benchmarks.shared_weights_bench --model DIR/synthetic-7b-Q4_K_M.gguf
+--n-batch 128 512 --no-peers --out benchmarks/results/shared_weights_7b.json``.
 """
 
 from __future__ import annotations
@@ -153,18 +156,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-batch", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--out", type=Path, default=RESULTS / "shared_weights.json")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a GGUF generation model (default: the embedded SmolLM2); e.g. the synthetic 7B "
+        "of benchmarks.synthetic_gguf, the size SETRAF runs",
+    )
+    parser.add_argument("--no-peers", action="store_true", help="skip LlamaCpp/LlamaCppEmbeddings")
     args = parser.parse_args(argv)
 
     from benchmarks.machine import machine_info
     from langchain_setraf.models import default_gguf_path
 
-    model = str(default_gguf_path())
+    model = str(args.model or default_gguf_path())
     docs = texts(args.texts)
     runs: dict[str, Any] = {}
     plan = [("setraf-chat", 0)]
     plan += [(f"setraf-chat+embeddings/{n}", n) for n in args.n_batch]
     plan += [(f"setraf-two-loads/{n}", n) for n in args.n_batch]
-    plan += [("community-chat", 0), ("community-chat+embeddings", 512)]
+    if not args.no_peers:
+        plan += [("community-chat", 0), ("community-chat+embeddings", 512)]
     for key, n_batch in plan:
         impl = key.split("/")[0]
         runs[key] = run_child(impl, model, args.threads, n_batch, docs)
