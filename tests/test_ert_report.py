@@ -512,8 +512,8 @@ def test_a_blocky_inversion_reports_a_basement_lower_bound_and_the_conductance(
         assert "solveur " in err and "iteration " not in err and "wavenumbers" not in err
         done = next(ln for ln in err.splitlines() if "terminé en " in ln)
         assert "pic RSS " in done and " Mo" in done and "available" not in done, done
-        assert re.search(r"RSS \d+,\d Mo \(anonyme ", done), done
+        assert re.search(r"RSS \d+,\d [MG]o \(anonyme ", done), done
     else:
         assert "iteration 1/15 (" in err and "inverting " in err and "itération" not in err
         done = next(ln for ln in err.splitlines() if "done in " in ln)
-        assert re.search(r"RSS \d+\.\d MB \(anonymous ", done) and "pic" not in done, done
+        assert re.search(r"RSS \d+\.\d [MG]B \(anonymous ", done) and "pic" not in done, done
