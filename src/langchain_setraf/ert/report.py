@@ -585,17 +585,8 @@ def html_report(
     figures: bool = True,
     unresolved: Sequence[str] = (),
 ) -> str:
-    """The report as one self-contained HTML page, in ``result.language``.
-
-    Args:
-        result: The interpretation (:func:`~langchain_setraf.ert.interpretation_chain`).
-        survey: The survey as read (its measured data draw the pseudo-section).
-        summary: The summary the interpretation was made from (with its inversion, if any:
-            the inverted section is drawn beside the pseudo-section).
-        versions: What produced it (:func:`collect_versions`; ``None``: the package's only).
-        figures: Draw the sections (needs matplotlib, the ``app`` extra).
-        unresolved: Sentences, in ``result.language``, on what else the data cannot resolve
-            (:func:`unresolved_sentences`), listed after the depth of investigation.
+    """The report as one self-contained HTML page, in ``result.language``: the blocks of
+    :func:`report_document` (arguments as there) rendered by :func:`render_html`.
 
     Raises:
         ValueError: ``result.language`` is neither ``"fr"`` nor ``"en"``.
