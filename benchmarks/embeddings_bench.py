@@ -27,10 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from benchmarks.crash import run_json_child
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -119,19 +120,9 @@ def sentences(count: int) -> list[str]:
 def run_child(impl: str, model: str, n_objects: int, threads: int, repeats: int,
               texts: list[str]) -> dict[str, Any]:  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, impl, model, str(n_objects), str(threads), str(repeats)],
-        input=json.dumps(texts),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
+    return run_json_child(
+        CHILD, [impl, model, str(n_objects), str(threads), str(repeats)], json.dumps(texts), env
     )
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:]}
-    last = [line for line in proc.stdout.splitlines() if line.startswith("{")][-1]
-    return dict(json.loads(last))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         ("setraf-transformers", "hf-sentence-transformers"),
     ):
         a, b = runs[f"{ours}/2"], runs[f"{peer}/2"]
-        if "error" not in a and "error" not in b:
+        if "model_rss_bytes" in a and "model_rss_bytes" in b:  # neither failed nor crashed
             ratios[f"{ours}_vs_{peer}"] = {
                 "model_rss_two_objects": a["model_rss_bytes"] / b["model_rss_bytes"],
                 "texts_per_s": a["texts_per_s"] / runs[f"{peer}/1"]["texts_per_s"],

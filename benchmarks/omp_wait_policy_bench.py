@@ -36,10 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from benchmarks.crash import run_json_child
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -95,20 +96,10 @@ def run_child(scenario: str, mode: str, minilm: str, checkpoint: str, threads: i
     env.pop("OMP_WAIT_POLICY", None)
     if mode == "passive":
         env["OMP_WAIT_POLICY"] = "PASSIVE"
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
-    argv = [sys.executable, "-c", CHILD, scenario, mode, minilm, checkpoint]
-    proc = subprocess.run(
-        [*argv, str(threads), str(tokens)],
-        input=json.dumps(texts),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-    )
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:]}
-    last = [line for line in proc.stdout.splitlines() if line.startswith("{")][-1]
-    return dict(json.loads(last))
+    return run_json_child(
+        CHILD, [scenario, mode, minilm, checkpoint, str(threads), str(tokens)],
+        json.dumps(texts), env,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         base = runs[f"{scenario}/openmp-default"]
         for mode in ("package", "passive"):
             run = runs[f"{scenario}/{mode}"]
-            if "error" not in base and "error" not in run:
+            if metric in base and metric in run:  # neither failed nor crashed
                 ratios[f"{scenario}/{mode}_vs_openmp-default"] = run[metric] / base[metric]
     result = {
         "machine": machine_info(),

@@ -35,10 +35,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from benchmarks.crash import run_json_child
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -117,25 +117,10 @@ def texts(count: int) -> list[str]:
 
 
 def run_child(impl: str, model: str, threads: int, n_batch: int, docs: list[str]) -> dict[str, Any]:
-    from benchmarks.crash import child_outcome
-
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, impl, model, str(threads), str(n_batch), PROMPT],
-        input=json.dumps(docs),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
+    return run_json_child(
+        CHILD, [impl, model, str(threads), str(n_batch), PROMPT], json.dumps(docs), env
     )
-    outcome = child_outcome(proc.returncode, proc.stderr)
-    if outcome is not None:
-        return {"outcome": outcome}
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:]}
-    last = [line for line in proc.stdout.splitlines() if line.startswith("{")][-1]
-    return dict(json.loads(last))
 
 
 def _ratios(run: dict[str, Any], alone: dict[str, Any]) -> dict[str, float] | None:
