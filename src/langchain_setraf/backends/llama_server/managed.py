@@ -555,34 +555,7 @@ class ManagedServer:
         from langchain_setraf.cpu import physical_cores
 
         opts = server_options(self.spec)
-        if isinstance(opts, LlamaServerEmbeddingOptions):
-            # an encoder evaluates each text in one physical batch: -ub = -b = a slot
-            return ServerArgs(
-                model_path=self.spec.path,
-                port=port,
-                n_ctx=opts.n_ctx,
-                n_parallel=opts.n_parallel,
-                n_threads=opts.n_threads or physical_cores(),
-                n_batch=opts.n_batch,
-                n_ubatch=opts.n_batch,
-                n_gpu_layers=opts.n_gpu_layers,
-                use_mmap=opts.use_mmap,
-                use_mlock=opts.use_mlock,
-                repack=opts.repack,
-                sleep_idle_seconds=opts.sleep_idle_seconds,
-                cache_ram_mib=opts.cache_ram_mib or 0,
-                flash_attn=opts.flash_attn,
-                alias=Path(self.spec.path).stem,
-                embedding=True,
-                pooling=opts.pooling,
-            )
-        cache_ram = opts.cache_ram_mib
-        if cache_ram is None:
-            info = read_gguf_header_cached(self.spec.path)
-            cache_ram = default_cache_ram_mib(
-                info, opts.n_ctx, type_k=opts.type_k, type_v=opts.type_v
-            )
-        return ServerArgs(
+        common = ServerArgs(
             model_path=self.spec.path,
             port=port,
             n_ctx=opts.n_ctx,
@@ -594,12 +567,30 @@ class ManagedServer:
             use_mlock=opts.use_mlock,
             repack=opts.repack,
             sleep_idle_seconds=opts.sleep_idle_seconds,
+            flash_attn=opts.flash_attn,
+            alias=Path(self.spec.path).stem,
+        )
+        if isinstance(opts, LlamaServerEmbeddingOptions):
+            # an encoder evaluates each text in one physical batch: -ub = -b = a slot
+            return dataclasses.replace(
+                common,
+                n_ubatch=opts.n_batch,
+                cache_ram_mib=opts.cache_ram_mib or 0,
+                embedding=True,
+                pooling=opts.pooling,
+            )
+        cache_ram = opts.cache_ram_mib
+        if cache_ram is None:
+            info = read_gguf_header_cached(self.spec.path)
+            cache_ram = default_cache_ram_mib(
+                info, opts.n_ctx, type_k=opts.type_k, type_v=opts.type_v
+            )
+        return dataclasses.replace(
+            common,
             cache_ram_mib=int(cache_ram),
             type_k=opts.type_k,
             type_v=opts.type_v,
-            flash_attn=opts.flash_attn,
             ctx_checkpoints=DEFAULT_CTX_CHECKPOINTS,
-            alias=Path(self.spec.path).stem,
         )
 
     # -- state ----------------------------------------------------------------------------
