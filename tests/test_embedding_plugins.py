@@ -12,19 +12,13 @@ processes through ``init_embeddings``.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-import langchain_setraf
+from helpers.plugin_site import install_plugins, run_with_plugins
 
-PLUGINS = Path(__file__).parent / "plugins"
 VOCAB = "clay sand granite water resistive conductive"
 
 
@@ -32,32 +26,7 @@ VOCAB = "clay sand granite water resistive conductive"
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A site directory with the three plugin distributions installed by pip."""
     target = tmp_path_factory.mktemp("embedding-plugins")
-    for name in ("setraf-bow", "setraf-partial-embed", "setraf-ngram"):
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-             "--no-build-isolation", "--target", str(target), str(PLUGINS / name)],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )  # fmt: skip
-    return target
-
-
-def _child(site: Path, code: str, *args: str) -> dict:  # type: ignore[type-arg]
-    """Run ``code`` with the plugin site and this checkout first on the path; its last
-    line of output is JSON."""
-    ours = Path(langchain_setraf.__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ours)])}
-    env.pop("SETRAF_PLUGINS", None)
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return install_plugins(target, "setraf-bow", "setraf-partial-embed", "setraf-ngram")
 
 
 @pytest.fixture()
@@ -90,7 +59,7 @@ def test_a_plugins_embeddings_class_is_discovered_and_used(
         "tokens": by_name.count_tokens("wet clay and sand"),
     }))
     """
-    data = _child(site, code, str(vocab))
+    data = run_with_plugins(site, code, str(vocab))
     assert data["info"] == ["setraf-bow", "0.3.0", False, True]
     assert data["types"] == ["BagOfWordsEmbeddings", "BagOfWordsEmbeddings"]
     # clay x2, sand x1 over (clay sand granite water resistive conductive), normalised
@@ -119,7 +88,7 @@ def test_an_incomplete_embedding_plugin_is_refused_by_name(site: Path, vocab: Pa
     print(json.dumps({"importable": info.importable, "listed": info.error, "error": error,
                       "auto": auto, "loads": get_model_cache().total_loads}))
     """
-    data = _child(site, code, str(vocab))
+    data = run_with_plugins(site, code, str(vocab))
     assert data["importable"] is False
     error = data["error"]
     assert error == data["listed"]  # the same error when listed and when used
@@ -144,7 +113,7 @@ def test_a_plugin_without_embeddings_is_named(site: Path, tmp_path: Path) -> Non
         error = str(e)
     print(json.dumps({"error": error, "llm": type(init_llm("ngram:" + sys.argv[1])).__name__}))
     """
-    data = _child(site, code, str(corpus))
+    data = run_with_plugins(site, code, str(corpus))
     assert data["error"] is not None
     assert data["error"].startswith(
         "backend 'ngram' (setraf-ngram 0.1.0) provides no embeddings class "

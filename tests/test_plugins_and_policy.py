@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 import langchain_setraf
+from helpers.plugin_site import install_plugins, run_with_plugins
 from langchain_setraf import (
     GGUFLLM,
     InsufficientMemoryError,
@@ -34,54 +33,19 @@ PLUGINS = Path(__file__).parent / "plugins"
 CORPUS = "the survey shows a clay layer over the bedrock and the clay layer is wet"
 
 
-def _install(target: Path, *names: str) -> Path:
-    """Install test plugin distributions into ``target`` (a site dir for child processes)."""
-    for name in names:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--no-deps",
-                "--no-build-isolation",
-                "--target",
-                str(target),
-                str(PLUGINS / name),
-            ],
-            check=True,
-            capture_output=True,
-        )
-    return target
-
-
 @pytest.fixture(scope="module")
 def plugin_sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("plugins")
     return {
-        "good": _install(root / "good", "setraf-ngram", "setraf-broken", "setraf-partial"),
-        "collide": _install(root / "collide", "setraf-ngram", "setraf-collide"),
+        "good": install_plugins(root / "good", "setraf-ngram", "setraf-broken", "setraf-partial"),
+        "collide": install_plugins(root / "collide", "setraf-ngram", "setraf-collide"),
     }
 
 
 def _child(site: Path, code: str, tmp_path: Path, **env: str) -> dict:  # type: ignore[type-arg]
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(CORPUS)
-    # the plugin site, then the langchain_setraf under test (this checkout's, not whichever
-    # one the interpreter has installed: the plugins import its public base classes)
-    ours = Path(langchain_setraf.__file__).resolve().parents[1]
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ours)]), **env}
-    full_env.pop("SETRAF_PLUGINS", None) if "SETRAF_PLUGINS" not in env else None
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), str(corpus)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_with_plugins(site, code, str(corpus), env=env)
 
 
 LIST = """
